@@ -1,0 +1,49 @@
+/// One attempt of one task on one node, with its devices and its epoch.
+public struct Allocation: Hashable, Sendable, Identifiable {
+    public var id: AllocationID
+    public var task: TaskRef
+    public var node: NodeID
+    public var devices: [DeviceAssignment]
+    public var cpuMillis: Int
+    public var memoryMiB: Int
+    public var project: ProjectID
+    public var priority: PriorityClass
+    public var spot: Bool
+    /// The allocation's GPU weight in milli-GPUs (1000 per whole GPU).
+    public var milliGPUs: Int
+    public var epoch: Epoch
+    public var startTime: Timestamp
+    /// When backfill and preemption expect it to end; `distantFuture` when the job gave no estimate.
+    public var expectedEnd: Timestamp
+
+    public init(id: AllocationID, task: TaskRef, node: NodeID, devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int,
+                project: ProjectID, priority: PriorityClass, spot: Bool, milliGPUs: Int, epoch: Epoch, startTime: Timestamp, expectedEnd: Timestamp) {
+        self.id = id
+        self.task = task
+        self.node = node
+        self.devices = devices
+        self.cpuMillis = cpuMillis
+        self.memoryMiB = memoryMiB
+        self.project = project
+        self.priority = priority
+        self.spot = spot
+        self.milliGPUs = milliGPUs
+        self.epoch = epoch
+        self.startTime = startTime
+        self.expectedEnd = expectedEnd
+    }
+}
+
+/// How an allocation ended.
+public enum AllocationOutcome: Hashable, Sendable {
+    /// The process exited 0.
+    case succeeded
+    /// The process exited non-zero or could not start.
+    case failed(exitCode: Int32)
+    /// Its node went down or its agent lost it: not the job's fault, so the task is requeued.
+    case lost
+    /// Stopped by a plan's preemption: requeued.
+    case preempted
+    /// Stopped because the user cancelled the job.
+    case cancelled
+}

@@ -1,0 +1,331 @@
+/// Resource use over time, summed per project for fair share.
+public struct ResourceUsage: Hashable, Sendable {
+    /// milli-GPU × milliseconds.
+    public var milliGPUMilliseconds: Int64 = 0
+    /// CPU millicores × milliseconds.
+    public var cpuMilliMilliseconds: Int64 = 0
+    /// Memory MiB × milliseconds.
+    public var memoryMiBMilliseconds: Int64 = 0
+
+    public init(milliGPUMilliseconds: Int64 = 0, cpuMilliMilliseconds: Int64 = 0, memoryMiBMilliseconds: Int64 = 0) {
+        self.milliGPUMilliseconds = milliGPUMilliseconds
+        self.cpuMilliMilliseconds = cpuMilliMilliseconds
+        self.memoryMiBMilliseconds = memoryMiBMilliseconds
+    }
+}
+
+/// A project as the scheduler sees it: its fair-share weight and what it has used.
+public struct ProjectAccount: Hashable, Sendable {
+    public var id: ProjectID
+    /// Relative share of the cluster (≥ 1); twice the weight, twice the share.
+    public var weight: Int
+    /// Use by ended allocations, decayed by `ClusterChange.decayUsage`.
+    public var usage: ResourceUsage
+
+    public init(id: ProjectID, weight: Int = 1, usage: ResourceUsage = ResourceUsage()) {
+        self.id = id
+        self.weight = weight
+        self.usage = usage
+    }
+}
+
+/// Every change the cluster state knows. The store, the control plane and the simulator all
+/// mutate a `ClusterState` only through `apply(_:)` with one of these.
+public enum ClusterChange: Sendable {
+    case registerNode(Node)
+    case setNodeState(NodeID, NodeState, at: Timestamp)
+    case setGPUHealth(NodeID, gpu: Int, GPUHealth)
+    case setProject(ProjectID, weight: Int)
+    case submit(Job)
+    case commit(VerifiedPlan, at: Timestamp)
+    case endAllocation(AllocationID, AllocationOutcome, at: Timestamp)
+    case cancel(JobID, at: Timestamp)
+    /// Multiplies every project's usage by `keepPermille`/1000 (a half-life step for fair share).
+    case decayUsage(keepPermille: Int)
+}
+
+/// A change that cannot apply: bad input, reported with what was wrong. Nothing was changed.
+public enum ClusterChangeError: Error, Hashable, Sendable, CustomStringConvertible {
+    case duplicateNode(NodeID)
+    case unknownNode(NodeID)
+    case duplicateJob(JobID)
+    case unknownJob(JobID)
+    case unknownAllocation(AllocationID)
+    case invalidJob(JobID, String)
+    case invalidNode(NodeID, String)
+    case invalidWeight(Int)
+    /// The plan was verified against another state index.
+    case stalePlan(verifiedAt: UInt64, current: UInt64)
+    case placementRefused(TaskRef, String)
+
+    public var description: String {
+        switch self {
+        case .duplicateNode(let n): "\(n) is already registered"
+        case .unknownNode(let n): "\(n) is unknown"
+        case .duplicateJob(let j): "\(j) already exists"
+        case .unknownJob(let j): "\(j) is unknown"
+        case .unknownAllocation(let a): "\(a) is unknown or ended"
+        case .invalidJob(let j, let why): "\(j) is invalid: \(why)"
+        case .invalidNode(let n, let why): "\(n) is invalid: \(why)"
+        case .invalidWeight(let w): "weight \(w) must be at least 1"
+        case .stalePlan(let at, let current): "plan verified at index \(at), state is at \(current)"
+        case .placementRefused(let task, let why): "placement of \(task) refused: \(why)"
+        }
+    }
+}
+
+/// The whole cluster as the scheduler sees it: nodes with their device usage, jobs, live
+/// allocations and project accounts.
+///
+/// A value type: a snapshot is a copy, and the scheduler may mutate a scratch copy freely.
+/// Invariants: every live allocation is recorded on its node's GPUs and counters and in its job's
+/// `liveAllocations`; `waiting` holds exactly the jobs with `isWaiting`; `index` grows by one with
+/// every applied change and is the epoch of the allocations a commit creates.
+public struct ClusterState: Sendable {
+    public private(set) var index: UInt64 = 0
+    public private(set) var nodes: [Node] = []
+    private var nodeSlots: [NodeID: Int] = [:]
+    public private(set) var jobs: [JobID: Job] = [:]
+    public private(set) var allocations: [AllocationID: Allocation] = [:]
+    public private(set) var projects: [ProjectID: ProjectAccount] = [:]
+    /// Jobs with tasks that need an allocation: the scheduler's input queue, unordered.
+    public private(set) var waiting: Set<JobID> = []
+    public private(set) var nextAllocationID: UInt64 = 1
+
+    public init() {}
+
+    public func node(_ id: NodeID) -> Node? { nodeSlots[id].map { nodes[$0] } }
+    public func slot(of id: NodeID) -> Int? { nodeSlots[id] }
+
+    /// The weight of a project; 1 for a project the state has not been told about.
+    public func weight(of project: ProjectID) -> Int { projects[project]?.weight ?? 1 }
+
+    /// Applies one change, all or nothing. Returns the allocations the change ended (preempted,
+    /// lost, cancelled), so that the caller can tell their agents.
+    @discardableResult
+    public mutating func apply(_ change: ClusterChange) throws(ClusterChangeError) -> [Allocation] {
+        var ended: [Allocation] = []
+        switch change {
+        case .registerNode(let node):
+            guard nodeSlots[node.id] == nil else { throw .duplicateNode(node.id) }
+            guard node.allocations.isEmpty, node.allocatedCPUMillis == 0 else { throw .invalidNode(node.id, "a new node holds no allocations") }
+            guard node.cpuMillis >= 0, node.memoryMiB >= 0 else { throw .invalidNode(node.id, "negative capacity") }
+            guard node.gpus.enumerated().allSatisfy({ $0.offset == $0.element.index }) else {
+                throw .invalidNode(node.id, "GPU indices must be 0..<count in order")
+            }
+            nodeSlots[node.id] = nodes.count
+            nodes.append(node)
+
+        case .setNodeState(let id, let state, let now):
+            guard let slot = nodeSlots[id] else { throw .unknownNode(id) }
+            if state == .down {
+                // A down node holds nothing: its allocations are lost and their tasks requeued.
+                for allocationID in nodes[slot].allocations {
+                    if let allocation = allocations[allocationID] {
+                        ended += end(allocation, outcome: .lost, at: now)
+                    }
+                }
+            }
+            nodes[slot].state = state
+
+        case .setGPUHealth(let id, let gpu, let health):
+            guard let slot = nodeSlots[id] else { throw .unknownNode(id) }
+            guard nodes[slot].gpus.indices.contains(gpu) else { throw .invalidNode(id, "no gpu\(gpu)") }
+            nodes[slot].setHealth(health, ofGPU: gpu)
+
+        case .setProject(let id, let weight):
+            guard weight >= 1 else { throw .invalidWeight(weight) }
+            projects[id, default: ProjectAccount(id: id)].weight = weight
+
+        case .submit(let job):
+            guard jobs[job.id] == nil else { throw .duplicateJob(job.id) }
+            if let why = Self.validate(job) { throw .invalidJob(job.id, why) }
+            var fresh = job
+            fresh.state = .pending
+            fresh.liveAllocations = [:]
+            fresh.completedTasks = []
+            jobs[job.id] = fresh
+            waiting.insert(job.id)
+            if projects[job.project] == nil { projects[job.project] = ProjectAccount(id: job.project) }
+
+        case .commit(let plan, let now):
+            guard plan.verifiedAt == index else { throw .stalePlan(verifiedAt: plan.verifiedAt, current: index) }
+            try checkGangsComplete(plan)
+            ended += try commit(plan, at: now)
+
+        case .endAllocation(let id, let outcome, let now):
+            guard let allocation = allocations[id] else { throw .unknownAllocation(id) }
+            ended += end(allocation, outcome: outcome, at: now)
+
+        case .cancel(let id, let now):
+            guard var job = jobs[id] else { throw .unknownJob(id) }
+            guard !job.state.isFinished else { break }
+            job.state = .cancelled
+            jobs[id] = job
+            waiting.remove(id)
+            for allocationID in job.liveAllocations.values.sorted() {
+                if let allocation = allocations[allocationID] { ended += end(allocation, outcome: .cancelled, at: now) }
+            }
+
+        case .decayUsage(let keep):
+            let keep = Int64(max(0, min(1000, keep)))
+            for id in projects.keys {
+                projects[id]!.usage.milliGPUMilliseconds = projects[id]!.usage.milliGPUMilliseconds / 1000 * keep
+                projects[id]!.usage.cpuMilliMilliseconds = projects[id]!.usage.cpuMilliMilliseconds / 1000 * keep
+                projects[id]!.usage.memoryMiBMilliseconds = projects[id]!.usage.memoryMiBMilliseconds / 1000 * keep
+            }
+        }
+        index += 1
+        return ended
+    }
+
+    /// Why a submitted job can never be accepted as written, or nil.
+    public static func validate(_ job: Job) -> String? {
+        if job.taskGroups.isEmpty { return "a job needs at least one task group" }
+        for group in job.taskGroups {
+            if group.count < 1 { return "task group \(group.name) needs a count of at least 1" }
+            let r = group.resources
+            if r.cpuMillis < 0 || r.memoryMiB < 0 { return "task group \(group.name) asks negative CPU or memory" }
+            switch r.gpu {
+            case .none: break
+            case .whole(let count) where count < 1: return "task group \(group.name) asks \(count) GPUs"
+            case .share(let milli, let memory) where milli < 1 || milli > 1000 || memory < 0:
+                return "a GPU share needs 1...1000 milli-GPUs and non-negative memory"
+            case .share(let milli, _) where milli == 1000:
+                return "a share of 1000 milli-GPUs is a whole GPU: ask for whole GPUs"
+            default: break
+            }
+        }
+        if let estimate = job.runtimeEstimate, estimate < .zero { return "negative runtime estimate" }
+        if let limit = job.runtimeLimit, limit <= .zero { return "runtime limit must be positive" }
+        return nil
+    }
+
+    private func checkGangsComplete(_ plan: VerifiedPlan) throws(ClusterChangeError) {
+        var placedPerGang: [TaskRef: Int] = [:]
+        for placement in plan.placements where placement.gang {
+            placedPerGang[TaskRef(job: placement.task.job, group: placement.task.group, index: 0), default: 0] += 1
+        }
+        for (gang, placed) in placedPerGang {
+            guard let job = jobs[gang.job] else { throw .unknownJob(gang.job) }
+            let group = job.taskGroups[gang.group]
+            let live = job.liveAllocations.keys.count(where: { $0.group == gang.group })
+            if live + placed != group.count {
+                throw .placementRefused(gang, "gang group \(group.name) needs all \(group.count) tasks, plan and state hold \(live + placed)")
+            }
+        }
+    }
+
+    private mutating func commit(_ plan: VerifiedPlan, at now: Timestamp) throws(ClusterChangeError) -> [Allocation] {
+        // Check everything before changing anything: placements are staged per touched node on
+        // copies after the preemptions' releases, and written back only when all of them fit.
+        var staged: [Int: Node] = [:]
+        var releasing: [Allocation] = []
+        for preemption in plan.preemptions {
+            guard let victim = allocations[preemption.allocation], victim.epoch == preemption.epoch else { continue }
+            releasing.append(victim)
+            guard let slot = nodeSlots[victim.node] else { continue }
+            var node = staged[slot] ?? nodes[slot]
+            node.release(victim)
+            staged[slot] = node
+        }
+        var created: [Allocation] = []
+        var nextID = nextAllocationID
+        var seen: Set<TaskRef> = []
+        for placement in plan.placements {
+            guard let job = jobs[placement.task.job] else { throw .unknownJob(placement.task.job) }
+            guard job.isWaiting, job.taskGroups.indices.contains(placement.task.group),
+                  (0..<job.taskGroups[placement.task.group].count).contains(placement.task.index),
+                  job.liveAllocations[placement.task] == nil, !job.completedTasks.contains(placement.task),
+                  seen.insert(placement.task).inserted
+            else { throw .placementRefused(placement.task, "task is not waiting") }
+            guard let slot = nodeSlots[placement.node] else { throw .unknownNode(placement.node) }
+            let allocation = Allocation(
+                id: AllocationID(nextID), task: placement.task, node: placement.node, devices: placement.devices,
+                cpuMillis: placement.cpuMillis, memoryMiB: placement.memoryMiB, project: job.project,
+                priority: job.priority, spot: job.spot, milliGPUs: job.taskGroups[placement.task.group].milliGPUsPerTask,
+                epoch: Epoch(index + 1), startTime: now,
+                expectedEnd: job.plannedRuntime.map { now + $0 } ?? .distantFuture)
+            var node = staged[slot] ?? nodes[slot]
+            if let shortage = node.reserve(allocation) { throw .placementRefused(placement.task, shortage.description) }
+            staged[slot] = node
+            created.append(allocation)
+            nextID += 1
+        }
+        // Everything fits: end the victims (and the gang partners they take along) on the real
+        // state, then take the new allocations' devices. Ending only frees capacity, so every
+        // reservation checked above still fits.
+        var ended: [Allocation] = []
+        for victim in releasing where allocations[victim.id] != nil {
+            ended += end(victim, outcome: .preempted, at: now)
+        }
+        for allocation in created {
+            let shortage = nodes[nodeSlots[allocation.node]!].reserve(allocation)
+            // Checked on the staged copy above, and releases since only added capacity.
+            precondition(shortage == nil, "staged reservation no longer fits: \(shortage!)")
+        }
+        for allocation in created {
+            allocations[allocation.id] = allocation
+            var job = jobs[allocation.task.job]!
+            job.liveAllocations[allocation.task] = allocation.id
+            job.attempts += 1
+            job.state = .running
+            jobs[job.id] = job
+            if !job.isWaiting { waiting.remove(job.id) }
+        }
+        nextAllocationID = nextID
+        return ended
+    }
+
+    /// Ends one allocation and, where the job cannot go on without it, its gang partners.
+    private mutating func end(_ allocation: Allocation, outcome: AllocationOutcome, at now: Timestamp) -> [Allocation] {
+        guard allocations.removeValue(forKey: allocation.id) != nil else { return [] }
+        if let slot = nodeSlots[allocation.node] { nodes[slot].release(allocation) }
+        var ended = [allocation]
+        let runMilliseconds = now.milliseconds(since: allocation.startTime)
+        var account = projects[allocation.project] ?? ProjectAccount(id: allocation.project)
+        account.usage.milliGPUMilliseconds += Int64(allocation.milliGPUs) * runMilliseconds
+        account.usage.cpuMilliMilliseconds += Int64(allocation.cpuMillis) * runMilliseconds
+        account.usage.memoryMiBMilliseconds += Int64(allocation.memoryMiB) * runMilliseconds
+        projects[allocation.project] = account
+
+        guard var job = jobs[allocation.task.job] else { return ended }
+        job.liveAllocations[allocation.task] = nil
+        job.attainedMilliGPUMilliseconds += Int64(allocation.milliGPUs) * runMilliseconds
+        let gang = job.taskGroups[allocation.task.group].gang
+        var partnersOutcome: AllocationOutcome?
+        switch outcome {
+        case .succeeded:
+            job.completedTasks.insert(allocation.task)
+        case .failed:
+            if !job.state.isFinished { job.state = .failed }
+            partnersOutcome = .cancelled
+        case .lost, .preempted:
+            // The task is requeued; a gang cannot go on with a member missing, so the rest of
+            // its group is stopped and requeued with it.
+            if gang { partnersOutcome = outcome }
+        case .cancelled:
+            break
+        }
+        if !job.state.isFinished {
+            if job.completedTasks.count == job.taskCount {
+                job.state = .succeeded
+            } else {
+                job.state = job.liveAllocations.isEmpty ? .pending : .running
+            }
+        }
+        jobs[job.id] = job
+        if job.isWaiting { waiting.insert(job.id) } else { waiting.remove(job.id) }
+
+        if let partnersOutcome {
+            // A failure stops the whole job; a lost or preempted gang member stops its group.
+            let partners = job.liveAllocations
+                .filter { partnersOutcome == .cancelled || $0.key.group == allocation.task.group }
+                .values.sorted()
+            for partner in partners {
+                if let other = allocations[partner] { ended += end(other, outcome: partnersOutcome, at: now) }
+            }
+        }
+        return ended
+    }
+}

@@ -1,0 +1,123 @@
+/// A named priority level. Higher `value` goes first and may preempt lower values.
+public struct PriorityClass: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var value: Int
+
+    public init(name: String, value: Int) {
+        self.name = name
+        self.value = value
+    }
+
+    public static let low = PriorityClass(name: "low", value: 0)
+    public static let normal = PriorityClass(name: "normal", value: 100)
+    public static let high = PriorityClass(name: "high", value: 1000)
+
+    public static func < (lhs: PriorityClass, rhs: PriorityClass) -> Bool { lhs.value < rhs.value }
+    public var description: String { name }
+}
+
+/// How the tasks of a group prefer to be laid out.
+public enum PlacementPreference: String, Hashable, Sendable {
+    /// Pack tightly (batch work: leaves whole nodes free for large jobs).
+    case pack
+    /// Spread over nodes (replicas: one node's loss takes few of them).
+    case spread
+}
+
+/// `count` tasks with the same per-task resources. A gang group starts all its tasks together or
+/// none; a plain group's tasks start as capacity allows (an array job).
+public struct TaskGroup: Hashable, Sendable {
+    public var name: String
+    public var count: Int
+    public var resources: TaskResources
+    public var gang: Bool
+    public var placement: PlacementPreference
+
+    public init(name: String = "main", count: Int = 1, resources: TaskResources, gang: Bool = false, placement: PlacementPreference = .pack) {
+        self.name = name
+        self.count = count
+        self.resources = resources
+        self.gang = gang
+        self.placement = placement
+    }
+
+    public var milliGPUsPerTask: Int { resources.gpu.milliGPUs }
+}
+
+/// Where a job is in its life.
+public enum JobState: String, Hashable, Sendable, CaseIterable {
+    case pending
+    case running
+    case succeeded
+    case failed
+    case cancelled
+
+    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
+}
+
+/// A unit of batch work.
+///
+/// The submitted spec (`project` … `submitTime`) never changes; the lifecycle part below it is
+/// written only by `ClusterState.apply(_:)`.
+public struct Job: Hashable, Sendable, Identifiable {
+    public var id: JobID
+    public var name: String
+    public var project: ProjectID
+    public var priority: PriorityClass
+    /// Spot work is preemptible by any non-spot work, and sold cheaper.
+    public var spot: Bool
+    public var taskGroups: [TaskGroup]
+    /// The user's (or a predictor's) guess of the run time; drives SJF and backfill.
+    public var runtimeEstimate: Duration?
+    /// The run time after which the agent stops the job; backfill trusts it over the estimate.
+    public var runtimeLimit: Duration?
+    public var submitTime: Timestamp
+
+    public internal(set) var state: JobState = .pending
+    /// Allocations started for this job over its life (a preempted or lost gang counts each task).
+    public internal(set) var attempts: Int = 0
+    /// GPU time of ended allocations, in milli-GPU × milliseconds (Tiresias' attained service).
+    public internal(set) var attainedMilliGPUMilliseconds: Int64 = 0
+    /// The allocation running each task now.
+    public internal(set) var liveAllocations: [TaskRef: AllocationID] = [:]
+    /// Tasks of plain groups that ended successfully and must not run again.
+    public internal(set) var completedTasks: Set<TaskRef> = []
+
+    public init(id: JobID, name: String? = nil, project: ProjectID, priority: PriorityClass = .normal, spot: Bool = false,
+                taskGroups: [TaskGroup], runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, submitTime: Timestamp) {
+        self.id = id
+        self.name = name ?? id.description
+        self.project = project
+        self.priority = priority
+        self.spot = spot
+        self.taskGroups = taskGroups
+        self.runtimeEstimate = runtimeEstimate
+        self.runtimeLimit = runtimeLimit
+        self.submitTime = submitTime
+    }
+
+    public var taskCount: Int { taskGroups.reduce(0) { $0 + $1.count } }
+
+    /// Every task of the job, in group then index order.
+    public var tasks: [TaskRef] {
+        taskGroups.indices.flatMap { group in (0..<taskGroups[group].count).map { TaskRef(job: id, group: group, index: $0) } }
+    }
+
+    /// Tasks that still need an allocation.
+    public var unplacedTasks: [TaskRef] {
+        guard !state.isFinished else { return [] }
+        return tasks.filter { liveAllocations[$0] == nil && !completedTasks.contains($0) }
+    }
+
+    /// Whether the job has tasks waiting for the scheduler.
+    public var isWaiting: Bool {
+        guard !state.isFinished else { return false }
+        return liveAllocations.count + completedTasks.count < taskCount
+    }
+
+    /// The GPU milli-units of all tasks (for accounting and fair share).
+    public var milliGPUs: Int { taskGroups.reduce(0) { $0 + $1.count * $1.milliGPUsPerTask } }
+
+    /// The run time that backfill plans with: the limit when given (the agent enforces it), else the estimate.
+    public var plannedRuntime: Duration? { runtimeLimit.map { l in runtimeEstimate.map { min($0, l) } ?? l } ?? runtimeEstimate }
+}

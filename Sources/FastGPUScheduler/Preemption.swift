@@ -1,0 +1,111 @@
+import FastGPUModel
+
+extension SchedulingPass {
+    /// Tries to place every waiting task of `job` by preempting work its policy says yields to it.
+    /// Returns the number of allocations preempted, or nil (with nothing changed) when it cannot.
+    ///
+    /// Per task, every ready node of a fitting model is tried: its yielding allocations are
+    /// released on a copy, cheapest first (spot, then lower class, then the least work lost), until
+    /// the task fits. The node needing the fewest victims wins, then the least work lost, then the
+    /// seed's tie-break. A victim in a gang takes its whole gang with it, and counts so.
+    mutating func preempt(for job: Job, tasks: [TaskRef]) -> Int? {
+        preemptionSearches += 1
+        let transaction = beginTransaction()
+        var victimsTotal = 0
+        for task in tasks {
+            let demand = TaskDemand(job: job, group: task.group, now: now, defaultRuntime: configuration.defaultRuntime)
+            if placeTask(task, demand: demand, transaction: transaction) != nil { continue }
+            guard let choice = cheapestVictims(for: demand, job: job) else {
+                rollBack(transaction)
+                return nil
+            }
+            for victim in choice.victims { evict(victim, for: job.id, transaction: transaction) }
+            victimsTotal += choice.victims.count
+            guard let devices = DeviceSelection.devices(on: nodes[choice.slot], for: demand),
+                  take(task, demand: demand, slot: choice.slot, devices: devices, transaction: transaction) != nil
+            else {
+                rollBack(transaction)
+                return nil
+            }
+        }
+        commitTransaction(transaction)
+        return victimsTotal
+    }
+
+    private struct VictimChoice {
+        var slot: Int
+        var victims: [Allocation]
+        var count: Int
+        var lostWork: Int64
+        var tie: UInt64
+
+        func isCheaper(than other: VictimChoice) -> Bool {
+            if count != other.count { return count < other.count }
+            if lostWork != other.lostWork { return lostWork < other.lostWork }
+            return tie < other.tie
+        }
+    }
+
+    private func cheapestVictims(for demand: TaskDemand, job: Job) -> VictimChoice? {
+        var best: VictimChoice?
+        let checks = configuration.checks
+        let staticChecks: [any FeasibilityCheck] = [GPUModelCheck(), NodeSelectorCheck()]
+        for slot in nodes.indices where index.isIndexed(slot) {
+            let node = nodes[slot]
+            if staticChecks.contains(where: { $0.failure(of: node, for: demand) != nil }) { continue }
+            if case .whole(let k) = demand.gpu, node.gpus.count < k { continue }
+            var yielding = node.allocations.compactMap { id -> Allocation? in
+                guard tentative[id] == nil, !preempted.contains(id), let allocation = state.allocations[id] else { return nil }
+                return configuration.policy.mayPreempt(allocation, for: job, in: state, now: now) ? allocation : nil
+            }
+            guard !yielding.isEmpty else { continue }
+            yielding.sort(by: Self.cheaperVictim)
+            var copy = node
+            var victims: [Allocation] = []
+            var count = 0
+            var lost: Int64 = 0
+            for victim in yielding {
+                copy.release(victim)
+                victims.append(victim)
+                count += gangSize(of: victim)
+                lost += Int64(victim.milliGPUs) * now.milliseconds(since: victim.startTime)
+                if checks.allSatisfy({ $0.failure(of: copy, for: demand) == nil }), DeviceSelection.devices(on: copy, for: demand) != nil {
+                    let choice = VictimChoice(slot: slot, victims: victims, count: count, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
+                    if best.map({ choice.isCheaper(than: $0) }) ?? true { best = choice }
+                    break
+                }
+            }
+        }
+        return best
+    }
+
+    /// Spot before non-spot, lower class before higher, later start (less work lost) first.
+    static func cheaperVictim(_ a: Allocation, _ b: Allocation) -> Bool {
+        if a.spot != b.spot { return a.spot }
+        if a.priority.value != b.priority.value { return a.priority.value < b.priority.value }
+        if a.startTime != b.startTime { return a.startTime > b.startTime }
+        return a.id < b.id
+    }
+
+    private func gangSize(of allocation: Allocation) -> Int {
+        guard let job = state.jobs[allocation.task.job], job.taskGroups[allocation.task.group].gang else { return 1 }
+        return job.liveAllocations.keys.count { $0.group == allocation.task.group }
+    }
+
+    /// Releases the victim, and its gang partners, on the scratch nodes and records the preemptions.
+    private mutating func evict(_ victim: Allocation, for beneficiary: JobID, transaction: Transaction) {
+        var victims = [victim]
+        if let job = state.jobs[victim.task.job], job.taskGroups[victim.task.group].gang {
+            victims = job.liveAllocations.filter { $0.key.group == victim.task.group }.values.sorted().compactMap { state.allocations[$0] }
+        }
+        for allocation in victims where !preempted.contains(allocation.id) {
+            guard let slot = state.slot(of: allocation.node) else { continue }
+            transaction.remember(slot, nodes[slot])
+            nodes[slot].release(allocation)
+            index.update(slot, freeWholeGPUs: nodes[slot].freeWholeGPUs)
+            preempted.insert(allocation.id)
+            transaction.preempted.append(allocation.id)
+            preemptions.append(Preemption(allocation: allocation.id, epoch: allocation.epoch, victim: allocation.task, beneficiary: beneficiary))
+        }
+    }
+}

@@ -1,0 +1,193 @@
+public import FastGPUModel
+import HeapModule
+
+/// Orders the waiting jobs and says which running work a waiting job may preempt.
+public protocol QueuePolicy: Sendable {
+    /// A short name for reports and the CLI (`fifo`, `fair-share`, `sjf`, `las`).
+    var name: String { get }
+    /// The waiting jobs in the order the scheduler tries them.
+    func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job]
+    /// Whether `job` may take the place of `victim`. Every policy lets non-spot work preempt spot
+    /// work and a higher priority class preempt a lower one; a policy may add its own rule.
+    func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool
+}
+
+extension QueuePolicy {
+    public func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
+        Self.basePreemptionRule(victim, for: job)
+    }
+
+    /// Spot work yields to non-spot work; a lower priority class yields to a higher one.
+    public static func basePreemptionRule(_ victim: Allocation, for job: Job) -> Bool {
+        if victim.task.job == job.id { return false }
+        if victim.spot && !job.spot { return true }
+        return victim.priority < job.priority
+    }
+}
+
+/// First come, first served: submit time, then job id.
+///
+/// Source: the default of batch schedulers (Slurm's `priority/basic`, Kubernetes' queue without
+/// priorities). The baseline every other policy is measured against.
+public struct FIFOPolicy: QueuePolicy {
+    public init() {}
+    public var name: String { "fifo" }
+    public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
+        waiting.sorted { ($0.submitTime, $0.id) < ($1.submitTime, $1.id) }
+    }
+}
+
+/// Shortest job first on the runtime *estimate* (never the true duration): estimate, then submit
+/// time, then id; jobs without an estimate go last in FIFO order.
+///
+/// Source: classic SJF; Helios' QSSF (Hu et al., SC'21) orders by a predicted GPU time the same way.
+public struct ShortestJobFirstPolicy: QueuePolicy {
+    public init() {}
+    public var name: String { "sjf" }
+    public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
+        waiting.sorted { a, b in
+            let ea = a.runtimeEstimate?.wholeMilliseconds ?? .max
+            let eb = b.runtimeEstimate?.wholeMilliseconds ?? .max
+            return (ea, a.submitTime, a.id) < (eb, b.submitTime, b.id)
+        }
+    }
+}
+
+/// Priority classes first, then weighted fair share across projects by dominant-resource share.
+///
+/// A project's share is the largest, over GPU, CPU and memory, of its resource-time divided by the
+/// cluster's capacity of that resource, divided by the project's weight: Dominant Resource Fairness
+/// (Ghodsi et al., NSDI'11) measured in resource-seconds as Slurm's fair-share factor is. Its
+/// resource-time is what ended allocations used (decayed by the control plane), plus what running
+/// allocations used so far. Within a class the order is built by progressive filling: the project
+/// with the smallest share gives its oldest job, which adds its expected use (resources × planned
+/// run time, or `horizon` without one), and the next smallest share goes next (Kueue's fair
+/// sharing orders admission the same way).
+public struct FairSharePolicy: QueuePolicy {
+    /// The run time charged for a job without an estimate or limit.
+    public var horizon: Duration
+
+    public init(horizon: Duration = .seconds(3600)) {
+        self.horizon = horizon
+    }
+
+    public var name: String { "fair-share" }
+
+    public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
+        var capacity = (gpu: Int64(0), cpu: Int64(0), memory: Int64(0))
+        for node in state.nodes where node.state != .down {
+            capacity.gpu += Int64(node.gpus.count * 1000)
+            capacity.cpu += Int64(node.cpuMillis)
+            capacity.memory += Int64(node.memoryMiB)
+        }
+        var usage: [ProjectID: ResourceUsage] = state.projects.mapValues(\.usage)
+        for allocation in state.allocations.values {
+            let ran = now.milliseconds(since: allocation.startTime)
+            usage[allocation.project, default: ResourceUsage()].add(milliGPUs: allocation.milliGPUs, cpuMillis: allocation.cpuMillis, memoryMiB: allocation.memoryMiB, milliseconds: ran)
+        }
+        func share(_ project: ProjectID) -> Int128 {
+            let u = usage[project] ?? ResourceUsage()
+            // Parts per 10^12 of capacity-milliseconds; the common time factor cancels out.
+            func part(_ used: Int64, _ total: Int64) -> Int128 { total > 0 ? Int128(used) * 1_000_000_000_000 / Int128(total) : 0 }
+            let dominant = max(part(u.milliGPUMilliseconds, capacity.gpu), part(u.cpuMilliMilliseconds, capacity.cpu), part(u.memoryMiBMilliseconds, capacity.memory))
+            return dominant / Int128(state.weight(of: project))
+        }
+
+        var ordered: [Job] = []
+        ordered.reserveCapacity(waiting.count)
+        let byClass = Dictionary(grouping: waiting, by: \.priority.value)
+        for classValue in byClass.keys.sorted(by: >) {
+            var queues: [ProjectID: [Job]] = [:]
+            for job in byClass[classValue]! { queues[job.project, default: []].append(job) }
+            var next: [ProjectID: Int] = [:]
+            var heap = Heap<ShareEntry>()
+            for (project, jobs) in queues {
+                queues[project] = jobs.sorted { ($0.submitTime, $0.id) < ($1.submitTime, $1.id) }
+                heap.insert(ShareEntry(share: share(project), project: project))
+                next[project] = 0
+            }
+            while let entry = heap.popMin() {
+                let jobs = queues[entry.project]!
+                let position = next[entry.project]!
+                let job = jobs[position]
+                ordered.append(job)
+                let runtime = (job.plannedRuntime ?? horizon).wholeMilliseconds
+                for group in job.taskGroups {
+                    usage[job.project, default: ResourceUsage()].add(
+                        milliGPUs: group.milliGPUsPerTask * group.count, cpuMillis: group.resources.cpuMillis * group.count,
+                        memoryMiB: group.resources.memoryMiB * group.count, milliseconds: runtime)
+                }
+                if position + 1 < jobs.count {
+                    next[entry.project] = position + 1
+                    heap.insert(ShareEntry(share: share(entry.project), project: entry.project))
+                }
+            }
+        }
+        return ordered
+    }
+
+    private struct ShareEntry: Comparable {
+        var share: Int128
+        var project: ProjectID
+        static func < (a: ShareEntry, b: ShareEntry) -> Bool { (a.share, a.project) < (b.share, b.project) }
+    }
+}
+
+/// Tiresias-style discretised two-dimensional least-attained-service (Gu et al., NSDI'19).
+///
+/// A job's attained service is its GPU time so far (GPUs × time run, over all its attempts, the
+/// "two dimensions"). Queues are cut at `thresholds` (GPU-seconds): queue 0 holds jobs below the
+/// first threshold and goes first. Inside a queue, jobs go in submit order (Tiresias' FIFO within
+/// a queue, which keeps a job from bouncing). Running work of a job in a lower queue (more
+/// attained service) may be preempted for a waiting job of a higher queue. Without estimates,
+/// it favours short jobs the way SRTF would, which is why it needs no oracle. Left out: Tiresias'
+/// starvation knob (promotion after a long wait).
+public struct LeastAttainedServicePolicy: QueuePolicy {
+    /// Queue boundaries in GPU-seconds, ascending.
+    public var thresholdGPUSeconds: [Int64]
+
+    public init(thresholdGPUSeconds: [Int64] = [3_600, 36_000]) {
+        self.thresholdGPUSeconds = thresholdGPUSeconds
+    }
+
+    public var name: String { "las" }
+
+    /// GPU time so far in milli-GPU × milliseconds, counting running allocations up to `now`.
+    public func attainedService(of job: Job, in state: ClusterState, now: Timestamp) -> Int64 {
+        var total = job.attainedMilliGPUMilliseconds
+        for allocationID in job.liveAllocations.values {
+            if let allocation = state.allocations[allocationID] {
+                total += Int64(allocation.milliGPUs) * now.milliseconds(since: allocation.startTime)
+            }
+        }
+        return total
+    }
+
+    public func queue(of job: Job, in state: ClusterState, now: Timestamp) -> Int {
+        let attained = attainedService(of: job, in: state, now: now)
+        // GPU-seconds × 1000 milli-GPU × 1000 ms = milli-GPU-milliseconds.
+        return thresholdGPUSeconds.firstIndex { attained < $0 * 1_000_000 } ?? thresholdGPUSeconds.count
+    }
+
+    public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
+        waiting
+            .map { (queue: queue(of: $0, in: state, now: now), job: $0) }
+            .sorted { ($0.queue, $0.job.submitTime, $0.job.id) < ($1.queue, $1.job.submitTime, $1.job.id) }
+            .map(\.job)
+    }
+
+    public func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
+        if Self.basePreemptionRule(victim, for: job) { return true }
+        // The queue rule never lets spot work displace non-spot work, nor a lower class a higher one.
+        guard victim.task.job != job.id, victim.priority <= job.priority, !(job.spot && !victim.spot), let victimJob = state.jobs[victim.task.job] else { return false }
+        return queue(of: victimJob, in: state, now: now) > queue(of: job, in: state, now: now)
+    }
+}
+
+extension ResourceUsage {
+    mutating func add(milliGPUs: Int, cpuMillis: Int, memoryMiB: Int, milliseconds: Int64) {
+        milliGPUMilliseconds += Int64(milliGPUs) * milliseconds
+        cpuMilliMilliseconds += Int64(cpuMillis) * milliseconds
+        memoryMiBMilliseconds += Int64(memoryMiB) * milliseconds
+    }
+}

@@ -1,0 +1,294 @@
+public import FastGPUModel
+
+/// What the pass decided for one job.
+public enum JobDecision: Hashable, Sendable {
+    /// `tasks` tasks placed (all that were waiting, or some of a plain group).
+    case placed(JobID, tasks: Int, preempting: Int)
+    case pending(PendingJob)
+}
+
+/// One scheduling pass over the queue: queue → feasibility → score → plan.
+///
+/// The pass works on scratch copies of the snapshot's nodes: every placement it proposes takes
+/// its devices there with the same `Node.reserve` that the state's reducer uses, so later
+/// decisions in the pass see earlier ones and the plan never over-commits the snapshot.
+/// Gang groups and preemptions run inside a transaction that is rolled back whole on failure.
+public struct SchedulingPass {
+    public let state: ClusterState
+    public let configuration: SchedulerConfiguration
+    public let now: Timestamp
+    /// The waiting jobs in policy order.
+    public let queue: [Job]
+
+    var nodes: [Node]
+    var index: CapacityIndex
+    let mix: WorkloadMix
+    var catalog: NodeShapeCatalog
+    private var cursor = 0
+
+    var placements: [Placement] = []
+    var preemptions: [Preemption] = []
+    var pending: [PendingJob] = []
+    var reservation: Reservation?
+    var reservedSlots: Set<Int> = []
+    /// The first blocked job under strict backfill.
+    var blockedHead: JobID?
+
+    /// Allocations proposed in this pass, by their tentative ids (from the top of the id space).
+    var tentative: [AllocationID: Allocation] = [:]
+    var nextTentativeID = UInt64.max - 1
+    var preempted: Set<AllocationID> = []
+    var preemptionSearches = 0
+    /// Why candidates failed for the last task that could not be placed.
+    var tally = FailureTally()
+
+    public init(state: ClusterState, configuration: SchedulerConfiguration, now: Timestamp) {
+        self.state = state
+        self.configuration = configuration
+        self.now = now
+        let waiting = state.waiting.compactMap { state.jobs[$0] }
+        self.queue = configuration.policy.order(waiting, in: state, now: now)
+        self.nodes = state.nodes
+        self.index = CapacityIndex(nodes: state.nodes)
+        self.mix = WorkloadMix.of(waiting)
+        self.catalog = NodeShapeCatalog(nodes: state.nodes)
+    }
+
+    /// The plan so far (the whole plan once `step()` has returned nil).
+    public var plan: Plan {
+        Plan(basedOn: state.index, placements: placements, preemptions: preemptions, pending: pending, reservation: reservation)
+    }
+
+    /// Decides the next job in the queue; nil when the queue is done.
+    public mutating func step() -> JobDecision? {
+        guard cursor < queue.count else { return nil }
+        let job = queue[cursor]
+        // The position counts only jobs ahead that stay pending: placed ones leave the queue.
+        let position = pending.count
+        cursor += 1
+        return decide(job, position: position)
+    }
+
+    private mutating func decide(_ job: Job, position: Int) -> JobDecision {
+        let unplaced = job.unplacedTasks
+        for group in Set(unplaced.map(\.group)).sorted() {
+            if let never = catalog.neverReason(for: job.taskGroups[group]) {
+                return park(job, position: position, reason: .never(never))
+            }
+        }
+        if let head = blockedHead {
+            return park(job, position: position, reason: .notNow(shortfall: .reservedFor(head), largestFreeFit: nil, jobsAhead: position, estimatedStart: nil))
+        }
+
+        var placed = 0
+        var failedGroup: Int?
+        var gangPlaceable = 0
+        for group in Set(unplaced.map(\.group)).sorted() {
+            let tasks = unplaced.filter { $0.group == group }
+            let demand = TaskDemand(job: job, group: group, now: now, defaultRuntime: configuration.defaultRuntime)
+            if demand.gang {
+                let mark = beginTransaction()
+                var ok = true
+                for (i, task) in tasks.enumerated() where placeTask(task, demand: demand, transaction: mark) == nil {
+                    ok = false
+                    gangPlaceable = i
+                    break
+                }
+                if ok { placed += tasks.count; commitTransaction(mark) } else { rollBack(mark); failedGroup = failedGroup ?? group }
+            } else {
+                for task in tasks {
+                    if placeTask(task, demand: demand, transaction: nil) != nil { placed += 1 } else { failedGroup = failedGroup ?? group; break }
+                }
+            }
+        }
+        if failedGroup == nil {
+            return .placed(job.id, tasks: placed, preempting: 0)
+        }
+        let failure = tally
+        if configuration.preemption, placed == 0, preemptionSearches < configuration.preemptionSearchesPerPass,
+           let victims = preempt(for: job, tasks: job.unplacedTasks) {
+            return .placed(job.id, tasks: job.unplacedTasks.count, preempting: victims)
+        }
+        tally = failure
+
+        let group = failedGroup!
+        let demand = TaskDemand(job: job, group: group, now: now, defaultRuntime: configuration.defaultRuntime)
+        var estimatedStart: Timestamp?
+        if placed == 0 {
+            switch configuration.backfill {
+            case .strict:
+                blockedHead = job.id
+            case .easy where reservation == nil:
+                reserve(job)
+                if let reservation, reservation.job == job.id, reservation.start < .distantFuture { estimatedStart = reservation.start }
+            case .easy, .greedy:
+                break
+            }
+        }
+        var shortfall = shortfall(for: demand, placeableOfGang: gangPlaceable)
+        if reservation?.job == job.id, case .reservedFor = shortfall {
+            shortfall = .gpus(perTask: demand.wholeGPUs, model: demand.resources.gpuModel)
+        }
+        let reason = PendingReason.notNow(shortfall: shortfall, largestFreeFit: largestFreeFit(for: demand), jobsAhead: position, estimatedStart: estimatedStart)
+        let parked = PendingJob(job: job.id, position: position, reason: reason)
+        pending.append(parked)
+        return placed > 0 ? .placed(job.id, tasks: placed, preempting: 0) : .pending(parked)
+    }
+
+    private mutating func park(_ job: Job, position: Int, reason: PendingReason) -> JobDecision {
+        let parked = PendingJob(job: job.id, position: position, reason: reason)
+        pending.append(parked)
+        return .pending(parked)
+    }
+
+    // MARK: Placement
+
+    /// Places one task on the best of the first `scoringLimit` feasible candidates; nil when none.
+    @discardableResult
+    mutating func placeTask(_ task: TaskRef, demand: TaskDemand, transaction: Transaction?) -> Placement? {
+        var failures = FailureTally()
+        var best: (slot: Int, devices: [DeviceAssignment], score: Int, tie: UInt64)?
+        var feasible = 0
+        let limit = configuration.scoringLimit
+        // The walk reads a copy of the index (copy-on-write: no copy is made) so that it does not
+        // overlap with the pass's own state.
+        Self.forEachCandidate(in: index, for: demand) { slot in
+            guard let devices = self.feasibleDevices(onSlot: slot, for: demand, failures: &failures) else { return true }
+            let node = self.nodes[slot]
+            let score = self.score(node: node, devices: devices, task: demand)
+            let tie = Self.tieBreak(self.configuration.seed, node.id)
+            if best == nil || score > best!.score || (score == best!.score && tie < best!.tie) {
+                best = (slot, devices, score, tie)
+            }
+            feasible += 1
+            return feasible < limit
+        }
+        tally = failures
+        guard let best else { return nil }
+        return take(task, demand: demand, slot: best.slot, devices: best.devices, transaction: transaction)
+    }
+
+    /// The devices the task would get on the node, or nil (tallying why) when a check fails.
+    func feasibleDevices(onSlot slot: Int, for demand: TaskDemand, failures: inout FailureTally) -> [DeviceAssignment]? {
+        let node = nodes[slot]
+        for check in configuration.checks {
+            if let failure = check.failure(of: node, for: demand) {
+                failures.add(failure)
+                return nil
+            }
+        }
+        if let reservation, demand.job != reservation.job, demand.expectedEnd > reservation.start, reservedSlots.contains(slot) {
+            failures.add(.reserved)
+            return nil
+        }
+        guard let devices = DeviceSelection.devices(on: node, for: demand) else {
+            failures.add(demand.gpu.checkFailure)
+            return nil
+        }
+        return devices
+    }
+
+    /// Records the placement on the scratch nodes and in the plan.
+    mutating func take(_ task: TaskRef, demand: TaskDemand, slot: Int, devices: [DeviceAssignment], transaction: Transaction?) -> Placement? {
+        let allocation = Allocation(
+            id: AllocationID(nextTentativeID), task: task, node: nodes[slot].id, devices: devices,
+            cpuMillis: demand.resources.cpuMillis, memoryMiB: demand.resources.memoryMiB, project: demand.project,
+            priority: demand.priority, spot: demand.spot, milliGPUs: demand.gpu.milliGPUs, epoch: Epoch(state.index),
+            startTime: now, expectedEnd: demand.expectedEnd)
+        transaction?.remember(slot, nodes[slot])
+        if nodes[slot].reserve(allocation) != nil { return nil }
+        nextTentativeID -= 1
+        tentative[allocation.id] = allocation
+        transaction?.tentativeIDs.append(allocation.id)
+        index.update(slot, freeWholeGPUs: nodes[slot].freeWholeGPUs)
+        let placement = Placement(task: task, node: nodes[slot].id, devices: devices, cpuMillis: demand.resources.cpuMillis,
+                                  memoryMiB: demand.resources.memoryMiB, gang: demand.gang)
+        placements.append(placement)
+        return placement
+    }
+
+    /// Candidate node slots for a task, in the order the index gives (tightest first for whole GPUs).
+    static func forEachCandidate(in index: CapacityIndex, for demand: TaskDemand, _ body: (Int) -> Bool) {
+        switch demand.gpu {
+        case .whole(let count):
+            index.forEachCandidate(models: index.matchingModels(demand.resources.gpuModel), minimumFree: count, body)
+        case .share:
+            index.forEachCandidate(models: index.matchingModels(demand.resources.gpuModel), minimumFree: 0, body)
+        case .mig:
+            for model in index.matchingModels(demand.resources.gpuModel) {
+                for slot in index.migNodes[model] ?? [] where index.isIndexed(slot) && !body(slot) { return }
+            }
+        case .none:
+            index.forEachNode(body)
+        }
+    }
+
+    func score(node: Node, devices: [DeviceAssignment], task: TaskDemand) -> Int {
+        var sameGroup = 0
+        if task.spread {
+            sameGroup = node.allocations.count { id in
+                let allocation = tentative[id] ?? state.allocations[id]
+                return allocation?.task.job == task.job && allocation?.task.group == task.group
+            }
+        }
+        let input = ScoringInput(node: node, devices: devices, task: task, sameGroupOnNode: sameGroup, mix: mix)
+        var total = 0
+        for weighted in configuration.scorers where weighted.weight != 0 {
+            total += weighted.weight * weighted.scorer.score(input)
+        }
+        return total
+    }
+
+    /// SplitMix64 of seed and node id: a fixed, well-mixed order among equal scores.
+    static func tieBreak(_ seed: UInt64, _ node: NodeID) -> UInt64 {
+        var z = seed &+ node.rawValue &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    // MARK: Transactions
+
+    /// An undo log for scratch changes: node copies taken before their first change.
+    final class Transaction {
+        let placementsMark: Int
+        let preemptionsMark: Int
+        var saved: [Int: Node] = [:]
+        var preempted: [AllocationID] = []
+        var tentativeIDs: [AllocationID] = []
+
+        init(placementsMark: Int, preemptionsMark: Int) {
+            self.placementsMark = placementsMark
+            self.preemptionsMark = preemptionsMark
+        }
+
+        func remember(_ slot: Int, _ node: Node) {
+            if saved[slot] == nil { saved[slot] = node }
+        }
+    }
+
+    func beginTransaction() -> Transaction {
+        Transaction(placementsMark: placements.count, preemptionsMark: preemptions.count)
+    }
+
+    func commitTransaction(_ transaction: Transaction) {}
+
+    mutating func rollBack(_ transaction: Transaction) {
+        for (slot, node) in transaction.saved {
+            nodes[slot] = node
+            index.update(slot, freeWholeGPUs: node.freeWholeGPUs)
+        }
+        for id in transaction.tentativeIDs { tentative[id] = nil }
+        placements.removeSubrange(transaction.placementsMark...)
+        preemptions.removeSubrange(transaction.preemptionsMark...)
+        for id in transaction.preempted { preempted.remove(id) }
+    }
+
+    // MARK: Reasons
+
+    func largestFreeFit(for demand: TaskDemand) -> FreeFit? {
+        guard demand.gpu != .none else { return nil }
+        guard let fit = index.largestFreeFit(models: index.matchingModels(demand.resources.gpuModel)), fit.free > 0 else { return nil }
+        return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
+    }
+}

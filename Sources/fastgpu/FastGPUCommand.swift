@@ -1,0 +1,43 @@
+import ArgumentParser
+
+/// The one `fastgpu` executable. Command groups land as their parts are built; `--help` lists the
+/// planned ones so that users see where the tool is going.
+@main
+struct FastGPUCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fastgpu",
+        abstract: "FastGPU: an open GPU cloud that pools GPU servers and shares them among teams.",
+        discussion: """
+            Available now:
+              plan       run the scheduler once on a synthetic cluster and queue, and print the plan
+              version    print the version
+
+            Planned command groups (not in this build yet):
+              up         start a local FastGPU (server + agents) in one command
+              server     run the control plane (HTTP API, store, scheduler)
+              agent      run the agent on a GPU server
+              login      save a server URL and token
+              run        submit a job and follow it: fastgpu run --gpus H100:2 -- python train.py
+              jobs       ls | show | logs | cancel | why
+              queue      every pending job in order, with its reason and estimated start
+              nodes      ls | show | cordon | drain
+              projects   projects, members and roles
+              tokens     API tokens
+              sim        replay GPU-cluster traces through the scheduler
+            """,
+        version: FastGPUVersion.current,
+        subcommands: [PlanCommand.self, VersionCommand.self]
+    )
+}
+
+enum FastGPUVersion {
+    static let current = "0.1.0"
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version of fastgpu.")
+
+    func run() {
+        print("fastgpu \(FastGPUVersion.current)")
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import FastGPUModel
+import FastGPUScheduler
+import FastGPUTestSupport
+
+/// `fastgpu plan`: one scheduling pass on a synthetic cluster with a Philly-shaped queue, printed
+/// as a person would want to read it. Shows what the scheduler core decides before the server exists.
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Run the scheduler once on a synthetic cluster and queue, and print the plan."
+    )
+
+    @Option(help: "Number of nodes.") var nodes = 16
+    @Option(name: .customLong("gpus-per-node"), help: "GPUs per node.") var gpusPerNode = 8
+    @Option(name: .customLong("gpu-model"), help: "GPU model of every node.") var gpuModel = "H100-80GB"
+    @Option(help: "Pending jobs, with GPU counts drawn from the Philly trace's distribution.") var jobs = 200
+    @Option(help: "Queue policy: fifo, fair-share, sjf, las.") var policy = "fair-share"
+    @Option(help: "Backfill: strict, easy, greedy.") var backfill = "easy"
+    @Option(help: "Seed for the synthetic queue and the tie-breaks.") var seed: UInt64 = 1
+    @Option(help: "How many pending jobs to list with their reasons.") var show = 8
+
+    func validate() throws {
+        guard nodes >= 1, nodes <= 100_000 else { throw ValidationError("--nodes must be between 1 and 100000") }
+        guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
+        guard jobs >= 0, jobs <= 1_000_000 else { throw ValidationError("--jobs must be between 0 and 1000000") }
+        guard Self.policy(named: policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use fifo, fair-share, sjf or las") }
+        guard BackfillMode(rawValue: backfill) != nil else { throw ValidationError("unknown --backfill '\(backfill)'; use strict, easy or greedy") }
+    }
+
+    static func policy(named name: String) -> (any QueuePolicy)? {
+        switch name {
+        case "fifo": FIFOPolicy()
+        case "fair-share": FairSharePolicy()
+        case "sjf": ShortestJobFirstPolicy()
+        case "las": LeastAttainedServicePolicy()
+        default: nil
+        }
+    }
+
+    func run() throws {
+        var rng = SeededGenerator(seed: seed)
+        let cluster = Workloads.uniformCluster(nodes: nodes, gpus: gpusPerNode, model: gpuModel)
+        let queue = Workloads.philly(count: jobs, gpusPerNode: gpusPerNode, using: &rng)
+        let state = ClusterState.make(nodes: cluster, jobs: queue)
+        let configuration = SchedulerConfiguration(policy: Self.policy(named: policy)!, backfill: BackfillMode(rawValue: backfill)!, seed: seed)
+        let plan = Scheduler(configuration: configuration).process(state, now: .seconds(Int64(jobs)))
+        let verified = PlanVerifier().verify(plan, against: state)
+
+        let gpusPlaced = verified.placements.reduce(0) { $0 + $1.devices.count }
+        let jobsPlaced = Set(verified.placements.map(\.task.job)).count
+        print("cluster   \(nodes) nodes × \(gpusPerNode) \(gpuModel) = \(nodes * gpusPerNode) GPUs")
+        print("queue     \(jobs) jobs (Philly GPU-count mix), policy \(policy), backfill \(backfill)")
+        print("placed    \(jobsPlaced) jobs, \(verified.placements.count) tasks, \(gpusPlaced) GPUs (\(percent(gpusPlaced, nodes * gpusPerNode)) of the cluster)")
+        print("verified  \(verified.placements.count) placements accepted, \(verified.rejected.count) rejected")
+        let never = plan.pending.filter(\.reason.isNever).count
+        print("pending   \(plan.pending.count) jobs: \(plan.pending.count - never) not now, \(never) never")
+        if let reservation = plan.reservation {
+            let start = reservation.start == .distantFuture ? "unknown" : "\(reservation.start.milliseconds(since: .seconds(Int64(jobs))) / 1000) s from now"
+            print("reserved  \(reservation.job) starts in \(start) on \(reservation.nodes.count) node(s)")
+        }
+        for pending in plan.pending.prefix(show) {
+            let job = state.jobs[pending.job]!
+            print("  #\(pending.position) \(pending.job) (\(job.taskGroups[0].count) × \(job.taskGroups[0].resources.gpu)): \(pending.reason)")
+        }
+    }
+
+    private func percent(_ part: Int, _ whole: Int) -> String {
+        whole == 0 ? "0%" : "\(part * 100 / whole)%"
+    }
+}
