@@ -209,9 +209,9 @@ public struct ClusterState: Sendable {
         for (gang, placed) in placedPerGang {
             guard let job = jobs[gang.job] else { throw .unknownJob(gang.job) }
             let group = job.taskGroups[gang.group]
-            let live = job.liveAllocations.keys.count(where: { $0.group == gang.group })
-            if live + placed != group.count {
-                throw .placementRefused(gang, "gang group \(group.name) needs all \(group.count) tasks, plan and state hold \(live + placed)")
+            let held = job.liveAllocations.keys.count(where: { $0.group == gang.group }) + job.completedTasks.count(where: { $0.group == gang.group })
+            if held + placed != group.count {
+                throw .placementRefused(gang, "gang group \(group.name) needs all \(group.count) tasks, plan and state hold \(held + placed)")
             }
         }
     }
@@ -302,8 +302,11 @@ public struct ClusterState: Sendable {
             partnersOutcome = .cancelled
         case .lost, .preempted:
             // The task is requeued; a gang cannot go on with a member missing, so the rest of
-            // its group is stopped and requeued with it.
-            if gang { partnersOutcome = outcome }
+            // its group is stopped and the whole group, finished members included, runs again.
+            if gang {
+                partnersOutcome = outcome
+                job.completedTasks = job.completedTasks.filter { $0.group != allocation.task.group }
+            }
         case .cancelled:
             break
         }

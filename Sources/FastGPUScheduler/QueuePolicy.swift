@@ -8,7 +8,7 @@ public protocol QueuePolicy: Sendable {
     /// The waiting jobs in the order the scheduler tries them.
     func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job]
     /// Whether `job` may take the place of `victim`. Every policy lets non-spot work preempt spot
-    /// work and a higher priority class preempt a lower one; a policy may add its own rule.
+    /// work and, within a tier, a higher priority class preempt a lower one; a policy may add its own rule.
     func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool
 }
 
@@ -17,10 +17,12 @@ extension QueuePolicy {
         Self.basePreemptionRule(victim, for: job)
     }
 
-    /// Spot work yields to non-spot work; a lower priority class yields to a higher one.
+    /// Spot work yields to non-spot work; among work of the same tier, a lower priority class
+    /// yields to a higher one. Spot work never displaces non-spot work, whatever its class: not
+    /// being preempted by spot is what a non-spot price buys.
     public static func basePreemptionRule(_ victim: Allocation, for job: Job) -> Bool {
         if victim.task.job == job.id { return false }
-        if victim.spot && !job.spot { return true }
+        if victim.spot != job.spot { return victim.spot }
         return victim.priority < job.priority
     }
 }

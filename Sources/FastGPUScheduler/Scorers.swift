@@ -8,6 +8,14 @@ public struct ScoringInput {
     /// Tasks of the same job and group already on this node (for spread).
     public var sameGroupOnNode: Int
     public var mix: WorkloadMix
+
+    public init(node: Node, devices: [DeviceAssignment], task: TaskDemand, sameGroupOnNode: Int, mix: WorkloadMix) {
+        self.node = node
+        self.devices = devices
+        self.task = task
+        self.sameGroupOnNode = sameGroupOnNode
+        self.mix = mix
+    }
 }
 
 /// Rates one feasible placement from 0 (worst) to 100 (best), like Kubernetes' Score plugins.

@@ -1,0 +1,71 @@
+import FastGPUModel
+import FastGPUScheduler
+import FastGPUTestSupport
+import Testing
+
+@Suite struct PreemptionTests {
+    @Test func nonSpotWorkPreemptsTheSpotJobThatLosesLeast() throws {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(8).build()],
+                                                    jobs: [Job.make(1).gpus(4).spot().build()]))
+        try harness.round()
+        harness.now = .seconds(100)
+        try harness.submit(Job.make(2).gpus(4).spot().submitted(atSecond: 100).build())
+        try harness.round()
+        harness.now = .seconds(200)
+        try harness.submit(Job.make(3).gpus(4).submitted(atSecond: 200).build())
+        let verified = try harness.round()
+        // Job 2 started later: preempting it loses 4 GPUs × 100 s, job 1 would lose 4 × 200 s.
+        #expect(verified.preemptions.map(\.victim.job) == [JobID(2)])
+        #expect(verified.placements.map(\.task.job) == [JobID(3)])
+        #expect(harness.state.jobs[JobID(2)]?.state == .pending)
+        #expect(harness.state.waiting == [JobID(2)])
+        #expect(ClusterInvariants.violations(in: harness.state).isEmpty)
+    }
+
+    @Test func theFewestVictimsWin() throws {
+        // node-1 holds eight 1-GPU spot jobs, node-2 two 4-GPU spot jobs: a 4-GPU job preempts one job on node-2.
+        let spot = (1...8).map { Job.make(UInt64($0)).gpus(1).spot().selector("pool", "a").build() }
+            + (9...10).map { Job.make(UInt64($0)).gpus(4).spot().selector("pool", "b").build() }
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(8).label("pool", "a").build(), Node.make(2).gpus(8).label("pool", "b").build()], jobs: spot))
+        try harness.round()
+        #expect(harness.state.allocations.count == 10)
+        try harness.submit(Job.make(11).gpus(4).priority(.high).build())
+        let verified = try harness.round()
+        #expect(verified.preemptions.count == 1)
+        #expect(verified.placements.first?.node == NodeID(2))
+    }
+
+    @Test func equalWorkIsNeverPreempted() throws {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build()]))
+        try harness.round()
+        try harness.submit(Job.make(2).gpus(1).submitted(atSecond: 1).build())
+        let verified = try harness.round()
+        #expect(verified.preemptions.isEmpty && verified.placements.isEmpty)
+    }
+
+    @Test func spotWorkNeverPreemptsNonSpotWork() throws {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).priority(.low).build()]))
+        try harness.round()
+        try harness.submit(Job.make(2).gpus(1).spot().build())
+        #expect(try harness.round().preemptions.isEmpty)
+    }
+
+    @Test func preemptingAGangMemberTakesTheWholeGang() throws {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(8).build(), Node.make(2).gpus(8).build()],
+                                                    jobs: [Job.make(1).gpus(8).tasks(2, gang: true).spot().build()]))
+        try harness.round()
+        try harness.submit(Job.make(2).gpus(8).build())
+        let verified = try harness.round()
+        #expect(Set(verified.preemptions.map(\.victim)) == [TaskRef(job: JobID(1), group: 0, index: 0), TaskRef(job: JobID(1), group: 0, index: 1)])
+        #expect(harness.state.jobs[JobID(1)]?.liveAllocations.isEmpty == true)
+        #expect(ClusterInvariants.violations(in: harness.state).isEmpty)
+    }
+
+    @Test func preemptionCanBeTurnedOff() throws {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).spot().build()]),
+                                       configuration: SchedulerConfiguration(preemption: false))
+        try harness.round()
+        try harness.submit(Job.make(2).gpus(1).build())
+        #expect(try harness.round().preemptions.isEmpty)
+    }
+}

@@ -1,0 +1,88 @@
+import FastGPUModel
+import FastGPUScheduler
+import FastGPUTestSupport
+import Testing
+
+@Suite struct QueuePolicyTests {
+    static let node = Node.make(1).gpus(8).cpu(millis: 64_000).memory(mib: 512 * 1024).build()
+
+    func order(_ policy: any QueuePolicy, _ jobs: [Job], state: ClusterState? = nil, now: Timestamp = .seconds(1000)) -> [UInt64] {
+        let state = state ?? .make(nodes: [Self.node], jobs: jobs)
+        return policy.order(jobs, in: state, now: now).map(\.id.rawValue)
+    }
+
+    @Test func fifoIsSubmitTimeThenID() {
+        let jobs = [Job.make(3).submitted(atSecond: 5).build(), Job.make(1).submitted(atSecond: 9).build(), Job.make(2).submitted(atSecond: 5).build()]
+        #expect(order(FIFOPolicy(), jobs) == [2, 3, 1])
+    }
+
+    @Test func sjfUsesTheEstimateAndPutsUnknownsLast() {
+        let jobs = [Job.make(1).estimate(seconds: 600).build(), Job.make(2).build(), Job.make(3).estimate(seconds: 60).submitted(atSecond: 9).build()]
+        #expect(order(ShortestJobFirstPolicy(), jobs) == [3, 1, 2])
+    }
+
+    @Test func priorityClassGoesFirstThenFairShare() {
+        let jobs = [
+            Job.make(1).project(1).gpus(1).estimate(seconds: 3600).build(),
+            Job.make(2).project(1).gpus(1).estimate(seconds: 3600).submitted(atSecond: 1).build(),
+            Job.make(3).project(2).gpus(1).estimate(seconds: 3600).submitted(atSecond: 2).build(),
+            Job.make(4).project(2).priority(.high).gpus(1).submitted(atSecond: 3).build(),
+        ]
+        // High class first, and it charges project 2 for job 4 (1 GPU × the 1 h horizon).
+        // Then project 1 (share 0) gives job 1; now both are charged 1 GPU-hour, the tie goes
+        // to the lower project id, so job 2; then job 3.
+        #expect(order(FairSharePolicy(), jobs) == [4, 1, 2, 3])
+        // Without job 4, the projects alternate: 1, 2, 1.
+        #expect(order(FairSharePolicy(), Array(jobs.prefix(3))) == [1, 3, 2])
+    }
+
+    @Test func aProjectThatUsedMoreWaitsBehindOneThatUsedLess() throws {
+        var state = ClusterState.make(nodes: [Self.node], jobs: [Job.make(9).project(1).gpus(8).build()])
+        let plan = Scheduler().process(state, now: .zero)
+        try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: .zero))
+        try state.apply(.endAllocation(state.allocations.keys.first!, .succeeded, at: .seconds(3600)))
+        let jobs = [Job.make(1).project(1).gpus(1).build(), Job.make(2).project(2).gpus(1).submitted(atSecond: 5).build()]
+        for job in jobs { try state.apply(.submit(job)) }
+        #expect(order(FairSharePolicy(), jobs, state: state) == [2, 1])
+    }
+
+    @Test func weightScalesTheShare() throws {
+        // Both projects used 8 GPU-hours; project 1 has weight 4, so its share is a quarter and it goes first.
+        var state = ClusterState.make(nodes: [Self.node])
+        try state.apply(.setProject(ProjectID(1), weight: 4))
+        for (id, project) in [(UInt64(10), UInt64(1)), (11, 2)] {
+            try state.apply(.submit(Job.make(id).project(project).gpus(8).build()))
+            let plan = Scheduler(configuration: SchedulerConfiguration(policy: FIFOPolicy())).process(state, now: .zero)
+            try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: .zero))
+            try state.apply(.endAllocation(state.allocations.keys.first!, .succeeded, at: .seconds(3600)))
+        }
+        let jobs = [Job.make(2).project(2).gpus(1).build(), Job.make(1).project(1).gpus(1).submitted(atSecond: 5).build()]
+        for job in jobs { try state.apply(.submit(job)) }
+        #expect(order(FairSharePolicy(), jobs, state: state) == [1, 2])
+    }
+
+    @Test func lasPutsJobsWithLessAttainedServiceFirst() throws {
+        // Job 1 ran 1 GPU for 2 hours (7,200 GPU-s ≥ 3,600: queue 1); job 2 is new (queue 0).
+        var state = ClusterState.make(nodes: [Self.node], jobs: [Job.make(1).gpus(1).build()])
+        let plan = Scheduler().process(state, now: .zero)
+        try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: .zero))
+        try state.apply(.endAllocation(state.allocations.keys.first!, .preempted, at: .seconds(7200)))
+        try state.apply(.submit(Job.make(2).gpus(1).submitted(atSecond: 7000).build()))
+        let las = LeastAttainedServicePolicy()
+        #expect(las.queue(of: state.jobs[JobID(1)]!, in: state, now: .seconds(7200)) == 1)
+        #expect(las.queue(of: state.jobs[JobID(2)]!, in: state, now: .seconds(7200)) == 0)
+        #expect(order(las, [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(7200)) == [2, 1])
+    }
+
+    @Test func lasPreemptsRunningWorkOfALowerQueue() throws {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build()]),
+                                       configuration: SchedulerConfiguration(policy: LeastAttainedServicePolicy()))
+        try harness.round()
+        harness.now = .seconds(4000)  // job 1 has attained 4,000 GPU-s: queue 1
+        try harness.submit(Job.make(2).gpus(1).submitted(atSecond: 4000).build())
+        let verified = try harness.round()
+        #expect(verified.preemptions.map(\.victim.job) == [JobID(1)])
+        #expect(verified.placements.map(\.task.job) == [JobID(2)])
+        #expect(harness.state.jobs[JobID(1)]?.state == .pending)
+    }
+}
