@@ -21,26 +21,55 @@ public enum DeviceSelection {
     }
 
     static func wholeGPUs(_ count: Int, on node: Node, model: String?) -> [DeviceAssignment]? {
-        // Free GPUs grouped by island, islands in index order; at most a handful per node.
-        var islands: [(island: Int, gpus: [Int])] = []
-        for gpu in node.gpus where gpu.isFree && gpu.isHealthy {
-            if let model, !GPUModelName.matches(requested: model, offered: gpu.model) { continue }
-            if let i = islands.firstIndex(where: { $0.island == gpu.island }) {
-                islands[i].gpus.append(gpu.index)
-            } else {
-                islands.append((gpu.island, [gpu.index]))
+        let gpus = node.gpus
+        func usable(_ gpu: GPU) -> Bool {
+            gpu.isFree && gpu.isHealthy && (model.map { GPUModelName.matches(requested: $0, offered: gpu.model) } ?? true)
+        }
+        var maxIsland = 0
+        for gpu in gpus {
+            // Islands are small non-negative numbers (NVLink domain or NUMA node); anything else
+            // would be a probe bug, and is treated as one island rather than trusted as an index.
+            guard gpu.island >= 0, gpu.island < 256 else { return firstFree(count, gpus, usable) }
+            maxIsland = max(maxIsland, gpu.island)
+        }
+        // Runs once per candidate node: counted in a stack buffer, no heap allocation.
+        return withUnsafeTemporaryAllocation(of: Int.self, capacity: maxIsland + 1) { free -> [DeviceAssignment]? in
+            free.initialize(repeating: 0)
+            var total = 0
+            for gpu in gpus where usable(gpu) {
+                free[gpu.island] += 1
+                total += 1
             }
+            guard total >= count else { return nil }
+            var chosen: [DeviceAssignment] = []
+            chosen.reserveCapacity(count)
+            var tightest = -1
+            for island in 0...maxIsland where free[island] >= count && (tightest < 0 || free[island] < free[tightest]) {
+                tightest = island
+            }
+            if tightest >= 0 {
+                for gpu in gpus where chosen.count < count && gpu.island == tightest && usable(gpu) {
+                    chosen.append(.whole(gpu: gpu.index))
+                }
+                return chosen
+            }
+            // No island fits: take the fullest islands first, so the task spans as few as possible.
+            while chosen.count < count {
+                var fullest = 0
+                for island in 0...maxIsland where free[island] > free[fullest] { fullest = island }
+                for gpu in gpus where chosen.count < count && gpu.island == fullest && usable(gpu) {
+                    chosen.append(.whole(gpu: gpu.index))
+                }
+                free[fullest] = 0
+            }
+            chosen.sort { $0.gpuIndex < $1.gpuIndex }
+            return chosen
         }
-        let total = islands.reduce(0) { $0 + $1.gpus.count }
-        guard total >= count else { return nil }
-        if let tightest = islands.filter({ $0.gpus.count >= count }).min(by: { $0.gpus.count < $1.gpus.count }) {
-            return tightest.gpus.prefix(count).map { .whole(gpu: $0) }
-        }
-        var chosen: [Int] = []
-        for island in islands.sorted(by: { $0.gpus.count > $1.gpus.count }) where chosen.count < count {
-            chosen += island.gpus.prefix(count - chosen.count)
-        }
-        return chosen.sorted().map { .whole(gpu: $0) }
+    }
+
+    private static func firstFree(_ count: Int, _ gpus: [GPU], _ usable: (GPU) -> Bool) -> [DeviceAssignment]? {
+        let free = gpus.filter(usable).prefix(count).map { DeviceAssignment.whole(gpu: $0.index) }
+        return free.count == count ? free : nil
     }
 
     static func shareGPU(on node: Node, for task: TaskDemand) -> Int? {

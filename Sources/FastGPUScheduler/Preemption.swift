@@ -9,13 +9,17 @@ extension SchedulingPass {
     /// the task fits. The node needing the fewest victims wins, then the least work lost, then the
     /// seed's tie-break. A victim in a gang takes its whole gang with it, and counts so.
     mutating func preempt(for job: Job, tasks: [TaskRef]) -> Int? {
+        if runningRanks == nil { rankRunningJobs() }
+        let rank = configuration.policy.preemptionRank(of: job, in: state, now: now)
+        // Nothing running ranks below this job: no search can find a victim.
+        guard let lowest = lowestRunningRank, lowest < rank else { return nil }
         preemptionSearches += 1
         let transaction = beginTransaction()
         var victimsTotal = 0
         for task in tasks {
             let demand = TaskDemand(job: job, group: task.group, now: now, defaultRuntime: configuration.defaultRuntime)
             if placeTask(task, demand: demand, transaction: transaction) != nil { continue }
-            guard let choice = cheapestVictims(for: demand, job: job) else {
+            guard let choice = cheapestVictims(for: demand, rank: rank) else {
                 rollBack(transaction)
                 return nil
             }
@@ -46,7 +50,19 @@ extension SchedulingPass {
         }
     }
 
-    private func cheapestVictims(for demand: TaskDemand, job: Job) -> VictimChoice? {
+    /// Ranks every job with running work once per pass (the rank of LAS changes with time, not
+    /// within a pass).
+    private mutating func rankRunningJobs() {
+        var ranks: [JobID: PreemptionRank] = [:]
+        for allocation in state.allocations.values where ranks[allocation.task.job] == nil {
+            guard let job = state.jobs[allocation.task.job] else { continue }
+            ranks[job.id] = configuration.policy.preemptionRank(of: job, in: state, now: now)
+        }
+        runningRanks = ranks
+        lowestRunningRank = ranks.values.min()
+    }
+
+    private func cheapestVictims(for demand: TaskDemand, rank: PreemptionRank) -> VictimChoice? {
         var best: VictimChoice?
         let checks = configuration.checks
         let staticChecks: [any FeasibilityCheck] = [GPUModelCheck(), NodeSelectorCheck()]
@@ -54,9 +70,10 @@ extension SchedulingPass {
             let node = nodes[slot]
             if staticChecks.contains(where: { $0.failure(of: node, for: demand) != nil }) { continue }
             if case .whole(let k) = demand.gpu, node.gpus.count < k { continue }
-            var yielding = node.allocations.compactMap { id -> Allocation? in
-                guard tentative[id] == nil, !preempted.contains(id), let allocation = state.allocations[id] else { return nil }
-                return configuration.policy.mayPreempt(allocation, for: job, in: state, now: now) ? allocation : nil
+            var yielding: [Allocation] = []
+            for id in node.allocations where tentative[id] == nil && !preempted.contains(id) {
+                guard let allocation = state.allocations[id], let victimRank = runningRanks?[allocation.task.job], victimRank < rank else { continue }
+                yielding.append(allocation)
             }
             guard !yielding.isEmpty else { continue }
             yielding.sort(by: Self.cheaperVictim)

@@ -1,29 +1,47 @@
 public import FastGPUModel
 import HeapModule
 
-/// Orders the waiting jobs and says which running work a waiting job may preempt.
+/// Orders the waiting jobs and ranks jobs for preemption.
 public protocol QueuePolicy: Sendable {
     /// A short name for reports and the CLI (`fifo`, `fair-share`, `sjf`, `las`).
     var name: String { get }
     /// The waiting jobs in the order the scheduler tries them.
     func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job]
-    /// Whether `job` may take the place of `victim`. Every policy lets non-spot work preempt spot
-    /// work and, within a tier, a higher priority class preempt a lower one; a policy may add its own rule.
-    func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool
+    /// A job's standing for preemption: running work yields only to a waiting job of a strictly
+    /// higher rank. The default ranks non-spot above spot, then by priority class; a policy may add
+    /// its own last level (LAS: less attained service ranks higher).
+    func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank
+}
+
+/// Lexicographic preemption standing: tier (non-spot above spot), then priority class, then the
+/// policy's own level. Spot work never displaces non-spot work, whatever its class: not being
+/// preempted by spot is what a non-spot price buys.
+public struct PreemptionRank: Hashable, Comparable, Sendable {
+    public var nonSpot: Bool
+    public var priority: Int
+    public var level: Int
+
+    public init(nonSpot: Bool, priority: Int, level: Int = 0) {
+        self.nonSpot = nonSpot
+        self.priority = priority
+        self.level = level
+    }
+
+    public static func < (a: PreemptionRank, b: PreemptionRank) -> Bool {
+        if a.nonSpot != b.nonSpot { return !a.nonSpot }
+        if a.priority != b.priority { return a.priority < b.priority }
+        return a.level < b.level
+    }
 }
 
 extension QueuePolicy {
-    public func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
-        Self.basePreemptionRule(victim, for: job)
+    public func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
+        PreemptionRank(nonSpot: !job.spot, priority: job.priority.value)
     }
 
-    /// Spot work yields to non-spot work; among work of the same tier, a lower priority class
-    /// yields to a higher one. Spot work never displaces non-spot work, whatever its class: not
-    /// being preempted by spot is what a non-spot price buys.
-    public static func basePreemptionRule(_ victim: Allocation, for job: Job) -> Bool {
-        if victim.task.job == job.id { return false }
-        if victim.spot != job.spot { return victim.spot }
-        return victim.priority < job.priority
+    /// Whether `victim` (of job `victimJob`) yields to `job`.
+    public func mayPreempt(_ victimJob: Job, for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
+        victimJob.id != job.id && preemptionRank(of: victimJob, in: state, now: now) < preemptionRank(of: job, in: state, now: now)
     }
 }
 
@@ -178,11 +196,9 @@ public struct LeastAttainedServicePolicy: QueuePolicy {
             .map(\.job)
     }
 
-    public func mayPreempt(_ victim: Allocation, for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
-        if Self.basePreemptionRule(victim, for: job) { return true }
-        // The queue rule never lets spot work displace non-spot work, nor a lower class a higher one.
-        guard victim.task.job != job.id, victim.priority <= job.priority, !(job.spot && !victim.spot), let victimJob = state.jobs[victim.task.job] else { return false }
-        return queue(of: victimJob, in: state, now: now) > queue(of: job, in: state, now: now)
+    /// Within a tier and class, a job of a higher queue (less attained service) outranks one of a lower queue.
+    public func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
+        PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: -queue(of: job, in: state, now: now))
     }
 }
 

@@ -39,6 +39,9 @@ public struct SchedulingPass {
     var nextTentativeID = UInt64.max - 1
     var preempted: Set<AllocationID> = []
     var preemptionSearches = 0
+    /// Preemption ranks of the jobs with running work, computed on the first search.
+    var runningRanks: [JobID: PreemptionRank]?
+    var lowestRunningRank: PreemptionRank?
     /// Why candidates failed for the last task that could not be placed.
     var tally = FailureTally()
 
@@ -150,13 +153,16 @@ public struct SchedulingPass {
         var best: (slot: Int, devices: [DeviceAssignment], score: Int, tie: UInt64)?
         var feasible = 0
         let limit = configuration.scoringLimit
-        // The walk reads a copy of the index (copy-on-write: no copy is made) so that it does not
-        // overlap with the pass's own state.
+        // The walk captures only immutable copies (copy-on-write: no data is copied), never the
+        // pass itself: a closure over a mutating `self` would copy the whole pass per call.
+        let evaluator = CandidateEvaluator(
+            nodes: nodes, checks: configuration.checks, scorers: configuration.scorers, reservation: reservation,
+            reservedSlots: reservedSlots, mix: mix, seed: configuration.seed,
+            sameGroupBySlot: demand.spread ? sameGroupCounts(job: demand.job, group: demand.group) : [:])
         Self.forEachCandidate(in: index, for: demand) { slot in
-            guard let devices = self.feasibleDevices(onSlot: slot, for: demand, failures: &failures) else { return true }
-            let node = self.nodes[slot]
-            let score = self.score(node: node, devices: devices, task: demand)
-            let tie = Self.tieBreak(self.configuration.seed, node.id)
+            guard let devices = evaluator.devices(onSlot: slot, for: demand, failures: &failures) else { return true }
+            let score = evaluator.score(slot: slot, devices: devices, task: demand)
+            let tie = Self.tieBreak(evaluator.seed, evaluator.nodes[slot].id)
             if best == nil || score > best!.score || (score == best!.score && tie < best!.tie) {
                 best = (slot, devices, score, tie)
             }
@@ -168,24 +174,16 @@ public struct SchedulingPass {
         return take(task, demand: demand, slot: best.slot, devices: best.devices, transaction: transaction)
     }
 
-    /// The devices the task would get on the node, or nil (tallying why) when a check fails.
-    func feasibleDevices(onSlot slot: Int, for demand: TaskDemand, failures: inout FailureTally) -> [DeviceAssignment]? {
-        let node = nodes[slot]
-        for check in configuration.checks {
-            if let failure = check.failure(of: node, for: demand) {
-                failures.add(failure)
-                return nil
-            }
+    /// Tasks of one job group per node slot, live or placed in this pass (for spread).
+    func sameGroupCounts(job: JobID, group: Int) -> [Int: Int] {
+        var counts: [Int: Int] = [:]
+        for (task, id) in state.jobs[job]?.liveAllocations ?? [:] where task.group == group {
+            if let node = state.allocations[id]?.node, let slot = state.slot(of: node) { counts[slot, default: 0] += 1 }
         }
-        if let reservation, demand.job != reservation.job, demand.expectedEnd > reservation.start, reservedSlots.contains(slot) {
-            failures.add(.reserved)
-            return nil
+        for placement in placements where placement.task.job == job && placement.task.group == group {
+            if let slot = state.slot(of: placement.node) { counts[slot, default: 0] += 1 }
         }
-        guard let devices = DeviceSelection.devices(on: node, for: demand) else {
-            failures.add(demand.gpu.checkFailure)
-            return nil
-        }
-        return devices
+        return counts
     }
 
     /// Records the placement on the scratch nodes and in the plan.
@@ -223,22 +221,6 @@ public struct SchedulingPass {
         }
     }
 
-    func score(node: Node, devices: [DeviceAssignment], task: TaskDemand) -> Int {
-        var sameGroup = 0
-        if task.spread {
-            sameGroup = node.allocations.count { id in
-                let allocation = tentative[id] ?? state.allocations[id]
-                return allocation?.task.job == task.job && allocation?.task.group == task.group
-            }
-        }
-        let input = ScoringInput(node: node, devices: devices, task: task, sameGroupOnNode: sameGroup, mix: mix)
-        var total = 0
-        for weighted in configuration.scorers where weighted.weight != 0 {
-            total += weighted.weight * weighted.scorer.score(input)
-        }
-        return total
-    }
-
     /// SplitMix64 of seed and node id: a fixed, well-mixed order among equal scores.
     static func tieBreak(_ seed: UInt64, _ node: NodeID) -> UInt64 {
         var z = seed &+ node.rawValue &* 0x9E37_79B9_7F4A_7C15
@@ -253,7 +235,10 @@ public struct SchedulingPass {
     final class Transaction {
         let placementsMark: Int
         let preemptionsMark: Int
-        var saved: [Int: Node] = [:]
+        /// In the order first touched; restored in reverse. An array, not a dictionary: the index
+        /// is updated in this order, and dictionary order differs between runs.
+        var saved: [(slot: Int, node: Node)] = []
+        var touched: Set<Int> = []
         var preempted: [AllocationID] = []
         var tentativeIDs: [AllocationID] = []
 
@@ -263,7 +248,7 @@ public struct SchedulingPass {
         }
 
         func remember(_ slot: Int, _ node: Node) {
-            if saved[slot] == nil { saved[slot] = node }
+            if touched.insert(slot).inserted { saved.append((slot, node)) }
         }
     }
 
@@ -274,7 +259,7 @@ public struct SchedulingPass {
     func commitTransaction(_ transaction: Transaction) {}
 
     mutating func rollBack(_ transaction: Transaction) {
-        for (slot, node) in transaction.saved {
+        for (slot, node) in transaction.saved.reversed() {
             nodes[slot] = node
             index.update(slot, freeWholeGPUs: node.freeWholeGPUs)
         }
@@ -290,5 +275,47 @@ public struct SchedulingPass {
         guard demand.gpu != .none else { return nil }
         guard let fit = index.largestFreeFit(models: index.matchingModels(demand.resources.gpuModel)), fit.free > 0 else { return nil }
         return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
+    }
+}
+
+/// Everything one candidate walk needs, held immutably: feasibility, device choice and score.
+struct CandidateEvaluator {
+    let nodes: [Node]
+    let checks: [any FeasibilityCheck]
+    let scorers: [WeightedScorer]
+    let reservation: Reservation?
+    let reservedSlots: Set<Int>
+    let mix: WorkloadMix
+    let seed: UInt64
+    let sameGroupBySlot: [Int: Int]
+
+    /// The devices the task would get on the node, or nil (tallying why) when a check fails.
+    func devices(onSlot slot: Int, for demand: TaskDemand, failures: inout FailureTally) -> [DeviceAssignment]? {
+        let node = nodes[slot]
+        for check in checks {
+            if let failure = check.failure(of: node, for: demand) {
+                failures.add(failure)
+                return nil
+            }
+        }
+        // EASY: a reserved node is closed to work that would still run when the reservation starts.
+        if let reservation, demand.job != reservation.job, demand.expectedEnd > reservation.start, reservedSlots.contains(slot) {
+            failures.add(.reserved)
+            return nil
+        }
+        guard let devices = DeviceSelection.devices(on: node, for: demand) else {
+            failures.add(demand.gpu.checkFailure)
+            return nil
+        }
+        return devices
+    }
+
+    func score(slot: Int, devices: [DeviceAssignment], task: TaskDemand) -> Int {
+        let input = ScoringInput(node: nodes[slot], devices: devices, task: task, sameGroupOnNode: sameGroupBySlot[slot] ?? 0, mix: mix)
+        var total = 0
+        for weighted in scorers where weighted.weight != 0 {
+            total += weighted.weight * weighted.scorer.score(input)
+        }
+        return total
     }
 }

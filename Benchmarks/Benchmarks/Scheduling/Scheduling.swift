@@ -1,0 +1,110 @@
+import Benchmark
+import FastGPUModel
+import FastGPUScheduler
+import FastGPUTestSupport
+
+/// One scheduling pass over 100,000 pending jobs whose GPU counts follow the Philly trace, on an
+/// empty cluster of N nodes × 8 GPUs, one thread, release build. Every decision (one job: placed
+/// or given its pending reason) is timed; the pass places jobs until the cluster is full and
+/// explains every job left over.
+///
+/// Figures: placements/s (tasks placed ÷ pass time), decisions/s, p50/p99 time per decision and
+/// per placing decision, and the process's peak resident memory.
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .peakMemoryResident],
+        timeUnits: .milliseconds,
+        warmupIterations: 0,
+        maxDuration: .seconds(120),
+        maxIterations: 3
+    )
+
+    for nodes in [1_000, 10_000] {
+        Benchmark(
+            "Scheduling pass, \(nodes) nodes × 8 GPUs, 100000 Philly jobs",
+            configuration: .init(metrics: [.wallClock, .peakMemoryResident] + SchedulingFigures.metrics),
+            closure: { benchmark, state in
+                let figures = SchedulingFigures.measure(state)
+                figures.report(to: benchmark)
+                print(figures.summary(nodes: nodes))
+            },
+            setup: { SchedulingFigures.makeState(nodes: nodes, jobs: 100_000) }
+        )
+    }
+}
+
+struct SchedulingFigures {
+    static let placementsPerSecond = BenchmarkMetric.custom("placements/s", polarity: .prefersLarger, useScalingFactor: false)
+    static let decisionsPerSecond = BenchmarkMetric.custom("decisions/s", polarity: .prefersLarger, useScalingFactor: false)
+    static let decisionP50 = BenchmarkMetric.custom("decision p50 (ns)", useScalingFactor: false)
+    static let decisionP99 = BenchmarkMetric.custom("decision p99 (ns)", useScalingFactor: false)
+    static let placingP99 = BenchmarkMetric.custom("placing decision p99 (ns)", useScalingFactor: false)
+    static let metrics = [placementsPerSecond, decisionsPerSecond, decisionP50, decisionP99, placingP99]
+
+    var placements = 0
+    var decisions = 0
+    var passNanoseconds: Int64 = 0
+    var decisionNanoseconds: [Int64] = []
+    var placingNanoseconds: [Int64] = []
+    var gpusPlaced = 0
+
+    static func makeState(nodes: Int, jobs: Int) -> ClusterState {
+        var rng = SeededGenerator(seed: 42)
+        return ClusterState.make(nodes: Workloads.uniformCluster(nodes: nodes), jobs: Workloads.philly(count: jobs, using: &rng))
+    }
+
+    static func measure(_ state: ClusterState) -> SchedulingFigures {
+        var figures = SchedulingFigures()
+        let clock = ContinuousClock()
+        let passStart = clock.now
+        var pass = SchedulingPass(state: state, configuration: SchedulerConfiguration(), now: .seconds(100_000))
+        figures.decisionNanoseconds.reserveCapacity(pass.queue.count)
+        while true {
+            let start = clock.now
+            guard let decision = pass.step() else { break }
+            let took = (clock.now - start).nanoseconds
+            figures.decisionNanoseconds.append(took)
+            if case .placed(_, let tasks, _) = decision {
+                figures.placements += tasks
+                figures.placingNanoseconds.append(took)
+            }
+        }
+        figures.passNanoseconds = (clock.now - passStart).nanoseconds
+        figures.decisions = figures.decisionNanoseconds.count
+        figures.gpusPlaced = pass.plan.placements.reduce(0) { $0 + $1.devices.count }
+        blackHole(pass.plan)
+        return figures
+    }
+
+    static func percentile(_ values: [Int64], _ p: Double) -> Int64 {
+        guard !values.isEmpty else { return 0 }
+        let sorted = values.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+
+    func perSecond(_ count: Int) -> Int { passNanoseconds > 0 ? Int(Int64(count) * 1_000_000_000 / passNanoseconds) : 0 }
+
+    func report(to benchmark: Benchmark) {
+        benchmark.measurement(Self.placementsPerSecond, perSecond(placements))
+        benchmark.measurement(Self.decisionsPerSecond, perSecond(decisions))
+        benchmark.measurement(Self.decisionP50, Int(Self.percentile(decisionNanoseconds, 0.50)))
+        benchmark.measurement(Self.decisionP99, Int(Self.percentile(decisionNanoseconds, 0.99)))
+        benchmark.measurement(Self.placingP99, Int(Self.percentile(placingNanoseconds, 0.99)))
+    }
+
+    func summary(nodes: Int) -> String {
+        """
+        [\(nodes) nodes × 8 GPUs] pass \(passNanoseconds / 1_000_000) ms: \(placements) placements (\(gpusPlaced) of \(nodes * 8) GPUs), \
+        \(decisions) decisions; \(perSecond(placements)) placements/s, \(perSecond(decisions)) decisions/s; \
+        decision p50 \(Self.percentile(decisionNanoseconds, 0.5) / 1000) µs, p99 \(Self.percentile(decisionNanoseconds, 0.99) / 1000) µs; \
+        placing decision p99 \(Self.percentile(placingNanoseconds, 0.99) / 1000) µs
+        """
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
