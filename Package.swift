@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "fastgpu", targets: ["fastgpu"]),
         .library(name: "FastGPUModel", targets: ["FastGPUModel"]),
         .library(name: "FastGPUScheduler", targets: ["FastGPUScheduler"]),
+        .library(name: "FastGPUWorkloads", targets: ["FastGPUWorkloads"]),
         .library(name: "FastGPUTestSupport", targets: ["FastGPUTestSupport"]),
     ],
     dependencies: [
@@ -37,8 +38,13 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FastGPUWorkloads",
+            dependencies: ["FastGPUModel"],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "FastGPUTestSupport",
-            dependencies: ["FastGPUModel", "FastGPUScheduler"],
+            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads"],
             swiftSettings: strictSettings
         ),
         .executableTarget(
@@ -46,19 +52,19 @@ let package = Package(
             dependencies: [
                 "FastGPUModel",
                 "FastGPUScheduler",
-                "FastGPUTestSupport",
+                "FastGPUWorkloads",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "FastGPUModelTests",
-            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUTestSupport"],
+            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads", "FastGPUTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "FastGPUSchedulerTests",
-            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUTestSupport"],
+            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads", "FastGPUTestSupport"],
             swiftSettings: strictSettings
         ),
     ],

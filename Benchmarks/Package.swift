@@ -19,7 +19,7 @@ let package = Package(
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "FastGPUModel", package: "FastGPU"),
                 .product(name: "FastGPUScheduler", package: "FastGPU"),
-                .product(name: "FastGPUTestSupport", package: "FastGPU"),
+                .product(name: "FastGPUWorkloads", package: "FastGPU"),
             ],
             path: "Benchmarks/Scheduling",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

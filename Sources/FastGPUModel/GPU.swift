@@ -41,10 +41,12 @@ public struct GPU: Hashable, Sendable {
         self.usage = migEnabled ? .mig(occupied: 0, instances: []) : .free
     }
 
-    public var isHealthy: Bool { health == .healthy }
+    // Pattern matches instead of `==`: these run for every GPU of every candidate node, and
+    // comparing enums with payloads copies them.
+    public var isHealthy: Bool { if case .healthy = health { true } else { false } }
 
     /// Free for a whole-GPU allocation.
-    public var isFree: Bool { usage == .free && !migEnabled }
+    public var isFree: Bool { if case .free = usage { !migEnabled } else { false } }
 
     /// Compute milli-units still free (1000 for a free GPU; 0 for a whole-allocated or MIG GPU).
     public var freeMilli: Int {

@@ -21,55 +21,55 @@ public enum DeviceSelection {
     }
 
     static func wholeGPUs(_ count: Int, on node: Node, model: String?) -> [DeviceAssignment]? {
-        let gpus = node.gpus
-        func usable(_ gpu: GPU) -> Bool {
-            gpu.isFree && gpu.isHealthy && (model.map { GPUModelName.matches(requested: $0, offered: gpu.model) } ?? true)
-        }
-        var maxIsland = 0
-        for gpu in gpus {
-            // Islands are small non-negative numbers (NVLink domain or NUMA node); anything else
-            // would be a probe bug, and is treated as one island rather than trusted as an index.
-            guard gpu.island >= 0, gpu.island < 256 else { return firstFree(count, gpus, usable) }
-            maxIsland = max(maxIsland, gpu.island)
-        }
-        // Runs once per candidate node: counted in a stack buffer, no heap allocation.
-        return withUnsafeTemporaryAllocation(of: Int.self, capacity: maxIsland + 1) { free -> [DeviceAssignment]? in
-            free.initialize(repeating: 0)
-            var total = 0
-            for gpu in gpus where usable(gpu) {
-                free[gpu.island] += 1
-                total += 1
+        // Runs for every candidate node: reads the GPUs in place (no per-GPU copies) and counts
+        // islands in a stack buffer (no heap allocation).
+        node.gpus.withUnsafeBufferPointer { gpus -> [DeviceAssignment]? in
+            func usable(_ i: Int) -> Bool {
+                gpus[i].isFree && gpus[i].isHealthy && (model.map { GPUModelName.matches(requested: $0, offered: gpus[i].model) } ?? true)
             }
-            guard total >= count else { return nil }
-            var chosen: [DeviceAssignment] = []
-            chosen.reserveCapacity(count)
-            var tightest = -1
-            for island in 0...maxIsland where free[island] >= count && (tightest < 0 || free[island] < free[tightest]) {
-                tightest = island
-            }
-            if tightest >= 0 {
-                for gpu in gpus where chosen.count < count && gpu.island == tightest && usable(gpu) {
-                    chosen.append(.whole(gpu: gpu.index))
+            var maxIsland = 0
+            for i in gpus.indices {
+                // Islands are small non-negative numbers (NVLink domain or NUMA node); anything else
+                // would be a probe bug, and is treated as one island rather than trusted as an index.
+                guard gpus[i].island >= 0, gpus[i].island < 256 else {
+                    let free = gpus.indices.filter(usable).prefix(count).map { DeviceAssignment.whole(gpu: gpus[$0].index) }
+                    return free.count == count ? free : nil
                 }
+                maxIsland = max(maxIsland, gpus[i].island)
+            }
+            return withUnsafeTemporaryAllocation(of: Int.self, capacity: maxIsland + 1) { free -> [DeviceAssignment]? in
+                free.initialize(repeating: 0)
+                var total = 0
+                for i in gpus.indices where usable(i) {
+                    free[gpus[i].island] += 1
+                    total += 1
+                }
+                guard total >= count else { return nil }
+                var chosen: [DeviceAssignment] = []
+                chosen.reserveCapacity(count)
+                var tightest = -1
+                for island in 0...maxIsland where free[island] >= count && (tightest < 0 || free[island] < free[tightest]) {
+                    tightest = island
+                }
+                if tightest >= 0 {
+                    for i in gpus.indices where chosen.count < count && gpus[i].island == tightest && usable(i) {
+                        chosen.append(.whole(gpu: gpus[i].index))
+                    }
+                    return chosen
+                }
+                // No island fits: take the fullest islands first, so the task spans as few as possible.
+                while chosen.count < count {
+                    var fullest = 0
+                    for island in 0...maxIsland where free[island] > free[fullest] { fullest = island }
+                    for i in gpus.indices where chosen.count < count && gpus[i].island == fullest && usable(i) {
+                        chosen.append(.whole(gpu: gpus[i].index))
+                    }
+                    free[fullest] = 0
+                }
+                chosen.sort { $0.gpuIndex < $1.gpuIndex }
                 return chosen
             }
-            // No island fits: take the fullest islands first, so the task spans as few as possible.
-            while chosen.count < count {
-                var fullest = 0
-                for island in 0...maxIsland where free[island] > free[fullest] { fullest = island }
-                for gpu in gpus where chosen.count < count && gpu.island == fullest && usable(gpu) {
-                    chosen.append(.whole(gpu: gpu.index))
-                }
-                free[fullest] = 0
-            }
-            chosen.sort { $0.gpuIndex < $1.gpuIndex }
-            return chosen
         }
-    }
-
-    private static func firstFree(_ count: Int, _ gpus: [GPU], _ usable: (GPU) -> Bool) -> [DeviceAssignment]? {
-        let free = gpus.filter(usable).prefix(count).map { DeviceAssignment.whole(gpu: $0.index) }
-        return free.count == count ? free : nil
     }
 
     static func shareGPU(on node: Node, for task: TaskDemand) -> Int? {

@@ -53,7 +53,7 @@ public struct FIFOPolicy: QueuePolicy {
     public init() {}
     public var name: String { "fifo" }
     public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
-        waiting.sorted { ($0.submitTime, $0.id) < ($1.submitTime, $1.id) }
+        waiting.sortedByKey { ($0.submitTime.millisecondsSinceEpoch, $0.id.rawValue, 0) }
     }
 }
 
@@ -65,11 +65,7 @@ public struct ShortestJobFirstPolicy: QueuePolicy {
     public init() {}
     public var name: String { "sjf" }
     public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
-        waiting.sorted { a, b in
-            let ea = a.runtimeEstimate?.wholeMilliseconds ?? .max
-            let eb = b.runtimeEstimate?.wholeMilliseconds ?? .max
-            return (ea, a.submitTime, a.id) < (eb, b.submitTime, b.id)
-        }
+        waiting.sortedByKey { ($0.runtimeEstimate?.wholeMilliseconds ?? .max, $0.submitTime.millisecondsSinceEpoch, Int64(bitPattern: $0.id.rawValue)) }
     }
 }
 
@@ -122,7 +118,7 @@ public struct FairSharePolicy: QueuePolicy {
             var next: [ProjectID: Int] = [:]
             var heap = Heap<ShareEntry>()
             for (project, jobs) in queues {
-                queues[project] = jobs.sorted { ($0.submitTime, $0.id) < ($1.submitTime, $1.id) }
+                queues[project] = jobs.sortedByKey { ($0.submitTime.millisecondsSinceEpoch, $0.id.rawValue, 0) }
                 heap.insert(ShareEntry(share: share(project), project: project))
                 next[project] = 0
             }
@@ -190,10 +186,7 @@ public struct LeastAttainedServicePolicy: QueuePolicy {
     }
 
     public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
-        waiting
-            .map { (queue: queue(of: $0, in: state, now: now), job: $0) }
-            .sorted { ($0.queue, $0.job.submitTime, $0.job.id) < ($1.queue, $1.job.submitTime, $1.job.id) }
-            .map(\.job)
+        waiting.sortedByKey { (Int64(queue(of: $0, in: state, now: now)), $0.submitTime.millisecondsSinceEpoch, Int64(bitPattern: $0.id.rawValue)) }
     }
 
     /// Within a tier and class, a job of a higher queue (less attained service) outranks one of a lower queue.
@@ -207,5 +200,15 @@ extension ResourceUsage {
         milliGPUMilliseconds += Int64(milliGPUs) * milliseconds
         cpuMilliMilliseconds += Int64(cpuMillis) * milliseconds
         memoryMiBMilliseconds += Int64(memoryMiB) * milliseconds
+    }
+}
+
+extension Array where Element == Job {
+    /// Sorted by a key computed once per job; sorts small keys with indices, not whole jobs
+    /// (a `Job` is large, and moving 100,000 of them dominated the ordering).
+    func sortedByKey<A: Comparable, B: Comparable, C: Comparable>(_ key: (Job) -> (A, B, C)) -> [Job] {
+        let keys = map(key)
+        let order = indices.sorted { keys[$0] < keys[$1] }
+        return order.map { self[$0] }
     }
 }

@@ -49,9 +49,11 @@ public struct BestFitScorer: PlacementScorer {
         }
         var capacity = 0
         var used = 0
-        for gpu in node.gpus where gpu.isHealthy {
-            capacity += 1000
-            used += gpu.migEnabled ? Int(gpu.occupiedMIGSlots?.nonzeroBitCount ?? 0) * 125 : 1000 - gpu.freeMilli
+        node.gpus.withUnsafeBufferPointer { gpus in
+            for i in gpus.indices where gpus[i].isHealthy {
+                capacity += 1000
+                used += gpus[i].migEnabled ? Int(gpus[i].occupiedMIGSlots?.nonzeroBitCount ?? 0) * 125 : 1000 - gpus[i].freeMilli
+            }
         }
         guard capacity > 0 else { return 0 }
         return min(100, (used + input.task.gpu.milliGPUs) * 100 / capacity)
@@ -83,29 +85,31 @@ public struct FragmentationScorer: PlacementScorer {
 
     /// Σ over shapes of weight × fragmentation, divided by the total weight (milli-GPUs).
     static func expectedFragmentation(_ node: Node, taking devices: [DeviceAssignment], mix: WorkloadMix) -> Int {
-        var wholeFree = 0
-        var partialFree = 0
-        for gpu in node.gpus where gpu.isHealthy && !gpu.migEnabled {
-            let free = freeMilli(of: gpu, after: devices)
-            if free == 1000 { wholeFree += 1 } else { partialFree += free }
-        }
-        var total = 0
-        for (shape, weight) in mix.shapes {
-            let fragment: Int
-            switch shape {
-            case .whole(let k):
-                fragment = wholeFree >= k ? partialFree : wholeFree * 1000 + partialFree
-            case .share(let d):
-                var f = 0
-                for gpu in node.gpus where gpu.isHealthy && !gpu.migEnabled {
-                    let free = freeMilli(of: gpu, after: devices)
-                    if free < d { f += free }
-                }
-                fragment = f
+        node.gpus.withUnsafeBufferPointer { gpus in
+            var wholeFree = 0
+            var partialFree = 0
+            for i in gpus.indices where gpus[i].isHealthy && !gpus[i].migEnabled {
+                let free = freeMilli(of: gpus[i], after: devices)
+                if free == 1000 { wholeFree += 1 } else { partialFree += free }
             }
-            total += weight * fragment
+            var total = 0
+            for (shape, weight) in mix.shapes {
+                let fragment: Int
+                switch shape {
+                case .whole(let k):
+                    fragment = wholeFree >= k ? partialFree : wholeFree * 1000 + partialFree
+                case .share(let d):
+                    var f = 0
+                    for i in gpus.indices where gpus[i].isHealthy && !gpus[i].migEnabled {
+                        let free = freeMilli(of: gpus[i], after: devices)
+                        if free < d { f += free }
+                    }
+                    fragment = f
+                }
+                total += weight * fragment
+            }
+            return total / max(1, mix.totalWeight)
         }
-        return total / max(1, mix.totalWeight)
     }
 
     private static func freeMilli(of gpu: GPU, after devices: [DeviceAssignment]) -> Int {

@@ -1,7 +1,7 @@
 import ArgumentParser
 import FastGPUModel
 import FastGPUScheduler
-import FastGPUTestSupport
+import FastGPUWorkloads
 
 /// `fastgpu plan`: one scheduling pass on a synthetic cluster with a Philly-shaped queue, printed
 /// as a person would want to read it. Shows what the scheduler core decides before the server exists.
@@ -42,7 +42,9 @@ struct PlanCommand: ParsableCommand {
         var rng = SeededGenerator(seed: seed)
         let cluster = Workloads.uniformCluster(nodes: nodes, gpus: gpusPerNode, model: gpuModel)
         let queue = Workloads.philly(count: jobs, gpusPerNode: gpusPerNode, using: &rng)
-        let state = ClusterState.make(nodes: cluster, jobs: queue)
+        var state = ClusterState()
+        for node in cluster { try state.apply(.registerNode(node)) }
+        for job in queue { try state.apply(.submit(job)) }
         let configuration = SchedulerConfiguration(policy: Self.policy(named: policy)!, backfill: BackfillMode(rawValue: backfill)!, seed: seed)
         let plan = Scheduler(configuration: configuration).process(state, now: .seconds(Int64(jobs)))
         let verified = PlanVerifier().verify(plan, against: state)

@@ -1,6 +1,7 @@
 import FastGPUModel
 import FastGPUScheduler
 import FastGPUTestSupport
+import FastGPUWorkloads
 import Testing
 
 @Suite struct PendingReasonTests {

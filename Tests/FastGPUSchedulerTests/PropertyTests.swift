@@ -1,6 +1,7 @@
 import FastGPUModel
 import FastGPUScheduler
 import FastGPUTestSupport
+import FastGPUWorkloads
 import Testing
 
 /// Seeded property tests over random clusters and job mixes (mixed models, MIG GPUs, shares,
