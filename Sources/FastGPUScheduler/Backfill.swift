@@ -21,7 +21,7 @@ extension SchedulingPass {
             var node = nodes[slot]
             if staticChecks.contains(where: { $0.failure(of: node, for: demand) != nil }) { continue }
             if case .whole(let k) = demand.gpu, node.gpus.count < k { continue }
-            var ending = node.allocations.compactMap { tentative[$0] ?? state.allocations[$0] }
+            var ending = node.allocations.compactMap { tentative[$0] ?? state.allocations[$0] }.map(planned)
             ending.sort { ($0.expectedEnd, $0.id) < ($1.expectedEnd, $1.id) }
             var time = now
             var next = 0
@@ -52,6 +52,15 @@ extension SchedulingPass {
         let start = chosen.last!.time
         reservedSlots = Set(chosen.map(\.slot))
         reservation = Reservation(job: job.id, start: start, nodes: reservedSlots.sorted().map { nodes[$0].id })
+    }
+
+    /// The allocation with the end backfill plans with: one without an estimate is given the
+    /// configured default run time from its start, as the pass gave the tasks it placed.
+    private func planned(_ allocation: Allocation) -> Allocation {
+        guard allocation.expectedEnd == .distantFuture, let runtime = configuration.defaultRuntime else { return allocation }
+        var copy = allocation
+        copy.expectedEnd = allocation.startTime + runtime
+        return copy
     }
 
     /// Whether the task fits on this node copy, ignoring its state (it is a future state).

@@ -32,7 +32,6 @@ extension SchedulingPass {
                 return nil
             }
         }
-        commitTransaction(transaction)
         return victimsTotal
     }
 

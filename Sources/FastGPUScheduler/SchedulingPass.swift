@@ -97,7 +97,7 @@ public struct SchedulingPass {
                     gangPlaceable = i
                     break
                 }
-                if ok { placed += tasks.count; commitTransaction(mark) } else { rollBack(mark); failedGroup = failedGroup ?? group }
+                if ok { placed += tasks.count } else { rollBack(mark); failedGroup = failedGroup ?? group }
             } else {
                 for task in tasks {
                     if placeTask(task, demand: demand, transaction: nil) != nil { placed += 1 } else { failedGroup = failedGroup ?? group; break }
@@ -107,6 +107,8 @@ public struct SchedulingPass {
         if failedGroup == nil {
             return .placed(job.id, tasks: placed, preempting: 0)
         }
+        // The preemption search places tasks too and overwrites the tally; the reason must speak
+        // of the plain attempt.
         let failure = tally
         if configuration.preemption, placed == 0, preemptionSearches < configuration.preemptionSearchesPerPass,
            let victims = preempt(for: job, tasks: job.unplacedTasks) {
@@ -255,8 +257,6 @@ public struct SchedulingPass {
     func beginTransaction() -> Transaction {
         Transaction(placementsMark: placements.count, preemptionsMark: preemptions.count)
     }
-
-    func commitTransaction(_ transaction: Transaction) {}
 
     mutating func rollBack(_ transaction: Transaction) {
         for (slot, node) in transaction.saved.reversed() {

@@ -53,6 +53,19 @@ import Testing
         #expect(state.jobs[JobID(1)]?.attempts == 2)
     }
 
+    @Test func aGangRunsAgainWholeWhenAMemberIsLostAfterAnotherFinished() throws {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(8).build()], jobs: [Job.make(1).gpus(1).tasks(3, gang: true).build()])
+        try commit(&state, (0..<3).map { place(1, index: $0, node: 1, [.whole(gpu: $0)], gang: true) })
+        let byTask = Dictionary(uniqueKeysWithValues: state.allocations.values.map { ($0.task.index, $0.id) })
+        try state.apply(.endAllocation(byTask[0]!, .succeeded, at: .seconds(5)))
+        #expect(state.jobs[JobID(1)]?.state == .running)
+        let ended = try state.apply(.endAllocation(byTask[1]!, .lost, at: .seconds(6)))
+        #expect(Set(ended.map(\.task.index)) == [1, 2])
+        let job = try #require(state.jobs[JobID(1)])
+        #expect(job.state == .pending && job.completedTasks.isEmpty)
+        #expect(job.unplacedTasks.count == 3, "the whole gang runs again")
+    }
+
     @Test func aFailedTaskFailsTheJobAndStopsItsOtherTasks() throws {
         var state = ClusterState.make(nodes: [Node.make(1).gpus(8).build()], jobs: [Job.make(1).gpus(1).tasks(3).build()])
         try commit(&state, (0..<3).map { place(1, index: $0, node: 1, [.whole(gpu: $0)]) })

@@ -69,4 +69,16 @@ import Testing
         }
         #expect(fit == FreeFit(node: NodeID(1), freeGPUs: 2, gpuModel: "H100-80GB"))
     }
+
+    @Test func workWithoutAnEstimateEndsAfterTheDefaultRuntime() throws {
+        // With a default run time of 1000 s, job 1 (no estimate, started at 0) is planned to end
+        // at 1000 s, in this round as in the round that placed it.
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(8).build()], jobs: [Job.make(1).gpus(6).build()]),
+                                       configuration: SchedulerConfiguration(policy: FIFOPolicy(), preemption: false, defaultRuntime: .seconds(1000)))
+        try harness.round()
+        harness.now = .seconds(10)
+        try harness.submit(Job.make(2).gpus(4).submitted(atSecond: 10).build())
+        try harness.round()
+        #expect(harness.lastPlan?.reservation == Reservation(job: JobID(2), start: .seconds(1000), nodes: [NodeID(1)]))
+    }
 }
