@@ -111,12 +111,21 @@ public enum PendingReason: Hashable, Sendable, CustomStringConvertible {
 
     public var isNever: Bool { if case .never = self { true } else { false } }
 
-    public var description: String {
+    public var description: String { explanation(now: nil) }
+
+    /// The reason as a person reads it; with `now`, the estimated start is given as a wait.
+    public func explanation(now: Timestamp?) -> String {
         switch self {
-        case .never(let reason): "never: \(reason)"
+        case .never(let reason):
+            return "never: \(reason)"
         case .notNow(let shortfall, let fit, let ahead, let start):
-            "not now: \(shortfall)" + (fit.map { "; largest free fit \($0)" } ?? "")
-                + "; \(ahead) job\(ahead == 1 ? "" : "s") ahead" + (start.map { "; estimated start \($0)" } ?? "")
+            var text = "not now: \(shortfall)"
+            if let fit { text += "; largest free fit \(fit)" }
+            text += "; \(ahead) job\(ahead == 1 ? "" : "s") ahead"
+            if let start {
+                if let now { text += "; estimated start in \(start.milliseconds(since: now) / 1000) s" } else { text += "; estimated start \(start)" }
+            }
+            return text
         }
     }
 }

@@ -130,10 +130,7 @@ public struct SchedulingPass {
                 break
             }
         }
-        var shortfall = shortfall(for: demand, placeableOfGang: gangPlaceable)
-        if reservation?.job == job.id, case .reservedFor = shortfall {
-            shortfall = .gpus(perTask: demand.wholeGPUs, model: demand.resources.gpuModel)
-        }
+        let shortfall = shortfall(for: demand, placeableOfGang: gangPlaceable)
         let reason = PendingReason.notNow(shortfall: shortfall, largestFreeFit: largestFreeFit(for: demand), jobsAhead: position, estimatedStart: estimatedStart)
         let parked = PendingJob(job: job.id, position: position, reason: reason)
         pending.append(parked)
@@ -155,21 +152,25 @@ public struct SchedulingPass {
         var best: (slot: Int, devices: [DeviceAssignment], score: Int, tie: UInt64)?
         var feasible = 0
         let limit = configuration.scoringLimit
-        // The walk captures only immutable copies (copy-on-write: no data is copied), never the
-        // pass itself: a closure over a mutating `self` would copy the whole pass per call.
-        let evaluator = CandidateEvaluator(
-            nodes: nodes, checks: configuration.checks, scorers: configuration.scorers, reservation: reservation,
-            reservedSlots: reservedSlots, mix: mix, seed: configuration.seed,
-            sameGroupBySlot: demand.spread ? sameGroupCounts(job: demand.job, group: demand.group) : [:])
-        Self.forEachCandidate(in: index, for: demand) { slot in
-            guard let devices = evaluator.devices(onSlot: slot, for: demand, failures: &failures) else { return true }
-            let score = evaluator.score(slot: slot, devices: devices, task: demand)
-            let tie = Self.tieBreak(evaluator.seed, evaluator.nodes[slot].id)
-            if best == nil || score > best!.score || (score == best!.score && tie < best!.tie) {
-                best = (slot, devices, score, tie)
+        do {
+            // The walk captures only immutable copies (copy-on-write: no data is copied), never
+            // the pass itself: a closure over a mutating `self` copies the whole pass per call.
+            // The copies end with this block, before `take` writes to the nodes and the index,
+            // so that no write finds its buffer shared and copies it.
+            let evaluator = CandidateEvaluator(
+                nodes: nodes, checks: configuration.checks, scorers: configuration.scorers, reservation: reservation,
+                reservedSlots: reservedSlots, mix: mix, seed: configuration.seed,
+                sameGroupBySlot: demand.spread ? sameGroupCounts(job: demand.job, group: demand.group) : [:])
+            Self.forEachCandidate(in: index, for: demand) { slot in
+                guard let devices = evaluator.devices(onSlot: slot, for: demand, failures: &failures) else { return true }
+                let score = evaluator.score(slot: slot, devices: devices, task: demand)
+                let tie = Self.tieBreak(evaluator.seed, evaluator.nodes[slot].id)
+                if best == nil || score > best!.score || (score == best!.score && tie < best!.tie) {
+                    best = (slot, devices, score, tie)
+                }
+                feasible += 1
+                return feasible < limit
             }
-            feasible += 1
-            return feasible < limit
         }
         tally = failures
         guard let best else { return nil }

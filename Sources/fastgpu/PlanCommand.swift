@@ -46,7 +46,9 @@ struct PlanCommand: ParsableCommand {
         for node in cluster { try state.apply(.registerNode(node)) }
         for job in queue { try state.apply(.submit(job)) }
         let configuration = SchedulerConfiguration(policy: Self.policy(named: policy)!, backfill: BackfillMode(rawValue: backfill)!, seed: seed)
-        let plan = Scheduler(configuration: configuration).process(state, now: .seconds(Int64(jobs)))
+        // The synthetic jobs arrive one per second; the pass runs when the last has arrived.
+        let now = Timestamp.seconds(Int64(jobs))
+        let plan = Scheduler(configuration: configuration).process(state, now: now)
         let verified = PlanVerifier().verify(plan, against: state)
 
         let gpusPlaced = verified.placements.reduce(0) { $0 + $1.devices.count }
@@ -58,12 +60,12 @@ struct PlanCommand: ParsableCommand {
         let never = plan.pending.filter(\.reason.isNever).count
         print("pending   \(plan.pending.count) jobs: \(plan.pending.count - never) not now, \(never) never")
         if let reservation = plan.reservation {
-            let start = reservation.start == .distantFuture ? "unknown" : "\(reservation.start.milliseconds(since: .seconds(Int64(jobs))) / 1000) s from now"
-            print("reserved  \(reservation.job) starts in \(start) on \(reservation.nodes.count) node(s)")
+            let start = reservation.start == .distantFuture ? "at an unknown time" : "in \(reservation.start.milliseconds(since: now) / 1000) s"
+            print("reserved  \(reservation.job) starts \(start) on \(reservation.nodes.count) node(s)")
         }
         for pending in plan.pending.prefix(show) {
             let job = state.jobs[pending.job]!
-            print("  #\(pending.position) \(pending.job) (\(job.taskGroups[0].count) × \(job.taskGroups[0].resources.gpu)): \(pending.reason)")
+            print("  #\(pending.position) \(pending.job) (\(job.taskGroups[0].count) × \(job.taskGroups[0].resources.gpu)): \(pending.reason.explanation(now: now))")
         }
     }
 
