@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "FastGPUModel", targets: ["FastGPUModel"]),
         .library(name: "FastGPUScheduler", targets: ["FastGPUScheduler"]),
         .library(name: "FastGPUWorkloads", targets: ["FastGPUWorkloads"]),
+        .library(name: "FastGPUSimulator", targets: ["FastGPUSimulator"]),
         .library(name: "FastGPUTestSupport", targets: ["FastGPUTestSupport"]),
     ],
     dependencies: [
@@ -43,6 +44,15 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FastGPUSimulator",
+            dependencies: [
+                "FastGPUModel",
+                "FastGPUScheduler",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "FastGPUTestSupport",
             dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads"],
             swiftSettings: strictSettings
@@ -53,6 +63,7 @@ let package = Package(
                 "FastGPUModel",
                 "FastGPUScheduler",
                 "FastGPUWorkloads",
+                "FastGPUSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -60,6 +71,12 @@ let package = Package(
         .testTarget(
             name: "FastGPUModelTests",
             dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads", "FastGPUTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FastGPUSimulatorTests",
+            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUSimulator", "FastGPUTestSupport"],
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -10,6 +10,7 @@ struct FastGPUCommand: ParsableCommand {
         discussion: """
             Available now:
               plan       run the scheduler once on a synthetic cluster and queue, and print the plan
+              sim        replay GPU-cluster traces through the scheduler (run, compare, pack)
               version    print the version
 
             Planned command groups (not in this build yet):
@@ -23,10 +24,9 @@ struct FastGPUCommand: ParsableCommand {
               nodes      ls | show | cordon | drain
               projects   projects, members and roles
               tokens     API tokens
-              sim        replay GPU-cluster traces through the scheduler
             """,
         version: FastGPUVersion.current,
-        subcommands: [PlanCommand.self, VersionCommand.self]
+        subcommands: [PlanCommand.self, SimCommand.self, VersionCommand.self]
     )
 }
 

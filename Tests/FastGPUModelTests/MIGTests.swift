@@ -62,6 +62,7 @@ import Testing
         ("H100", "H100-80GB", true), ("h100", "H100-80GB", true), ("H100-80GB", "H100-80GB", true),
         ("A100", "A100-40GB", true), ("A100-80GB", "A100-40GB", false), ("H10", "H100-80GB", false),
         ("H100", "H1000", false), ("H100-80GB-X", "H100-80GB", false),
+        ("V100M16|V100M32", "V100M32", true), ("V100M16|V100M32", "T4", false),
     ])
     func modelNames(requested: String, offered: String, matches: Bool) {
         #expect(GPUModelName.matches(requested: requested, offered: offered) == matches)

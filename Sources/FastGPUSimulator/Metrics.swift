@@ -1,0 +1,63 @@
+/// The figures of one run, in seconds (floating point is fine for reports: nothing here is
+/// capacity or money).
+public struct SimulationMetrics: Codable, Sendable {
+    public var policy: String
+    public var oracle: Bool
+    public var jobs: Int
+    public var finished: Int
+    public var neverPlaceable: Int
+    public var averageJCT: Double
+    public var medianJCT: Double
+    public var p95JCT: Double
+    public var p99JCT: Double
+    public var averageQueueing: Double
+    public var p99Queueing: Double
+    public var makespan: Double
+    /// Time-weighted allocated GPUs ÷ capacity over the makespan. The traces carry no utilisation
+    /// samples, so utilisation equals allocation here.
+    public var gpuAllocation: Double
+    public var preemptions: Int
+    public var schedulingPasses: Int
+    /// Per project: mean of (completion time ÷ run time), 1 = never waited.
+    public var projectSlowdown: [String: Double]
+    /// Sorted completion times, for CDF charts (not in the table).
+    public var completionTimes: [Double]
+
+    public init(_ result: SimulationResult) {
+        policy = result.policy
+        oracle = result.oracle
+        jobs = result.outcomes.count + result.neverPlaceable
+        neverPlaceable = result.neverPlaceable
+        let done = result.outcomes.filter { $0.finishMilliseconds != nil }
+        finished = done.count
+        let jct = done.compactMap(\.completionMilliseconds).map { Double($0) / 1000 }.sorted()
+        let queue = result.outcomes.compactMap(\.queueingMilliseconds).map { Double($0) / 1000 }.sorted()
+        averageJCT = Self.mean(jct)
+        medianJCT = Self.percentile(jct, 0.5)
+        p95JCT = Self.percentile(jct, 0.95)
+        p99JCT = Self.percentile(jct, 0.99)
+        averageQueueing = Self.mean(queue)
+        p99Queueing = Self.percentile(queue, 0.99)
+        let span = max(0, result.lastFinishMilliseconds - result.firstSubmitMilliseconds)
+        makespan = Double(span) / 1000
+        gpuAllocation = span > 0 && result.capacityMilliGPUs > 0
+            ? Double(result.allocatedMilliGPUMilliseconds) / (Double(result.capacityMilliGPUs) * Double(span)) : 0
+        preemptions = result.preemptions
+        schedulingPasses = result.schedulingPasses
+        var slowdowns: [String: [Double]] = [:]
+        for outcome in done where outcome.durationMilliseconds > 0 {
+            slowdowns[outcome.project, default: []].append(Double(outcome.completionMilliseconds!) / Double(outcome.durationMilliseconds))
+        }
+        projectSlowdown = slowdowns.mapValues(Self.mean)
+        completionTimes = jct
+    }
+
+    static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
+
+    /// Nearest-rank percentile of sorted values.
+    static func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        let rank = Int((p * Double(sorted.count)).rounded(.up))
+        return sorted[min(sorted.count - 1, max(0, rank - 1))]
+    }
+}

@@ -1,0 +1,316 @@
+public import FastGPUModel
+public import FastGPUScheduler
+import HeapModule
+
+/// Where a simulated job's runtime estimate comes from.
+public enum EstimateSource: String, Sendable {
+    /// No estimate (FIFO, LAS).
+    case none
+    /// The true duration: only for labelled oracle reference lines.
+    case oracle
+    /// `HistoryPredictor`, learned online from jobs that finished.
+    case history
+}
+
+/// A named policy of the simulator: a scheduler configuration plus where its estimates come from.
+public struct SimulationPolicy: Sendable {
+    public var name: String
+    public var configuration: SchedulerConfiguration
+    public var estimates: EstimateSource
+
+    public init(name: String, configuration: SchedulerConfiguration, estimates: EstimateSource) {
+        self.name = name
+        self.configuration = configuration
+        self.estimates = estimates
+    }
+
+    public var isOracle: Bool { estimates == .oracle }
+
+    public static let names = ["fifo", "sjf-oracle", "srtf-oracle", "las", "fastgpu", "fair-share"]
+
+    /// The policies `fastgpu sim` knows. All place greedily (a job that fits starts, as the
+    /// published trace simulators do), except `fastgpu` and `fair-share`, which use EASY backfill.
+    public static func named(_ name: String, seed: UInt64 = 0) -> SimulationPolicy? {
+        func config(_ policy: any QueuePolicy, backfill: BackfillMode = .greedy, preemption: Bool) -> SchedulerConfiguration {
+            SchedulerConfiguration(policy: policy, backfill: backfill, preemption: preemption, seed: seed, preemptionSearchesPerPass: 64)
+        }
+        switch name {
+        case "fifo": return SimulationPolicy(name: name, configuration: config(FIFOPolicy(), preemption: false), estimates: .none)
+        case "sjf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestJobFirstPolicy(), preemption: false), estimates: .oracle)
+        case "srtf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(), preemption: true), estimates: .oracle)
+        case "las": return SimulationPolicy(name: name, configuration: config(LeastAttainedServicePolicy(), preemption: true), estimates: .none)
+        case "fastgpu":
+            return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(overdue: .asLongAgain), preemption: true), estimates: .history)
+        case "fair-share": return SimulationPolicy(name: name, configuration: config(FairSharePolicy(), backfill: .easy, preemption: true), estimates: .history)
+        default: return nil
+        }
+    }
+}
+
+/// How the simulated cluster behaves.
+public struct SimulationOptions: Sendable {
+    public var nodes: [Node]
+    public var gpusPerNode: Int
+    /// Added to a preempted job's remaining run time (checkpoint reload, warm-up).
+    public var restartPenaltyMilliseconds: Int64
+    /// Schedule at fixed rounds of this length; nil schedules on every event (arrival, completion).
+    public var intervalMilliseconds: Int64?
+
+    public init(nodes: [Node], gpusPerNode: Int, restartPenaltyMilliseconds: Int64 = 30_000, intervalMilliseconds: Int64? = nil) {
+        self.nodes = nodes
+        self.gpusPerNode = gpusPerNode
+        self.restartPenaltyMilliseconds = restartPenaltyMilliseconds
+        self.intervalMilliseconds = intervalMilliseconds
+    }
+
+    /// `count` nodes of `gpusPerNode` GPUs of one model, CPU and memory ample.
+    public static func uniform(nodes count: Int, gpusPerNode: Int, gpuModel: String) -> SimulationOptions {
+        let nodes = (0..<count).map { i -> Node in
+            let id = NodeID(UInt64(i + 1))
+            let gpus = (0..<gpusPerNode).map { GPU(index: $0, uuid: "GPU-\(i + 1)-\($0)", model: gpuModel, memoryMiB: 80 * 1024, island: $0 * 2 / max(1, gpusPerNode)) }
+            return Node(id: id, name: "node-\(i + 1)", gpus: gpus, cpuMillis: 1_000_000, memoryMiB: 16 * 1024 * 1024)
+        }
+        return SimulationOptions(nodes: nodes, gpusPerNode: gpusPerNode)
+    }
+}
+
+/// What happened to one job.
+public struct JobOutcome: Hashable, Sendable {
+    public var id: Int
+    public var project: String
+    public var gpus: Int
+    public var submitMilliseconds: Int64
+    public var firstStartMilliseconds: Int64?
+    public var finishMilliseconds: Int64?
+    public var durationMilliseconds: Int64
+    public var preemptions: Int
+
+    public var completionMilliseconds: Int64? { finishMilliseconds.map { $0 - submitMilliseconds } }
+    public var queueingMilliseconds: Int64? { firstStartMilliseconds.map { $0 - submitMilliseconds } }
+}
+
+/// The result of one run.
+public struct SimulationResult: Sendable {
+    public var policy: String
+    public var oracle: Bool
+    public var outcomes: [JobOutcome]
+    /// ∫ allocated milli-GPUs dt, in milli-GPU × ms.
+    public var allocatedMilliGPUMilliseconds: Int64
+    public var capacityMilliGPUs: Int
+    public var firstSubmitMilliseconds: Int64
+    public var lastFinishMilliseconds: Int64
+    public var preemptions: Int
+    public var schedulingPasses: Int
+    /// Jobs that no node could ever host (never scheduled; left out of the JCT figures).
+    public var neverPlaceable: Int
+}
+
+/// The discrete-event engine: a virtual clock, arrivals from the trace, completions after each
+/// job's true remaining run time, and the very same `Scheduler` + `PlanVerifier` + reducer as the
+/// control plane.
+///
+/// The scheduler sees only `Job` values whose `runtimeEstimate` comes from the policy's
+/// `EstimateSource`; true durations stay in `truth`, which only the engine reads (and, for
+/// `.oracle` policies alone, copies into the estimate).
+public struct Simulation {
+    public let trace: Trace
+    public let policy: SimulationPolicy
+    public let options: SimulationOptions
+
+    public init(trace: Trace, policy: SimulationPolicy, options: SimulationOptions) {
+        self.trace = trace
+        self.policy = policy
+        self.options = options
+    }
+
+    /// Called with every job as it is handed to the scheduler: lets a test prove what the policy saw.
+    public typealias SubmissionObserver = (Job) -> Void
+
+    public func run(observe: SubmissionObserver? = nil) -> SimulationResult {
+        var engine = Engine(trace: trace, policy: policy, options: options)
+        engine.run(observe: observe)
+        return engine.result()
+    }
+}
+
+struct Engine {
+    let trace: Trace
+    let policy: SimulationPolicy
+    let options: SimulationOptions
+    let scheduler: Scheduler
+
+    var state = ClusterState()
+    var predictor = HistoryPredictor()
+    var finishes = Heap<Finish>()
+    var now: Int64 = 0
+    var nextArrival = 0
+
+    /// Per job (index = trace id − 1): remaining true run time, current run start, finish token.
+    var truth: [Int64]
+    var runStart: [Int64?]
+    var token: [Int]
+    var outcomes: [JobOutcome]
+    var projectIDs: [String: ProjectID] = [:]
+
+    var allocatedMilli = 0
+    var allocatedIntegral: Int64 = 0
+    var lastIntegration: Int64 = 0
+    var preemptions = 0
+    var passes = 0
+    var never: Set<Int> = []
+
+    struct Finish: Comparable {
+        var time: Int64
+        var job: Int
+        var token: Int
+        static func < (a: Finish, b: Finish) -> Bool { (a.time, a.job, a.token) < (b.time, b.job, b.token) }
+    }
+
+    init(trace: Trace, policy: SimulationPolicy, options: SimulationOptions) {
+        self.trace = trace
+        self.policy = policy
+        self.options = options
+        self.scheduler = Scheduler(configuration: policy.configuration)
+        truth = trace.jobs.map(\.durationMilliseconds)
+        runStart = Array(repeating: nil, count: trace.jobs.count)
+        token = Array(repeating: 0, count: trace.jobs.count)
+        outcomes = trace.jobs.map { JobOutcome(id: $0.id, project: $0.project, gpus: $0.gpus, submitMilliseconds: $0.submitMilliseconds,
+                                               firstStartMilliseconds: nil, finishMilliseconds: nil, durationMilliseconds: $0.durationMilliseconds, preemptions: 0) }
+        for node in options.nodes {
+            // The options' nodes are built by the simulator or read from a node list: valid by construction.
+            try! state.apply(.registerNode(node))  // swiftlint:disable:this force_try
+        }
+        now = trace.jobs.first?.submitMilliseconds ?? 0
+        lastIntegration = now
+    }
+
+    mutating func run(observe: Simulation.SubmissionObserver?) {
+        let interval = options.intervalMilliseconds
+        var nextTick = interval.map { now + $0 }
+        while nextArrival < trace.jobs.count || !finishes.isEmpty {
+            var t = Int64.max
+            if nextArrival < trace.jobs.count { t = min(t, trace.jobs[nextArrival].submitMilliseconds) }
+            if let finish = finishes.min { t = min(t, finish.time) }
+            if let tick = nextTick, !state.waiting.isEmpty { t = min(t, tick) }
+            advance(to: t)
+            while let finish = finishes.min, finish.time <= now {
+                finishes.removeMin()
+                complete(finish)
+            }
+            while nextArrival < trace.jobs.count, trace.jobs[nextArrival].submitMilliseconds <= now {
+                submit(trace.jobs[nextArrival], observe: observe)
+                nextArrival += 1
+            }
+            if let interval {
+                guard let tick = nextTick, now >= tick else { continue }
+                nextTick = tick + interval * max(1, (now - tick) / interval + 1)
+            }
+            schedule()
+        }
+    }
+
+    mutating func advance(to time: Int64) {
+        allocatedIntegral += Int64(allocatedMilli) * (time - lastIntegration)
+        lastIntegration = time
+        now = time
+    }
+
+    mutating func project(_ name: String) -> ProjectID {
+        if let id = projectIDs[name] { return id }
+        let id = ProjectID(UInt64(projectIDs.count + 1))
+        projectIDs[name] = id
+        return id
+    }
+
+    mutating func submit(_ traceJob: TraceJob, observe: Simulation.SubmissionObserver?) {
+        let estimate: Duration? = switch policy.estimates {
+        case .none: nil
+        case .oracle: .milliseconds(traceJob.durationMilliseconds)
+        case .history: .milliseconds(predictor.estimateMilliseconds(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus))
+        }
+        let job = Job(id: JobID(UInt64(traceJob.id)), name: traceJob.name, project: project(traceJob.project),
+                      priority: PriorityClass(name: "p\(traceJob.priority)", value: traceJob.priority),
+                      taskGroups: [traceJob.taskGroup(gpusPerNode: options.gpusPerNode)],
+                      runtimeEstimate: estimate, submitTime: Timestamp(millisecondsSinceEpoch: traceJob.submitMilliseconds))
+        observe?(job)
+        do {
+            try state.apply(.submit(job))
+        } catch {
+            // A trace row the model refuses (it passed the reader's checks) is never placeable.
+            never.insert(traceJob.id)
+        }
+    }
+
+    mutating func complete(_ finish: Finish) {
+        guard token[finish.job] == finish.token, let start = runStart[finish.job] else { return }
+        let id = JobID(UInt64(finish.job + 1))
+        let live = state.jobs[id]?.liveAllocations.values.sorted() ?? []
+        for allocation in live {
+            if let ended = state.allocations[allocation] {
+                allocatedMilli -= ended.milliGPUs
+            }
+            // The allocation is live (just read from the state): ending it cannot fail.
+            _ = try? state.apply(.endAllocation(allocation, .succeeded, at: Timestamp(millisecondsSinceEpoch: now)))
+        }
+        truth[finish.job] -= now - start
+        runStart[finish.job] = nil
+        outcomes[finish.job].finishMilliseconds = now
+        let traceJob = trace.jobs[finish.job]
+        predictor.learn(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus, milliseconds: traceJob.durationMilliseconds)
+    }
+
+    mutating func schedule() {
+        guard !state.waiting.isEmpty else { return }
+        passes += 1
+        let at = Timestamp(millisecondsSinceEpoch: now)
+        let plan = scheduler.process(state, now: at)
+        for pending in plan.pending where pending.reason.isNever {
+            // Never placeable: drop it from the queue so that it does not cost every pass.
+            never.insert(Int(pending.job.rawValue))
+            _ = try? state.apply(.cancel(pending.job, at: at))
+        }
+        guard !plan.placements.isEmpty || !plan.preemptions.isEmpty else { return }
+        let verified = PlanVerifier().verify(plan, against: state)
+        let ended: [Allocation]
+        do {
+            ended = try state.apply(.commit(verified, at: at))
+        } catch {
+            // Verified against this very state: a refusal is a scheduler bug, not an input problem.
+            preconditionFailure("a verified plan was refused: \(error)")
+        }
+        var stopped: Set<Int> = []
+        for allocation in ended {
+            allocatedMilli -= allocation.milliGPUs
+            stopped.insert(Int(allocation.task.job.rawValue) - 1)
+        }
+        for job in stopped.sorted() {
+            guard let start = runStart[job] else { continue }
+            truth[job] = max(0, truth[job] - (now - start)) + options.restartPenaltyMilliseconds
+            runStart[job] = nil
+            token[job] += 1
+            outcomes[job].preemptions += 1
+            preemptions += 1
+        }
+        var started: Set<Int> = []
+        for placement in verified.placements {
+            allocatedMilli += state.jobs[placement.task.job]?.taskGroups[placement.task.group].milliGPUsPerTask ?? 0
+            started.insert(Int(placement.task.job.rawValue) - 1)
+        }
+        for job in started.sorted() {
+            guard let spec = state.jobs[JobID(UInt64(job + 1))], !spec.isWaiting, runStart[job] == nil else { continue }
+            runStart[job] = now
+            if outcomes[job].firstStartMilliseconds == nil { outcomes[job].firstStartMilliseconds = now }
+            token[job] += 1
+            finishes.insert(Finish(time: now + truth[job], job: job, token: token[job]))
+        }
+    }
+
+    func result() -> SimulationResult {
+        let finished = outcomes.compactMap(\.finishMilliseconds)
+        return SimulationResult(
+            policy: policy.name, oracle: policy.isOracle, outcomes: outcomes.filter { !never.contains($0.id) },
+            allocatedMilliGPUMilliseconds: allocatedIntegral, capacityMilliGPUs: options.nodes.reduce(0) { $0 + $1.gpus.count * 1000 },
+            firstSubmitMilliseconds: trace.jobs.first?.submitMilliseconds ?? 0, lastFinishMilliseconds: finished.max() ?? 0,
+            preemptions: preemptions, schedulingPasses: passes, neverPlaceable: never.count)
+    }
+}

@@ -1,0 +1,127 @@
+import ArgumentParser
+import FastGPUModel
+import FastGPUScheduler
+import FastGPUSimulator
+import Foundation
+
+/// `fastgpu sim`: replays real GPU-cluster traces through the very same scheduler.
+struct SimCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sim",
+        abstract: "Replay GPU-cluster traces through the scheduler.",
+        subcommands: [SimRunCommand.self, SimCompareCommand.self],
+        defaultSubcommand: SimRunCommand.self
+    )
+}
+
+/// Options shared by `sim run` and `sim compare`.
+struct TraceOptions: ParsableArguments {
+    @Option(help: "Trace file.") var trace: String
+    @Option(help: "Trace format: philly, helios, alibaba, csv (submit_s,gpus,duration_s[,gpu_milli,project,priority]), slurm. Guessed from the file name when left out.")
+    var format: String?
+    @Option(help: "Nodes of the simulated cluster.") var nodes: Int?
+    @Option(name: .customLong("gpus-per-node"), help: "GPUs per node.") var gpusPerNode = 8
+    @Option(name: .customLong("gpu-model"), help: "GPU model of every node.") var gpuModel = "V100-32GB"
+    @Option(name: .customLong("node-list"), help: "A node list (Alibaba's sn,cpu_milli,memory_mib,gpu,model) instead of --nodes.") var nodeList: String?
+    @Option(name: .customLong("from-s"), help: "Keep jobs submitted at or after this many seconds into the trace.") var fromSeconds: Int64?
+    @Option(name: .customLong("to-s"), help: "Keep jobs submitted before this many seconds into the trace.") var toSeconds: Int64?
+    @Option(help: "Schedule every this many seconds instead of on every event.") var interval: Int64?
+    @Option(name: .customLong("restart-penalty"), help: "Seconds added to a preempted job's run time.") var restartPenalty: Int64 = 30
+    @Option(help: "Seed for the scheduler's tie-breaks.") var seed: UInt64 = 0
+    @Option(help: "Write every figure as JSON to this file.") var json: String?
+    @Option(help: "Write a chart of the JCT distribution (SVG) to this file.") var svg: String?
+
+    func validate() throws {
+        if let nodes, nodes < 1 { throw ValidationError("--nodes must be at least 1") }
+        if nodes == nil && nodeList == nil { throw ValidationError("give the cluster: --nodes N (with --gpus-per-node, --gpu-model) or --node-list FILE") }
+        guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
+        if let interval, interval < 1 { throw ValidationError("--interval must be at least 1 second") }
+        guard restartPenalty >= 0 else { throw ValidationError("--restart-penalty cannot be negative") }
+        if let format, TraceFormat(rawValue: format) == nil {
+            throw ValidationError("unknown --format '\(format)'; use \(TraceFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+    }
+
+    func traceFormat() throws -> TraceFormat {
+        if let format { return TraceFormat(rawValue: format)! }
+        let name = trace.lowercased()
+        if name.contains("philly") { return .philly }
+        if name.contains("helios") { return .helios }
+        if name.contains("openb") || name.contains("alibaba") { return .alibaba }
+        if name.contains("mixed-") || name.contains("slurm") { return .slurm }
+        if name.hasSuffix(".csv") { return .csv }
+        throw ValidationError("cannot tell the format of \(trace); give --format")
+    }
+
+    func load() throws -> (Trace, SimulationOptions) {
+        let loaded = try TraceReader.read(trace, format: try traceFormat()).window(fromSeconds: fromSeconds, toSeconds: toSeconds)
+        guard !loaded.jobs.isEmpty else { throw ValidationError("no jobs in the window --from-s/--to-s") }
+        var options: SimulationOptions
+        if let nodeList {
+            options = SimulationOptions(nodes: try TraceReader.alibabaNodes(nodeList), gpusPerNode: gpusPerNode)
+        } else {
+            options = .uniform(nodes: nodes!, gpusPerNode: gpusPerNode, gpuModel: gpuModel)
+        }
+        options.restartPenaltyMilliseconds = restartPenalty * 1000
+        options.intervalMilliseconds = interval.map { $0 * 1000 }
+        return (loaded, options)
+    }
+}
+
+struct SimRunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Replay a trace with one policy.")
+
+    @OptionGroup var options: TraceOptions
+    @Option(help: "Policy: \(SimulationPolicy.names.joined(separator: ", ")).") var policy = "fastgpu"
+
+    func validate() throws {
+        guard SimulationPolicy.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(SimulationPolicy.names.joined(separator: ", "))") }
+    }
+
+    func run() throws {
+        try SimCompareCommand.compare(options, policies: [policy])
+    }
+}
+
+struct SimCompareCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "compare", abstract: "Replay a trace with several policies side by side; ratios are against the first.")
+
+    @OptionGroup var options: TraceOptions
+    @Option(help: "Comma-separated policies; the first is the baseline.") var policies = "fifo,sjf-oracle,srtf-oracle,las,fastgpu"
+
+    func validate() throws {
+        for name in policies.split(separator: ",") where SimulationPolicy.named(String(name)) == nil {
+            throw ValidationError("unknown policy '\(name)'; use \(SimulationPolicy.names.joined(separator: ", "))")
+        }
+    }
+
+    func run() throws {
+        try Self.compare(options, policies: policies.split(separator: ",").map(String.init))
+    }
+
+    static func compare(_ options: TraceOptions, policies: [String]) throws {
+        let (trace, simulation) = try options.load()
+        let gpus = simulation.nodes.reduce(0) { $0 + $1.gpus.count }
+        print("trace     \(trace.name): \(trace.jobs.count) jobs over \(trace.jobs.last!.submitMilliseconds / 1000) s")
+        print("cluster   \(simulation.nodes.count) nodes, \(gpus) GPUs; restart penalty \(simulation.restartPenaltyMilliseconds / 1000) s; "
+            + (simulation.intervalMilliseconds.map { "rounds every \($0 / 1000) s" } ?? "event-driven"))
+        var results: [(SimulationMetrics, Double)] = []
+        for name in policies {
+            let policy = SimulationPolicy.named(name, seed: options.seed)!
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result = Simulation(trace: trace, policy: policy, options: simulation).run()
+            let took = clock.now - start
+            results.append((SimulationMetrics(result), Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18))
+        }
+        print(SimulationReport.table(results.map(\.0), seconds: results.map(\.1)))
+        if let json = options.json {
+            try SimulationReport.json(results.map(\.0)).write(toFile: json, atomically: true, encoding: .utf8)
+            print("wrote \(json)")
+        }
+        if let svg = options.svg {
+            try SimulationReport.jctChart(results.map(\.0), title: "JCT distribution, \(trace.name), \(gpus) GPUs").write(toFile: svg, atomically: true, encoding: .utf8)
+            print("wrote \(svg)")
+        }
+    }
+}
