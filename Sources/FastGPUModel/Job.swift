@@ -63,6 +63,8 @@ public struct Job: Hashable, Sendable, Identifiable {
     public var id: JobID
     public var name: String
     public var project: ProjectID
+    /// Who submitted it (a project member's name); history-based policies learn per submitter.
+    public var submitter: String
     public var priority: PriorityClass
     /// Spot work is preemptible by any non-spot work, and sold cheaper.
     public var spot: Bool
@@ -83,11 +85,12 @@ public struct Job: Hashable, Sendable, Identifiable {
     /// Tasks of plain groups that ended successfully and must not run again.
     public internal(set) var completedTasks: Set<TaskRef> = []
 
-    public init(id: JobID, name: String? = nil, project: ProjectID, priority: PriorityClass = .normal, spot: Bool = false,
+    public init(id: JobID, name: String? = nil, project: ProjectID, submitter: String = "", priority: PriorityClass = .normal, spot: Bool = false,
                 taskGroups: [TaskGroup], runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, submitTime: Timestamp) {
         self.id = id
         self.name = name ?? id.description
         self.project = project
+        self.submitter = submitter
         self.priority = priority
         self.spot = spot
         self.taskGroups = taskGroups

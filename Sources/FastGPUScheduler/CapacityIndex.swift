@@ -76,13 +76,19 @@ struct CapacityIndex {
     func isIndexed(_ slot: Int) -> Bool { modelOfNode[slot] >= 0 }
 
     /// Model indices a request accepts (`nil` accepts every GPU model; `""` is never a GPU model).
-    func matchingModels(_ requested: String?) -> [Int] {
-        models.indices.filter { i in
+    /// Asked for every job, so answers are remembered (the set of models is fixed for a pass).
+    mutating func matchingModels(_ requested: String?) -> [Int] {
+        if let known = matchCache[requested] { return known }
+        let matching = models.indices.filter { i in
             guard !models[i].isEmpty else { return false }
             guard let requested else { return true }
             return GPUModelName.matches(requested: requested, offered: models[i])
         }
+        matchCache[requested] = matching
+        return matching
     }
+
+    private var matchCache: [String?: [Int]] = [:]
 
     /// The most free whole GPUs on one ready node of these models, with that node's slot.
     func largestFreeFit(models wanted: [Int]) -> (slot: Int, free: Int, model: Int)? {

@@ -1,15 +1,31 @@
 import FastGPUModel
 
-/// How many candidate nodes failed each check for one task.
+/// How many candidate nodes failed each check for one task. A SIMD vector, not an array: one is
+/// made per task tried, and must not allocate.
 struct FailureTally {
-    private(set) var counts = [Int](repeating: 0, count: CheckFailure.allCases.count)
+    private var counts = SIMD16<Int32>()
 
     mutating func add(_ failure: CheckFailure) {
-        counts[CheckFailure.allCases.firstIndex(of: failure)!] += 1
+        counts[failure.slot] &+= 1
     }
 
-    subscript(_ failure: CheckFailure) -> Int { counts[CheckFailure.allCases.firstIndex(of: failure)!] }
-    var total: Int { counts.reduce(0, +) }
+    subscript(_ failure: CheckFailure) -> Int { Int(counts[failure.slot]) }
+}
+
+extension CheckFailure {
+    var slot: Int {
+        switch self {
+        case .nodeNotReady: 0
+        case .gpuModel: 1
+        case .nodeSelector: 2
+        case .cpu: 3
+        case .memory: 4
+        case .gpuCount: 5
+        case .gpuShare: 6
+        case .migSlots: 7
+        case .reserved: 8
+        }
+    }
 }
 
 extension GPURequest {
@@ -25,7 +41,7 @@ extension GPURequest {
 
 extension SchedulingPass {
     /// What is short for a task that found no node, from the last candidate walk's tally.
-    func shortfall(for demand: TaskDemand, placeableOfGang: Int) -> Shortfall {
+    mutating func shortfall(for demand: TaskDemand, placeableOfGang: Int) -> Shortfall {
         if demand.gang && placeableOfGang > 0 { return .gangNodes(tasks: demand.groupCount, placeable: placeableOfGang) }
         if index.readyNodes == 0 { return .noReadyNode }
         if let reservation, tally[.reserved] > 0, tally[.reserved] >= max(tally[.cpu], tally[.memory]) {

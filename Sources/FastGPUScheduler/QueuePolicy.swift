@@ -228,9 +228,15 @@ public struct ShortestRemainingTimePolicy: QueuePolicy {
     }
 
     public var overdue: Overdue
+    /// Preempt only for a job whose remaining time is in a lower power-of-two band (at least about
+    /// half the victim's). With predicted remaining times that grow as a job runs past its
+    /// estimate, exact comparison makes two jobs trade places at every crossing; bands bound the
+    /// preemptions of a job to a logarithm of its run time (why Tiresias discretises its queues).
+    public var bandedPreemption: Bool
 
-    public init(overdue: Overdue = .zero) {
+    public init(overdue: Overdue = .zero, bandedPreemption: Bool = false) {
         self.overdue = overdue
+        self.bandedPreemption = bandedPreemption
     }
 
     public var name: String { "srtf" }
@@ -262,9 +268,10 @@ public struct ShortestRemainingTimePolicy: QueuePolicy {
         waiting.sortedByKey { (remainingMilliseconds(of: $0, in: state, now: now), $0.submitTime.millisecondsSinceEpoch, Int64(bitPattern: $0.id.rawValue)) }
     }
 
-    /// Within a tier and class, less remaining time ranks higher.
+    /// Within a tier and class, less remaining time ranks higher (by band when banded).
     public func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
         let remaining = remainingMilliseconds(of: job, in: state, now: now)
-        return PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: -Int(min(remaining, Int64(Int.max / 2))))
+        let level = bandedPreemption ? Int64(64 - (max(1, remaining / 1000)).leadingZeroBitCount) : min(remaining, Int64(Int.max / 2))
+        return PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: -Int(level))
     }
 }

@@ -74,7 +74,10 @@ public struct SchedulingPass {
 
     private mutating func decide(_ job: Job, position: Int) -> JobDecision {
         let unplaced = job.unplacedTasks
-        for group in Set(unplaced.map(\.group)).sorted() {
+        // Groups in order; tasks come sorted by group, so this is one pass and no set.
+        var groups: [Int] = []
+        for task in unplaced where groups.last != task.group { groups.append(task.group) }
+        for group in groups {
             if let never = catalog.neverReason(for: job.taskGroups[group]) {
                 return park(job, position: position, reason: .never(never))
             }
@@ -86,8 +89,8 @@ public struct SchedulingPass {
         var placed = 0
         var failedGroup: Int?
         var gangPlaceable = 0
-        for group in Set(unplaced.map(\.group)).sorted() {
-            let tasks = unplaced.filter { $0.group == group }
+        for group in groups {
+            let tasks = groups.count == 1 ? unplaced : unplaced.filter { $0.group == group }
             let demand = TaskDemand(job: job, group: group, now: now, defaultRuntime: configuration.defaultRuntime)
             if demand.gang {
                 let mark = beginTransaction()
@@ -148,6 +151,15 @@ public struct SchedulingPass {
     /// Places one task on the best of the first `scoringLimit` feasible candidates; nil when none.
     @discardableResult
     mutating func placeTask(_ task: TaskRef, demand: TaskDemand, transaction: Transaction?) -> Placement? {
+        // No ready node has that many free GPUs: nothing to walk (the common case in a full cluster).
+        // (The models are fetched first: reading the index inside its own mutating call copies it.)
+        let models = index.matchingModels(demand.resources.gpuModel)
+        if case .whole(let count) = demand.gpu, (index.largestFreeFit(models: models)?.free ?? 0) < count {
+            var failures = FailureTally()
+            failures.add(.gpuCount)
+            tally = failures
+            return nil
+        }
         var failures = FailureTally()
         var best: (slot: Int, devices: [DeviceAssignment], score: Int, tie: UInt64)?
         var feasible = 0
@@ -161,7 +173,7 @@ public struct SchedulingPass {
                 nodes: nodes, checks: configuration.checks, scorers: configuration.scorers, reservation: reservation,
                 reservedSlots: reservedSlots, mix: mix, seed: configuration.seed,
                 sameGroupBySlot: demand.spread ? sameGroupCounts(job: demand.job, group: demand.group) : [:])
-            Self.forEachCandidate(in: index, for: demand) { slot in
+            Self.forEachCandidate(in: index, models: models, for: demand) { slot in
                 guard let devices = evaluator.devices(onSlot: slot, for: demand, failures: &failures) else { return true }
                 let score = evaluator.score(slot: slot, devices: devices, task: demand)
                 let tie = Self.tieBreak(evaluator.seed, evaluator.nodes[slot].id)
@@ -209,14 +221,14 @@ public struct SchedulingPass {
     }
 
     /// Candidate node slots for a task, in the order the index gives (tightest first for whole GPUs).
-    static func forEachCandidate(in index: CapacityIndex, for demand: TaskDemand, _ body: (Int) -> Bool) {
+    static func forEachCandidate(in index: CapacityIndex, models: [Int], for demand: TaskDemand, _ body: (Int) -> Bool) {
         switch demand.gpu {
         case .whole(let count):
-            index.forEachCandidate(models: index.matchingModels(demand.resources.gpuModel), minimumFree: count, body)
+            index.forEachCandidate(models: models, minimumFree: count, body)
         case .share:
-            index.forEachCandidate(models: index.matchingModels(demand.resources.gpuModel), minimumFree: 0, body)
+            index.forEachCandidate(models: models, minimumFree: 0, body)
         case .mig:
-            for model in index.matchingModels(demand.resources.gpuModel) {
+            for model in models {
                 for slot in index.migNodes[model] ?? [] where index.isIndexed(slot) && !body(slot) { return }
             }
         case .none:
@@ -272,9 +284,10 @@ public struct SchedulingPass {
 
     // MARK: Reasons
 
-    func largestFreeFit(for demand: TaskDemand) -> FreeFit? {
+    mutating func largestFreeFit(for demand: TaskDemand) -> FreeFit? {
         guard demand.gpu != .none else { return nil }
-        guard let fit = index.largestFreeFit(models: index.matchingModels(demand.resources.gpuModel)), fit.free > 0 else { return nil }
+        let models = index.matchingModels(demand.resources.gpuModel)
+        guard let fit = index.largestFreeFit(models: models), fit.free > 0 else { return nil }
         return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
     }
 }

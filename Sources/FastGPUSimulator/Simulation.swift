@@ -10,6 +10,9 @@ public enum EstimateSource: String, Sendable {
     case oracle
     /// `HistoryPredictor`, learned online from jobs that finished.
     case history
+    /// The distribution of GPU time of finished jobs per class, for `GittinsPolicy` (plus history
+    /// estimates for backfill), learned online.
+    case distribution
 }
 
 /// A named policy of the simulator: a scheduler configuration plus where its estimates come from.
@@ -26,7 +29,7 @@ public struct SimulationPolicy: Sendable {
 
     public var isOracle: Bool { estimates == .oracle }
 
-    public static let names = ["fifo", "sjf-oracle", "srtf-oracle", "las", "fastgpu", "fair-share"]
+    public static let names = ["fifo", "sjf-oracle", "srtf-oracle", "las", "fastgpu", "srtf-predicted", "fair-share"]
 
     /// The policies `fastgpu sim` knows. All place greedily (a job that fits starts, as the
     /// published trace simulators do), except `fastgpu` and `fair-share`, which use EASY backfill.
@@ -40,7 +43,9 @@ public struct SimulationPolicy: Sendable {
         case "srtf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(), preemption: true), estimates: .oracle)
         case "las": return SimulationPolicy(name: name, configuration: config(LeastAttainedServicePolicy(), preemption: true), estimates: .none)
         case "fastgpu":
-            return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(overdue: .asLongAgain), preemption: true), estimates: .history)
+            return SimulationPolicy(name: name, configuration: config(GittinsPolicy(tables: [:]), preemption: true), estimates: .distribution)
+        case "srtf-predicted":
+            return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(overdue: .asLongAgain, bandedPreemption: true), preemption: true), estimates: .history)
         case "fair-share": return SimulationPolicy(name: name, configuration: config(FairSharePolicy(), backfill: .easy, preemption: true), estimates: .history)
         default: return nil
         }
@@ -55,12 +60,16 @@ public struct SimulationOptions: Sendable {
     public var restartPenaltyMilliseconds: Int64
     /// Schedule at fixed rounds of this length; nil schedules on every event (arrival, completion).
     public var intervalMilliseconds: Int64?
+    /// Jobs that finished before the simulated window starts: the history predictors begin with
+    /// (what a running cluster would know on the window's first day). Never replayed.
+    public var history: [TraceJob]
 
-    public init(nodes: [Node], gpusPerNode: Int, restartPenaltyMilliseconds: Int64 = 30_000, intervalMilliseconds: Int64? = nil) {
+    public init(nodes: [Node], gpusPerNode: Int, restartPenaltyMilliseconds: Int64 = 30_000, intervalMilliseconds: Int64? = nil, history: [TraceJob] = []) {
         self.nodes = nodes
         self.gpusPerNode = gpusPerNode
         self.restartPenaltyMilliseconds = restartPenaltyMilliseconds
         self.intervalMilliseconds = intervalMilliseconds
+        self.history = history
     }
 
     /// `count` nodes of `gpusPerNode` GPUs of one model, CPU and memory ample.
@@ -141,6 +150,7 @@ struct Engine {
 
     var state = ClusterState()
     var predictor = HistoryPredictor()
+    var distributions = ServiceDistributions()
     var finishes = Heap<Finish>()
     var now: Int64 = 0
     var nextArrival = 0
@@ -182,6 +192,20 @@ struct Engine {
         }
         now = trace.jobs.first?.submitMilliseconds ?? 0
         lastIntegration = now
+        for past in options.history.sorted(by: { $0.submitMilliseconds + $0.durationMilliseconds < $1.submitMilliseconds + $1.durationMilliseconds }) {
+            learn(past)
+        }
+    }
+
+    /// Teaches the predictors one finished job (its true duration: it has ended).
+    mutating func learn(_ traceJob: TraceJob) {
+        predictor.learn(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus, milliseconds: traceJob.durationMilliseconds)
+        if policy.estimates == .distribution {
+            // Samples in the measure the policy ranks by (wall time scaled like a 1-GPU job's GPU time).
+            let measure = (policy.configuration.policy as? GittinsPolicy)?.measure ?? .time
+            let service = measure == .time ? 1000 * traceJob.durationMilliseconds : Int64(traceJob.milliGPUs) * traceJob.durationMilliseconds
+            distributions.learn(project: project(traceJob.project), submitter: traceJob.user, milliGPUs: traceJob.milliGPUs, milliGPUMilliseconds: service)
+        }
     }
 
     mutating func run(observe: Simulation.SubmissionObserver?) {
@@ -226,9 +250,9 @@ struct Engine {
         let estimate: Duration? = switch policy.estimates {
         case .none: nil
         case .oracle: .milliseconds(traceJob.durationMilliseconds)
-        case .history: .milliseconds(predictor.estimateMilliseconds(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus))
+        case .history, .distribution: .milliseconds(predictor.estimateMilliseconds(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus))
         }
-        let job = Job(id: JobID(UInt64(traceJob.id)), name: traceJob.name, project: project(traceJob.project),
+        let job = Job(id: JobID(UInt64(traceJob.id)), name: traceJob.name, project: project(traceJob.project), submitter: traceJob.user,
                       priority: PriorityClass(name: "p\(traceJob.priority)", value: traceJob.priority),
                       taskGroups: [traceJob.taskGroup(gpusPerNode: options.gpusPerNode)],
                       runtimeEstimate: estimate, submitTime: Timestamp(millisecondsSinceEpoch: traceJob.submitMilliseconds))
@@ -255,14 +279,18 @@ struct Engine {
         truth[finish.job] -= now - start
         runStart[finish.job] = nil
         outcomes[finish.job].finishMilliseconds = now
-        let traceJob = trace.jobs[finish.job]
-        predictor.learn(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus, milliseconds: traceJob.durationMilliseconds)
+        learn(trace.jobs[finish.job])
     }
 
     mutating func schedule() {
         guard !state.waiting.isEmpty else { return }
         passes += 1
         let at = Timestamp(millisecondsSinceEpoch: now)
+        var scheduler = self.scheduler
+        if policy.estimates == .distribution {
+            let measure = (policy.configuration.policy as? GittinsPolicy)?.measure ?? .time
+            scheduler.configuration.policy = GittinsPolicy(tables: distributions.tables(), measure: measure)
+        }
         let plan = scheduler.process(state, now: at)
         for pending in plan.pending where pending.reason.isNever {
             // Never placeable: drop it from the queue so that it does not cost every pass.

@@ -87,6 +87,12 @@ public struct Trace: Sendable {
         return Trace(name: name, jobs: kept, nodes: nodes)
     }
 
+    /// Jobs that were submitted and had finished before `seconds` into the trace: the past a
+    /// window starting there may learn from.
+    public func finished(beforeSeconds seconds: Int64) -> [TraceJob] {
+        jobs.filter { $0.submitMilliseconds + $0.durationMilliseconds <= seconds * 1000 }
+    }
+
     /// Sorts by submit time (stable on the input order) and numbers the jobs 1…n.
     static func ordered(_ jobs: [TraceJob]) -> [TraceJob] {
         var sorted = jobs.enumerated().sorted { ($0.element.submitMilliseconds, $0.offset) < ($1.element.submitMilliseconds, $1.offset) }.map(\.element)

@@ -54,7 +54,8 @@ struct TraceOptions: ParsableArguments {
     }
 
     func load() throws -> (Trace, SimulationOptions) {
-        let loaded = try TraceReader.read(trace, format: try traceFormat()).window(fromSeconds: fromSeconds, toSeconds: toSeconds)
+        let whole = try TraceReader.read(trace, format: try traceFormat())
+        let loaded = whole.window(fromSeconds: fromSeconds, toSeconds: toSeconds)
         guard !loaded.jobs.isEmpty else { throw ValidationError("no jobs in the window --from-s/--to-s") }
         var options: SimulationOptions
         if let nodeList {
@@ -64,6 +65,7 @@ struct TraceOptions: ParsableArguments {
         }
         options.restartPenaltyMilliseconds = restartPenalty * 1000
         options.intervalMilliseconds = interval.map { $0 * 1000 }
+        if let fromSeconds { options.history = whole.finished(beforeSeconds: fromSeconds) }
         return (loaded, options)
     }
 }
@@ -103,6 +105,7 @@ struct SimCompareCommand: ParsableCommand {
         let (trace, simulation) = try options.load()
         let gpus = simulation.nodes.reduce(0) { $0 + $1.gpus.count }
         print("trace     \(trace.name): \(trace.jobs.count) jobs over \(trace.jobs.last!.submitMilliseconds / 1000) s")
+        if !simulation.history.isEmpty { print("history   \(simulation.history.count) jobs that finished before the window teach the predictors") }
         print("cluster   \(simulation.nodes.count) nodes, \(gpus) GPUs; restart penalty \(simulation.restartPenaltyMilliseconds / 1000) s; "
             + (simulation.intervalMilliseconds.map { "rounds every \($0 / 1000) s" } ?? "event-driven"))
         var results: [(SimulationMetrics, Double)] = []

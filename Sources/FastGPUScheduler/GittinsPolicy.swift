@@ -1,0 +1,121 @@
+public import FastGPUModel
+
+/// Gittins-index scheduling on GPU time (Tiresias' "2D-Gittins", Gu et al., NSDI'19; Gittins, 1979):
+/// without knowing a job's size, run the job whose next stretch of service is most likely to finish
+/// it per unit of service, given the distribution of GPU time of similar jobs and what this job
+/// has attained already.
+///
+/// For attained service a and the sorted samples s₁ ≤ … ≤ sₙ of the class that exceed a, the index
+/// is max over k of  P(S ≤ sₖ | S > a) ÷ E[min(S, sₖ) − a | S > a]
+///           = k ÷ (Σ_{j≤k} (sⱼ − a) + (n − k)(sₖ − a)).
+/// A job past every sample gets the index of "as long again" (1 ÷ a). It is the optimal
+/// non-anticipating policy for mean response time on one server (Gittins); LAS is its special
+/// case for decreasing-hazard distributions. Distributions come from outside (the control plane's
+/// or simulator's history of finished jobs), per (project, submitter, GPUs), falling back to
+/// (project, GPUs), (GPUs), then all.
+public struct GittinsPolicy: QueuePolicy {
+    public struct ClassKey: Hashable, Sendable {
+        public var project: ProjectID?
+        public var submitter: String?
+        public var milliGPUs: Int?
+
+        public init(project: ProjectID?, submitter: String? = nil, milliGPUs: Int?) {
+            self.project = project
+            self.submitter = submitter
+            self.milliGPUs = milliGPUs
+        }
+
+        /// The classes of a job, most specific first.
+        public static func chain(project: ProjectID, submitter: String, milliGPUs: Int) -> [ClassKey] {
+            [ClassKey(project: project, submitter: submitter, milliGPUs: milliGPUs), ClassKey(project: project, milliGPUs: milliGPUs),
+             ClassKey(project: nil, milliGPUs: milliGPUs), ClassKey(project: nil, milliGPUs: nil)]
+        }
+    }
+
+    /// The index of a class as a step function of attained service, on power-of-two bands.
+    public struct Table: Sendable {
+        /// `indices[b]` holds for attained service in band b: b = 0 for under 1 s of GPU time,
+        /// b = k for [2^(k−1), 2^k) GPU-seconds.
+        public var indices: [Double]
+
+        /// Builds the table from GPU-time samples in milli-GPU × milliseconds.
+        public init(samples: [Int64]) {
+            let sorted = samples.map { Double($0) / 1_000_000 }.sorted()  // GPU-seconds
+            indices = (0..<48).map { band in
+                let attained = band == 0 ? 0 : Double(1 << (band - 1))
+                return Self.index(attained: attained, sorted: sorted)
+            }
+        }
+
+        static func index(attained a: Double, sorted: [Double]) -> Double {
+            guard let first = sorted.firstIndex(where: { $0 > a }) else { return 1 / max(1, a) }
+            let n = Double(sorted.count - first)
+            var best = 0.0
+            var sum = 0.0
+            for k in first..<sorted.count {
+                sum += sorted[k] - a
+                let taken = Double(k - first + 1)
+                let denominator = sum + (n - taken) * (sorted[k] - a)
+                if denominator > 0 { best = max(best, taken / denominator) }
+            }
+            return best
+        }
+
+        public func index(attainedMilliGPUMilliseconds attained: Int64) -> Double {
+            let seconds = attained / 1_000_000
+            let band = seconds <= 0 ? 0 : 64 - seconds.leadingZeroBitCount
+            return indices[min(band, indices.count - 1)]
+        }
+    }
+
+    /// What service is measured in; the tables' samples must be in the same measure.
+    public enum Measure: String, Sendable {
+        /// GPU time (milli-GPU × ms): Tiresias' 2D view; favours narrow jobs.
+        case gpuTime
+        /// Wall time run (ms, scaled to the tables' unit): favours short jobs whatever their width,
+        /// which is what mean completion time rewards.
+        case time
+    }
+
+    public var tables: [ClassKey: Table]
+    public var measure: Measure
+
+    public init(tables: [ClassKey: Table], measure: Measure = .time) {
+        self.tables = tables
+        self.measure = measure
+    }
+
+    public var name: String { "gittins" }
+
+    public func index(of job: Job, in state: ClusterState, now: Timestamp) -> Double {
+        let attained: Int64 = switch measure {
+        case .gpuTime: LeastAttainedServicePolicy().attainedService(of: job, in: state, now: now)
+        // Wall milliseconds × 1000, so that both measures share the tables' unit (a 1-GPU job's GPU time).
+        case .time: ShortestRemainingTimePolicy.elapsedMilliseconds(of: job, in: state, now: now) * 1000
+        }
+        let table = tables[ClassKey(project: job.project, submitter: job.submitter, milliGPUs: job.milliGPUs)]
+            ?? tables[ClassKey(project: job.project, milliGPUs: job.milliGPUs)]
+            ?? tables[ClassKey(project: nil, milliGPUs: job.milliGPUs)]
+            ?? tables[ClassKey(project: nil, milliGPUs: nil)]
+        guard let table else {
+            // No history at all yet: least attained service first.
+            return 1 / max(1, Double(attained) / 1_000_000)
+        }
+        return table.index(attainedMilliGPUMilliseconds: attained)
+    }
+
+    public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
+        // Higher index first; the index is a ratio, so it is sorted on its negation.
+        waiting.sortedByKey { (-index(of: $0, in: state, now: now), $0.submitTime.millisecondsSinceEpoch, Int64(bitPattern: $0.id.rawValue)) }
+    }
+
+    /// Within a tier and class, a job preempts only work whose index is in a lower half-octave
+    /// band (about 70 % or less of its own), so two jobs do not trade places at every crossing.
+    public func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
+        let value = index(of: job, in: state, now: now)
+        // Half-octave bands, ⌊2 log₂(index)⌋, from the binary exponent and significand.
+        let band = value > 0 ? 2 * Int(value.exponent) + (value.significand >= 1.414_213_562_373_095 ? 1 : 0) : Int.min / 2
+        return PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: band)
+    }
+}
+

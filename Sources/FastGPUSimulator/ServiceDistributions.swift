@@ -1,0 +1,39 @@
+public import FastGPUModel
+public import FastGPUScheduler
+
+/// GPU time of finished jobs per class — (project, submitter, GPUs), (project, GPUs), (GPUs), all — as Gittins tables,
+/// rebuilt only for the classes that learned something since they were last asked for.
+/// A sliding window of recent samples per class follows a drifting workload.
+public struct ServiceDistributions: Sendable {
+    public var window: Int
+    public var minimumSamples: Int
+    private var samples: [GittinsPolicy.ClassKey: [Int64]] = [:]
+    private var cached: [GittinsPolicy.ClassKey: GittinsPolicy.Table] = [:]
+    private var dirty: Set<GittinsPolicy.ClassKey> = []
+
+    public init(window: Int = 64, minimumSamples: Int = 3) {
+        self.window = window
+        self.minimumSamples = minimumSamples
+    }
+
+    public mutating func learn(project: ProjectID, submitter: String, milliGPUs: Int, milliGPUMilliseconds: Int64) {
+        for key in GittinsPolicy.ClassKey.chain(project: project, submitter: submitter, milliGPUs: milliGPUs) {
+            var list = samples[key, default: []]
+            list.append(milliGPUMilliseconds)
+            if list.count > window { list.removeFirst(list.count - window) }
+            samples[key] = list
+            dirty.insert(key)
+        }
+    }
+
+    /// Tables for every class with enough samples (the all-jobs class needs one).
+    public mutating func tables() -> [GittinsPolicy.ClassKey: GittinsPolicy.Table] {
+        for key in dirty {
+            let list = samples[key] ?? []
+            let needed = key.project == nil && key.milliGPUs == nil ? 1 : minimumSamples
+            cached[key] = list.count >= needed ? GittinsPolicy.Table(samples: list) : nil
+        }
+        dirty.removeAll(keepingCapacity: true)
+        return cached
+    }
+}
