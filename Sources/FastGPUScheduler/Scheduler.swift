@@ -31,6 +31,9 @@ public struct SchedulerConfiguration: Sendable {
     public var defaultRuntime: Duration?
     /// How many jobs per pass may search for victims; the search scans every node of a model.
     public var preemptionSearchesPerPass: Int
+    /// The workload the fragmentation scorer plans for; nil takes the shapes of the waiting queue.
+    /// A fixed mix fits when the queue is short compared with the workload (one pod at a time).
+    public var workloadMix: WorkloadMix?
 
     public init(
         policy: any QueuePolicy = FairSharePolicy(),
@@ -41,7 +44,8 @@ public struct SchedulerConfiguration: Sendable {
         seed: UInt64 = 0,
         scoringLimit: Int = 16,
         defaultRuntime: Duration? = nil,
-        preemptionSearchesPerPass: Int = 32
+        preemptionSearchesPerPass: Int = 32,
+        workloadMix: WorkloadMix? = nil
     ) {
         self.policy = policy
         self.backfill = backfill
@@ -52,16 +56,19 @@ public struct SchedulerConfiguration: Sendable {
         self.scoringLimit = max(1, scoringLimit)
         self.defaultRuntime = defaultRuntime
         self.preemptionSearchesPerPass = preemptionSearchesPerPass
+        self.workloadMix = workloadMix
     }
 
-    /// Fragmentation weighs most (it is what keeps large jobs placeable), then best fit and
-    /// topology; spread only speaks for groups that ask for it.
+    /// Fragmentation, topology and spread decide; best fit only breaks their ties (weight 1 against
+    /// 1001, so that a full point of any of the others outweighs its whole range). Measured on the
+    /// Alibaba 2023 packing experiment, best fit ranked alongside fragmentation strands capacity:
+    /// it packs nodes whose CPU then runs out before their GPUs (README, "Simulator").
     public static var standardScorers: [WeightedScorer] {
         [
-            WeightedScorer(FragmentationScorer(), weight: 3),
-            WeightedScorer(BestFitScorer(), weight: 2),
-            WeightedScorer(TopologyScorer(), weight: 2),
-            WeightedScorer(SpreadScorer(), weight: 2),
+            WeightedScorer(FragmentationScorer(), weight: 1001),
+            WeightedScorer(TopologyScorer(), weight: 1001),
+            WeightedScorer(SpreadScorer(), weight: 1001),
+            WeightedScorer(BestFitScorer(), weight: 1),
         ]
     }
 }

@@ -53,7 +53,7 @@ public struct SchedulingPass {
         self.queue = configuration.policy.order(waiting, in: state, now: now)
         self.nodes = state.nodes
         self.index = CapacityIndex(nodes: state.nodes)
-        self.mix = WorkloadMix.of(waiting)
+        self.mix = configuration.workloadMix ?? WorkloadMix.of(waiting)
         self.catalog = NodeShapeCatalog(nodes: state.nodes)
     }
 

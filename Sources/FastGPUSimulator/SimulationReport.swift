@@ -38,9 +38,37 @@ public enum SimulationReport {
     }
 
     public static func json(_ metrics: [SimulationMetrics]) throws -> String {
+        try encode(metrics)
+    }
+
+    public static func encode(_ value: some Encodable) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return String(decoding: try encoder.encode(metrics), as: UTF8.self)
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
+    public static func packingTable(_ outcomes: [PackingExperiment.Outcome]) -> String {
+        guard let loads = outcomes.first?.points.map(\.loadPercent) else { return "" }
+        var rows = [["policy"] + loads.map { "\($0)% load" } + ["failed pods"]]
+        if let bound = outcomes.first {
+            rows.append(["upper bound"] + bound.points.map { String(format: "%.2f%%", $0.upperBound * 100) } + [""])
+        }
+        for outcome in outcomes {
+            rows.append([outcome.policy] + outcome.points.map { String(format: "%.2f%%", $0.allocationRatio * 100) } + ["\(outcome.points.last?.failedPods ?? 0)"])
+        }
+        return render(rows)
+    }
+
+    public static func packingChart(_ outcomes: [PackingExperiment.Outcome], title: String) -> String {
+        let loads = outcomes.first?.points.map { Double($0.loadPercent) } ?? [100]
+        var series = outcomes.map { o in (o.policy, o.points.map { (Double($0.loadPercent), $0.allocationRatio * 100) }) }
+        if let first = outcomes.first { series.append(("upper bound", first.points.map { (Double($0.loadPercent), $0.upperBound * 100) })) }
+        let low = (series.flatMap { $0.1.map(\.1) }.min() ?? 80).rounded(.down) - 1
+        let xr = (loads.min()!, max(loads.max()!, loads.min()! + 1))
+        return chart(title: title, xLabel: "arrived GPU demand (% of capacity)", yLabel: "GPU allocation ratio (%)", series: series,
+                     xRange: xr, yRange: (low, 100.5), xTicks: loads.map { ($0, "\(Int($0))%") },
+                     yTicks: stride(from: low.rounded(.up), through: 100, by: max(1, ((100 - low) / 5).rounded())).map { ($0, String(format: "%.0f%%", $0)) },
+                     dashed: [series.count - 1])
     }
 
     static let palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]

@@ -9,7 +9,7 @@ struct SimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
         abstract: "Replay GPU-cluster traces through the scheduler.",
-        subcommands: [SimRunCommand.self, SimCompareCommand.self],
+        subcommands: [SimRunCommand.self, SimCompareCommand.self, SimPackCommand.self],
         defaultSubcommand: SimRunCommand.self
     )
 }
@@ -124,6 +124,59 @@ struct SimCompareCommand: ParsableCommand {
         }
         if let svg = options.svg {
             try SimulationReport.jctChart(results.map(\.0), title: "JCT distribution, \(trace.name), \(gpus) GPUs").write(toFile: svg, atomically: true, encoding: .utf8)
+            print("wrote \(svg)")
+        }
+    }
+}
+
+struct SimPackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pack",
+        abstract: "The FGD packing experiment: pods arrive and never leave; GPU allocation ratio as demand passes 100 % of capacity."
+    )
+
+    @Option(help: "Pod list (Alibaba openb_pod_list_*.csv).") var pods: String
+    @Option(name: .customLong("node-list"), help: "Node list (Alibaba openb_node_list_*.csv).") var nodeList: String
+    @Option(help: "Comma-separated arrived-demand loads in percent of GPU capacity.") var loads = "100,110,120,130"
+    @Option(help: "Comma-separated placement policies: \(PackingExperiment.policies.joined(separator: ", ")).") var policies = "random,best-fit,fgd,fastgpu"
+    @Option(name: .customLong("scoring-limit"), help: "Feasible nodes scored per pod (FGD scores every node).") var scoringLimit = 100_000
+    @Option(help: "Seed for sampling pods and tie-breaks.") var seed: UInt64 = 1
+    @Option(help: "Write the figures as JSON to this file.") var json: String?
+    @Option(help: "Write a chart of allocation ratio against load (SVG) to this file.") var svg: String?
+
+    func validate() throws {
+        guard let values = Optional(loads.split(separator: ",").compactMap { Int($0) }), !values.isEmpty, values.allSatisfy({ $0 > 0 && $0 <= 1000 }),
+              values.count == loads.split(separator: ",").count
+        else { throw ValidationError("--loads takes percentages like 100,110,120,130") }
+        for name in policies.split(separator: ",") where !PackingExperiment.policies.contains(String(name)) {
+            throw ValidationError("unknown policy '\(name)'; use \(PackingExperiment.policies.joined(separator: ", "))")
+        }
+        guard scoringLimit >= 1 else { throw ValidationError("--scoring-limit must be at least 1") }
+    }
+
+    func run() throws {
+        let trace = try TraceReader.read(pods, format: .alibaba)
+        let nodes = try TraceReader.alibabaNodes(nodeList)
+        let experiment = PackingExperiment(pods: trace.jobs, nodes: nodes, loadsPercent: loads.split(separator: ",").compactMap { Int($0) }, seed: seed)
+        let gpus = nodes.reduce(0) { $0 + $1.gpus.count }
+        print("pods      \(trace.jobs.count) in \(trace.name), drawn with replacement (seed \(seed))")
+        print("cluster   \(nodes.count) nodes, \(gpus) GPUs; \(scoringLimit) feasible nodes scored per pod")
+        var outcomes: [PackingExperiment.Outcome] = []
+        for name in policies.split(separator: ",").map(String.init) {
+            let clock = ContinuousClock()
+            let start = clock.now
+            guard let outcome = experiment.run(policy: name, scoringLimit: scoringLimit) else { continue }
+            outcomes.append(outcome)
+            let took = clock.now - start
+            print("  \(name): \(took.components.seconds) s")
+        }
+        print(SimulationReport.packingTable(outcomes))
+        if let json {
+            try SimulationReport.encode(outcomes).write(toFile: json, atomically: true, encoding: .utf8)
+            print("wrote \(json)")
+        }
+        if let svg {
+            try SimulationReport.packingChart(outcomes, title: "GPU allocation ratio, \(trace.name), \(gpus) GPUs").write(toFile: svg, atomically: true, encoding: .utf8)
             print("wrote \(svg)")
         }
     }
