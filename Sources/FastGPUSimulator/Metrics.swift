@@ -54,6 +54,8 @@ public struct SimulationMetrics: Codable, Sendable {
 
     static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }
 
+    public static func percentileForTesting(_ sorted: [Double], _ p: Double) -> Double { percentile(sorted, p) }
+
     /// Nearest-rank percentile of sorted values.
     static func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }

@@ -210,8 +210,11 @@ struct Engine {
 
     mutating func run(observe: Simulation.SubmissionObserver?) {
         let interval = options.intervalMilliseconds
+        var stalled = false
         var nextTick = interval.map { now + $0 }
-        while nextArrival < trace.jobs.count || !finishes.isEmpty {
+        // With rounds, waiting work keeps the clock ticking; a round that changes nothing while
+        // nothing runs and nothing arrives would repeat forever, so it ends the run.
+        while nextArrival < trace.jobs.count || !finishes.isEmpty || (interval != nil && !state.waiting.isEmpty && !stalled) {
             var t = Int64.max
             if nextArrival < trace.jobs.count { t = min(t, trace.jobs[nextArrival].submitMilliseconds) }
             if let finish = finishes.min { t = min(t, finish.time) }
@@ -229,7 +232,9 @@ struct Engine {
                 guard let tick = nextTick, now >= tick else { continue }
                 nextTick = tick + interval * max(1, (now - tick) / interval + 1)
             }
+            let before = state.index
             schedule()
+            stalled = state.index == before && finishes.isEmpty && nextArrival == trace.jobs.count
         }
     }
 

@@ -1,0 +1,144 @@
+import FastGPUModel
+import FastGPUScheduler
+import FastGPUSimulator
+import Testing
+
+/// Golden runs on tiny hand-made traces: every figure below is worked out by hand in the comments.
+@Suite struct SimulationTests {
+    /// One node of 4 GPUs. A: t=0, 4 GPUs, 100 s. B: t=10, 2 GPUs, 50 s. C: t=20, 1 GPU, 10 s.
+    static let trace = try! TraceReader.parse("submit_s,gpus,duration_s\n0,4,100\n10,2,50\n20,1,10\n", format: .csv, file: "golden.csv")  // swiftlint:disable:this force_try
+
+    static func run(_ policy: String, trace: Trace = trace, nodes: Int = 1, gpus: Int = 4) -> SimulationResult {
+        Simulation(trace: trace, policy: SimulationPolicy.named(policy)!, options: .uniform(nodes: nodes, gpusPerNode: gpus, gpuModel: "H100-80GB")).run()
+    }
+
+    static func starts(_ result: SimulationResult) -> [Int64?] { result.outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } } }
+    static func finishes(_ result: SimulationResult) -> [Int64?] { result.outcomes.map { $0.finishMilliseconds.map { $0 / 1000 } } }
+
+    @Test func fifoRunsInOrderAndPacksWhatFits() {
+        // A runs 0–100. At 100 B (2 GPUs) and C (1 GPU) both fit: B 100–150, C 100–110.
+        let result = Self.run("fifo")
+        #expect(Self.starts(result) == [0, 100, 100])
+        #expect(Self.finishes(result) == [100, 150, 110])
+        let metrics = SimulationMetrics(result)
+        // JCT 100, 140, 90: mean 110, median 100. Queueing 0, 90, 80. Makespan 150.
+        #expect(metrics.averageJCT == 110 && metrics.medianJCT == 100)
+        #expect(metrics.averageQueueing == 170.0 / 3 && metrics.p99Queueing == 90)
+        #expect(metrics.makespan == 150)
+        // Allocated 4 × 100 + 2 × 50 + 1 × 10 = 510 GPU-s of 4 GPUs × 150 s = 600: 85 %.
+        #expect(metrics.gpuAllocation == 0.85)
+        #expect(metrics.preemptions == 0)
+    }
+
+    @Test func srtfOraclePreemptsTheLongerJobAndChargesTheRestartPenalty() {
+        // At 10 B (50 s left) preempts A (90 s left); A has 90 + 30 s penalty = 120 s to go.
+        // At 20 C fits beside B: 20–30. At 60 B ends; A runs 60–180.
+        let result = Self.run("srtf-oracle")
+        #expect(Self.starts(result) == [0, 10, 20])
+        #expect(Self.finishes(result) == [180, 60, 30])
+        #expect(result.preemptions == 1 && result.outcomes[0].preemptions == 1)
+        let metrics = SimulationMetrics(result)
+        #expect(metrics.averageJCT == (180 + 50 + 10) / 3)
+    }
+
+    @Test func aJobNoNodeCouldHostIsLeftOutAndCounted() {
+        let trace = try! TraceReader.parse("submit_s,gpus,duration_s\n0,1,10\n0,16,10\n", format: .csv, file: "t.csv")  // swiftlint:disable:this force_try
+        let result = Self.run("fifo", trace: trace, nodes: 1, gpus: 8)
+        #expect(result.neverPlaceable == 1)
+        #expect(result.outcomes.map(\.id) == [1])
+    }
+
+    @Test func fixedRoundsScheduleOnlyOnTheirTicks() {
+        var options = SimulationOptions.uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB")
+        options.intervalMilliseconds = 60_000
+        let result = Simulation(trace: Self.trace, policy: SimulationPolicy.named("fifo")!, options: options).run()
+        // Rounds at 60, 120, 180 s after the first arrival: A starts at 60 and ends at 160; B and C at 180.
+        #expect(Self.starts(result) == [60, 180, 180])
+    }
+
+    /// The default policy must never read true durations: two traces that differ only in the
+    /// durations of jobs that have not finished yet must get the same decisions. Two 1-GPU jobs
+    /// hold the node's 2 GPUs; J3 and J4 wait; J1 ends at 100 s, and the policy must choose
+    /// between J3 and J4 without knowing that one of them is short.
+    @Test func theDefaultPolicyNeverReadsTrueDurations() {
+        func trace(_ x: Int, _ y: Int) -> Trace {
+            try! TraceReader.parse("submit_s,gpus,duration_s\n0,1,100\n0,1,500\n1,1,\(x)\n1,1,\(y)\n", format: .csv, file: "t.csv")  // swiftlint:disable:this force_try
+        }
+        func firstToStart(_ policy: String, _ t: Trace) -> Int {
+            let result = Self.run(policy, trace: t, nodes: 1, gpus: 2)
+            return result.outcomes[2...].min { ($0.firstStartMilliseconds ?? .max, $0.id) < ($1.firstStartMilliseconds ?? .max, $1.id) }!.id
+        }
+        // The oracle picks the short one, so it sees durations: the test can tell.
+        #expect(firstToStart("srtf-oracle", trace(10, 1000)) == 3)
+        #expect(firstToStart("srtf-oracle", trace(1000, 10)) == 4)
+        for policy in ["fastgpu", "las", "fifo", "srtf-predicted", "fair-share"] {
+            #expect(firstToStart(policy, trace(10, 1000)) == firstToStart(policy, trace(1000, 10)), "\(policy) reads true durations")
+        }
+    }
+
+    @Test func onlyOraclePoliciesAreGivenTrueEstimates() {
+        for name in SimulationPolicy.names {
+            var estimates: [Int64?] = []
+            _ = Simulation(trace: Self.trace, policy: SimulationPolicy.named(name)!, options: .uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB"))
+                .run { estimates.append($0.runtimeEstimate?.wholeMilliseconds) }
+            let truth = Self.trace.jobs.map(\.durationMilliseconds)
+            if name.hasSuffix("-oracle") {
+                #expect(estimates == truth.map(Optional.some))
+            } else {
+                #expect(zip(estimates, truth).allSatisfy { $0 != $1 }, "\(name) got a true duration")
+            }
+        }
+    }
+
+    @Test func percentilesAreNearestRank() {
+        #expect(SimulationMetrics.percentileForTesting([1, 2, 3, 4], 0.5) == 2)
+        #expect(SimulationMetrics.percentileForTesting([1, 2, 3, 4], 0.99) == 4)
+        #expect(SimulationMetrics.percentileForTesting([], 0.5) == 0)
+    }
+}
+
+@Suite struct PackingExperimentTests {
+    static func nodes(_ count: Int, gpus: Int, cpu: Int = 64_000) -> [Node] {
+        (1...count).map { i in
+            Node(id: NodeID(UInt64(i)), gpus: (0..<gpus).map { GPU(index: $0, model: "T4", memoryMiB: 16_384) }, cpuMillis: cpu, memoryMiB: 262_144)
+        }
+    }
+
+    @Test func allocationStaysUnderItsBoundAndEveryLoadIsReported() throws {
+        let pods = try TraceReader.parse("""
+            name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time
+            a,4000,8192,1,500,,LS,Running,0,10
+            b,4000,8192,1,1000,,LS,Running,1,10
+            c,8000,8192,2,1000,,LS,Running,2,10
+            d,2000,4096,0,0,,BE,Running,3,10
+            """, format: .alibaba, file: "pods.csv").jobs
+        let experiment = PackingExperiment(pods: pods, nodes: Self.nodes(4, gpus: 2), loadsPercent: [100, 120], seed: 3)
+        for policy in PackingExperiment.policies {
+            let outcome = try #require(experiment.run(policy: policy))
+            #expect(outcome.points.map(\.loadPercent) == [100, 120])
+            for point in outcome.points {
+                #expect(point.allocationRatio <= point.upperBound)
+                #expect(point.allocationRatio > 0.5)
+            }
+        }
+        // The sequence is the same for every policy (seeded) and reaches the top load.
+        let arrived = experiment.arrivals().reduce(0) { $0 + $1.milliGPUs }
+        #expect(arrived >= 8000 * 120 / 100)
+        #expect(experiment.arrivals().map(\.name) == experiment.arrivals().map(\.name))
+    }
+
+    @Test func cpuStarvedNodesStrandGPUsUnlessFragmentationSeesCPU() throws {
+        // Two nodes of 2 GPUs; node 1 has CPU for only one pod. Pods each take 1 GPU and 6 cores.
+        // Placing the first pod on node 1 strands its second GPU; the fragmentation scorer, which
+        // now counts CPU, sends it to node 2 first... and both GPUs of node 2 stay usable.
+        let pods = try TraceReader.parse("""
+            name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time
+            a,6000,1024,1,1000,,LS,Running,0,10
+            """, format: .alibaba, file: "pods.csv").jobs
+        let nodes = [Self.nodes(1, gpus: 2, cpu: 8000)[0], Node(id: NodeID(2), gpus: (0..<2).map { GPU(index: $0, model: "T4", memoryMiB: 16_384) }, cpuMillis: 16_000, memoryMiB: 262_144)]
+        let experiment = PackingExperiment(pods: pods, nodes: nodes, loadsPercent: [100], seed: 1)
+        let fgd = try #require(experiment.run(policy: "fgd"))
+        // 4 pods arrive (4 GPUs of demand): node 2 takes two, node 1 one: 3 of 4 GPUs.
+        #expect(fgd.points.first?.allocationRatio == 0.75)
+    }
+}
