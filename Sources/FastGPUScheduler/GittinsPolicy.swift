@@ -98,8 +98,9 @@ public struct GittinsPolicy: QueuePolicy {
             ?? tables[ClassKey(project: nil, milliGPUs: job.milliGPUs)]
             ?? tables[ClassKey(project: nil, milliGPUs: nil)]
         guard let table else {
-            // No history at all yet: least attained service first.
-            return 1 / max(1, Double(attained) / 1_000_000)
+            // No history at all yet: every job ranks the same, so the queue is FIFO and nothing
+            // is preempted on guesses (preempting costs a restart).
+            return 1
         }
         return table.index(attainedMilliGPUMilliseconds: attained)
     }

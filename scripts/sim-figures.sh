@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Reproduces the simulator figures of the README (release build, this machine's 2 cores).
+# Traces are read from ../shared/traces (see each SOURCE.md); outputs go to docs/sim/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+traces=${TRACES:-../shared/traces}
+slurm=${SLURM_WORKLOAD:-../shared/peers/slurm/workloads/mixed-120.csv}
+out=docs/sim
+mkdir -p "$out"
+swift build -c release --product fastgpu
+bin=.build/release/fastgpu
+
+echo "== Philly, 2.5M-3.1M s into the trace (2017-10-03 to 2017-10-10), 40 nodes x 8 GPUs"
+$bin sim compare --trace "$traces/philly-pollux/philly.csv" --nodes 40 --from-s 2500000 --to-s 3100000 \
+  --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/philly-week.json" --svg "$out/philly-week-jct.svg"
+
+echo "== Helios Venus, 2 VCs, September 2020: 22 nodes x 8 GPUs"
+$bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --nodes 22 \
+  --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/helios.json" --svg "$out/helios-jct.svg"
+
+echo "== Slurm peer workload mixed-120: 16 nodes x 8 GPUs"
+$bin sim compare --trace "$slurm" --format slurm --nodes 16 --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/mixed-120.json"
+
+echo "== Alibaba 2023 packing (FGD method): openb default pods on the 1,213 GPU nodes"
+$bin sim pack --pods "$traces/alibaba-gpu-v2023/openb_pod_list_default.csv" --node-list "$traces/alibaba-gpu-v2023/openb_node_list_gpu_node.csv" \
+  --policies random,best-fit,fgd,fastgpu --json "$out/alibaba-packing.json" --svg "$out/alibaba-packing.svg"
+
+echo "== Speed: the whole Philly file (82,247 jobs), default policy, 80 nodes x 8 GPUs"
+/usr/bin/time -f "wall %e s, peak RSS %M KB" $bin sim run --trace "$traces/philly-pollux/philly.csv" --nodes 80 --policy fastgpu
