@@ -13,6 +13,10 @@ extension SchedulingPass {
         let rank = configuration.policy.preemptionRank(of: job, in: state, now: now)
         // Nothing running ranks below this job: no search can find a victim.
         guard let lowest = lowestRunningRank, lowest < rank else { return nil }
+        // A search that failed in this pass fails again for the same tasks at an equal or lower
+        // rank: within a pass victims only go and capacity only shrinks.
+        let shape = job.taskGroups.map { FailedSearch.Group(resources: $0.resources, count: $0.count) }
+        if failedSearches.contains(where: { $0.groups == shape && rank <= $0.rank }) { return nil }
         preemptionSearches += 1
         let transaction = beginTransaction()
         var victimsTotal = 0
@@ -21,6 +25,7 @@ extension SchedulingPass {
             if placeTask(task, demand: demand, transaction: transaction) != nil { continue }
             guard let choice = cheapestVictims(for: demand, rank: rank) else {
                 rollBack(transaction)
+                failedSearches.append(FailedSearch(groups: shape, rank: rank))
                 return nil
             }
             for victim in choice.victims { evict(victim, for: job.id, transaction: transaction) }
@@ -59,6 +64,14 @@ extension SchedulingPass {
         }
         runningRanks = ranks
         lowestRunningRank = ranks.values.min()
+        var lowestBySlot = [PreemptionRank?](repeating: nil, count: nodes.count)
+        for (slot, node) in state.nodes.enumerated() {
+            for id in node.allocations {
+                guard let job = state.allocations[id]?.task.job, let rank = ranks[job] else { continue }
+                if lowestBySlot[slot].map({ rank < $0 }) ?? true { lowestBySlot[slot] = rank }
+            }
+        }
+        lowestRankBySlot = lowestBySlot
     }
 
     private func cheapestVictims(for demand: TaskDemand, rank: PreemptionRank) -> VictimChoice? {
@@ -66,6 +79,8 @@ extension SchedulingPass {
         let checks = configuration.checks
         let staticChecks: [any FeasibilityCheck] = [GPUModelCheck(), NodeSelectorCheck()]
         for slot in nodes.indices where index.isIndexed(slot) {
+            // Nothing on this node ranks below the job (a lower bound: victims only go in a pass).
+            guard let lowest = lowestRankBySlot[slot], lowest < rank else { continue }
             let node = nodes[slot]
             if staticChecks.contains(where: { $0.failure(of: node, for: demand) != nil }) { continue }
             if case .whole(let k) = demand.gpu, node.gpus.count < k { continue }
@@ -124,4 +139,15 @@ extension SchedulingPass {
             preemptions.append(Preemption(allocation: allocation.id, epoch: allocation.epoch, victim: allocation.task, beneficiary: beneficiary))
         }
     }
+}
+
+/// A victim search that found nothing, remembered for the rest of the pass.
+struct FailedSearch {
+    struct Group: Equatable {
+        var resources: TaskResources
+        var count: Int
+    }
+
+    var groups: [Group]
+    var rank: PreemptionRank
 }

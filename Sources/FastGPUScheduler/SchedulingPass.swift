@@ -42,6 +42,9 @@ public struct SchedulingPass {
     /// Preemption ranks of the jobs with running work, computed on the first search.
     var runningRanks: [JobID: PreemptionRank]?
     var lowestRunningRank: PreemptionRank?
+    /// Per node slot, the lowest rank among its running work (nil: nothing running).
+    var lowestRankBySlot: [PreemptionRank?] = []
+    var failedSearches: [FailedSearch] = []
     /// Why candidates failed for the last task that could not be placed.
     var tally = FailureTally()
 
