@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "FastGPUModel",
                 "FastGPUScheduler",
+                "FastGPUWorkloads",
                 .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: strictSettings

@@ -1,5 +1,6 @@
 public import FastGPUModel
 public import FastGPUScheduler
+import FastGPUWorkloads
 
 /// The packing experiment in the method of the FGD paper (Weng et al., ATC'23): pods arrive one
 /// at a time and never leave; each is placed by the scheduler or fails (and is dropped). As the
@@ -57,7 +58,7 @@ public struct PackingExperiment: Sendable {
     public func arrivals() -> [TraceJob] {
         let capacity = nodes.reduce(0) { $0 + $1.gpus.count * 1000 }
         let target = capacity * (loadsPercent.last ?? 100) / 100
-        var rng = SplitMix(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         var sequence: [TraceJob] = []
         var demand = 0
         while demand < target && !pods.isEmpty {
@@ -116,15 +117,3 @@ public struct PackingExperiment: Sendable {
     }
 }
 
-/// SplitMix64, local to the simulator's sampling.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
