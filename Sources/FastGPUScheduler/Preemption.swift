@@ -87,6 +87,10 @@ extension SchedulingPass {
             var yielding: [Allocation] = []
             for id in node.allocations where tentative[id] == nil && !preempted.contains(id) {
                 guard let allocation = state.allocations[id], let victimRank = runningRanks?[allocation.task.job], victimRank < rank else { continue }
+                // Work that only ranks lower by the policy's own level (same tier and class) keeps
+                // a grace after it starts: a restart costs more than a short wait.
+                if victimRank.nonSpot == rank.nonSpot, victimRank.priority == rank.priority,
+                   now.milliseconds(since: allocation.startTime) < configuration.preemptionGrace.wholeMilliseconds { continue }
                 yielding.append(allocation)
             }
             guard !yielding.isEmpty else { continue }

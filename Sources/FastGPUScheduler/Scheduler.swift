@@ -31,6 +31,10 @@ public struct SchedulerConfiguration: Sendable {
     public var defaultRuntime: Duration?
     /// How many jobs per pass may search for victims; the search scans every node of a model.
     public var preemptionSearchesPerPass: Int
+    /// How long new work is safe from preemption by work of its own tier and class that the policy
+    /// merely ranks higher (spot and priority preemption are not delayed). Set it near the cost of
+    /// a restart: preempting younger work throws away less than the restart costs.
+    public var preemptionGrace: Duration
     /// The workload the fragmentation scorer plans for; nil takes the shapes of the waiting queue.
     /// A fixed mix fits when the queue is short compared with the workload (one pod at a time).
     public var workloadMix: WorkloadMix?
@@ -45,6 +49,7 @@ public struct SchedulerConfiguration: Sendable {
         scoringLimit: Int = 16,
         defaultRuntime: Duration? = nil,
         preemptionSearchesPerPass: Int = 32,
+        preemptionGrace: Duration = .zero,
         workloadMix: WorkloadMix? = nil
     ) {
         self.policy = policy
@@ -56,6 +61,7 @@ public struct SchedulerConfiguration: Sendable {
         self.scoringLimit = max(1, scoringLimit)
         self.defaultRuntime = defaultRuntime
         self.preemptionSearchesPerPass = preemptionSearchesPerPass
+        self.preemptionGrace = preemptionGrace
         self.workloadMix = workloadMix
     }
 

@@ -20,11 +20,15 @@ public struct SimulationPolicy: Sendable {
     public var name: String
     public var configuration: SchedulerConfiguration
     public var estimates: EstimateSource
+    /// The policy's preemption grace in restart penalties (the cluster's restart cost is known to
+    /// the simulation, not to the policy's name).
+    public var graceInRestartPenalties: Int
 
-    public init(name: String, configuration: SchedulerConfiguration, estimates: EstimateSource) {
+    public init(name: String, configuration: SchedulerConfiguration, estimates: EstimateSource, graceInRestartPenalties: Int = 0) {
         self.name = name
         self.configuration = configuration
         self.estimates = estimates
+        self.graceInRestartPenalties = graceInRestartPenalties
     }
 
     public var isOracle: Bool { estimates == .oracle }
@@ -43,7 +47,10 @@ public struct SimulationPolicy: Sendable {
         case "srtf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(), preemption: true), estimates: .oracle)
         case "las": return SimulationPolicy(name: name, configuration: config(LeastAttainedServicePolicy(), preemption: true), estimates: .none)
         case "fastgpu":
-            return SimulationPolicy(name: name, configuration: config(GittinsPolicy(tables: [:]), preemption: true), estimates: .distribution)
+            // Grace of 8 restart penalties (4 min at the default 30 s): on Helios and mixed-120 it
+            // cut preemptions by 3× and 29→0 and improved mean JCT; on Philly it cost ~3 %.
+            return SimulationPolicy(name: name, configuration: config(GittinsPolicy(tables: [:]), preemption: true), estimates: .distribution,
+                                    graceInRestartPenalties: 8)
         case "srtf-predicted":
             return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(overdue: .asLongAgain, bandedPreemption: true), preemption: true), estimates: .history)
         case "fair-share": return SimulationPolicy(name: name, configuration: config(FairSharePolicy(), backfill: .easy, preemption: true), estimates: .history)
@@ -180,7 +187,9 @@ struct Engine {
         self.trace = trace
         self.policy = policy
         self.options = options
-        self.scheduler = Scheduler(configuration: policy.configuration)
+        var configuration = policy.configuration
+        configuration.preemptionGrace = .milliseconds(options.restartPenaltyMilliseconds * Int64(policy.graceInRestartPenalties))
+        self.scheduler = Scheduler(configuration: configuration)
         truth = trace.jobs.map(\.durationMilliseconds)
         runStart = Array(repeating: nil, count: trace.jobs.count)
         token = Array(repeating: 0, count: trace.jobs.count)

@@ -68,4 +68,23 @@ import Testing
         try harness.submit(Job.make(2).gpus(1).build())
         #expect(try harness.round().preemptions.isEmpty)
     }
+
+    @Test func graceShieldsYoungWorkFromPolicyPreemptionButNotFromSpotRules() throws {
+        let configuration = SchedulerConfiguration(policy: LeastAttainedServicePolicy(thresholdGPUSeconds: [60]), preemptionGrace: .seconds(600))
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build()]), configuration: configuration)
+        try harness.round()
+        // At 100 s job 1 has attained 100 GPU-s (queue 1); new job 2 (queue 0) outranks it, but
+        // job 1 is younger than the 600 s grace.
+        harness.now = .seconds(100)
+        try harness.submit(Job.make(2).gpus(1).submitted(atSecond: 100).build())
+        #expect(try harness.round().preemptions.isEmpty)
+        harness.now = .seconds(700)
+        #expect(try harness.round().preemptions.map(\.victim.job) == [JobID(1)])
+
+        // A spot allocation gets no grace against non-spot work.
+        var spot = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).spot().build()]), configuration: configuration)
+        try spot.round()
+        try spot.submit(Job.make(2).gpus(1).build())
+        #expect(try spot.round().preemptions.map(\.victim.job) == [JobID(1)])
+    }
 }
