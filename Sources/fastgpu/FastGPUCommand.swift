@@ -9,21 +9,21 @@ struct FastGPUCommand: ParsableCommand {
         abstract: "FastGPU: an open GPU cloud that pools GPU servers and shares them among teams.",
         discussion: """
             Available now:
-              plan       run the scheduler once on a synthetic cluster and queue, and print the plan
-              sim        replay GPU-cluster traces through the scheduler (run, compare, pack)
-              version    print the version
+              plan      run the scheduler once on a synthetic cluster, print the plan
+              sim       replay GPU-cluster traces (run, compare, pack)
+              version   print the version
 
             Planned command groups (not in this build yet):
-              up         start a local FastGPU (server + agents) in one command
-              server     run the control plane (HTTP API, store, scheduler)
-              agent      run the agent on a GPU server
-              login      save a server URL and token
-              run        submit a job and follow it: fastgpu run --gpus H100:2 -- python train.py
-              jobs       ls | show | logs | cancel | why
-              queue      every pending job in order, with its reason and estimated start
-              nodes      ls | show | cordon | drain
-              projects   projects, members and roles
-              tokens     API tokens
+              up        a local FastGPU (server and agents) in one command
+              server    the control plane: HTTP API, store, scheduler
+              agent     the agent on a GPU server
+              login     save a server URL and token
+              run       submit a job and follow it (run --gpus H100:2 -- CMD)
+              jobs      ls | show | logs | cancel | why
+              queue     every pending job in order, with reason and start
+              nodes     ls | show | cordon | drain
+              projects  projects, members and roles
+              tokens    API tokens
             """,
         version: FastGPUVersion.current,
         subcommands: [PlanCommand.self, SimCommand.self, VersionCommand.self]
