@@ -70,6 +70,9 @@ public struct SimulationOptions: Sendable {
     /// Jobs that finished before the simulated window starts: the history predictors begin with
     /// (what a running cluster would know on the window's first day). Never replayed.
     public var history: [TraceJob]
+    /// Nodes are partitioned by project (label `pool`), and each job runs only in its project's
+    /// pool: a virtual cluster per team, as Philly and Helios ran them.
+    public var poolPerProject: Bool = false
 
     public init(nodes: [Node], gpusPerNode: Int, restartPenaltyMilliseconds: Int64 = 30_000, intervalMilliseconds: Int64? = nil, history: [TraceJob] = []) {
         self.nodes = nodes
@@ -81,12 +84,25 @@ public struct SimulationOptions: Sendable {
 
     /// `count` nodes of `gpusPerNode` GPUs of one model, CPU and memory ample.
     public static func uniform(nodes count: Int, gpusPerNode: Int, gpuModel: String) -> SimulationOptions {
-        let nodes = (0..<count).map { i -> Node in
-            let id = NodeID(UInt64(i + 1))
-            let gpus = (0..<gpusPerNode).map { GPU(index: $0, uuid: "GPU-\(i + 1)-\($0)", model: gpuModel, memoryMiB: 80 * 1024, island: $0 * 2 / max(1, gpusPerNode)) }
-            return Node(id: id, name: "node-\(i + 1)", gpus: gpus, cpuMillis: 1_000_000, memoryMiB: 16 * 1024 * 1024)
+        SimulationOptions(nodes: (0..<count).map { uniformNode($0 + 1, gpusPerNode: gpusPerNode, gpuModel: gpuModel, labels: [:]) }, gpusPerNode: gpusPerNode)
+    }
+
+    /// One pool of uniform nodes per project (`vcvGl` → 20 nodes), each job confined to its pool.
+    public static func pools(_ pools: [(project: String, nodes: Int)], gpusPerNode: Int, gpuModel: String) -> SimulationOptions {
+        var nodes: [Node] = []
+        for (project, count) in pools {
+            for _ in 0..<count {
+                nodes.append(uniformNode(nodes.count + 1, gpusPerNode: gpusPerNode, gpuModel: gpuModel, labels: ["pool": project]))
+            }
         }
-        return SimulationOptions(nodes: nodes, gpusPerNode: gpusPerNode)
+        var options = SimulationOptions(nodes: nodes, gpusPerNode: gpusPerNode)
+        options.poolPerProject = true
+        return options
+    }
+
+    private static func uniformNode(_ number: Int, gpusPerNode: Int, gpuModel: String, labels: [String: String]) -> Node {
+        let gpus = (0..<gpusPerNode).map { GPU(index: $0, uuid: "GPU-\(number)-\($0)", model: gpuModel, memoryMiB: 80 * 1024, island: $0 * 2 / max(1, gpusPerNode)) }
+        return Node(id: NodeID(UInt64(number)), name: "node-\(number)", gpus: gpus, cpuMillis: 1_000_000, memoryMiB: 16 * 1024 * 1024, labels: labels)
     }
 }
 
@@ -266,9 +282,11 @@ struct Engine {
         case .oracle: .milliseconds(traceJob.durationMilliseconds)
         case .history, .distribution: .milliseconds(predictor.estimateMilliseconds(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus))
         }
+        var group = traceJob.taskGroup(gpusPerNode: options.gpusPerNode)
+        if options.poolPerProject { group.resources.nodeSelector["pool"] = traceJob.project }
         let job = Job(id: JobID(UInt64(traceJob.id)), name: traceJob.name, project: project(traceJob.project), submitter: traceJob.user,
                       priority: PriorityClass(name: "p\(traceJob.priority)", value: traceJob.priority),
-                      taskGroups: [traceJob.taskGroup(gpusPerNode: options.gpusPerNode)],
+                      taskGroups: [group],
                       runtimeEstimate: estimate, submitTime: Timestamp(millisecondsSinceEpoch: traceJob.submitMilliseconds))
         observe?(job)
         do {

@@ -23,6 +23,7 @@ struct TraceOptions: ParsableArguments {
     @Option(name: .customLong("gpus-per-node"), help: "GPUs per node.") var gpusPerNode = 8
     @Option(name: .customLong("gpu-model"), help: "GPU model of every node.") var gpuModel = "V100-32GB"
     @Option(name: .customLong("node-list"), help: "A node list (Alibaba's sn,cpu_milli,memory_mib,gpu,model) instead of --nodes.") var nodeList: String?
+    @Option(help: "One pool of nodes per project instead of --nodes, jobs confined to their project's pool: vcvGl=20,vcvlY=2.") var pools: String?
     @Option(name: .customLong("from-s"), help: "Keep jobs submitted at or after this many seconds into the trace.") var fromSeconds: Int64?
     @Option(name: .customLong("to-s"), help: "Keep jobs submitted before this many seconds into the trace.") var toSeconds: Int64?
     @Option(help: "Schedule every this many seconds instead of on every event.") var interval: Int64?
@@ -33,13 +34,26 @@ struct TraceOptions: ParsableArguments {
 
     func validate() throws {
         if let nodes, nodes < 1 { throw ValidationError("--nodes must be at least 1") }
-        if nodes == nil && nodeList == nil { throw ValidationError("give the cluster: --nodes N (with --gpus-per-node, --gpu-model) or --node-list FILE") }
+        if [nodes != nil, nodeList != nil, pools != nil].filter({ $0 }).count != 1 {
+            throw ValidationError("give the cluster one way: --nodes N (with --gpus-per-node, --gpu-model), --node-list FILE or --pools P=N,…")
+        }
+        if let pools, parsedPools(pools) == nil { throw ValidationError("--pools takes project=nodes pairs: vcvGl=20,vcvlY=2") }
         guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
         if let interval, interval < 1 { throw ValidationError("--interval must be at least 1 second") }
         guard restartPenalty >= 0 else { throw ValidationError("--restart-penalty cannot be negative") }
         if let format, TraceFormat(rawValue: format) == nil {
             throw ValidationError("unknown --format '\(format)'; use \(TraceFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+    }
+
+    func parsedPools(_ text: String) -> [(project: String, nodes: Int)]? {
+        var pools: [(project: String, nodes: Int)] = []
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=")
+            guard parts.count == 2, !parts[0].isEmpty, let count = Int(parts[1]), count >= 1 else { return nil }
+            pools.append((String(parts[0]), count))
+        }
+        return pools.isEmpty ? nil : pools
     }
 
     func traceFormat() throws -> TraceFormat {
@@ -60,6 +74,8 @@ struct TraceOptions: ParsableArguments {
         var options: SimulationOptions
         if let nodeList {
             options = SimulationOptions(nodes: try TraceReader.alibabaNodes(nodeList), gpusPerNode: gpusPerNode)
+        } else if let pools, let parsed = parsedPools(pools) {
+            options = .pools(parsed, gpusPerNode: gpusPerNode, gpuModel: gpuModel)
         } else {
             options = .uniform(nodes: nodes!, gpusPerNode: gpusPerNode, gpuModel: gpuModel)
         }

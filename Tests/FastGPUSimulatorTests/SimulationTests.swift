@@ -90,6 +90,17 @@ import Testing
         }
     }
 
+    @Test func poolsConfineJobsToTheirProjectsNodes() throws {
+        // Two pools of one 1-GPU node; both jobs belong to project a, so the second waits for
+        // the first although b's node is idle.
+        let trace = try TraceReader.parse("submit_s,gpus,duration_s,gpu_milli,project\n0,1,10,1000,a\n0,1,10,1000,a\n", format: .csv, file: "t.csv")
+        let options = SimulationOptions.pools([("a", 1), ("b", 1)], gpusPerNode: 1, gpuModel: "H100-80GB")
+        let result = Simulation(trace: trace, policy: SimulationPolicy.named("fifo")!, options: options).run()
+        #expect(Self.starts(result) == [0, 10])
+        let pooled = Self.run("fifo", trace: trace, nodes: 2, gpus: 1)
+        #expect(Self.starts(pooled) == [0, 0])
+    }
+
     @Test func percentilesAreNearestRank() {
         #expect(SimulationMetrics.percentileForTesting([1, 2, 3, 4], 0.5) == 2)
         #expect(SimulationMetrics.percentileForTesting([1, 2, 3, 4], 0.99) == 4)
