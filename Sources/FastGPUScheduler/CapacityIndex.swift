@@ -79,13 +79,19 @@ struct CapacityIndex {
     /// Asked for every job, so answers are remembered (the set of models is fixed for a pass).
     mutating func matchingModels(_ requested: String?) -> [Int] {
         if let known = matchCache[requested] { return known }
-        let matching = models.indices.filter { i in
+        let matching = lookUpModels(requested)
+        matchCache[requested] = matching
+        return matching
+    }
+
+    /// The same answer without remembering it (for read-only callers).
+    func lookUpModels(_ requested: String?) -> [Int] {
+        if let known = matchCache[requested] { return known }
+        return models.indices.filter { i in
             guard !models[i].isEmpty else { return false }
             guard let requested else { return true }
             return GPUModelName.matches(requested: requested, offered: models[i])
         }
-        matchCache[requested] = matching
-        return matching
     }
 
     private var matchCache: [String?: [Int]] = [:]

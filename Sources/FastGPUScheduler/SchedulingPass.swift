@@ -29,6 +29,8 @@ public struct SchedulingPass {
     var placements: [Placement] = []
     var preemptions: [Preemption] = []
     var pending: [PendingJob] = []
+    /// The demand each pending job was explained with (nil for `never`), to refresh its free fit.
+    var pendingDemands: [TaskDemand?] = []
     var reservation: Reservation?
     var reservedSlots: Set<Int> = []
     /// The first blocked job under strict backfill.
@@ -61,8 +63,17 @@ public struct SchedulingPass {
     }
 
     /// The plan so far (the whole plan once `step()` has returned nil).
+    ///
+    /// A waiting job's largest free fit is given as the plan leaves the cluster, not as it was
+    /// when the job was decided: later jobs (backfill) may have taken what was free then.
     public var plan: Plan {
-        Plan(basedOn: state.index, placements: placements, preemptions: preemptions, pending: pending, reservation: reservation)
+        let explained = zip(pending, pendingDemands).map { parked, demand -> PendingJob in
+            guard case .notNow(let shortfall, _, let ahead, let start) = parked.reason, let demand else { return parked }
+            var updated = parked
+            updated.reason = .notNow(shortfall: shortfall, largestFreeFit: currentFreeFit(for: demand), jobsAhead: ahead, estimatedStart: start)
+            return updated
+        }
+        return Plan(basedOn: state.index, placements: placements, preemptions: preemptions, pending: explained, reservation: reservation)
     }
 
     /// Decides the next job in the queue; nil when the queue is done.
@@ -140,12 +151,14 @@ public struct SchedulingPass {
         let reason = PendingReason.notNow(shortfall: shortfall, largestFreeFit: largestFreeFit(for: demand), jobsAhead: position, estimatedStart: estimatedStart)
         let parked = PendingJob(job: job.id, position: position, reason: reason)
         pending.append(parked)
+        pendingDemands.append(demand)
         return placed > 0 ? .placed(job.id, tasks: placed, preempting: 0) : .pending(parked)
     }
 
     private mutating func park(_ job: Job, position: Int, reason: PendingReason) -> JobDecision {
         let parked = PendingJob(job: job.id, position: position, reason: reason)
         pending.append(parked)
+        pendingDemands.append(nil)
         return .pending(parked)
     }
 
@@ -286,6 +299,12 @@ public struct SchedulingPass {
     }
 
     // MARK: Reasons
+
+    func currentFreeFit(for demand: TaskDemand) -> FreeFit? {
+        guard demand.gpu != .none else { return nil }
+        guard let fit = index.largestFreeFit(models: index.lookUpModels(demand.resources.gpuModel)), fit.free > 0 else { return nil }
+        return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
+    }
 
     mutating func largestFreeFit(for demand: TaskDemand) -> FreeFit? {
         guard demand.gpu != .none else { return nil }

@@ -31,8 +31,11 @@ import Testing
         #expect(reservation.job == JobID(2))
         #expect(reservation.start == .seconds(1000))
         #expect(reservation.nodes == [NodeID(1)])
-        guard case .notNow(_, _, _, let start) = try #require(harness.reason(for: JobID(2))) else { Issue.record("job 2 not pending"); return }
+        guard case .notNow(_, let fit, _, let start) = try #require(harness.reason(for: JobID(2))) else { Issue.record("job 2 not pending"); return }
         #expect(start == .seconds(1000))
+        // When job 2 was decided 4 GPUs were free; job 3 then took 2. Its reason tells what the
+        // plan leaves, not what it saw.
+        #expect(fit == FreeFit(node: NodeID(1), freeGPUs: 2, gpuModel: "H100-80GB"))
         // Job 4 would fit in the 2 GPUs left, but it would still run when job 2 starts there.
         #expect(harness.reason(for: JobID(4)) == .notNow(shortfall: .reservedFor(JobID(2)),
                                                         largestFreeFit: FreeFit(node: NodeID(1), freeGPUs: 2, gpuModel: "H100-80GB"),
