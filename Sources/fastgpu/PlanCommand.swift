@@ -63,9 +63,16 @@ struct PlanCommand: ParsableCommand {
             let start = reservation.start == .distantFuture ? "at an unknown time" : "in \(reservation.start.milliseconds(since: now) / 1000) s"
             print("reserved  \(reservation.job) starts \(start) on \(reservation.nodes.count) node(s)")
         }
+        // Expected starts from a shadow run of the scheduler; each step is a pass over the queue,
+        // so large synthetic queues skip it.
+        let starts = jobs <= 5_000 ? StartEstimator(configuration: configuration).estimatedStarts(state: state, plan: plan, now: now) : [:]
         for pending in plan.pending.prefix(show) {
             let job = state.jobs[pending.job]!
-            print("  #\(pending.position) \(pending.job) (\(job.taskGroups[0].count) × \(job.taskGroups[0].resources.gpu)): \(pending.reason.explanation(now: now))")
+            var line = "  #\(pending.position) \(pending.job) (\(job.taskGroups[0].count) × \(job.taskGroups[0].resources.gpu)): \(pending.reason.explanation(now: now))"
+            if case .notNow(_, _, _, nil) = pending.reason, let start = starts[pending.job] {
+                line += "; estimated start in \(start.milliseconds(since: now) / 1000) s"
+            }
+            print(line)
         }
     }
 
