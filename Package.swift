@@ -81,6 +81,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "FastGPUCLITests",
+            dependencies: ["fastgpu"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "FastGPUSchedulerTests",
             dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads", "FastGPUTestSupport"],
             swiftSettings: strictSettings
