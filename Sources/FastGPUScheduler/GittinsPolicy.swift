@@ -1,9 +1,9 @@
 public import FastGPUModel
 
-/// Gittins-index scheduling on GPU time (Tiresias' "2D-Gittins", Gu et al., NSDI'19; Gittins, 1979):
-/// without knowing a job's size, run the job whose next stretch of service is most likely to finish
-/// it per unit of service, given the distribution of GPU time of similar jobs and what this job
-/// has attained already.
+/// Gittins-index scheduling (Gittins, 1979; on GPU time it is Tiresias' "2D-Gittins", Gu et al.,
+/// NSDI'19): without knowing a job's size, run the job whose next stretch of service is most
+/// likely to finish it per unit of service, given the distribution of service of similar jobs and
+/// what this job has attained already. Service is run time by default (`Measure`).
 ///
 /// For attained service a and the sorted samples s₁ ≤ … ≤ sₙ of the class that exceed a, the index
 /// is max over k of  P(S ≤ sₖ | S > a) ÷ E[min(S, sₖ) − a | S > a]
@@ -34,11 +34,11 @@ public struct GittinsPolicy: QueuePolicy {
 
     /// The index of a class as a step function of attained service, on power-of-two bands.
     public struct Table: Sendable {
-        /// `indices[b]` holds for attained service in band b: b = 0 for under 1 s of GPU time,
-        /// b = k for [2^(k−1), 2^k) GPU-seconds.
+        /// `indices[b]` holds for attained service in band b: b = 0 for under 1 s (of GPU time, or
+        /// of run time scaled to it), b = k for [2^(k−1), 2^k) s, valued at the band's lower edge.
         public var indices: [Double]
 
-        /// Builds the table from GPU-time samples in milli-GPU × milliseconds.
+        /// Builds the table from service samples in milli-GPU × milliseconds (a 1-GPU job's GPU time).
         public init(samples: [Int64]) {
             let sorted = samples.map { Double($0) / 1_000_000 }.sorted()  // GPU-seconds
             indices = (0..<48).map { band in

@@ -85,4 +85,28 @@ import Testing
         #expect(verified.placements.map(\.task.job) == [JobID(2)])
         #expect(harness.state.jobs[JobID(1)]?.state == .pending)
     }
+
+    @Test func gittinsIndexFollowsTheDistribution() {
+        // Samples 1 s, 1 s, 100 s. Fresh (a = 0): k = 1 → 1 ÷ (1 + 2 × 1) = 1/3; k = 2 → 2 ÷ (2 + 1) = 2/3;
+        // k = 3 → 3 ÷ 102. Index 2/3. After 1 s only the 100 s sample is left: 1 ÷ 99.
+        let table = GittinsPolicy.Table(samples: [1_000_000, 1_000_000, 100_000_000])
+        #expect(abs(table.indices[0] - 2.0 / 3) < 1e-12)
+        #expect(abs(table.indices[1] - 1.0 / 99) < 1e-12)
+        #expect(table.index(attainedMilliGPUMilliseconds: 1_500_000) == table.indices[1])
+    }
+
+    @Test func gittinsRunsAFreshJobBeforeOneThatOutlivedTheShortSamples() throws {
+        // Job 1 has run 2 s of a class whose samples say "1 s, or 100 s"; fresh job 2 of the same
+        // class is likelier to finish soon, so it goes first.
+        var state = ClusterState.make(nodes: [Self.node], jobs: [Job.make(1).gpus(1).build()])
+        let plan = Scheduler(configuration: SchedulerConfiguration(policy: FIFOPolicy())).process(state, now: .zero)
+        try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: .zero))
+        try state.apply(.endAllocation(state.allocations.keys.first!, .preempted, at: .seconds(2)))
+        try state.apply(.submit(Job.make(2).gpus(1).submitted(atSecond: 2).build()))
+        let tables = [GittinsPolicy.ClassKey(project: nil, milliGPUs: nil): GittinsPolicy.Table(samples: [1_000_000, 1_000_000, 100_000_000])]
+        let policy = GittinsPolicy(tables: tables)
+        #expect(order(policy, [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [2, 1])
+        // Without history every job ranks alike: submit order.
+        #expect(order(GittinsPolicy(tables: [:]), [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [1, 2])
+    }
 }
