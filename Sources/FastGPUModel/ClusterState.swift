@@ -82,15 +82,15 @@ public enum ClusterChangeError: Error, Hashable, Sendable, CustomStringConvertib
 /// `liveAllocations`; `waiting` holds exactly the jobs with `isWaiting`; `index` grows by one with
 /// every applied change and is the epoch of the allocations a commit creates.
 public struct ClusterState: Sendable {
-    public private(set) var index: UInt64 = 0
-    public private(set) var nodes: [Node] = []
+    public internal(set) var index: UInt64 = 0
+    public internal(set) var nodes: [Node] = []
     private var nodeSlots: [NodeID: Int] = [:]
-    public private(set) var jobs: [JobID: Job] = [:]
-    public private(set) var allocations: [AllocationID: Allocation] = [:]
-    public private(set) var projects: [ProjectID: ProjectAccount] = [:]
+    public internal(set) var jobs: [JobID: Job] = [:]
+    public internal(set) var allocations: [AllocationID: Allocation] = [:]
+    public internal(set) var projects: [ProjectID: ProjectAccount] = [:]
     /// Jobs with tasks that need an allocation: the scheduler's input queue, unordered.
-    public private(set) var waiting: Set<JobID> = []
-    public private(set) var nextAllocationID: UInt64 = 1
+    public internal(set) var waiting: Set<JobID> = []
+    public internal(set) var nextAllocationID: UInt64 = 1
 
     public init() {}
 

@@ -5,14 +5,26 @@ public enum GPUHealth: Hashable, Sendable {
     case unhealthy(reason: String)
 }
 
+/// One allocation holding a share of a GPU.
+public struct ShareHolder: Hashable, Sendable {
+    public var allocation: AllocationID
+    public var project: ProjectID
+
+    public init(allocation: AllocationID, project: ProjectID) {
+        self.allocation = allocation
+        self.project = project
+    }
+}
+
 /// What holds a GPU right now.
 ///
-/// Invariants: `.shared` sums stay within the GPU (`milli ≤ 1000`, `memoryMiB ≤ GPU.memoryMiB`)
-/// and hold shares of one project only; `.mig` only on a GPU in MIG mode, with disjoint slot masks.
+/// Invariants: `.shared` sums stay within the GPU (`milli ≤ 1000`, `memoryMiB ≤ GPU.memoryMiB`),
+/// holders in the order they came, of one project unless the node isolates projects; `.mig` only
+/// on a GPU in MIG mode, with disjoint slot masks.
 public enum GPUUsage: Hashable, Sendable {
     case free
     case whole(AllocationID)
-    case shared(milli: Int, memoryMiB: Int, project: ProjectID, holders: [AllocationID])
+    case shared(milli: Int, memoryMiB: Int, holders: [ShareHolder])
     case mig(occupied: UInt8, instances: [MIGInstance])
 }
 
@@ -53,7 +65,7 @@ public struct GPU: Hashable, Sendable {
         switch usage {
         case .free: 1000
         case .whole: 0
-        case .shared(let milli, _, _, _): 1000 - milli
+        case .shared(let milli, _, _): 1000 - milli
         case .mig: 0
         }
     }
@@ -62,7 +74,7 @@ public struct GPU: Hashable, Sendable {
         switch usage {
         case .free: memoryMiB
         case .whole: 0
-        case .shared(_, let used, _, _): memoryMiB - used
+        case .shared(_, let used, _): memoryMiB - used
         case .mig: 0
         }
     }
@@ -74,8 +86,8 @@ public struct GPU: Hashable, Sendable {
     }
 
     /// Whether the device can be taken by `project` now. Returns the reason when not.
-    public func shortage(for device: DeviceAssignment, project: ProjectID, allowsCrossProjectSharing: Bool) -> CapacityShortage? {
-        guard isHealthy else { return .unhealthyGPU(index) }
+    public func shortage(for device: DeviceAssignment, project: ProjectID, allowsCrossProjectSharing: Bool, ignoringHealth: Bool = false) -> CapacityShortage? {
+        guard isHealthy || ignoringHealth else { return .unhealthyGPU(index) }
         switch (device, usage) {
         case (.whole, .free) where !migEnabled:
             return nil
@@ -83,8 +95,8 @@ public struct GPU: Hashable, Sendable {
             return .gpuBusy(index)
         case (.share(_, let milli, let memory), .free) where !migEnabled:
             return milli <= 1000 && memory <= memoryMiB ? nil : .gpuShareTooSmall(index)
-        case (.share(_, let milli, let memory), .shared(let usedMilli, let usedMemory, let owner, _)):
-            if owner != project && !allowsCrossProjectSharing { return .gpuSharedByOtherProject(index) }
+        case (.share(_, let milli, let memory), .shared(let usedMilli, let usedMemory, let holders)):
+            if !allowsCrossProjectSharing && holders.contains(where: { $0.project != project }) { return .gpuSharedByOtherProject(index) }
             return usedMilli + milli <= 1000 && usedMemory + memory <= memoryMiB ? nil : .gpuShareTooSmall(index)
         case (.share, _):
             return .gpuBusy(index)
@@ -108,9 +120,9 @@ public struct GPU: Hashable, Sendable {
         case (.whole, _):
             usage = .whole(allocation)
         case (.share(_, let milli, let memory), .free):
-            usage = .shared(milli: milli, memoryMiB: memory, project: project, holders: [allocation])
-        case (.share(_, let milli, let memory), .shared(let usedMilli, let usedMemory, let owner, let holders)):
-            usage = .shared(milli: usedMilli + milli, memoryMiB: usedMemory + memory, project: owner, holders: holders + [allocation])
+            usage = .shared(milli: milli, memoryMiB: memory, holders: [ShareHolder(allocation: allocation, project: project)])
+        case (.share(_, let milli, let memory), .shared(let usedMilli, let usedMemory, let holders)):
+            usage = .shared(milli: usedMilli + milli, memoryMiB: usedMemory + memory, holders: holders + [ShareHolder(allocation: allocation, project: project)])
         case (.mig(_, let profile, let start, let slotCount), .mig(let occupied, let instances)):
             let instance = MIGInstance(profile: profile, start: start, slotCount: slotCount, allocation: allocation)
             usage = .mig(occupied: occupied | instance.mask, instances: instances + [instance])
@@ -126,9 +138,9 @@ public struct GPU: Hashable, Sendable {
         switch (device, usage) {
         case (.whole, .whole(let holder)) where holder == allocation:
             usage = .free
-        case (.share(_, let milli, let memory), .shared(let usedMilli, let usedMemory, let owner, let holders)) where holders.contains(allocation):
-            let rest = holders.filter { $0 != allocation }
-            usage = rest.isEmpty ? .free : .shared(milli: usedMilli - milli, memoryMiB: usedMemory - memory, project: owner, holders: rest)
+        case (.share(_, let milli, let memory), .shared(let usedMilli, let usedMemory, let holders)) where holders.contains(where: { $0.allocation == allocation }):
+            let rest = holders.filter { $0.allocation != allocation }
+            usage = rest.isEmpty ? .free : .shared(milli: usedMilli - milli, memoryMiB: usedMemory - memory, holders: rest)
         case (.mig, .mig(_, let instances)):
             let rest = instances.filter { $0.allocation != allocation }
             usage = .mig(occupied: rest.reduce(0) { $0 | $1.mask }, instances: rest)

@@ -85,8 +85,10 @@ public struct Node: Hashable, Sendable, Identifiable {
     public var freeMemoryMiB: Int { memoryMiB - allocatedMemoryMiB }
 
     /// Whether the node could take these devices and amounts now; the first shortage when not.
-    public func shortage(devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int, project: ProjectID) -> CapacityShortage? {
-        guard state.acceptsWork else { return .nodeNotReady(state) }
+    /// `existing` checks capacity only: work that already runs stays on a node that was cordoned or
+    /// a GPU that turned unhealthy since it started (restoring a state from a store).
+    public func shortage(devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int, project: ProjectID, existing: Bool = false) -> CapacityShortage? {
+        guard existing || state.acceptsWork else { return .nodeNotReady(state) }
         if cpuMillis > freeCPUMillis { return .cpu(requestedMillis: cpuMillis, freeMillis: freeCPUMillis) }
         if memoryMiB > freeMemoryMiB { return .memory(requestedMiB: memoryMiB, freeMiB: freeMemoryMiB) }
         // Two devices of one allocation on one GPU (never produced by the scheduler, possible in a
@@ -95,7 +97,7 @@ public struct Node: Hashable, Sendable, Identifiable {
         for (i, device) in devices.enumerated() {
             let index = device.gpuIndex
             guard gpus.indices.contains(index) else { return .unknownGPU(index) }
-            if let shortage = gpus[index].shortage(for: device, project: project, allowsCrossProjectSharing: allowsCrossProjectSharing) {
+            if let shortage = gpus[index].shortage(for: device, project: project, allowsCrossProjectSharing: allowsCrossProjectSharing, ignoringHealth: existing) {
                 return shortage
             }
             if devices[..<i].contains(where: { $0.gpuIndex == index }) { repeatsGPU = true }
@@ -103,7 +105,7 @@ public struct Node: Hashable, Sendable, Identifiable {
         if repeatsGPU {
             var scratch = gpus
             for device in devices {
-                if let shortage = scratch[device.gpuIndex].shortage(for: device, project: project, allowsCrossProjectSharing: allowsCrossProjectSharing) {
+                if let shortage = scratch[device.gpuIndex].shortage(for: device, project: project, allowsCrossProjectSharing: allowsCrossProjectSharing, ignoringHealth: existing) {
                     return shortage
                 }
                 scratch[device.gpuIndex].take(device, allocation: AllocationID(.max), project: project)
@@ -112,15 +114,17 @@ public struct Node: Hashable, Sendable, Identifiable {
         return nil
     }
 
-    /// Takes the devices and amounts for `allocation`, all or nothing.
-    public mutating func reserve(_ allocation: Allocation) -> CapacityShortage? {
-        if let shortage = shortage(devices: allocation.devices, cpuMillis: allocation.cpuMillis, memoryMiB: allocation.memoryMiB, project: allocation.project) {
+    /// Takes the devices and amounts for `allocation`, all or nothing. `existing` records work that
+    /// already runs (capacity checked, node state and GPU health not).
+    public mutating func reserve(_ allocation: Allocation, existing: Bool = false) -> CapacityShortage? {
+        if let shortage = shortage(devices: allocation.devices, cpuMillis: allocation.cpuMillis, memoryMiB: allocation.memoryMiB, project: allocation.project, existing: existing) {
             return shortage
         }
         for device in allocation.devices {
-            let wasFree = gpus[device.gpuIndex].isFree
+            // Counted in `freeWholeGPUs` before: free and healthy (an unhealthy GPU never is).
+            let wasCounted = gpus[device.gpuIndex].isFree && gpus[device.gpuIndex].isHealthy
             gpus[device.gpuIndex].take(device, allocation: allocation.id, project: allocation.project)
-            if wasFree && !gpus[device.gpuIndex].isFree { freeWholeGPUs -= 1 }
+            if wasCounted && !gpus[device.gpuIndex].isFree { freeWholeGPUs -= 1 }
         }
         allocatedCPUMillis += allocation.cpuMillis
         allocatedMemoryMiB += allocation.memoryMiB

@@ -77,7 +77,7 @@ public enum DeviceSelection {
         var best: (gpu: Int, free: Int)?
         for gpu in node.gpus where gpu.isHealthy && !gpu.migEnabled {
             if let model = task.resources.gpuModel, !GPUModelName.matches(requested: model, offered: gpu.model) { continue }
-            if case .shared(_, _, let owner, _) = gpu.usage, owner != task.project, !node.allowsCrossProjectSharing { continue }
+            if case .shared(_, _, let holders) = gpu.usage, !node.allowsCrossProjectSharing, holders.contains(where: { $0.project != task.project }) { continue }
             guard gpu.freeMilli >= milli, gpu.freeMemoryMiB >= memory else { continue }
             if best == nil || gpu.freeMilli < best!.free { best = (gpu.index, gpu.freeMilli) }
         }

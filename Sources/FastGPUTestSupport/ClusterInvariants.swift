@@ -45,7 +45,7 @@ public enum ClusterInvariants {
                 let expected: GPUUsage? = switch gpu.usage {
                 case .free: whole == 0 && milli == 0 && gpuMemory == 0 && mask == 0 ? gpu.usage : nil
                 case .whole: whole == 1 ? gpu.usage : nil
-                case .shared(let m, let mem, _, _): m == milli && mem == gpuMemory ? gpu.usage : nil
+                case .shared(let m, let mem, _): m == milli && mem == gpuMemory ? gpu.usage : nil
                 case .mig(let occupied, _): occupied == mask && gpu.migEnabled ? gpu.usage : nil
                 }
                 if expected == nil { problems.append("\(node.id) gpu\(gpu.index): usage \(gpu.usage) differs from allocations") }

@@ -155,6 +155,22 @@ import Testing
         #expect(state.projects[ProjectID(7)]?.usage.milliGPUMilliseconds == 50_000_000)
     }
 
+    @Test func aSnapshotThatDoesNotAddUpIsRefused() throws {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build(), Job.make(2).gpus(1).build()])
+        try commit(&state, [place(1, node: 1, [.whole(gpu: 0)])])
+        var snapshot = state.snapshot
+        // A second allocation claiming the same GPU, as a damaged store might hold.
+        var forged = snapshot.allocations[0]
+        forged.id = AllocationID(snapshot.nextAllocationID)
+        forged.task = TaskRef(job: JobID(2), group: 0, index: 0)
+        snapshot.allocations.append(forged)
+        snapshot.nextAllocationID += 1
+        #expect(throws: ClusterChangeError.placementRefused(forged.task, "gpu0 is in use")) { try ClusterState(restoring: snapshot) }
+        // The honest snapshot restores to the same state.
+        let restored = try ClusterState(restoring: state.snapshot)
+        #expect(restored.snapshot == state.snapshot && restored.nodes == state.nodes && restored.index == state.index)
+    }
+
     @Test func typedIdentifiersPrintAndParse() {
         #expect(JobID(42).description == "job-42")
         #expect(JobID(parsing: "job-42") == JobID(42))

@@ -98,6 +98,12 @@ import Testing
             let problems = ClusterInvariants.violations(in: state)
             #expect(problems.isEmpty, "seed \(seed): \(problems)")
 
+            // What a store persists rebuilds the same state: same snapshot, same next plan.
+            let restored = try ClusterState(restoring: state.snapshot)
+            #expect(restored.snapshot == state.snapshot, "seed \(seed): restore differs")
+            #expect(restored.nodes == state.nodes && restored.waiting == state.waiting)
+            #expect(scheduler.process(restored, now: now) == scheduler.process(state, now: now))
+
             now = now + .seconds(Int64.random(in: 1...3600, using: &rng))
             if Bool.random(using: &rng) {
                 for job in Workloads.randomJobs(count: 4, firstID: nextJobID, using: &rng) { try state.apply(.submit(job)) }
