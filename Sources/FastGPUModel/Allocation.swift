@@ -1,5 +1,5 @@
 /// One attempt of one task on one node, with its devices and its epoch.
-public struct Allocation: Hashable, Sendable, Identifiable {
+public struct Allocation: Hashable, Sendable, Identifiable, Codable {
     public var id: AllocationID
     public var task: TaskRef
     public var node: NodeID
@@ -35,7 +35,7 @@ public struct Allocation: Hashable, Sendable, Identifiable {
 }
 
 /// How an allocation ended.
-public enum AllocationOutcome: Hashable, Sendable {
+public enum AllocationOutcome: Hashable, Sendable, Codable {
     /// The process exited 0.
     case succeeded
     /// The process exited non-zero or could not start.

@@ -5,7 +5,7 @@
 /// onto its node), jobs with their lifecycle except `liveAllocations` (derived from the
 /// allocations). Restoring checks everything it derives, so a snapshot that does not add up is
 /// refused instead of becoming a state that over-commits a GPU.
-public struct ClusterSnapshot: Hashable, Sendable {
+public struct ClusterSnapshot: Hashable, Sendable, Codable {
     public var index: UInt64
     public var nextAllocationID: UInt64
     public var nodes: [Node]

@@ -1,5 +1,5 @@
 /// Resource use over time, summed per project for fair share.
-public struct ResourceUsage: Hashable, Sendable {
+public struct ResourceUsage: Hashable, Sendable, Codable {
     /// milli-GPU × milliseconds.
     public var milliGPUMilliseconds: Int64 = 0
     /// CPU millicores × milliseconds.
@@ -15,7 +15,7 @@ public struct ResourceUsage: Hashable, Sendable {
 }
 
 /// A project as the scheduler sees it: its fair-share weight and what it has used.
-public struct ProjectAccount: Hashable, Sendable {
+public struct ProjectAccount: Hashable, Sendable, Codable {
     public var id: ProjectID
     /// Relative share of the cluster (≥ 1); twice the weight, twice the share.
     public var weight: Int
@@ -31,7 +31,7 @@ public struct ProjectAccount: Hashable, Sendable {
 
 /// Every change the cluster state knows. The store, the control plane and the simulator all
 /// mutate a `ClusterState` only through `apply(_:)` with one of these.
-public enum ClusterChange: Sendable {
+public enum ClusterChange: Sendable, Codable {
     case registerNode(Node)
     case setNodeState(NodeID, NodeState, at: Timestamp)
     case setGPUHealth(NodeID, gpu: Int, GPUHealth)

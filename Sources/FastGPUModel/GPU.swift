@@ -1,12 +1,12 @@
 /// Whether a GPU may take work.
-public enum GPUHealth: Hashable, Sendable {
+public enum GPUHealth: Hashable, Sendable, Codable {
     case healthy
     /// Reported bad by the agent (XID error, ECC, fell off the bus); never placed on.
     case unhealthy(reason: String)
 }
 
 /// One allocation holding a share of a GPU.
-public struct ShareHolder: Hashable, Sendable {
+public struct ShareHolder: Hashable, Sendable, Codable {
     public var allocation: AllocationID
     public var project: ProjectID
 
@@ -21,7 +21,7 @@ public struct ShareHolder: Hashable, Sendable {
 /// Invariants: `.shared` sums stay within the GPU (`milli ≤ 1000`, `memoryMiB ≤ GPU.memoryMiB`),
 /// holders in the order they came, of one project unless the node isolates projects; `.mig` only
 /// on a GPU in MIG mode, with disjoint slot masks.
-public enum GPUUsage: Hashable, Sendable {
+public enum GPUUsage: Hashable, Sendable, Codable {
     case free
     case whole(AllocationID)
     case shared(milli: Int, memoryMiB: Int, holders: [ShareHolder])
@@ -29,7 +29,7 @@ public enum GPUUsage: Hashable, Sendable {
 }
 
 /// One physical GPU of a node.
-public struct GPU: Hashable, Sendable {
+public struct GPU: Hashable, Sendable, Codable {
     public var index: Int
     public var uuid: String
     public var model: String

@@ -2,7 +2,7 @@
 /// except for allocations, which `ClusterState` numbers from its own counter to stay deterministic.
 /// Integers keep the scheduler's hot loops free of string hashing; `description` gives the
 /// prefixed form that the API and the CLI print (`job-42`, `node-7`).
-public protocol TypedIdentifier: Hashable, Comparable, Sendable, CustomStringConvertible {
+public protocol TypedIdentifier: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     static var prefix: String { get }
     var rawValue: UInt64 { get }
     init(_ rawValue: UInt64)
@@ -11,6 +11,16 @@ public protocol TypedIdentifier: Hashable, Comparable, Sendable, CustomStringCon
 extension TypedIdentifier {
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
     public var description: String { "\(Self.prefix)-\(rawValue)" }
+
+    /// Encoded as the bare number: ids are keys in a store, not objects.
+    public init(from decoder: any Decoder) throws {
+        self.init(try decoder.singleValueContainer().decode(UInt64.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
 
     /// Parses the prefixed form (`job-42`) or a bare number.
     public init?(parsing text: some StringProtocol) {
@@ -46,7 +56,7 @@ public struct AllocationID: TypedIdentifier {
 }
 
 /// One task of one job: the unit that an allocation runs.
-public struct TaskRef: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct TaskRef: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var job: JobID
     /// Index into `Job.taskGroups`.
     public var group: Int
@@ -68,7 +78,7 @@ public struct TaskRef: Hashable, Comparable, Sendable, CustomStringConvertible {
 
 /// A fencing token. Every allocation carries the epoch of the state change that created or last
 /// changed it; an agent drops any command whose epoch is older than the one it holds.
-public struct Epoch: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct Epoch: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public let rawValue: UInt64
     public init(_ rawValue: UInt64) { self.rawValue = rawValue }
     public static func < (lhs: Epoch, rhs: Epoch) -> Bool { lhs.rawValue < rhs.rawValue }

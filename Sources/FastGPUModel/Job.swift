@@ -1,5 +1,5 @@
 /// A named priority level. Higher `value` goes first and may preempt lower values.
-public struct PriorityClass: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct PriorityClass: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var name: String
     public var value: Int
 
@@ -17,7 +17,7 @@ public struct PriorityClass: Hashable, Comparable, Sendable, CustomStringConvert
 }
 
 /// How the tasks of a group prefer to be laid out.
-public enum PlacementPreference: String, Hashable, Sendable {
+public enum PlacementPreference: String, Hashable, Sendable, Codable {
     /// Pack tightly (batch work: leaves whole nodes free for large jobs).
     case pack
     /// Spread over nodes (replicas: one node's loss takes few of them).
@@ -26,7 +26,7 @@ public enum PlacementPreference: String, Hashable, Sendable {
 
 /// `count` tasks with the same per-task resources. A gang group starts all its tasks together or
 /// none; a plain group's tasks start as capacity allows (an array job).
-public struct TaskGroup: Hashable, Sendable {
+public struct TaskGroup: Hashable, Sendable, Codable {
     public var name: String
     public var count: Int
     public var resources: TaskResources
@@ -45,7 +45,7 @@ public struct TaskGroup: Hashable, Sendable {
 }
 
 /// Where a job is in its life.
-public enum JobState: String, Hashable, Sendable, CaseIterable {
+public enum JobState: String, Hashable, Sendable, CaseIterable, Codable {
     case pending
     case running
     case succeeded
@@ -59,7 +59,7 @@ public enum JobState: String, Hashable, Sendable, CaseIterable {
 ///
 /// The submitted spec (`project` … `submitTime`) never changes; the lifecycle part below it is
 /// written only by `ClusterState.apply(_:)`.
-public struct Job: Hashable, Sendable, Identifiable {
+public struct Job: Hashable, Sendable, Identifiable, Codable {
     public var id: JobID
     public var name: String
     public var project: ProjectID

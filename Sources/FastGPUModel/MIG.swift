@@ -75,7 +75,7 @@ public struct MIGGeometry: Sendable {
 }
 
 /// One MIG instance on a GPU, held by one allocation.
-public struct MIGInstance: Hashable, Sendable {
+public struct MIGInstance: Hashable, Sendable, Codable {
     public var profile: String
     public var start: Int
     public var slotCount: Int

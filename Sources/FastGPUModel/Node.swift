@@ -1,5 +1,5 @@
 /// The life of a node as the scheduler sees it.
-public enum NodeState: String, Hashable, Sendable, CaseIterable {
+public enum NodeState: String, Hashable, Sendable, CaseIterable, Codable {
     /// Takes new work.
     case ready
     /// Keeps its work, takes no new work (operator's choice).
@@ -14,7 +14,7 @@ public enum NodeState: String, Hashable, Sendable, CaseIterable {
 
 /// Why a node cannot take a device or a task right now. Returned, never thrown: placement
 /// failure is data (it becomes the pending reason that `fastgpu jobs why` shows).
-public enum CapacityShortage: Hashable, Sendable, CustomStringConvertible {
+public enum CapacityShortage: Hashable, Sendable, CustomStringConvertible, Codable {
     case nodeNotReady(NodeState)
     case unknownGPU(Int)
     case unhealthyGPU(Int)
@@ -48,7 +48,7 @@ public enum CapacityShortage: Hashable, Sendable, CustomStringConvertible {
 /// `allocatedCPUMillis ≤ cpuMillis`, `allocatedMemoryMiB ≤ memoryMiB`, `freeWholeGPUs` equals the
 /// number of healthy GPUs not in MIG mode whose usage is `.free`, and every allocation in
 /// `allocations` holds exactly the devices recorded on the GPUs.
-public struct Node: Hashable, Sendable, Identifiable {
+public struct Node: Hashable, Sendable, Identifiable, Codable {
     public var id: NodeID
     public var name: String
     public var gpus: [GPU]

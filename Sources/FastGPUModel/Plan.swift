@@ -1,5 +1,5 @@
 /// One task placed on one node with exactly these devices.
-public struct Placement: Hashable, Sendable {
+public struct Placement: Hashable, Sendable, Codable {
     public var task: TaskRef
     public var node: NodeID
     public var devices: [DeviceAssignment]
@@ -19,7 +19,7 @@ public struct Placement: Hashable, Sendable {
 }
 
 /// A running allocation the plan stops to make room for `beneficiary`.
-public struct Preemption: Hashable, Sendable {
+public struct Preemption: Hashable, Sendable, Codable {
     public var allocation: AllocationID
     /// The epoch the scheduler saw; a verifier drops the preemption if the allocation changed since.
     public var epoch: Epoch
@@ -35,7 +35,7 @@ public struct Preemption: Hashable, Sendable {
 }
 
 /// The largest set of free GPUs of a fitting model on one node: "the largest free fit".
-public struct FreeFit: Hashable, Sendable, CustomStringConvertible {
+public struct FreeFit: Hashable, Sendable, CustomStringConvertible, Codable {
     public var node: NodeID
     public var freeGPUs: Int
     public var gpuModel: String
@@ -50,7 +50,7 @@ public struct FreeFit: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What is short for a job that waiting can help.
-public enum Shortfall: Hashable, Sendable, CustomStringConvertible {
+public enum Shortfall: Hashable, Sendable, CustomStringConvertible, Codable {
     /// No ready node has `perTask` free GPUs (of the model, when one is asked) for a task.
     case gpus(perTask: Int, model: String?)
     /// No GPU has this much free share and memory.
@@ -81,7 +81,7 @@ public enum Shortfall: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Why no node could ever host a job, whatever ends or leaves.
-public enum NeverReason: Hashable, Sendable, CustomStringConvertible {
+public enum NeverReason: Hashable, Sendable, CustomStringConvertible, Codable {
     case unknownGPUModel(String)
     case unknownMIGProfile(String)
     /// One task asks more GPUs than any node has.
@@ -103,7 +103,7 @@ public enum NeverReason: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// Why a job stays pending: the material of `fastgpu jobs why`.
-public enum PendingReason: Hashable, Sendable, CustomStringConvertible {
+public enum PendingReason: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Waiting can help.
     case notNow(shortfall: Shortfall, largestFreeFit: FreeFit?, jobsAhead: Int, estimatedStart: Timestamp?)
     /// No node could ever host it: change the request.
@@ -131,7 +131,7 @@ public enum PendingReason: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A pending job with its place in the queue and the reason it waits.
-public struct PendingJob: Hashable, Sendable {
+public struct PendingJob: Hashable, Sendable, Codable {
     public var job: JobID
     /// 0 for the head of the queue.
     public var position: Int
@@ -145,7 +145,7 @@ public struct PendingJob: Hashable, Sendable {
 }
 
 /// EASY backfill's reservation for the blocked head job: when it will start and where.
-public struct Reservation: Hashable, Sendable {
+public struct Reservation: Hashable, Sendable, Codable {
     public var job: JobID
     public var start: Timestamp
     public var nodes: [NodeID]
@@ -158,7 +158,7 @@ public struct Reservation: Hashable, Sendable {
 }
 
 /// The scheduler's proposal: placements, preemptions, and a reason for every job left pending.
-public struct Plan: Hashable, Sendable {
+public struct Plan: Hashable, Sendable, Codable {
     /// The `ClusterState.index` of the snapshot it was computed on.
     public var basedOn: UInt64
     public var placements: [Placement]
@@ -176,7 +176,7 @@ public struct Plan: Hashable, Sendable {
 }
 
 /// Why a verifier refused part of a plan.
-public enum PlacementRejection: Hashable, Sendable, CustomStringConvertible {
+public enum PlacementRejection: Hashable, Sendable, CustomStringConvertible, Codable {
     case unknownJob
     case jobNotWaiting
     case taskAlreadyPlaced
@@ -200,7 +200,7 @@ public enum PlacementRejection: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A placement a verifier refused, with why.
-public struct RejectedPlacement: Hashable, Sendable {
+public struct RejectedPlacement: Hashable, Sendable, Codable {
     public var placement: Placement
     public var reason: PlacementRejection
 
@@ -214,7 +214,7 @@ public struct RejectedPlacement: Hashable, Sendable {
 ///
 /// Only `PlanVerifier` (FastGPUScheduler, same package) makes one, so holding a `VerifiedPlan`
 /// means "checked against the state it will be applied to".
-public struct VerifiedPlan: Hashable, Sendable {
+public struct VerifiedPlan: Hashable, Sendable, Codable {
     public let basedOn: UInt64
     /// The `ClusterState.index` it was verified against; `ClusterState` refuses it at any other index.
     public let verifiedAt: UInt64

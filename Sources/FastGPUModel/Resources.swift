@@ -1,5 +1,5 @@
 /// The GPU part of one task's request.
-public enum GPURequest: Hashable, Sendable, CustomStringConvertible {
+public enum GPURequest: Hashable, Sendable, CustomStringConvertible, Codable {
     /// A CPU-only task.
     case none
     /// Whole GPUs on one node, `count ≥ 1`.
@@ -33,7 +33,7 @@ public enum GPURequest: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// What one task asks of the node it runs on. All quantities are integers.
-public struct TaskResources: Hashable, Sendable {
+public struct TaskResources: Hashable, Sendable, Codable {
     public var gpu: GPURequest
     /// A GPU model the task needs (`H100`, `A100-80GB`); nil accepts any model.
     public var gpuModel: String?
@@ -53,7 +53,7 @@ public struct TaskResources: Hashable, Sendable {
 
 /// The devices one allocation holds on its node. Placements and allocations carry exactly these,
 /// so an agent can set `CUDA_VISIBLE_DEVICES` and a verifier can re-check the very same slots.
-public enum DeviceAssignment: Hashable, Sendable, CustomStringConvertible {
+public enum DeviceAssignment: Hashable, Sendable, CustomStringConvertible, Codable {
     case whole(gpu: Int)
     case share(gpu: Int, milli: Int, memoryMiB: Int)
     case mig(gpu: Int, profile: String, start: Int, slotCount: Int)

@@ -2,7 +2,7 @@
 ///
 /// The pure core never reads a clock: the caller passes `now` (the control plane from its
 /// injected clock, the simulator from its virtual one), so the same input gives the same plan.
-public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible {
+public struct Timestamp: Hashable, Comparable, Sendable, CustomStringConvertible, Codable {
     public var millisecondsSinceEpoch: Int64
 
     public init(millisecondsSinceEpoch: Int64) {
