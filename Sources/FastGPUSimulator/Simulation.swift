@@ -122,8 +122,19 @@ public struct JobOutcome: Hashable, Sendable {
     public var queueingMilliseconds: Int64? { firstStartMilliseconds.map { $0 - submitMilliseconds } }
 }
 
+/// One task placed during a run: when, which job, where, on which devices.
+public struct PlacementRecord: Hashable, Sendable {
+    public var milliseconds: Int64
+    public var job: Int
+    public var task: Int
+    public var node: NodeID
+    public var devices: [DeviceAssignment]
+}
+
 /// The result of one run.
 public struct SimulationResult: Sendable {
+    /// Every placement committed, in order.
+    public var placements: [PlacementRecord]
     public var policy: String
     public var oracle: Bool
     public var outcomes: [JobOutcome]
@@ -192,6 +203,7 @@ struct Engine {
     var preemptions = 0
     var passes = 0
     var never: Set<Int> = []
+    var placementLog: [PlacementRecord] = []
 
     struct Finish: Comparable {
         var time: Int64
@@ -354,6 +366,8 @@ struct Engine {
         }
         var started: Set<Int> = []
         for placement in verified.placements {
+            placementLog.append(PlacementRecord(milliseconds: now, job: Int(placement.task.job.rawValue), task: placement.task.index,
+                                                node: placement.node, devices: placement.devices))
             allocatedMilli += state.jobs[placement.task.job]?.taskGroups[placement.task.group].milliGPUsPerTask ?? 0
             started.insert(Int(placement.task.job.rawValue) - 1)
         }
@@ -369,7 +383,7 @@ struct Engine {
     func result() -> SimulationResult {
         let finished = outcomes.compactMap(\.finishMilliseconds)
         return SimulationResult(
-            policy: policy.name, oracle: policy.isOracle, outcomes: outcomes.filter { !never.contains($0.id) },
+            placements: placementLog, policy: policy.name, oracle: policy.isOracle, outcomes: outcomes.filter { !never.contains($0.id) },
             allocatedMilliGPUMilliseconds: allocatedIntegral, capacityMilliGPUs: options.nodes.reduce(0) { $0 + $1.gpus.count * 1000 },
             firstSubmitMilliseconds: trace.jobs.first?.submitMilliseconds ?? 0, lastFinishMilliseconds: finished.max() ?? 0,
             preemptions: preemptions, schedulingPasses: passes, neverPlaceable: never.count)

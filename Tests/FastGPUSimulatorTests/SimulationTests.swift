@@ -41,6 +41,21 @@ import Testing
         #expect(metrics.averageJCT == (180 + 50 + 10) / 3)
     }
 
+    @Test func placementsPackSmallJobsAndKeepANodeWholeForTheWideOne() throws {
+        // Two nodes of 2 GPUs. A and B (1 GPU each) then C (2 GPUs), all at t = 0.
+        // A: both nodes tie (fragmentation 480 each: one node loses its 2-GPU fit) → the seed picks.
+        // B: A's node scores 520 (fills the stranded GPU), the empty node 480 → B joins A.
+        // C: the other node, both GPUs.
+        let trace = try TraceReader.parse("submit_s,gpus,duration_s\n0,1,100\n0,1,100\n0,2,50\n", format: .csv, file: "t.csv")
+        let result = Self.run("fifo", trace: trace, nodes: 2, gpus: 2)
+        let byJob = Dictionary(grouping: result.placements, by: \.job)
+        let a = try #require(byJob[1]?.first), b = try #require(byJob[2]?.first), c = try #require(byJob[3]?.first)
+        #expect(result.placements.allSatisfy { $0.milliseconds == 0 })
+        #expect(a.node == b.node && c.node != a.node)
+        #expect(Set(a.devices + b.devices) == [.whole(gpu: 0), .whole(gpu: 1)])
+        #expect(c.devices == [.whole(gpu: 0), .whole(gpu: 1)])
+    }
+
     @Test func aJobNoNodeCouldHostIsLeftOutAndCounted() {
         let trace = try! TraceReader.parse("submit_s,gpus,duration_s\n0,1,10\n0,16,10\n", format: .csv, file: "t.csv")  // swiftlint:disable:this force_try
         let result = Self.run("fifo", trace: trace, nodes: 1, gpus: 8)
