@@ -73,9 +73,8 @@ extension ClusterState {
         }
         for job in jobs.values {
             for (group, taskGroup) in job.taskGroups.enumerated() where taskGroup.gang {
-                let held = job.liveAllocations.keys.count { $0.group == group } + job.completedTasks.count { $0.group == group }
                 let live = job.liveAllocations.keys.count { $0.group == group }
-                if live > 0 && held != taskGroup.count {
+                if live > 0 && job.heldTaskCount(group: group) != taskGroup.count {
                     throw .placementRefused(TaskRef(job: job.id, group: group, index: 0), "gang runs \(live) of \(taskGroup.count) tasks")
                 }
             }

@@ -209,7 +209,7 @@ public struct ClusterState: Sendable {
         for (gang, placed) in placedPerGang {
             guard let job = jobs[gang.job] else { throw .unknownJob(gang.job) }
             let group = job.taskGroups[gang.group]
-            let held = job.liveAllocations.keys.count(where: { $0.group == gang.group }) + job.completedTasks.count(where: { $0.group == gang.group })
+            let held = job.heldTaskCount(group: gang.group)
             if held + placed != group.count {
                 throw .placementRefused(gang, "gang group \(group.name) needs all \(group.count) tasks, plan and state hold \(held + placed)")
             }

@@ -112,6 +112,11 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
         return tasks.filter { liveAllocations[$0] == nil && !completedTasks.contains($0) }
     }
 
+    /// Tasks of a group that run now or already succeeded: a gang group holds all or none of them.
+    public func heldTaskCount(group: Int) -> Int {
+        liveAllocations.keys.count { $0.group == group } + completedTasks.count { $0.group == group }
+    }
+
     /// Whether the job has tasks waiting for the scheduler.
     public var isWaiting: Bool {
         guard !state.isFinished else { return false }

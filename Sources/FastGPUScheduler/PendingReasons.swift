@@ -41,7 +41,7 @@ extension GPURequest {
 
 extension SchedulingPass {
     /// What is short for a task that found no node, from the last candidate walk's tally.
-    mutating func shortfall(for demand: TaskDemand, placeableOfGang: Int) -> Shortfall {
+    func shortfall(for demand: TaskDemand, placeableOfGang: Int) -> Shortfall {
         if demand.gang && placeableOfGang > 0 { return .gangNodes(tasks: demand.groupCount, placeable: placeableOfGang) }
         if index.readyNodes == 0 { return .noReadyNode }
         if let reservation, tally[.reserved] > 0, tally[.reserved] >= max(tally[.cpu], tally[.memory]) {
@@ -49,7 +49,7 @@ extension SchedulingPass {
         }
         switch demand.gpu {
         case .whole(let count):
-            let largest = largestFreeFit(for: demand)?.freeGPUs ?? 0
+            let largest = currentFreeFit(for: demand)?.freeGPUs ?? 0
             if largest < count { return .gpus(perTask: count, model: demand.resources.gpuModel) }
         case .share(let milli, let memory):
             if tally[.gpuShare] >= max(tally[.cpu], tally[.memory]) { return .gpuShare(milli: milli, memoryMiB: memory) }

@@ -77,7 +77,7 @@ public struct PlanVerifier: Sendable {
         for (i, placement) in placements.enumerated() where placement.gang {
             let key = TaskRef(job: placement.task.job, group: placement.task.group, index: 0)
             guard rejection[i] == nil, let job = state.jobs[key.job] else { continue }
-            let held = job.liveAllocations.keys.count { $0.group == key.group } + job.completedTasks.count { $0.group == key.group }
+            let held = job.heldTaskCount(group: key.group)
             if held + (gangAccepted[key] ?? 0) != job.taskGroups[key.group].count { rejection[i] = .gangIncomplete }
         }
 

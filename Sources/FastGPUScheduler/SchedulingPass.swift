@@ -148,7 +148,7 @@ public struct SchedulingPass {
             }
         }
         let shortfall = shortfall(for: demand, placeableOfGang: gangPlaceable)
-        let reason = PendingReason.notNow(shortfall: shortfall, largestFreeFit: largestFreeFit(for: demand), jobsAhead: position, estimatedStart: estimatedStart)
+        let reason = PendingReason.notNow(shortfall: shortfall, largestFreeFit: currentFreeFit(for: demand), jobsAhead: position, estimatedStart: estimatedStart)
         let parked = PendingJob(job: job.id, position: position, reason: reason)
         pending.append(parked)
         pendingDemands.append(demand)
@@ -300,18 +300,13 @@ public struct SchedulingPass {
 
     // MARK: Reasons
 
+    /// The most free whole GPUs of a fitting model on one ready node, as the pass stands.
     func currentFreeFit(for demand: TaskDemand) -> FreeFit? {
         guard demand.gpu != .none else { return nil }
         guard let fit = index.largestFreeFit(models: index.lookUpModels(demand.resources.gpuModel)), fit.free > 0 else { return nil }
         return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
     }
 
-    mutating func largestFreeFit(for demand: TaskDemand) -> FreeFit? {
-        guard demand.gpu != .none else { return nil }
-        let models = index.matchingModels(demand.resources.gpuModel)
-        guard let fit = index.largestFreeFit(models: models), fit.free > 0 else { return nil }
-        return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
-    }
 }
 
 /// Everything one candidate walk needs, held immutably: feasibility, device choice and score.

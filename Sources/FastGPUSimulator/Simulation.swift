@@ -182,6 +182,8 @@ struct Engine {
     let policy: SimulationPolicy
     let options: SimulationOptions
     let scheduler: Scheduler
+    /// What a `.distribution` policy measures service in (read once from its Gittins policy).
+    let gittinsMeasure: GittinsPolicy.Measure
 
     var state = ClusterState()
     var predictor = HistoryPredictor()
@@ -219,6 +221,7 @@ struct Engine {
         var configuration = policy.configuration
         configuration.preemptionGrace = .milliseconds(options.restartPenaltyMilliseconds * Int64(policy.graceInRestartPenalties))
         self.scheduler = Scheduler(configuration: configuration)
+        self.gittinsMeasure = (policy.configuration.policy as? GittinsPolicy)?.measure ?? .time
         truth = trace.jobs.map(\.durationMilliseconds)
         runStart = Array(repeating: nil, count: trace.jobs.count)
         token = Array(repeating: 0, count: trace.jobs.count)
@@ -240,8 +243,7 @@ struct Engine {
         predictor.learn(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus, milliseconds: traceJob.durationMilliseconds)
         if policy.estimates == .distribution {
             // Samples in the measure the policy ranks by (wall time scaled like a 1-GPU job's GPU time).
-            let measure = (policy.configuration.policy as? GittinsPolicy)?.measure ?? .time
-            let service = measure == .time ? 1000 * traceJob.durationMilliseconds : Int64(traceJob.milliGPUs) * traceJob.durationMilliseconds
+            let service = gittinsMeasure == .time ? 1000 * traceJob.durationMilliseconds : Int64(traceJob.milliGPUs) * traceJob.durationMilliseconds
             distributions.learn(project: project(traceJob.project), submitter: traceJob.user, milliGPUs: traceJob.milliGPUs, milliGPUMilliseconds: service)
         }
     }
@@ -333,8 +335,7 @@ struct Engine {
         let at = Timestamp(millisecondsSinceEpoch: now)
         var scheduler = self.scheduler
         if policy.estimates == .distribution {
-            let measure = (policy.configuration.policy as? GittinsPolicy)?.measure ?? .time
-            scheduler.configuration.policy = GittinsPolicy(tables: distributions.tables(), measure: measure)
+            scheduler.configuration.policy = GittinsPolicy(tables: distributions.tables(), measure: gittinsMeasure)
         }
         let plan = scheduler.process(state, now: at)
         for pending in plan.pending where pending.reason.isNever {

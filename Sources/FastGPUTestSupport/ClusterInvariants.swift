@@ -57,8 +57,9 @@ public enum ClusterInvariants {
             for (group, taskGroup) in job.taskGroups.enumerated() where taskGroup.gang {
                 // A gang runs whole: its live tasks and those that already succeeded make up the group.
                 let live = job.liveAllocations.keys.count { $0.group == group }
-                let done = job.completedTasks.count { $0.group == group }
-                if live != 0 && live + done != taskGroup.count { problems.append("\(job.id): gang group \(group) runs \(live) of \(taskGroup.count) (\(done) done)") }
+                if live != 0 && job.heldTaskCount(group: group) != taskGroup.count {
+                    problems.append("\(job.id): gang group \(group) runs \(live) of \(taskGroup.count) (\(job.heldTaskCount(group: group) - live) done)")
+                }
             }
             for (task, id) in job.liveAllocations where liveAllocations[id]?.task != task {
                 problems.append("\(job.id): live allocation \(id) of \(task) is missing")

@@ -76,7 +76,7 @@ import Testing
                 let spec = state.jobs[job]!
                 for (group, taskGroup) in spec.taskGroups.enumerated() where taskGroup.gang {
                     let placed = plan.placements.count { $0.task.job == job && $0.task.group == group }
-                    let held = spec.liveAllocations.keys.count { $0.group == group } + spec.completedTasks.count { $0.group == group }
+                    let held = spec.heldTaskCount(group: group)
                     #expect(placed == 0 || placed + held == taskGroup.count)
                 }
             }
