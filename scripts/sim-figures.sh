@@ -18,12 +18,20 @@ echo "== Helios Venus, 2 VCs, September 2020: 22 nodes x 8 GPUs"
 $bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --nodes 22 \
   --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/helios.json" --svg "$out/helios-jct.svg"
 
+echo "== Helios with its two VCs apart: 20 + 2 nodes x 8 GPUs, jobs confined to their VC"
+$bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --pools vcvGl=20,vcvlY=2 \
+  --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/helios-pools.json"
+
 echo "== Slurm peer workload mixed-120: 16 nodes x 8 GPUs"
 $bin sim compare --trace "$slurm" --format slurm --nodes 16 --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/mixed-120.json"
 
 echo "== Alibaba 2023 packing (FGD method): openb default pods on the 1,213 GPU nodes"
 $bin sim pack --pods "$traces/alibaba-gpu-v2023/openb_pod_list_default.csv" --node-list "$traces/alibaba-gpu-v2023/openb_node_list_gpu_node.csv" \
   --policies random,best-fit,fgd,fastgpu --json "$out/alibaba-packing.json" --svg "$out/alibaba-packing.svg"
+
+echo "== The same packing, 64 feasible nodes scored per pod"
+$bin sim pack --pods "$traces/alibaba-gpu-v2023/openb_pod_list_default.csv" --node-list "$traces/alibaba-gpu-v2023/openb_node_list_gpu_node.csv" \
+  --policies fgd,fastgpu --scoring-limit 64
 
 echo "== Speed: the whole Philly file (82,247 jobs), default policy, 80 nodes x 8 GPUs"
 /usr/bin/time -f "wall %e s, peak RSS %M KB" $bin sim run --trace "$traces/philly-pollux/philly.csv" --nodes 80 --policy fastgpu
