@@ -24,6 +24,16 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.0"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         .target(
@@ -58,6 +68,44 @@ let package = Package(
             dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUWorkloads"],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "FastGPUStore",
+            dependencies: [
+                "FastGPUModel",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FastGPUControlPlane",
+            dependencies: [
+                "FastGPUModel",
+                "FastGPUScheduler",
+                "FastGPUStore",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FastGPUAPI",
+            dependencies: [
+                "FastGPUModel",
+                "FastGPUScheduler",
+                "FastGPUStore",
+                "FastGPUControlPlane",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("openapi.yaml")],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "fastgpu",
             dependencies: [
@@ -65,7 +113,15 @@ let package = Package(
                 "FastGPUScheduler",
                 "FastGPUWorkloads",
                 "FastGPUSimulator",
+                "FastGPUStore",
+                "FastGPUControlPlane",
+                "FastGPUAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings
         ),
@@ -78,6 +134,21 @@ let package = Package(
             name: "FastGPUSimulatorTests",
             dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUSimulator", "FastGPUTestSupport"],
             resources: [.copy("Fixtures")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FastGPUStoreTests",
+            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FastGPUAPITests",
+            dependencies: [
+                "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUControlPlane", "FastGPUAPI", "FastGPUTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

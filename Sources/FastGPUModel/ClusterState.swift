@@ -104,7 +104,12 @@ public struct ClusterState: Sendable {
     /// lost, cancelled), so that the caller can tell their agents.
     @discardableResult
     public mutating func apply(_ change: ClusterChange) throws(ClusterChangeError) -> [Allocation] {
-        var ended: [Allocation] = []
+        try applyReportingEnds(change).map(\.allocation)
+    }
+
+    /// Applies one change like `apply(_:)`, and says how each allocation it ended ended.
+    public mutating func applyReportingEnds(_ change: ClusterChange) throws(ClusterChangeError) -> [EndedAllocation] {
+        var ended: [EndedAllocation] = []
         switch change {
         case .registerNode(let node):
             guard nodeSlots[node.id] == nil else { throw .duplicateNode(node.id) }
@@ -216,7 +221,7 @@ public struct ClusterState: Sendable {
         }
     }
 
-    private mutating func commit(_ plan: VerifiedPlan, at now: Timestamp) throws(ClusterChangeError) -> [Allocation] {
+    private mutating func commit(_ plan: VerifiedPlan, at now: Timestamp) throws(ClusterChangeError) -> [EndedAllocation] {
         // Check everything before changing anything: placements are staged per touched node on
         // copies after the preemptions' releases, and written back only when all of them fit.
         var staged: [Int: Node] = [:]
@@ -255,7 +260,7 @@ public struct ClusterState: Sendable {
         // Everything fits: end the victims (and the gang partners they take along) on the real
         // state, then take the new allocations' devices. Ending only frees capacity, so every
         // reservation checked above still fits.
-        var ended: [Allocation] = []
+        var ended: [EndedAllocation] = []
         for victim in releasing where allocations[victim.id] != nil {
             ended += end(victim, outcome: .preempted, at: now)
         }
@@ -278,10 +283,10 @@ public struct ClusterState: Sendable {
     }
 
     /// Ends one allocation and, where the job cannot go on without it, its gang partners.
-    private mutating func end(_ allocation: Allocation, outcome: AllocationOutcome, at now: Timestamp) -> [Allocation] {
+    private mutating func end(_ allocation: Allocation, outcome: AllocationOutcome, at now: Timestamp) -> [EndedAllocation] {
         guard allocations.removeValue(forKey: allocation.id) != nil else { return [] }
         if let slot = nodeSlots[allocation.node] { nodes[slot].release(allocation) }
-        var ended = [allocation]
+        var ended = [EndedAllocation(allocation: allocation, outcome: outcome)]
         let runMilliseconds = now.milliseconds(since: allocation.startTime)
         var account = projects[allocation.project] ?? ProjectAccount(id: allocation.project)
         account.usage.milliGPUMilliseconds += Int64(allocation.milliGPUs) * runMilliseconds
@@ -330,5 +335,16 @@ public struct ClusterState: Sendable {
             }
         }
         return ended
+    }
+}
+
+/// An allocation a change ended, and how.
+public struct EndedAllocation: Hashable, Sendable {
+    public var allocation: Allocation
+    public var outcome: AllocationOutcome
+
+    public init(allocation: Allocation, outcome: AllocationOutcome) {
+        self.allocation = allocation
+        self.outcome = outcome
     }
 }

@@ -84,3 +84,15 @@ public struct Epoch: Hashable, Comparable, Sendable, CustomStringConvertible, Co
     public static func < (lhs: Epoch, rhs: Epoch) -> Bool { lhs.rawValue < rhs.rawValue }
     public var description: String { "epoch-\(rawValue)" }
 }
+
+extension Epoch {
+    /// Encodes as a bare integer, like the typed identifiers.
+    public init(from decoder: any Decoder) throws {
+        rawValue = try decoder.singleValueContainer().decode(UInt64.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(rawValue)
+    }
+}

@@ -42,3 +42,15 @@ extension Duration {
         return scaled + attoseconds / 1_000_000_000_000_000
     }
 }
+
+extension Timestamp {
+    /// Encodes as a bare integer of milliseconds: a column of its own in a store, a number on the wire.
+    public init(from decoder: any Decoder) throws {
+        millisecondsSinceEpoch = try decoder.singleValueContainer().decode(Int64.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(millisecondsSinceEpoch)
+    }
+}

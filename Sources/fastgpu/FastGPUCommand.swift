@@ -3,19 +3,19 @@ import ArgumentParser
 /// The one `fastgpu` executable. Command groups land as their parts are built; `--help` lists the
 /// planned ones so that users see where the tool is going.
 @main
-struct FastGPUCommand: ParsableCommand {
+struct FastGPUCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fastgpu",
         abstract: "FastGPU: an open GPU cloud that pools GPU servers and shares them among teams.",
         discussion: """
             Available now:
+              server    the control plane: HTTP API, SQLite store, scheduler
               plan      run the scheduler once on a synthetic cluster, print the plan
               sim       replay GPU-cluster traces (run, compare, pack)
               version   print the version
 
             Planned command groups (not in this build yet):
               up        a local FastGPU (server and agents) in one command
-              server    the control plane: HTTP API, store, scheduler
               agent     the agent on a GPU server
               login     save a server URL and token
               run       submit a job and follow it (run --gpus H100:2 -- CMD)
@@ -26,7 +26,7 @@ struct FastGPUCommand: ParsableCommand {
               tokens    API tokens
             """,
         version: FastGPUVersion.current,
-        subcommands: [PlanCommand.self, SimCommand.self, VersionCommand.self]
+        subcommands: [ServerCommand.self, PlanCommand.self, SimCommand.self, VersionCommand.self]
     )
 }
 

@@ -1,0 +1,446 @@
+public import FastGPUControlPlane
+import FastGPUModel
+import FastGPUStore
+import Foundation
+public import Hummingbird
+import Logging
+import NIOCore
+public import Prometheus
+import Synchronization
+import HTTPTypes
+
+extension HTTPFields {
+    static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
+    static let requestID = HTTPField.Name("X-Request-Id")!
+}
+
+/// The request context of every v1 route: who is calling and the request's id.
+public struct APIRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public var principal: Principal?
+    public var requestID: String = ""
+
+    public init(source: Source) {
+        coreContext = .init(source: source)
+    }
+
+    func requirePrincipal() throws -> Principal {
+        guard let principal else { throw AuthenticationFailure.missing }
+        return principal
+    }
+}
+
+/// The routes of the API as registered: the contract test compares them with `openapi.yaml`.
+public struct RouteTable: Sendable {
+    public struct Route: Hashable, Sendable {
+        public var method: String
+        public var path: String
+    }
+
+    public private(set) var routes: [Route] = []
+
+    mutating func add(_ method: HTTPRequest.Method, _ path: String) {
+        routes.append(Route(method: method.rawValue.lowercased(), path: path))
+    }
+}
+
+/// Builds the router of the v1 API over a control plane.
+public struct APIServer: Sendable {
+    public let controlPlane: ControlPlane
+    public let metrics: APIMetrics
+    let clock: any WallClock
+
+    public init(controlPlane: ControlPlane, metrics: APIMetrics, clock: any WallClock = SystemWallClock()) {
+        self.controlPlane = controlPlane
+        self.metrics = metrics
+        self.clock = clock
+    }
+
+    /// The OpenAPI document this server implements.
+    public static var openAPIDocument: String {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+              let text = try? String(contentsOf: url, encoding: .utf8) else { return "" }
+        return text
+    }
+
+    public func makeRouter() -> (router: Router<APIRequestContext>, routes: RouteTable) {
+        let router = Router(context: APIRequestContext.self)
+        router.add(middleware: ProblemMiddleware(metrics: metrics))
+        router.add(middleware: AuthenticationMiddleware(tokens: controlPlane.tokens, clock: clock))
+        var table = RouteTable()
+        let cp = controlPlane
+        let clock = self.clock
+        let document = Self.openAPIDocument
+        let metrics = self.metrics
+
+        func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> Response) {
+            table.add(method, path)
+            router.on(RouterPath(path), method: method, use: handler)
+        }
+
+        // Health, readiness, metrics, contract: no token needed.
+        route(.get, "/healthz") { _, _ in text("ok\n") }
+        route(.get, "/readyz") { _, _ in
+            let stats = await cp.stats()
+            if stats.storeFailed { throw APIProblem(status: .serviceUnavailable, title: "Not ready", detail: "the store failed; restart the server") }
+            return text("ready\n")
+        }
+        route(.get, "/metrics") { _, _ in
+            let stats = await cp.stats()
+            var response = text(metrics.render(stats))
+            response.headers[.contentType] = "text/plain; version=0.0.4"
+            return response
+        }
+        route(.get, "/openapi.yaml") { _, _ in
+            var response = text(document)
+            response.headers[.contentType] = "application/yaml"
+            return response
+        }
+
+        // Jobs.
+        route(.post, "/v1/jobs") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let bytes = try await body(of: &request)
+            let submission = try decode(JobSubmissionBody.self, from: bytes).submission()
+            let key = request.headers[HTTPFields.idempotencyKey]
+            if let key, key.isEmpty || key.count > 255 {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "Idempotency-Key must be 1 to 255 characters")
+            }
+            let (view, created) = try await cp.submit(submission, by: principal, idempotencyKey: key, requestHash: sha256Hex(bytes))
+            var response = try json(Wire.job(view, now: clock.now()), status: created ? .created : .ok)
+            response.headers[.location] = "/v1/jobs/\(view.job.id.rawValue)"
+            return response
+        }
+        route(.get, "/v1/jobs") { request, context in
+            let principal = try context.requirePrincipal()
+            let query = request.uri.queryParameters
+            var states: Set<JobState> = []
+            if let text = query["state"] {
+                for part in text.split(separator: ",") {
+                    guard let state = JobState(rawValue: String(part)) else {
+                        throw APIProblem(status: .badRequest, title: "Bad request", detail: "unknown state \(part); one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    states.insert(state)
+                }
+            }
+            var limit = 100
+            if let text = query["limit"] {
+                guard let value = Int(text), value >= 1 else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be a positive integer") }
+                limit = value
+            }
+            var after: JobID?
+            if let text = query["after"] {
+                guard let id = JobID(parsing: text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be a job id") }
+                after = id
+            }
+            let page = try await cp.jobs(by: principal, project: query["project"].map(String.init), states: states, after: after, limit: limit)
+            let now = clock.now()
+            return try json(JobListWire(items: page.jobs.map { Wire.job($0, now: now) }, next: page.next.map { String($0.rawValue) }))
+        }
+        route(.get, "/v1/jobs/{id}") { request, context in
+            let principal = try context.requirePrincipal()
+            let view = try await cp.jobWithHistory(try jobID(context), by: principal)
+            return try json(Wire.job(view, now: clock.now()))
+        }
+        route(.post, "/v1/jobs/{id}/cancel") { request, context in
+            let principal = try context.requirePrincipal()
+            let view = try await cp.cancel(try jobID(context), by: principal)
+            return try json(Wire.job(view, now: clock.now()))
+        }
+        route(.get, "/v1/jobs/{id}/events") { request, context in
+            let principal = try context.requirePrincipal()
+            let after = Int64(request.uri.queryParameters["after"].map(String.init) ?? "0") ?? 0
+            let limit = Int(request.uri.queryParameters["limit"].map(String.init) ?? "100") ?? 100
+            let events = try await cp.events(of: try jobID(context), by: principal, after: after, limit: limit)
+            return try json(EventListWire(items: events.map(Wire.event)))
+        }
+        route(.get, "/v1/jobs/{id}/logs") { request, context in
+            let principal = try context.requirePrincipal()
+            let id = try jobID(context)
+            _ = try await cp.job(id, by: principal)
+            let query = request.uri.queryParameters
+            let follow = query["follow"].map { $0 == "true" || $0 == "1" } ?? false
+            var start: LogPosition?
+            if let text = query["after"] {
+                let parts = text.split(separator: ":")
+                guard parts.count == 2, let allocation = UInt64(parts[0]), let sequence = Int64(parts[1]) else {
+                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be ALLOCATION:SEQUENCE")
+                }
+                start = LogPosition(allocationID: AllocationID(allocation), sequence: sequence)
+            }
+            let initial = start
+            var headers = HTTPFields()
+            headers[.contentType] = "application/x-ndjson"
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                var position = initial
+                let encoder = JSONEncoder()
+                while true {
+                    let (chunks, finished) = try await cp.logs(of: id, by: principal, after: position, limit: 1000)
+                    if !chunks.isEmpty {
+                        var buffer = ByteBuffer()
+                        for chunk in chunks {
+                            let line = LogLineWire(allocation: chunk.allocationID.rawValue, sequence: chunk.sequence, stream: chunk.stream.rawValue,
+                                                   time: Wire.time(chunk.time), text: chunk.text)
+                            buffer.writeBytes(try encoder.encode(line))
+                            buffer.writeString("\n")
+                            position = LogPosition(allocationID: chunk.allocationID, sequence: chunk.sequence)
+                        }
+                        try await writer.write(buffer)
+                        continue
+                    }
+                    if !follow || finished { break }
+                    await cp.waitForJobChange(id, timeout: .seconds(15))
+                }
+                try await writer.finish(nil)
+            })
+        }
+
+        route(.get, "/v1/queue") { request, context in
+            let principal = try context.requirePrincipal()
+            let entries = try await cp.queue(by: principal, project: request.uri.queryParameters["project"].map(String.init))
+            var items: [QueueItemWire] = []
+            let now = clock.now()
+            for entry in entries {
+                guard let view = try? await cp.job(entry.job, by: principal) else { continue }
+                items.append(QueueItemWire(position: entry.position, job: entry.job.rawValue, project: view.projectName, name: view.job.name,
+                                           submitter: view.job.submitter, reason: Wire.reason(entry.reason, now: now), estimatedStart: entry.estimatedStart.map(Wire.time)))
+            }
+            return try json(QueueListWire(items: items))
+        }
+
+        // Nodes: operators.
+        route(.get, "/v1/nodes") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(NodeListWire(items: try await cp.nodes(by: principal).map(Wire.node)))
+        }
+        route(.get, "/v1/nodes/{id}") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(Wire.node(try await cp.node(try nodeID(context), by: principal)))
+        }
+        for (verb, target) in [("cordon", NodeState.cordoned), ("uncordon", .ready), ("drain", .draining)] {
+            route(.post, "/v1/nodes/{id}/\(verb)") { _, context in
+                let principal = try context.requirePrincipal()
+                return try json(Wire.node(try await cp.setNodeState(try nodeID(context), to: target, by: principal)))
+            }
+        }
+
+        // Nodes: agents.
+        route(.post, "/v1/nodes/register") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(RegisterNodeBody.self, from: try await body(of: &request))
+            let gpus = try body.gpus.enumerated().map { index, gpu in
+                guard !gpu.model.isEmpty, gpu.memoryMiB > 0 else { throw WireError(description: "gpus[\(index)] needs a model and a positive memoryMiB") }
+                return GPU(index: index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, island: gpu.island ?? 0, migEnabled: gpu.migEnabled ?? false)
+            }
+            let (view, token) = try await cp.registerNode(name: body.name, gpus: gpus, cpuMillis: body.cpuMillis, memoryMiB: body.memoryMiB,
+                                                          labels: body.labels ?? [:], by: principal)
+            return try json(RegisteredNodeWire(node: Wire.node(view), token: token), status: .created)
+        }
+        route(.post, "/v1/nodes/{id}/heartbeat") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(HeartbeatBody.self, from: try await body(of: &request))
+            var health: [Int: GPUHealth] = [:]
+            for gpu in body.gpus ?? [] { health[gpu.index] = gpu.healthy ? .healthy : .unhealthy(reason: gpu.reason ?? "reported unhealthy") }
+            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, by: principal)
+            return try json(HeartbeatWire(assignmentIndex: index))
+        }
+        route(.get, "/v1/nodes/{id}/assignments") { request, context in
+            let principal = try context.requirePrincipal()
+            let query = request.uri.queryParameters
+            let index: UInt64 = try query["index"].map { text throws -> UInt64 in
+                guard let value = UInt64(text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "index must be a non-negative integer") }
+                return value
+            } ?? 0
+            let wait = try query["wait"].map { try parseWait(String($0)) } ?? .zero
+            let assignments = try await cp.assignments(node: try nodeID(context), after: index, wait: wait, by: principal)
+            return try json(AssignmentsWire(index: assignments.index, allocations: assignments.allocations.map { a in
+                var shareLimit: Int?
+                for device in a.allocation.devices { if case .share(_, _, let memory) = device { shareLimit = memory } }
+                return AssignmentWire(allocation: Wire.allocation(AllocationView(allocation: a.allocation, live: true, report: .assigned, outcome: nil, endedAt: nil)),
+                                      job: a.allocation.task.job.rawValue, jobName: a.jobName, command: a.launch.command, env: a.launch.environment,
+                                      groupSize: a.groupSize, rank: a.rank, peers: a.peers.map(\.rawValue),
+                                      maxRuntimeSeconds: a.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, gpuMemoryLimitMiB: shareLimit)
+            }))
+        }
+        route(.post, "/v1/nodes/{id}/allocations/{allocation}/status") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(AllocationStatusBody.self, from: try await body(of: &request))
+            guard body.state == "running" || body.state == "exited" else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "state must be running or exited")
+            }
+            if body.state == "exited" && body.exitCode == nil {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "an exited allocation needs its exitCode")
+            }
+            try await cp.report(node: try nodeID(context), allocation: try allocationID(context), epoch: Epoch(body.epoch),
+                                running: body.state == "running", exitCode: body.exitCode, by: principal)
+            return Response(status: .noContent)
+        }
+        route(.post, "/v1/nodes/{id}/allocations/{allocation}/logs") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(LogUploadBody.self, from: try await body(of: &request))
+            let chunks = try body.chunks.map { chunk in
+                guard let stream = LogStream(rawValue: chunk.stream) else { throw WireError(description: "stream must be stdout or stderr") }
+                return (sequence: chunk.sequence, stream: stream, text: chunk.text)
+            }
+            try await cp.appendLogs(node: try nodeID(context), allocation: try allocationID(context), chunks: chunks, by: principal)
+            return Response(status: .noContent)
+        }
+
+        // Projects and members.
+        route(.get, "/v1/projects") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(ProjectListWire(items: try await cp.projects(by: principal).map(Wire.project)))
+        }
+        route(.post, "/v1/projects") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(CreateProjectBody.self, from: try await body(of: &request))
+            return try json(Wire.project(try await cp.createProject(name: body.name, weight: body.weight ?? 1, by: principal)), status: .created)
+        }
+        route(.get, "/v1/projects/{name}") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(Wire.project(try await cp.project(try context.parameters.require("name"), by: principal)))
+        }
+        route(.put, "/v1/projects/{name}/members/{subject}") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(MemberBody.self, from: try await body(of: &request))
+            guard let role = MemberRole(rawValue: body.role) else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "role must be admin, member or viewer")
+            }
+            return try json(Wire.project(try await cp.setMember(project: try context.parameters.require("name"), subject: try context.parameters.require("subject"),
+                                                              role: role, by: principal)))
+        }
+        route(.delete, "/v1/projects/{name}/members/{subject}") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(Wire.project(try await cp.setMember(project: try context.parameters.require("name"), subject: try context.parameters.require("subject"),
+                                                              role: nil, by: principal)))
+        }
+
+        // Tokens.
+        route(.get, "/v1/tokens") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(TokenListWire(items: try await cp.listTokens(by: principal).map(Wire.token)))
+        }
+        route(.post, "/v1/tokens") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(CreateTokenBody.self, from: try await body(of: &request))
+            let kind: TokenKind
+            switch body.kind ?? "user" {
+            case "user": kind = .user
+            case "join": kind = .join
+            case let other: throw APIProblem(status: .badRequest, title: "Bad request", detail: "kind must be user or join, not \(other)")
+            }
+            if let seconds = body.expiresInSeconds, seconds <= 0 {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "expiresInSeconds must be positive")
+            }
+            let expiry = body.expiresInSeconds.map { clock.now() + .seconds($0) }
+            let view = try await cp.createToken(name: body.name, kind: kind, subject: body.subject, clusterAdmin: body.clusterAdmin ?? false,
+                                                expiresAt: expiry, by: principal)
+            return try json(Wire.token(view), status: .created)
+        }
+        route(.post, "/v1/tokens/{id}/revoke") { _, context in
+            let principal = try context.requirePrincipal()
+            guard let id = UInt64(try context.parameters.require("id")) else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "token id must be an integer")
+            }
+            return try json(Wire.token(try await cp.revokeToken(id, by: principal)))
+        }
+        return (router, table)
+    }
+}
+
+// MARK: - Helpers
+
+func text(_ string: String) -> Response {
+    var headers = HTTPFields()
+    headers[.contentType] = "text/plain; charset=utf-8"
+    return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: string)))
+}
+
+func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+    let data = try JSONEncoder().encode(value)
+    var headers = HTTPFields()
+    headers[.contentType] = "application/json"
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+}
+
+func body(of request: inout Request) async throws -> [UInt8] {
+    do {
+        let buffer = try await request.collectBody(upTo: 1 << 20)
+        return buffer.getBytes(at: buffer.readerIndex, length: buffer.readableBytes) ?? []
+    } catch {
+        throw APIProblem(status: .contentTooLarge, title: "Body too large", detail: "a request body may be at most 1 MiB")
+    }
+}
+
+func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
+    guard !bytes.isEmpty else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "a JSON body is required") }
+    do {
+        return try JSONDecoder().decode(type, from: Data(bytes))
+    } catch let error as WireError {
+        throw error
+    } catch let error as DecodingError {
+        throw WireError(description: describe(error))
+    }
+}
+
+func describe(_ error: DecodingError) -> String {
+    func path(_ context: DecodingError.Context) -> String {
+        let parts = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+        return parts.isEmpty ? "body" : "field '\(parts.joined(separator: ".").replacingOccurrences(of: ".[", with: "["))'"
+    }
+    switch error {
+    case .keyNotFound(let key, let context):
+        return "\(path(DecodingError.Context(codingPath: context.codingPath + [key], debugDescription: ""))) is required"
+    case .typeMismatch(let type, let context): return "\(path(context)): expected \(wireTypeName(type))"
+    case .valueNotFound(let type, let context): return "\(path(context)): expected \(wireTypeName(type)), found null"
+    case .dataCorrupted(let context): return context.codingPath.isEmpty ? "the body is not valid JSON" : "\(path(context)): invalid value"
+    @unknown default: return "the body does not match the schema"
+    }
+}
+
+private func wireTypeName(_ type: Any.Type) -> String {
+    switch type {
+    case is String.Type: "a string"
+    case is Bool.Type: "a boolean"
+    case is Int.Type, is Int64.Type, is Int32.Type, is UInt64.Type: "an integer"
+    default: type is any Collection.Type ? "an array" : "an object"
+    }
+}
+
+func jobID(_ context: APIRequestContext) throws -> JobID {
+    let text = try context.parameters.require("id")
+    guard let id = JobID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(text) is not a job id") }
+    return id
+}
+
+func nodeID(_ context: APIRequestContext) throws -> NodeID {
+    let text = try context.parameters.require("id")
+    guard let id = NodeID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(text) is not a node id") }
+    return id
+}
+
+func allocationID(_ context: APIRequestContext) throws -> AllocationID {
+    let text = try context.parameters.require("allocation")
+    guard let id = AllocationID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(text) is not an allocation id") }
+    return id
+}
+
+/// `30s`, `500ms`, `2m`; at most 5 minutes.
+func parseWait(_ text: String) throws -> Duration {
+    let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
+    for (suffix, scale) in units where text.hasSuffix(suffix) {
+        if suffix == "s" && text.hasSuffix("ms") { continue }
+        if let value = Int64(text.dropLast(suffix.count)), value >= 0 {
+            return .milliseconds(min(value * scale, 300_000))
+        }
+    }
+    throw APIProblem(status: .badRequest, title: "Bad request", detail: "wait must look like 30s, 500ms or 2m")
+}

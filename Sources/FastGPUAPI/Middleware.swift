@@ -1,0 +1,152 @@
+public import FastGPUControlPlane
+import FastGPUModel
+import Foundation
+public import Hummingbird
+import Logging
+import NIOCore
+public import Prometheus
+import Synchronization
+
+/// An error with the status and words the caller sees.
+struct APIProblem: Error {
+    var status: HTTPResponse.Status
+    var title: String
+    var detail: String
+}
+
+/// Every error becomes application/problem+json with the request's id; nothing internal (a
+/// stack, a SQL message, a type name) reaches the caller — unexpected errors go to the log and
+/// answer a plain 500. Also times each request by route for `/metrics`.
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let metrics: APIMetrics
+    private static let counter = Atomic<UInt64>(0)
+
+    func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
+        var context = context
+        let requestID = request.headers[HTTPFields.requestID].flatMap { $0.count <= 128 ? $0 : nil }
+            ?? String(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue, radix: 36)
+        context.requestID = requestID
+        let started = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            response = Self.problem(for: error, requestID: requestID, logger: context.logger)
+        }
+        response.headers[HTTPFields.requestID] = requestID
+        metrics.observe(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: response.status.code, duration: ContinuousClock.now - started)
+        return response
+    }
+
+    static func problem(for error: any Error, requestID: String, logger: Logger) -> Response {
+        let status: HTTPResponse.Status
+        let title: String
+        let detail: String
+        var headers = HTTPFields()
+        switch error {
+        case let problem as APIProblem:
+            (status, title, detail) = (problem.status, problem.title, problem.detail)
+        case let error as ControlPlaneError:
+            switch error {
+            case .notFound(let m): (status, title, detail) = (.notFound, "Not found", m)
+            case .forbidden(let m): (status, title, detail) = (.forbidden, "Forbidden", m)
+            case .invalid(let m): (status, title, detail) = (.unprocessableContent, "Unprocessable request", m)
+            case .conflict(let m): (status, title, detail) = (.conflict, "Conflict", m)
+            case .unavailable(let m): (status, title, detail) = (.serviceUnavailable, "Unavailable", m)
+            }
+        case let error as WireError:
+            (status, title, detail) = (.badRequest, "Bad request", error.description)
+        case is AuthenticationFailure:
+            (status, title, detail) = (.unauthorized, "Unauthorized", "a valid token is required: Authorization: Bearer fgpu_…")
+            headers[.wwwAuthenticate] = "Bearer"
+            logger.info("authentication failed", metadata: ["reason": "\(error)"])
+        case let error as HTTPError:
+            status = error.status
+            title = error.status.reasonPhrase
+            detail = error.status == .notFound ? "no such route" : (error.status == .methodNotAllowed ? "method not allowed on this route" : error.status.reasonPhrase)
+        default:
+            (status, title, detail) = (.internalServerError, "Internal error", "the server failed; the request id is in the server's log")
+            logger.error("request failed", metadata: ["error": "\(error)", "request": "\(requestID)"])
+        }
+        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: detail, requestId: requestID)
+        let data = (try? JSONEncoder().encode(problem)) ?? Data()
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Reads `Authorization: Bearer …` and, when the token checks out, puts its principal in the
+/// context. Routes that need a caller ask for it; a bad token fails even on a route that does not.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let tokens: TokenTable
+    let clock: any WallClock
+
+    func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else { return try await next(request, context) }
+        guard header.hasPrefix("Bearer ") else { throw AuthenticationFailure.malformed }
+        switch tokens.authenticate(String(header.dropFirst(7)), now: clock.now()) {
+        case .success(let principal):
+            var context = context
+            context.principal = principal
+            return try await next(request, context)
+        case .failure(let failure):
+            throw failure
+        }
+    }
+}
+
+/// The Prometheus registry of the control plane and the API.
+public final class APIMetrics: SchedulingObserver, Sendable {
+    public let registry: PrometheusCollectorRegistry
+    private let placements: Counter
+    private let passes: Counter
+    private let decisionLatency: DurationHistogram
+    private let commitLatency: DurationHistogram
+    private let routes = Mutex<[String: DurationHistogram]>([:])
+    private static let buckets: [Duration] = [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5), .milliseconds(5),
+                                              .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .seconds(1), .seconds(5)]
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
+        self.registry = registry
+        placements = registry.makeCounter(name: "fastgpu_placements_total", help: "Placements committed by the scheduler.")
+        passes = registry.makeCounter(name: "fastgpu_scheduling_passes_total", help: "Scheduling passes run.")
+        decisionLatency = registry.makeDurationHistogram(name: "fastgpu_scheduling_decision_seconds", buckets: Self.buckets,
+                                                         help: "Time of one scheduling pass's decision (scheduler and start estimates).")
+        commitLatency = registry.makeDurationHistogram(name: "fastgpu_scheduling_commit_seconds", buckets: Self.buckets,
+                                                       help: "Time to verify and durably commit one pass's plan.")
+    }
+
+    public func passFinished(placements: Int, pending: Int, decisionNanoseconds: Int64, commitNanoseconds: Int64) {
+        self.placements.increment(by: Int64(placements))
+        passes.increment()
+        decisionLatency.recordNanoseconds(decisionNanoseconds)
+        commitLatency.recordNanoseconds(commitNanoseconds)
+    }
+
+    func observe(route: String, method: String, status: Int, duration: Duration) {
+        let key = "\(method) \(route)"
+        let histogram = routes.withLock { table in
+            if let existing = table[key] { return existing }
+            let made = registry.makeDurationHistogram(name: "fastgpu_api_request_seconds", labels: [("method", method), ("route", route)], buckets: Self.buckets)
+            table[key] = made
+            return made
+        }
+        histogram.record(duration)
+    }
+
+    func render(_ stats: ControlPlaneStats) -> String {
+        for state in JobState.allCases {
+            registry.makeGauge(name: "fastgpu_jobs", labels: [("state", state.rawValue)]).set(Double(stats.jobsByState[state] ?? 0))
+        }
+        for state in NodeState.allCases {
+            registry.makeGauge(name: "fastgpu_nodes", labels: [("state", state.rawValue)]).set(Double(stats.nodesByState[state] ?? 0))
+        }
+        registry.makeGauge(name: "fastgpu_queue_length").set(Double(stats.queueLength))
+        registry.makeGauge(name: "fastgpu_gpus_total").set(Double(stats.gpusTotal))
+        registry.makeGauge(name: "fastgpu_gpus_allocated").set(Double(stats.gpusAllocatedMilli) / 1000)
+        registry.makeGauge(name: "fastgpu_state_index").set(Double(stats.stateIndex))
+        return registry.emitToString()
+    }
+}

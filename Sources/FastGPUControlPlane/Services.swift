@@ -1,0 +1,101 @@
+public import FastGPUModel
+public import FastGPUScheduler
+public import Logging
+public import ServiceLifecycle
+
+/// Observes scheduling passes (for metrics); called once per pass.
+public protocol SchedulingObserver: Sendable {
+    func passFinished(placements: Int, pending: Int, decisionNanoseconds: Int64, commitNanoseconds: Int64)
+}
+
+/// The scheduling loop: event-driven and batched. Every submission, allocation end or node
+/// change wakes it; wakes that arrive during a pass coalesce into the next one. A pass runs the
+/// pure scheduler on a snapshot off the control plane's actor, so API reads are not held up, and
+/// hands the plan back for verification and one durable commit.
+public struct SchedulingService: Service {
+    let controlPlane: ControlPlane
+    let scheduler: Scheduler
+    let estimator: StartEstimator
+    let observer: (any SchedulingObserver)?
+    let logger: Logger
+
+    public init(controlPlane: ControlPlane, observer: (any SchedulingObserver)? = nil, logger: Logger = Logger(label: "fastgpu.scheduler")) {
+        self.controlPlane = controlPlane
+        self.scheduler = Scheduler(configuration: controlPlane.configuration.scheduler)
+        self.estimator = StartEstimator(configuration: controlPlane.configuration.scheduler)
+        self.observer = observer
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            for await _ in controlPlane.wakeups {
+                do {
+                    try await pass()
+                } catch {
+                    logger.error("scheduling pass failed", metadata: ["error": "\(error)"])
+                }
+            }
+        } onGracefulShutdown: {
+            controlPlane.stopWakeups()
+        }
+    }
+
+    /// One pass: snapshot, decide, estimate, commit. Public so that tests drive it step by step.
+    @discardableResult
+    public func pass() async throws -> Int {
+        let (state, now) = await controlPlane.schedulingInput()
+        let clock = ContinuousClock()
+        let started = clock.now
+        let plan = scheduler.process(state, now: now)
+        let estimates = plan.pending.count <= controlPlane.configuration.estimateLimit
+            ? estimator.estimatedStarts(state: state, plan: plan, now: now) : [:]
+        let decided = clock.now
+        let placed = try await controlPlane.commit(plan, estimates: estimates, now: now)
+        let committed = clock.now
+        observer?.passFinished(placements: placed, pending: plan.pending.count,
+                               decisionNanoseconds: (decided - started).nanoseconds, commitNanoseconds: (committed - decided).nanoseconds)
+        return placed
+    }
+}
+
+/// Node liveness: every tick, nodes silent past heartbeat TTL + grace go down. If a tick comes
+/// much later than it should, the control plane itself was paused, and no node is blamed for it.
+public struct LivenessService: Service {
+    let controlPlane: ControlPlane
+    let tick: Duration
+    let logger: Logger
+
+    public init(controlPlane: ControlPlane, tick: Duration = .seconds(1), logger: Logger = Logger(label: "fastgpu.liveness")) {
+        self.controlPlane = controlPlane
+        self.tick = tick
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let clock = ContinuousClock()
+        var last = clock.now
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { try await Task.sleep(for: tick) } catch { return }
+            let now = clock.now
+            if now - last > controlPlane.configuration.heartbeatTTL {
+                logger.warning("liveness check was paused; giving every node a fresh grace period", metadata: ["gap": "\(now - last)"])
+                await controlPlane.forgiveHeartbeatGap()
+            }
+            last = now
+            do {
+                let downed = try await controlPlane.checkLiveness()
+                if !downed.isEmpty { logger.warning("nodes down: missed heartbeats", metadata: ["nodes": "\(downed)"]) }
+            } catch {
+                logger.error("liveness check failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}

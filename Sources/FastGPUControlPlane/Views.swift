@@ -1,0 +1,129 @@
+public import FastGPUModel
+public import FastGPUStore
+
+/// What a caller asks to run, after the API has mapped and checked its wire form.
+public struct JobSubmission: Hashable, Sendable {
+    public var project: String
+    public var name: String?
+    public var taskGroups: [TaskGroup]
+    public var priority: PriorityClass
+    public var spot: Bool
+    public var runtimeEstimate: Duration?
+    public var runtimeLimit: Duration?
+    public var launch: JobLaunch
+
+    public init(project: String, name: String? = nil, taskGroups: [TaskGroup], priority: PriorityClass = .normal, spot: Bool = false,
+                runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, launch: JobLaunch) {
+        self.project = project
+        self.name = name
+        self.taskGroups = taskGroups
+        self.priority = priority
+        self.spot = spot
+        self.runtimeEstimate = runtimeEstimate
+        self.runtimeLimit = runtimeLimit
+        self.launch = launch
+    }
+}
+
+/// A pending job's place in the queue as of the last scheduling pass.
+public struct QueueEntry: Hashable, Sendable {
+    public var job: JobID
+    public var project: ProjectID
+    /// 1-based, over the whole queue (other projects' jobs count, though they are not shown).
+    public var position: Int
+    /// Nil for a job submitted after the last pass.
+    public var reason: PendingReason?
+    public var estimatedStart: Timestamp?
+}
+
+public struct AllocationView: Hashable, Sendable {
+    public var allocation: Allocation
+    public var live: Bool
+    public var report: AllocationReport
+    public var outcome: AllocationOutcome?
+    public var endedAt: Timestamp?
+
+    public init(allocation: Allocation, live: Bool, report: AllocationReport, outcome: AllocationOutcome?, endedAt: Timestamp?) {
+        self.allocation = allocation
+        self.live = live
+        self.report = report
+        self.outcome = outcome
+        self.endedAt = endedAt
+    }
+}
+
+public struct JobView: Hashable, Sendable {
+    public var job: Job
+    public var projectName: String
+    public var launch: JobLaunch
+    public var finishedAt: Timestamp?
+    public var allocations: [AllocationView]
+    public var queue: QueueEntry?
+}
+
+public struct NodeView: Hashable, Sendable {
+    public var record: NodeRecord
+    /// The node with its current usage.
+    public var node: Node
+    public var lastHeartbeatAt: Timestamp?
+}
+
+/// One allocation as its agent must run it.
+public struct Assignment: Hashable, Sendable {
+    public var allocation: Allocation
+    public var jobName: String
+    public var launch: JobLaunch
+    /// For a task group of several tasks: how many there are, and which node runs each rank.
+    public var groupSize: Int
+    public var rank: Int
+    public var peers: [NodeID]
+    /// The job's runtime limit, which the agent enforces.
+    public var runtimeLimit: Duration?
+}
+
+/// A node's whole desired set of allocations at a state index: the agent starts what is new
+/// and stops what is gone.
+public struct Assignments: Hashable, Sendable {
+    public var index: UInt64
+    public var allocations: [Assignment]
+}
+
+/// A page of jobs, ordered by id.
+public struct JobPage: Hashable, Sendable {
+    public var jobs: [JobView]
+    /// Pass as `after` to read the next page; nil on the last page.
+    public var next: JobID?
+}
+
+/// What went wrong, in words safe to show the caller. The API maps each case to a status.
+public enum ControlPlaneError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// 404: absent, or not visible to the caller (the two are indistinguishable on purpose).
+    case notFound(String)
+    /// 403: visible, but the caller's role does not allow it.
+    case forbidden(String)
+    /// 422: well-formed but not acceptable.
+    case invalid(String)
+    /// 409: conflicts with the current state (a stale epoch, a reused idempotency key).
+    case conflict(String)
+    /// 503: the store failed; nothing was acknowledged.
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .notFound(let m), .forbidden(let m), .invalid(let m), .conflict(let m), .unavailable(let m): m
+        }
+    }
+}
+
+/// Counts for `/metrics` and `/readyz`.
+public struct ControlPlaneStats: Hashable, Sendable {
+    public var jobsByState: [JobState: Int]
+    public var queueLength: Int
+    public var nodesByState: [NodeState: Int]
+    public var gpusTotal: Int
+    /// In milli-GPUs, so that shares count.
+    public var gpusAllocatedMilli: Int
+    public var stateIndex: UInt64
+    public var durableIndex: UInt64
+    public var storeFailed: Bool
+}

@@ -1,0 +1,100 @@
+public import FastGPUModel
+
+/// One durable write, named for what happened. Rows are whole records (upserts): writing the
+/// same record twice leaves one row, so a batch can carry the latest version of every row a
+/// group of changes touched.
+public enum StoreWrite: Hashable, Sendable {
+    case saveProject(ProjectRecord)
+    case saveMember(MemberRecord)
+    case removeMember(ProjectID, subject: String)
+    case saveToken(TokenRecord)
+    /// A node and its GPUs, as registered or as changed (state, health, heartbeat).
+    case saveNode(NodeRecord, gpus: [GPURecord])
+    /// A new job, with the idempotency key it was submitted under.
+    case submitJob(JobRecord, idempotency: IdempotencyRecord?)
+    /// A job's lifecycle moved (placed, requeued, finished, cancelled).
+    case saveJob(JobRecord)
+    /// An allocation was created by a committed plan, reported on by its agent, or ended.
+    case saveAllocation(AllocationRecord)
+    case appendEvent(EventRecord)
+    case appendLog(LogChunkRecord)
+    case setMeta(StoreMeta)
+}
+
+/// The writes of one or more changes, committed in one transaction: all or none.
+public struct StoreBatch: Hashable, Sendable {
+    public var writes: [StoreWrite]
+
+    public init(_ writes: [StoreWrite] = []) { self.writes = writes }
+
+    public var isEmpty: Bool { writes.isEmpty }
+    public mutating func append(_ write: StoreWrite) { writes.append(write) }
+    public mutating func append(contentsOf other: StoreBatch) { writes.append(contentsOf: other.writes) }
+}
+
+/// Everything a control plane needs to start: the rows of every table but the logs and events.
+public struct StoredState: Hashable, Sendable {
+    public var meta: StoreMeta?
+    public var projects: [ProjectRecord]
+    public var members: [MemberRecord]
+    public var tokens: [TokenRecord]
+    public var nodes: [NodeRecord]
+    public var gpus: [GPURecord]
+    public var jobs: [JobRecord]
+    /// Live allocations only; ended ones stay in the store for history.
+    public var liveAllocations: [AllocationRecord]
+    public var idempotencyKeys: [IdempotencyRecord]
+
+    public init(meta: StoreMeta? = nil, projects: [ProjectRecord] = [], members: [MemberRecord] = [], tokens: [TokenRecord] = [], nodes: [NodeRecord] = [],
+                gpus: [GPURecord] = [], jobs: [JobRecord] = [], liveAllocations: [AllocationRecord] = [], idempotencyKeys: [IdempotencyRecord] = []) {
+        self.meta = meta
+        self.projects = projects
+        self.members = members
+        self.tokens = tokens
+        self.nodes = nodes
+        self.gpus = gpus
+        self.jobs = jobs
+        self.liveAllocations = liveAllocations
+        self.idempotencyKeys = idempotencyKeys
+    }
+
+    /// True for a store that has never been written.
+    public var isEmpty: Bool { meta == nil && projects.isEmpty && tokens.isEmpty && nodes.isEmpty && jobs.isEmpty }
+}
+
+/// Where the control plane's state lives. SQLite (`SQLiteClusterStore`) is the embedded default;
+/// every adapter passes the same conformance suite (`ClusterStoreConformance` in the tests).
+///
+/// Writes are batches of intent-named `StoreWrite`s committed atomically and durably before the
+/// call returns; reads of history (events, logs, ended allocations) page by sequence.
+public protocol ClusterStore: Sendable {
+    /// Everything needed to rebuild the control plane's memory.
+    func load() async throws -> StoredState
+    /// Commits every write of the batch in one transaction, durably, or none of them.
+    func commit(_ batch: StoreBatch) async throws
+    /// A job's events after `sequence`, oldest first.
+    func events(job: JobID, after sequence: Int64, limit: Int) async throws -> [EventRecord]
+    /// A job's log chunks, ordered by allocation and sequence, after the given position.
+    func logs(job: JobID, after position: LogPosition?, limit: Int) async throws -> [LogChunkRecord]
+    /// Every allocation the job ever had, live or ended, oldest first.
+    func allocations(job: JobID) async throws -> [AllocationRecord]
+    /// One allocation, live or ended.
+    func allocation(_ id: AllocationID) async throws -> AllocationRecord?
+}
+
+/// Where a log reader has got to: the last chunk it read.
+public struct LogPosition: Hashable, Sendable, Codable {
+    public var allocationID: AllocationID
+    public var sequence: Int64
+
+    public init(allocationID: AllocationID, sequence: Int64) {
+        self.allocationID = allocationID
+        self.sequence = sequence
+    }
+}
+
+/// A store failed in a way the caller cannot repair: the message is for operators' logs.
+public struct StoreError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,288 @@
+public import FastGPUModel
+
+// One record type per table. Records are plain values: the control plane builds them from its
+// in-memory `ClusterState` and the store only persists and returns them. Nested values (a job's
+// task groups, an allocation's devices) are stored as JSON columns; everything that is filtered,
+// joined or ordered on has its own column.
+
+/// What a job runs: the part of a job that the scheduler never reads and the agent needs.
+public struct JobLaunch: Hashable, Sendable, Codable {
+    /// argv; the first element is the program.
+    public var command: [String]
+    public var environment: [String: String]
+    /// How many allocations a task may use up before a lost task fails the job (≥ 1).
+    public var maxAttempts: Int
+
+    public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3) {
+        self.command = command
+        self.environment = environment
+        self.maxAttempts = maxAttempts
+    }
+}
+
+public enum MemberRole: String, Hashable, Sendable, Codable, CaseIterable, Comparable {
+    /// Reads the project's objects.
+    case viewer
+    /// Also submits and cancels jobs.
+    case member
+    /// Also manages the project's members.
+    case admin
+
+    private var rank: Int { switch self { case .viewer: 0; case .member: 1; case .admin: 2 } }
+    public static func < (lhs: MemberRole, rhs: MemberRole) -> Bool { lhs.rank < rhs.rank }
+}
+
+public struct ProjectRecord: Hashable, Sendable, Codable {
+    public var id: ProjectID
+    public var name: String
+    public var weight: Int
+    public var usage: ResourceUsage
+    public var createdAt: Timestamp
+
+    public init(id: ProjectID, name: String, weight: Int, usage: ResourceUsage = ResourceUsage(), createdAt: Timestamp) {
+        self.id = id
+        self.name = name
+        self.weight = weight
+        self.usage = usage
+        self.createdAt = createdAt
+    }
+}
+
+public struct MemberRecord: Hashable, Sendable, Codable {
+    public var projectID: ProjectID
+    /// Who: the subject of that person's tokens.
+    public var subject: String
+    public var role: MemberRole
+
+    public init(projectID: ProjectID, subject: String, role: MemberRole) {
+        self.projectID = projectID
+        self.subject = subject
+        self.role = role
+    }
+}
+
+public enum TokenKind: String, Hashable, Sendable, Codable {
+    /// A person's (or a service account's) API token; its rights come from memberships.
+    case user
+    /// Lets an agent register a node.
+    case join
+    /// A node's own credential, issued at registration.
+    case node
+}
+
+public struct TokenRecord: Hashable, Sendable, Codable {
+    public var id: UInt64
+    public var name: String
+    /// Hex SHA-256 of the whole token; the token itself is never stored.
+    public var secretHash: String
+    /// The first characters of the token, for people to recognise it in a listing.
+    public var displayPrefix: String
+    public var kind: TokenKind
+    public var subject: String
+    /// Cluster-wide rights: every project, nodes, projects and tokens.
+    public var clusterAdmin: Bool
+    public var nodeID: NodeID?
+    public var createdAt: Timestamp
+    public var expiresAt: Timestamp?
+    public var revokedAt: Timestamp?
+
+    public init(id: UInt64, name: String, secretHash: String, displayPrefix: String, kind: TokenKind, subject: String,
+                clusterAdmin: Bool = false, nodeID: NodeID? = nil, createdAt: Timestamp, expiresAt: Timestamp? = nil, revokedAt: Timestamp? = nil) {
+        self.id = id
+        self.name = name
+        self.secretHash = secretHash
+        self.displayPrefix = displayPrefix
+        self.kind = kind
+        self.subject = subject
+        self.clusterAdmin = clusterAdmin
+        self.nodeID = nodeID
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.revokedAt = revokedAt
+    }
+}
+
+public struct NodeRecord: Hashable, Sendable, Codable {
+    public var id: NodeID
+    public var name: String
+    public var state: NodeState
+    public var cpuMillis: Int
+    public var memoryMiB: Int
+    public var labels: [String: String]
+    public var allowsCrossProjectSharing: Bool
+    public var registeredAt: Timestamp
+    public var lastHeartbeatAt: Timestamp?
+
+    public init(id: NodeID, name: String, state: NodeState, cpuMillis: Int, memoryMiB: Int, labels: [String: String],
+                allowsCrossProjectSharing: Bool, registeredAt: Timestamp, lastHeartbeatAt: Timestamp?) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.cpuMillis = cpuMillis
+        self.memoryMiB = memoryMiB
+        self.labels = labels
+        self.allowsCrossProjectSharing = allowsCrossProjectSharing
+        self.registeredAt = registeredAt
+        self.lastHeartbeatAt = lastHeartbeatAt
+    }
+}
+
+public struct GPURecord: Hashable, Sendable, Codable {
+    public var nodeID: NodeID
+    public var index: Int
+    public var uuid: String
+    public var model: String
+    public var memoryMiB: Int
+    public var island: Int
+    public var health: GPUHealth
+    public var migEnabled: Bool
+
+    public init(nodeID: NodeID, gpu: GPU) {
+        self.nodeID = nodeID
+        self.index = gpu.index
+        self.uuid = gpu.uuid
+        self.model = gpu.model
+        self.memoryMiB = gpu.memoryMiB
+        self.island = gpu.island
+        self.health = gpu.health
+        self.migEnabled = gpu.migEnabled
+    }
+
+    public var gpu: GPU {
+        GPU(index: index, uuid: uuid, model: model, memoryMiB: memoryMiB, island: island, health: health, migEnabled: migEnabled)
+    }
+}
+
+public struct JobRecord: Hashable, Sendable, Codable {
+    public var id: JobID
+    public var projectID: ProjectID
+    public var name: String
+    public var submitter: String
+    public var state: JobState
+    public var submitTime: Timestamp
+    public var finishedAt: Timestamp?
+    /// The model's job: spec and lifecycle (its live allocations are re-derived on load).
+    public var spec: Job
+    public var launch: JobLaunch
+
+    public init(job: Job, launch: JobLaunch, finishedAt: Timestamp?) {
+        self.id = job.id
+        self.projectID = job.project
+        self.name = job.name
+        self.submitter = job.submitter
+        self.state = job.state
+        self.submitTime = job.submitTime
+        self.finishedAt = finishedAt
+        self.spec = job
+        self.launch = launch
+    }
+}
+
+/// What the agent last said about an allocation.
+public enum AllocationReport: String, Hashable, Sendable, Codable {
+    /// Committed; the agent has not confirmed it yet.
+    case assigned
+    case running
+    case exited
+    /// The control plane ended it (preempted, cancelled, lost) and told the agent to stop.
+    case stopping
+}
+
+public struct AllocationRecord: Hashable, Sendable, Codable {
+    public var id: AllocationID
+    public var jobID: JobID
+    public var nodeID: NodeID
+    public var epoch: Epoch
+    public var live: Bool
+    public var report: AllocationReport
+    public var outcome: AllocationOutcome?
+    public var startedAt: Timestamp
+    public var endedAt: Timestamp?
+    public var allocation: Allocation
+
+    public init(allocation: Allocation, live: Bool, report: AllocationReport, outcome: AllocationOutcome?, endedAt: Timestamp?) {
+        self.id = allocation.id
+        self.jobID = allocation.task.job
+        self.nodeID = allocation.node
+        self.epoch = allocation.epoch
+        self.live = live
+        self.report = report
+        self.outcome = outcome
+        self.startedAt = allocation.startTime
+        self.endedAt = endedAt
+        self.allocation = allocation
+    }
+}
+
+public struct EventRecord: Hashable, Sendable, Codable {
+    /// Assigned by the store, increasing; nil before it is written.
+    public var sequence: Int64?
+    public var time: Timestamp
+    public var kind: String
+    public var jobID: JobID?
+    public var nodeID: NodeID?
+    public var allocationID: AllocationID?
+    public var message: String
+
+    public init(sequence: Int64? = nil, time: Timestamp, kind: String, jobID: JobID? = nil, nodeID: NodeID? = nil, allocationID: AllocationID? = nil, message: String) {
+        self.sequence = sequence
+        self.time = time
+        self.kind = kind
+        self.jobID = jobID
+        self.nodeID = nodeID
+        self.allocationID = allocationID
+        self.message = message
+    }
+}
+
+public struct IdempotencyRecord: Hashable, Sendable, Codable {
+    public var subject: String
+    public var key: String
+    /// Hex SHA-256 of the request body: the same key with another body is a client error.
+    public var requestHash: String
+    public var jobID: JobID
+    public var createdAt: Timestamp
+
+    public init(subject: String, key: String, requestHash: String, jobID: JobID, createdAt: Timestamp) {
+        self.subject = subject
+        self.key = key
+        self.requestHash = requestHash
+        self.jobID = jobID
+        self.createdAt = createdAt
+    }
+}
+
+public enum LogStream: String, Hashable, Sendable, Codable {
+    case stdout
+    case stderr
+}
+
+public struct LogChunkRecord: Hashable, Sendable, Codable {
+    public var allocationID: AllocationID
+    /// The agent's sequence number within the allocation, from 0; a repeated upload is ignored.
+    public var sequence: Int64
+    public var jobID: JobID
+    public var stream: LogStream
+    public var time: Timestamp
+    public var text: String
+
+    public init(allocationID: AllocationID, sequence: Int64, jobID: JobID, stream: LogStream, time: Timestamp, text: String) {
+        self.allocationID = allocationID
+        self.sequence = sequence
+        self.jobID = jobID
+        self.stream = stream
+        self.time = time
+        self.text = text
+    }
+}
+
+/// Counters the cluster state needs beyond its rows.
+public struct StoreMeta: Hashable, Sendable, Codable {
+    public var stateIndex: UInt64
+    public var nextAllocationID: UInt64
+
+    public init(stateIndex: UInt64, nextAllocationID: UInt64) {
+        self.stateIndex = stateIndex
+        self.nextAllocationID = nextAllocationID
+    }
+}

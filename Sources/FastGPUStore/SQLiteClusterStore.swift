@@ -1,0 +1,271 @@
+public import FastGPUModel
+public import GRDB
+
+/// The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
+/// transaction that returned is on disk. Readers never block the one writer.
+public final class SQLiteClusterStore: ClusterStore {
+    public let path: String
+    private let pool: DatabasePool
+
+    /// Opens (creating when missing) the database at `path` and runs the migrations it lacks.
+    public init(path: String) throws {
+        self.path = path
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        configuration.busyMode = .timeout(5)
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw StoreError("cannot open the database at \(path): \(error)")
+        }
+    }
+
+    /// Migrations are frozen once released: a later schema change is a new migration, never an
+    /// edit of an old one.
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.create(table: "meta") { t in
+                t.primaryKey("id", .integer)
+                t.column("stateIndex", .integer).notNull()
+                t.column("nextAllocationID", .integer).notNull()
+            }
+            try db.create(table: "project") { t in
+                t.primaryKey("id", .integer)
+                t.column("name", .text).notNull().unique()
+                t.column("weight", .integer).notNull()
+                t.column("usage", .text).notNull()
+                t.column("createdAt", .integer).notNull()
+            }
+            try db.create(table: "member") { t in
+                t.column("projectID", .integer).notNull().references("project", onDelete: .cascade)
+                t.column("subject", .text).notNull()
+                t.column("role", .text).notNull()
+                t.primaryKey(["projectID", "subject"])
+            }
+            try db.create(table: "token") { t in
+                t.primaryKey("id", .integer)
+                t.column("name", .text).notNull()
+                t.column("secretHash", .text).notNull().unique()
+                t.column("displayPrefix", .text).notNull()
+                t.column("kind", .text).notNull()
+                t.column("subject", .text).notNull()
+                t.column("clusterAdmin", .boolean).notNull()
+                t.column("nodeID", .integer)
+                t.column("createdAt", .integer).notNull()
+                t.column("expiresAt", .integer)
+                t.column("revokedAt", .integer)
+            }
+            try db.create(table: "node") { t in
+                t.primaryKey("id", .integer)
+                t.column("name", .text).notNull().unique()
+                t.column("state", .text).notNull()
+                t.column("cpuMillis", .integer).notNull()
+                t.column("memoryMiB", .integer).notNull()
+                t.column("labels", .text).notNull()
+                t.column("allowsCrossProjectSharing", .boolean).notNull()
+                t.column("registeredAt", .integer).notNull()
+                t.column("lastHeartbeatAt", .integer)
+            }
+            try db.create(table: "gpu") { t in
+                t.column("nodeID", .integer).notNull().references("node", onDelete: .cascade)
+                t.column("index", .integer).notNull()
+                t.column("uuid", .text).notNull()
+                t.column("model", .text).notNull()
+                t.column("memoryMiB", .integer).notNull()
+                t.column("island", .integer).notNull()
+                t.column("health", .text).notNull()
+                t.column("migEnabled", .boolean).notNull()
+                t.primaryKey(["nodeID", "index"])
+            }
+            try db.create(table: "job") { t in
+                t.primaryKey("id", .integer)
+                t.column("projectID", .integer).notNull().references("project")
+                t.column("name", .text).notNull()
+                t.column("submitter", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("submitTime", .integer).notNull()
+                t.column("finishedAt", .integer)
+                t.column("spec", .text).notNull()
+                t.column("launch", .text).notNull()
+            }
+            try db.create(index: "job_by_project", on: "job", columns: ["projectID", "id"])
+            try db.create(table: "allocation") { t in
+                t.primaryKey("id", .integer)
+                t.column("jobID", .integer).notNull().references("job")
+                t.column("nodeID", .integer).notNull()
+                t.column("epoch", .integer).notNull()
+                t.column("live", .boolean).notNull()
+                t.column("report", .text).notNull()
+                t.column("outcome", .text)
+                t.column("startedAt", .integer).notNull()
+                t.column("endedAt", .integer)
+                t.column("allocation", .text).notNull()
+            }
+            try db.create(index: "allocation_by_job", on: "allocation", columns: ["jobID", "id"])
+            try db.create(index: "allocation_live", on: "allocation", columns: ["live", "nodeID"])
+            try db.create(table: "event") { t in
+                t.autoIncrementedPrimaryKey("sequence")
+                t.column("time", .integer).notNull()
+                t.column("kind", .text).notNull()
+                t.column("jobID", .integer)
+                t.column("nodeID", .integer)
+                t.column("allocationID", .integer)
+                t.column("message", .text).notNull()
+            }
+            try db.create(index: "event_by_job", on: "event", columns: ["jobID", "sequence"])
+            try db.create(table: "idempotencyKey") { t in
+                t.column("subject", .text).notNull()
+                t.column("key", .text).notNull()
+                t.column("requestHash", .text).notNull()
+                t.column("jobID", .integer).notNull()
+                t.column("createdAt", .integer).notNull()
+                t.primaryKey(["subject", "key"])
+            }
+            try db.create(table: "logChunk") { t in
+                t.column("allocationID", .integer).notNull()
+                t.column("sequence", .integer).notNull()
+                t.column("jobID", .integer).notNull()
+                t.column("stream", .text).notNull()
+                t.column("time", .integer).notNull()
+                t.column("text", .text).notNull()
+                t.primaryKey(["allocationID", "sequence"])
+            }
+            try db.create(index: "log_by_job", on: "logChunk", columns: ["jobID", "allocationID", "sequence"])
+        }
+        return migrator
+    }
+
+    public func load() async throws -> StoredState {
+        try await pool.read { db in
+            let meta = try MetaRow.fetchOne(db, key: 1)
+            return StoredState(
+                meta: meta.map { StoreMeta(stateIndex: $0.stateIndex, nextAllocationID: $0.nextAllocationID) },
+                projects: try ProjectRecord.order(Column("id")).fetchAll(db),
+                members: try MemberRecord.order(Column("projectID"), Column("subject")).fetchAll(db),
+                tokens: try TokenRecord.order(Column("id")).fetchAll(db),
+                nodes: try NodeRecord.order(Column("id")).fetchAll(db),
+                gpus: try GPURecord.order(Column("nodeID"), Column("index")).fetchAll(db),
+                jobs: try JobRecord.order(Column("id")).fetchAll(db),
+                liveAllocations: try AllocationRecord.filter(Column("live") == true).order(Column("id")).fetchAll(db),
+                idempotencyKeys: try IdempotencyRecord.fetchAll(db))
+        }
+    }
+
+    public func commit(_ batch: StoreBatch) async throws {
+        guard !batch.isEmpty else { return }
+        try await pool.write { db in
+            for write in batch.writes {
+                switch write {
+                case .saveProject(let record): try record.upsert(db)
+                case .saveMember(let record): try record.upsert(db)
+                case .removeMember(let project, let subject):
+                    _ = try MemberRecord.filter(Column("projectID") == project.rawValue && Column("subject") == subject).deleteAll(db)
+                case .saveToken(let record): try record.upsert(db)
+                case .saveNode(let record, let gpus):
+                    try record.upsert(db)
+                    for gpu in gpus { try gpu.upsert(db) }
+                case .submitJob(let record, let idempotency):
+                    try record.insert(db)
+                    try idempotency?.insert(db)
+                case .saveJob(let record): try record.upsert(db)
+                case .saveAllocation(let record): try record.upsert(db)
+                case .appendEvent(let record): try record.insert(db)
+                case .appendLog(let record): try record.insert(db, onConflict: .ignore)
+                case .setMeta(let meta):
+                    try MetaRow(id: 1, stateIndex: meta.stateIndex, nextAllocationID: meta.nextAllocationID).upsert(db)
+                }
+            }
+        }
+    }
+
+    public func events(job: JobID, after sequence: Int64, limit: Int) async throws -> [EventRecord] {
+        try await pool.read { db in
+            try EventRecord.filter(Column("jobID") == job.rawValue && Column("sequence") > sequence)
+                .order(Column("sequence")).limit(limit).fetchAll(db)
+        }
+    }
+
+    public func logs(job: JobID, after position: LogPosition?, limit: Int) async throws -> [LogChunkRecord] {
+        try await pool.read { db in
+            var request = LogChunkRecord.filter(Column("jobID") == job.rawValue)
+            if let position {
+                let allocation = Column("allocationID"), sequence = Column("sequence")
+                request = request.filter(allocation > position.allocationID.rawValue
+                                         || (allocation == position.allocationID.rawValue && sequence > position.sequence))
+            }
+            return try request.order(Column("allocationID"), Column("sequence")).limit(limit).fetchAll(db)
+        }
+    }
+
+    public func allocations(job: JobID) async throws -> [AllocationRecord] {
+        try await pool.read { db in
+            try AllocationRecord.filter(Column("jobID") == job.rawValue).order(Column("id")).fetchAll(db)
+        }
+    }
+}
+
+extension SQLiteClusterStore {
+    public func allocation(_ id: AllocationID) async throws -> AllocationRecord? {
+        try await pool.read { db in try AllocationRecord.fetchOne(db, key: id.rawValue) }
+    }
+}
+
+extension SQLiteClusterStore {
+    /// The value of a PRAGMA as a connection sees it, for checks and diagnostics.
+    public func pragma(_ name: String) async throws -> String? {
+        guard name.allSatisfy({ $0.isLetter || $0 == "_" }) else { return nil }
+        return try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA \(name)") }
+    }
+}
+
+struct MetaRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "meta"
+    var id: Int64
+    var stateIndex: UInt64
+    var nextAllocationID: UInt64
+}
+
+extension ProjectRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "project"
+}
+
+extension MemberRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "member"
+}
+
+extension TokenRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "token"
+}
+
+extension NodeRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "node"
+}
+
+extension GPURecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "gpu"
+}
+
+extension JobRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "job"
+}
+
+extension AllocationRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "allocation"
+}
+
+extension EventRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "event"
+}
+
+extension IdempotencyRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "idempotencyKey"
+}
+
+extension LogChunkRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "logChunk"
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import FastGPUAPI
+import FastGPUControlPlane
+import FastGPUStore
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+struct ServerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Run the control plane: the v1 HTTP API, the SQLite store and the scheduler.",
+        discussion: """
+            State lives in one SQLite file (WAL, synchronous=FULL) in the data directory; a \
+            restarted server finds every acknowledged job there. On first start the server \
+            creates the project `default` and a cluster-admin token, written to \
+            DATA-DIR/admin-token (mode 0600).
+            """
+    )
+
+    @Option(help: "Directory of the database and the admin token (default: ~/.fastgpu).")
+    var dataDir: String?
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one).")
+    var port = 8470
+
+    @Option(help: "Seconds between an agent's heartbeats before its node is late.")
+    var heartbeatTTL = 5
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        let directory = dataDir ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.fastgpu")
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw ValidationError("cannot create the data directory \(directory): \(error.localizedDescription)")
+        }
+        var logger = Logger(label: "fastgpu.server")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let store: SQLiteClusterStore
+        do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw ValidationError("\(error)") }
+        var configuration = ControlPlaneConfiguration()
+        configuration.heartbeatTTL = .seconds(heartbeatTTL)
+        let controlPlane = try await ControlPlane(store: store, configuration: configuration, logger: logger)
+        if let token = try await controlPlane.bootstrapIfEmpty() {
+            let path = directory + "/admin-token"
+            FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
+        }
+        let metrics = APIMetrics()
+        let (router, _) = APIServer(controlPlane: controlPlane, metrics: metrics).makeRouter()
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu"),
+            onServerRunning: { channel in
+                let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                print("fastgpu server listening on http://\(address) (data in \(directory))")
+            },
+            logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [
+                    .init(service: app),
+                    .init(service: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger)),
+                    .init(service: LivenessService(controlPlane: controlPlane, logger: logger)),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+}
