@@ -147,6 +147,7 @@ let package = Package(
                 "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUControlPlane", "FastGPUAPI", "FastGPUTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSettings

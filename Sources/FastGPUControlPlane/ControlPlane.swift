@@ -806,6 +806,9 @@ public actor ControlPlane {
 
     // MARK: - Stats
 
+    /// The in-memory state as plain lists (what a restart must rebuild exactly).
+    public func snapshot() -> ClusterSnapshot { state.snapshot }
+
     public func stats() -> ControlPlaneStats {
         var jobsByState: [JobState: Int] = [:]
         for job in state.jobs.values { jobsByState[job.state, default: 0] += 1 }

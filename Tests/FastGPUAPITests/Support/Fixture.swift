@@ -1,0 +1,126 @@
+import FastGPUAPI
+import FastGPUControlPlane
+import FastGPUModel
+import FastGPUStore
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+/// A control plane on a temp-file SQLite database with a hand-moved clock, its router, and the
+/// bootstrap admin token. Scheduling passes run when a test calls `schedule()`, so every test
+/// decides exactly when the scheduler looks.
+struct Fixture {
+    let path: String
+    let clock: ManualClock
+    let controlPlane: ControlPlane
+    let scheduling: SchedulingService
+    let admin: String
+
+    static func temporaryDatabase() -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-api-\(UInt64.random(in: 0...UInt64.max))").path
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return directory + "/fastgpu.db"
+    }
+
+    static func make(path: String? = nil, configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), clock: ManualClock = ManualClock()) async throws -> Fixture {
+        let path = path ?? temporaryDatabase()
+        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), clock: clock, configuration: configuration)
+        let admin = try await controlPlane.bootstrapIfEmpty() ?? ""
+        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin)
+    }
+
+    /// The same database opened by a new control plane, as after a restart.
+    func restarted() async throws -> Fixture {
+        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), clock: clock, configuration: self.controlPlane.configuration)
+        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin)
+    }
+
+    @discardableResult
+    func schedule() async throws -> Int { try await scheduling.pass() }
+
+    func routes() -> RouteTable { APIServer(controlPlane: controlPlane, metrics: APIMetrics(), clock: clock).makeRouter().routes }
+
+    @discardableResult
+    func test<T: Sendable>(_ body: @Sendable (API) async throws -> T) async throws -> T {
+        let (router, _) = APIServer(controlPlane: controlPlane, metrics: APIMetrics(), clock: clock).makeRouter()
+        let app = Application(router: router)
+        return try await app.test(.router) { client in try await body(API(client: client, fixture: self)) }
+    }
+}
+
+struct Reply {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var text: String
+    var json: JSONValue { JSONValue.parse(text) ?? .null }
+    /// The `detail` of a problem+json answer.
+    var detail: String { json["detail"]?.string ?? "" }
+}
+
+/// A test's view of the API: calls that check every reply against `openapi.yaml`.
+struct API {
+    let client: any TestClientProtocol
+    let fixture: Fixture
+
+    @discardableResult
+    func call(_ method: HTTPRequest.Method, _ uri: String, token: String?, body: String? = nil, headers extra: [String: String] = [:],
+              sourceLocation: SourceLocation = #_sourceLocation) async throws -> Reply {
+        var headers = HTTPFields()
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if body != nil { headers[.contentType] = "application/json" }
+        for (name, value) in extra { headers[HTTPField.Name(name)!] = value }
+        let response = try await client.execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) })
+        let text = String(buffer: response.body)
+        let problems = Contract.shared.check(method: method.rawValue.lowercased(), path: uri, status: Int(response.status.code),
+                                             contentType: response.headers[.contentType], body: text, requestBody: body)
+        for problem in problems { Issue.record("contract: \(problem)", sourceLocation: sourceLocation) }
+        if response.status.code >= 400 {
+            #expect(response.headers[.contentType] == "application/problem+json", sourceLocation: sourceLocation)
+            #expect(JSONValue.parse(text)?["requestId"]?.string?.isEmpty == false, sourceLocation: sourceLocation)
+        }
+        return Reply(status: response.status, headers: response.headers, text: text)
+    }
+
+    func get(_ uri: String, token: String?, sourceLocation: SourceLocation = #_sourceLocation) async throws -> Reply {
+        try await call(.get, uri, token: token, sourceLocation: sourceLocation)
+    }
+
+    func post(_ uri: String, token: String?, body: String = "{}", headers: [String: String] = [:], sourceLocation: SourceLocation = #_sourceLocation) async throws -> Reply {
+        try await call(.post, uri, token: token, body: body, headers: headers, sourceLocation: sourceLocation)
+    }
+
+    /// Submits a job and returns its id.
+    func submit(_ token: String, project: String = "default", gpus: Int = 1, extra: String = "", key: String? = nil,
+                sourceLocation: SourceLocation = #_sourceLocation) async throws -> UInt64 {
+        let reply = try await post("/v1/jobs", token: token, body: #"{"project":"\#(project)","command":["python","train.py"],"resources":{"gpus":\#(gpus)}\#(extra)}"#,
+                                   headers: key.map { ["Idempotency-Key": $0] } ?? [:], sourceLocation: sourceLocation)
+        #expect(reply.status == .created || reply.status == .ok, "\(reply.text)", sourceLocation: sourceLocation)
+        return UInt64(reply.json["id"]?.int ?? 0)
+    }
+
+    /// Creates a project (as the admin) and a user token for a member with the given role in it.
+    func member(_ subject: String, of project: String, role: String) async throws -> String {
+        let exists = try await get("/v1/projects/\(project)", token: fixture.admin)
+        if exists.status == .notFound {
+            let created = try await post("/v1/projects", token: fixture.admin, body: #"{"name":"\#(project)"}"#)
+            #expect(created.status == .created, "\(created.text)")
+        }
+        let added = try await call(.put, "/v1/projects/\(project)/members/\(subject)", token: fixture.admin, body: #"{"role":"\#(role)"}"#)
+        #expect(added.status == .ok, "\(added.text)")
+        let token = try await post("/v1/tokens", token: fixture.admin, body: #"{"name":"\#(subject)","subject":"\#(subject)"}"#)
+        #expect(token.status == .created, "\(token.text)")
+        return token.json["token"]?.string ?? ""
+    }
+
+    /// Registers a node with `gpus` H100s through a join token; returns its id and credential.
+    func register(_ name: String, gpus: Int = 8) async throws -> (id: UInt64, token: String) {
+        let join = try await post("/v1/tokens", token: fixture.admin, body: #"{"name":"join \#(name)","kind":"join"}"#)
+        let gpuList = (0..<gpus).map { _ in #"{"model":"H100-80GB","memoryMiB":81559}"# }.joined(separator: ",")
+        let reply = try await post("/v1/nodes/register", token: join.json["token"]?.string,
+                                   body: #"{"name":"\#(name)","cpuMillis":128000,"memoryMiB":1048576,"gpus":[\#(gpuList)]}"#)
+        #expect(reply.status == .created, "\(reply.text)")
+        return (UInt64(reply.json["node"]?["id"]?.int ?? 0), reply.json["token"]?.string ?? "")
+    }
+}
