@@ -134,7 +134,7 @@ public struct APIServer: Sendable {
                 guard let id = JobID(parsing: text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be a job id") }
                 after = id
             }
-            let page = try await cp.jobs(by: principal, project: query["project"].map(String.init), states: states, after: after, limit: limit)
+            let page = try cp.jobs(by: principal, project: query["project"].map(String.init), states: states, after: after, limit: limit)
             let now = clock.now()
             return try json(JobListWire(items: page.jobs.map { Wire.job($0, now: now) }, next: page.next.map { String($0.rawValue) }))
         }
@@ -158,7 +158,7 @@ public struct APIServer: Sendable {
         route(.get, "/v1/jobs/{id}/logs") { request, context in
             let principal = try context.requirePrincipal()
             let id = try jobID(context)
-            _ = try await cp.job(id, by: principal)
+            _ = try cp.job(id, by: principal)
             let query = request.uri.queryParameters
             let follow = query["follow"].map { $0 == "true" || $0 == "1" } ?? false
             var start: LogPosition?
@@ -198,13 +198,10 @@ public struct APIServer: Sendable {
 
         route(.get, "/v1/queue") { request, context in
             let principal = try context.requirePrincipal()
-            let entries = try await cp.queue(by: principal, project: request.uri.queryParameters["project"].map(String.init))
-            var items: [QueueItemWire] = []
             let now = clock.now()
-            for entry in entries {
-                guard let view = try? await cp.job(entry.job, by: principal) else { continue }
-                items.append(QueueItemWire(position: entry.position, job: entry.job.rawValue, project: view.projectName, name: view.job.name,
-                                           submitter: view.job.submitter, reason: Wire.reason(entry.reason, now: now), estimatedStart: entry.estimatedStart.map(Wire.time)))
+            let items = try cp.queue(by: principal, project: request.uri.queryParameters["project"].map(String.init)).map { entry, view in
+                QueueItemWire(position: entry.position, job: entry.job.rawValue, project: view.projectName, name: view.job.name,
+                              submitter: view.job.submitter, reason: Wire.reason(entry.reason, now: now), estimatedStart: entry.estimatedStart.map(Wire.time))
             }
             return try json(QueueListWire(items: items))
         }

@@ -37,6 +37,8 @@ public struct ControlPlaneConfiguration: Sendable {
 /// committed, and nothing acknowledged was lost.
 public actor ControlPlane {
     public nonisolated let tokens = TokenTable()
+    /// Durable jobs, the queue and memberships for readers; see `ReadModel`.
+    public nonisolated let reads: ReadModel
     public nonisolated let configuration: ControlPlaneConfiguration
     let store: any ClusterStore
     nonisolated let clock: any WallClock
@@ -62,7 +64,6 @@ public actor ControlPlane {
 
     // The queue as the last pass left it.
     private var queue: [QueueEntry] = []
-    private var queueSlots: [JobID: Int] = [:]
 
     // Durability.
     private var pending = PendingWrites()
@@ -91,6 +92,7 @@ public actor ControlPlane {
         self.clock = clock
         self.configuration = configuration
         self.logger = logger
+        reads = ReadModel(maxPageSize: configuration.maxPageSize)
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         livenessNotBefore = clock.now() + configuration.startupGrace
         let stored = try await store.load()
@@ -142,6 +144,7 @@ public actor ControlPlane {
         }
         durableIndex = state.index
         for id in nodeRecords.keys { nodeVersions[id] = state.index }
+        reads.publish(jobs: jobOrder.compactMap { try? view(of: $0) }, queue: [], members: members, projectIDs: projectIDs)
         if !state.waiting.isEmpty { wake() }
     }
 
@@ -207,7 +210,7 @@ public actor ControlPlane {
                     throw ControlPlaneError.conflict("Idempotency-Key \(key) was used for a different request")
                 }
                 try await awaitDurable()
-                return (try view(of: previous.jobID), false)
+                return (try reads.job(previous.jobID, by: principal), false)
             }
         }
         guard !submission.launch.command.isEmpty else { throw ControlPlaneError.invalid("a job needs a command") }
@@ -232,17 +235,17 @@ public actor ControlPlane {
         pending.events.append(EventRecord(time: now, kind: "submitted", jobID: id, message: "submitted by \(principal.subject) to project \(submission.project)"))
         wake()
         try await awaitDurable()
-        return (try view(of: id), true)
+        return (try reads.job(id, by: principal), true)
     }
 
-    public func job(_ id: JobID, by principal: Principal) throws -> JobView {
-        _ = try visibleJob(id, by: principal)
-        return try view(of: id)
+    /// The job as last committed, if the caller may see it. Reads the read model: no turn on the actor.
+    public nonisolated func job(_ id: JobID, by principal: Principal) throws -> JobView {
+        try reads.job(id, by: principal)
     }
 
     /// The job with its ended allocations too (read from the store when there are any).
-    public func jobWithHistory(_ id: JobID, by principal: Principal) async throws -> JobView {
-        var view = try job(id, by: principal)
+    public nonisolated func jobWithHistory(_ id: JobID, by principal: Principal) async throws -> JobView {
+        var view = try reads.job(id, by: principal)
         if view.job.attempts > view.allocations.count {
             let records = try await store.allocations(job: id)
             var byID: [AllocationID: AllocationView] = [:]
@@ -255,37 +258,8 @@ public actor ControlPlane {
         return view
     }
 
-    public func jobs(by principal: Principal, project: String?, states: Set<JobState>, after: JobID?, limit: Int) throws -> JobPage {
-        try requireUser(principal)
-        let projectFilter = try project.map { name throws(ControlPlaneError) in try visibleProject(name, by: principal) }
-        let limit = max(1, min(limit, configuration.maxPageSize))
-        var start = 0
-        if let after {
-            // jobOrder is sorted (ids only grow): binary search for the first id after the cursor.
-            var low = 0, high = jobOrder.count
-            while low < high {
-                let mid = (low + high) / 2
-                if jobOrder[mid] <= after { low = mid + 1 } else { high = mid }
-            }
-            start = low
-        }
-        var page: [JobView] = []
-        var index = start
-        while index < jobOrder.count && page.count < limit {
-            let id = jobOrder[index]
-            index += 1
-            guard let job = state.jobs[id] else { continue }
-            if let projectFilter, job.project != projectFilter { continue }
-            if !states.isEmpty && !states.contains(job.state) { continue }
-            guard role(of: principal, in: job.project) != nil else { continue }
-            page.append(try view(of: id))
-        }
-        let more = jobOrder[index...].contains { id in
-            guard let job = state.jobs[id] else { return false }
-            return (projectFilter == nil || job.project == projectFilter) && (states.isEmpty || states.contains(job.state))
-                && role(of: principal, in: job.project) != nil
-        }
-        return JobPage(jobs: page, next: more ? page.last?.job.id : nil)
+    public nonisolated func jobs(by principal: Principal, project: String?, states: Set<JobState>, after: JobID?, limit: Int) throws -> JobPage {
+        try reads.jobs(by: principal, project: project, states: states, after: after, limit: limit)
     }
 
     public func cancel(_ id: JobID, by principal: Principal) async throws -> JobView {
@@ -301,17 +275,19 @@ public actor ControlPlane {
             wake()
         }
         try await awaitDurable()
-        return try view(of: id)
+        return try reads.job(id, by: principal)
     }
 
-    public func events(of id: JobID, by principal: Principal, after sequence: Int64, limit: Int) async throws -> [EventRecord] {
-        _ = try visibleJob(id, by: principal)
+    public nonisolated func events(of id: JobID, by principal: Principal, after sequence: Int64, limit: Int) async throws -> [EventRecord] {
+        _ = try reads.job(id, by: principal)
         return try await store.events(job: id, after: sequence, limit: max(1, min(limit, configuration.maxPageSize)))
     }
 
     /// Log chunks after `position`; with `wait`, blocks until there are some or the job finished.
-    public func logs(of id: JobID, by principal: Principal, after position: LogPosition?, limit: Int) async throws -> (chunks: [LogChunkRecord], finished: Bool) {
-        let job = try visibleJob(id, by: principal)
+    public nonisolated func logs(of id: JobID, by principal: Principal, after position: LogPosition?, limit: Int) async throws -> (chunks: [LogChunkRecord], finished: Bool) {
+        // Whether the job had finished is read before the chunks: lines that arrive between
+        // the two reads are then still returned before the stream ends.
+        let job = try reads.job(id, by: principal).job
         let chunks = try await store.logs(job: id, after: position, limit: max(1, min(limit, 10_000)))
         return (chunks, job.state.isFinished)
     }
@@ -334,44 +310,18 @@ public actor ControlPlane {
     }
 
     /// The pending jobs the caller may see, in queue order.
-    public func queue(by principal: Principal, project: String?) throws -> [QueueEntry] {
-        try requireUser(principal)
-        let projectFilter = try project.map { name throws(ControlPlaneError) in try visibleProject(name, by: principal) }
-        var entries: [QueueEntry] = []
-        var seen: Set<JobID> = []
-        for entry in queue where state.jobs[entry.job]?.isWaiting == true {
-            seen.insert(entry.job)
-            if let projectFilter, entry.project != projectFilter { continue }
-            if role(of: principal, in: entry.project) != nil { entries.append(entry) }
-        }
-        // Submitted since the last pass: behind everything the pass ordered, by submission.
-        var position = queue.count
-        for id in state.waiting.sorted() where !seen.contains(id) {
-            position += 1
-            guard let job = state.jobs[id] else { continue }
-            if let projectFilter, job.project != projectFilter { continue }
-            if role(of: principal, in: job.project) != nil {
-                entries.append(QueueEntry(job: id, project: job.project, position: position, reason: nil, estimatedStart: nil))
-            }
-        }
-        return entries
+    public nonisolated func queue(by principal: Principal, project: String?) throws -> [(entry: QueueEntry, view: JobView)] {
+        try reads.queue(by: principal, project: project)
     }
 
+    /// The job as the read model keeps it; its queue place is added at read time.
     private func view(of id: JobID) throws(ControlPlaneError) -> JobView {
         guard let job = state.jobs[id], let launch = launches[id] else { throw .notFound("\(id) not found") }
         let live = job.liveAllocations.values.sorted().compactMap { allocationID -> AllocationView? in
             guard let allocation = state.allocations[allocationID] else { return nil }
             return AllocationView(allocation: allocation, live: true, report: reports[allocationID] ?? .assigned, outcome: nil, endedAt: nil)
         }
-        var entry: QueueEntry?
-        if job.isWaiting {
-            if let slot = queueSlots[id], queue[slot].job == id {
-                entry = queue[slot]
-            } else {
-                entry = QueueEntry(job: id, project: job.project, position: queue.count + 1, reason: nil, estimatedStart: nil)
-            }
-        }
-        return JobView(job: job, projectName: projects[job.project]?.name ?? "\(job.project)", launch: launch, finishedAt: finishedAt[id], allocations: live, queue: entry)
+        return JobView(job: job, projectName: projects[job.project]?.name ?? "\(job.project)", launch: launch, finishedAt: finishedAt[id], allocations: live, queue: nil)
     }
 
     // MARK: - Scheduling
@@ -405,8 +355,7 @@ public actor ControlPlane {
             queue.append(QueueEntry(job: pendingJob.job, project: job.project, position: queue.count + 1, reason: pendingJob.reason,
                                     estimatedStart: estimates[pendingJob.job]))
         }
-        queueSlots = [:]
-        for (slot, entry) in queue.enumerated() { queueSlots[entry.job] = slot }
+        pending.queueChanged = true
         try await awaitDurable()
         return committed
     }
@@ -713,6 +662,7 @@ public actor ControlPlane {
         } else {
             members[id]?[subject] = nil
             pending.direct.append(.removeMember(id, subject: subject))
+            pending.membersChanged = true
         }
         try await awaitDurable()
         return projectView(projects[id]!)
@@ -778,12 +728,14 @@ public actor ControlPlane {
         projectIDs[name] = id
         try? apply(.setProject(id, weight: weight), now: now)
         pending.projects.insert(id)
+        pending.membersChanged = true
         return record
     }
 
     private func setMember(project: ProjectID, subject: String, role: MemberRole) {
         members[project, default: [:]][subject] = role
         pending.direct.append(.saveMember(MemberRecord(projectID: project, subject: subject, role: role)))
+        pending.membersChanged = true
     }
 
     private func issueToken(name: String, kind: TokenKind, subject: String, clusterAdmin: Bool, nodeID: NodeID?, expiresAt: Timestamp?, now: Timestamp) -> String {
@@ -892,6 +844,7 @@ public actor ControlPlane {
     private func flush() async {
         while !waiters.isEmpty {
             let batch = seal()
+            let publication = publication()
             let sealedIndex = state.index
             let waiting = waiters
             waiters = []
@@ -911,6 +864,7 @@ public actor ControlPlane {
                 return
             }
             durableIndex = sealedIndex
+            reads.publish(jobs: publication.jobs, queue: publication.queue, members: publication.members, projectIDs: publication.projectIDs)
             for token in publish { tokens.put(token) }
             for id in changedNodes {
                 nodeVersions[id] = sealedIndex
@@ -924,6 +878,13 @@ public actor ControlPlane {
 
     private func notifyJob(_ id: JobID) {
         if let watchers = jobWatchers.removeValue(forKey: id) { for watcher in watchers.values { watcher.resume() } }
+    }
+
+    /// What readers get once the sealed batch is durable: views of the jobs it changed, and
+    /// the queue and memberships when they changed. Taken right after `seal()`, from the same state.
+    private func publication() -> (jobs: [JobView], queue: [QueueEntry]?, members: [ProjectID: [String: MemberRole]]?, projectIDs: [String: ProjectID]?) {
+        let views = pending.jobsChanged.sorted().compactMap { try? view(of: $0) }
+        return (views, pending.queueChanged ? queue : nil, pending.membersChanged ? members : nil, pending.membersChanged ? projectIDs : nil)
     }
 
     /// The rows of everything touched since the last seal, in an order the foreign keys accept.
@@ -956,8 +917,10 @@ public actor ControlPlane {
         for id in pending.allocations.sorted() {
             if let allocation = state.allocations[id] {
                 batch.append(.saveAllocation(AllocationRecord(allocation: allocation, live: true, report: reports[id] ?? .assigned, outcome: nil, endedAt: nil)))
+                pending.jobsChanged.insert(allocation.task.job)
             } else if let ended = pending.ended[id] {
                 batch.append(.saveAllocation(AllocationRecord(allocation: ended.allocation, live: false, report: ended.report, outcome: ended.outcome, endedAt: ended.at)))
+                pending.jobsChanged.insert(ended.allocation.task.job)
             }
         }
         for event in pending.events { batch.append(.appendEvent(event)) }
@@ -999,4 +962,7 @@ struct PendingWrites {
     var jobsChanged: Set<JobID> = []
     /// New tokens: usable once durable.
     var tokensToPublish: [TokenRecord] = []
+    var queueChanged = false
+    /// Projects or memberships changed: readers get the new rights once durable.
+    var membersChanged = false
 }

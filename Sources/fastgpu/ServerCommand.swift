@@ -39,18 +39,20 @@ struct ServerCommand: AsyncParsableCommand {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
-            throw ValidationError("cannot create the data directory \(directory): \(error.localizedDescription)")
+            throw CommandFailure("cannot create the data directory \(directory): \(error.localizedDescription)")
         }
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let store: SQLiteClusterStore
-        do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw ValidationError("\(error)") }
+        do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw CommandFailure("\(error)") }
         var configuration = ControlPlaneConfiguration()
         configuration.heartbeatTTL = .seconds(heartbeatTTL)
         let controlPlane = try await ControlPlane(store: store, configuration: configuration, logger: logger)
         if let token = try await controlPlane.bootstrapIfEmpty() {
             let path = directory + "/admin-token"
-            FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
+                throw CommandFailure("cannot write the admin token to \(path); remove \(directory)/fastgpu.db and start again")
+            }
             logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
         }
         let metrics = APIMetrics()
@@ -60,7 +62,8 @@ struct ServerCommand: AsyncParsableCommand {
             configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu"),
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                print("fastgpu server listening on http://\(address) (data in \(directory))")
+                // Unbuffered: whoever started the server (a script, `fastgpu up`, a test) reads this line.
+                FileHandle.standardOutput.write(Data("fastgpu server listening on http://\(address) (data in \(directory))\n".utf8))
             },
             logger: logger)
         let group = ServiceGroup(
@@ -74,4 +77,10 @@ struct ServerCommand: AsyncParsableCommand {
                 logger: logger))
         try await group.run()
     }
+}
+
+/// A failure at run time (not a misuse of the command line): one line, no usage text.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# API benchmark: a release build of `fastgpu server` on loopback, loaded by wrk on the same
+# machine (they share its cores). Prints GET /v1/jobs/{id} and durable POST /v1/jobs figures,
+# then stops the server and counts the jobs in its SQLite file: every 201 must be there.
+#
+#   scripts/bench-api.sh            # 10 s per run, 64 connections
+#   DURATION=30 CONNECTIONS=128 scripts/bench-api.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+PORT=${PORT:-18470}
+command -v wrk >/dev/null || { echo "bench-api: wrk is missing (apt-get install wrk)" >&2; exit 1; }
+
+swift build -c release --product fastgpu >/dev/null
+BIN=.build/release/fastgpu
+DIR=$(mktemp -d /tmp/fastgpu-bench.XXXXXX)
+"$BIN" server --data-dir "$DIR" --port "$PORT" --log-level error >"$DIR/server.log" 2>&1 &
+PID=$!
+trap 'kill $PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+TOKEN=$(cat "$DIR/admin-token")
+URL="http://127.0.0.1:$PORT"
+AUTH="Authorization: Bearer $TOKEN"
+
+# A node, so that the scheduler places work while the API is loaded, and one job to read.
+JOIN=$(curl -sf -X POST "$URL/v1/tokens" -H "$AUTH" -d '{"name":"bench join","kind":"join"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+for n in $(seq 1 16); do
+  curl -sf -X POST "$URL/v1/nodes/register" -H "Authorization: Bearer $JOIN" \
+    -d "{\"name\":\"bench-$n\",\"cpuMillis\":128000,\"memoryMiB\":1048576,\"gpus\":[$(printf '{"model":"H100-80GB","memoryMiB":81559},%.0s' $(seq 1 7)){\"model\":\"H100-80GB\",\"memoryMiB\":81559}]}" >/dev/null
+done
+curl -sf -X POST "$URL/v1/jobs" -H "$AUTH" -d '{"project":"default","command":["sleep","1"],"resources":{"gpus":1}}' >/dev/null
+
+echo "== GET /v1/jobs/1 (wrk -t1 -c$CONNECTIONS -d${DURATION}s)"
+wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$URL/v1/jobs/1" | tee "$DIR/get.txt" | grep -E "Requests/sec|  50%|  99%|Non-2xx|Socket errors"
+
+echo "== POST /v1/jobs, durable (wrk -t1 -c$CONNECTIONS -d${DURATION}s)"
+wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s scripts/wrk-submit.lua -H "$AUTH" "$URL/v1/jobs" | tee "$DIR/post.txt" \
+  | grep -E "Requests/sec|  50%|  99%|Non-2xx|Socket errors|acknowledged_201|other_status"
+
+kill -TERM $PID; wait $PID 2>/dev/null || true
+ACK=$(awk '/acknowledged_201/ {print $2}' "$DIR/post.txt")
+STORED=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from job').fetchone()[0])" "$DIR/fastgpu.db")
+echo "== durability: $ACK submissions acknowledged; $STORED jobs in the database after SIGTERM (1 seeded before)"
+if [ "$STORED" -lt $((ACK + 1)) ]; then echo "bench-api: acknowledged jobs are missing from the database" >&2; exit 1; fi
+rm -rf "$DIR"
