@@ -241,7 +241,10 @@ public struct APIServer: Sendable {
             let body = try decode(HeartbeatBody.self, from: try await body(of: &request))
             var health: [Int: GPUHealth] = [:]
             for gpu in body.gpus ?? [] { health[gpu.index] = gpu.healthy ? .healthy : .unhealthy(reason: gpu.reason ?? "reported unhealthy") }
-            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, by: principal)
+            let running = body.running.map { list in
+                Dictionary(list.map { (AllocationID($0.allocation), Epoch($0.epoch)) }, uniquingKeysWith: { first, _ in first })
+            }
+            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, running: running, by: principal)
             return try json(HeartbeatWire(assignmentIndex: index))
         }
         route(.get, "/v1/nodes/{id}/assignments") { request, context in

@@ -208,14 +208,29 @@ struct GPUHealthBody: Decodable {
     }
 }
 
+struct RunningAllocationBody: Decodable {
+    var allocation: UInt64
+    var epoch: UInt64
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case allocation, epoch }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        allocation = try c.decode(UInt64.self, forKey: .allocation)
+        epoch = try c.decode(UInt64.self, forKey: .epoch)
+    }
+}
+
 struct HeartbeatBody: Decodable {
     var gpus: [GPUHealthBody]?
+    var running: [RunningAllocationBody]?
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case gpus }
+    enum CodingKeys: String, CodingKey, CaseIterable { case gpus, running }
 
     init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         gpus = try c.decodeIfPresent([GPUHealthBody].self, forKey: .gpus)
+        running = try c.decodeIfPresent([RunningAllocationBody].self, forKey: .running)
     }
 }
 

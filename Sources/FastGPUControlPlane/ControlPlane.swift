@@ -15,6 +15,9 @@ public struct ControlPlaneConfiguration: Sendable {
     public var estimateLimit: Int
     /// Largest page of `GET /v1/jobs`.
     public var maxPageSize: Int
+    /// A task lost with its node is retried after `retryBackoff`, doubled per attempt, at most `retryBackoffCap`.
+    public var retryBackoff: Duration = .seconds(10)
+    public var retryBackoffCap: Duration = .seconds(300)
 
     public init(scheduler: SchedulerConfiguration = SchedulerConfiguration(), heartbeatTTL: Duration = .seconds(5), heartbeatGrace: Duration = .seconds(5),
                 startupGrace: Duration = .seconds(30), estimateLimit: Int = 2_000, maxPageSize: Int = 500) {
@@ -352,8 +355,10 @@ public actor ControlPlane {
         queue = []
         for pendingJob in plan.pending.sorted(by: { $0.position < $1.position }) {
             guard let job = state.jobs[pendingJob.job], job.isWaiting else { continue }
+            var start = estimates[pendingJob.job]
+            if start == nil, case .notNow(_, _, _, let reasonStart) = pendingJob.reason { start = reasonStart }
             queue.append(QueueEntry(job: pendingJob.job, project: job.project, position: queue.count + 1, reason: pendingJob.reason,
-                                    estimatedStart: estimates[pendingJob.job]))
+                                    estimatedStart: start))
         }
         pending.queueChanged = true
         try await awaitDurable()
@@ -404,7 +409,11 @@ public actor ControlPlane {
 
     /// An agent's heartbeat: liveness, device health, and what it runs. Returns the node's
     /// assignment index so that the agent knows whether to fetch its assignments.
-    public func heartbeat(node id: NodeID, gpuHealth: [Int: GPUHealth], by principal: Principal) async throws -> UInt64 {
+    ///
+    /// `running`, when the agent sends it, is every allocation it runs with its epoch: an
+    /// allocation the agent confirmed running and no longer lists is lost (its process died
+    /// with the agent, say) and its task requeued.
+    public func heartbeat(node id: NodeID, gpuHealth: [Int: GPUHealth], running: [AllocationID: Epoch]? = nil, by principal: Principal) async throws -> UInt64 {
         try checkWritable()
         try requireNode(id, principal)
         guard let node = state.node(id) else { throw ControlPlaneError.notFound("\(id) not found") }
@@ -416,6 +425,13 @@ public actor ControlPlane {
             if node.gpus[index].health != health {
                 try apply(.setGPUHealth(id, gpu: index, health), now: now)
                 pending.events.append(EventRecord(time: now, kind: "gpu-health", nodeID: id, message: "gpu\(index) is \(health == .healthy ? "healthy" : "unhealthy")"))
+                changed = true
+            }
+        }
+        if let running {
+            for allocationID in node.allocations.sorted() where reports[allocationID] == .running {
+                guard let allocation = state.allocations[allocationID], running[allocationID] != allocation.epoch else { continue }
+                try lose(allocationID, why: "the agent on \(node.name) no longer runs it", now: now)
                 changed = true
             }
         }
@@ -583,19 +599,8 @@ public actor ControlPlane {
         for node in state.nodes where node.state != .down {
             let last = lastHeartbeat[node.id] ?? .zero
             guard now.milliseconds(since: last) > deadline.wholeMilliseconds else { continue }
-            // A task out of attempts fails its job instead of being requeued once more.
             for allocationID in node.allocations.sorted() {
-                guard let allocation = state.allocations[allocationID], let job = state.jobs[allocation.task.job],
-                      let launch = launches[job.id], job.attempts >= launch.maxAttempts * job.taskCount else { continue }
-                try apply(.endAllocation(allocationID, .failed(exitCode: -1), at: now), now: now)
-                pending.events.append(EventRecord(time: now, kind: "failed", jobID: job.id, nodeID: node.id, allocationID: allocationID,
-                                                  message: "lost with \(node.name) after \(job.attempts) attempts: out of attempts (maxAttempts \(launch.maxAttempts))"))
-            }
-            for allocationID in node.allocations.sorted() {
-                if let allocation = state.allocations[allocationID] {
-                    pending.events.append(EventRecord(time: now, kind: "lost", jobID: allocation.task.job, nodeID: node.id, allocationID: allocationID,
-                                                      message: "\(allocationID) lost: \(node.name) missed its heartbeats; requeued"))
-                }
+                try lose(allocationID, why: "\(node.name) missed its heartbeats", now: now)
             }
             try apply(.setNodeState(node.id, .down, at: now), now: now)
             nodeRecords[node.id]?.state = .down
@@ -608,6 +613,33 @@ public actor ControlPlane {
             try await awaitDurable()
         }
         return downed
+    }
+
+    /// Ends an allocation its node no longer runs. The task is requeued after a backoff that
+    /// doubles with each attempt, or, once out of attempts, fails its job.
+    private func lose(_ allocationID: AllocationID, why: String, now: Timestamp) throws {
+        guard let allocation = state.allocations[allocationID], let job = state.jobs[allocation.task.job], let launch = launches[job.id] else { return }
+        let tries = job.attempts / max(1, job.taskCount)
+        if tries >= launch.maxAttempts {
+            try apply(.endAllocation(allocationID, .failed(exitCode: -1), at: now), now: now)
+            pending.events.append(EventRecord(time: now, kind: "failed", jobID: job.id, nodeID: allocation.node, allocationID: allocationID,
+                                              message: "\(allocationID) lost (\(why)) after \(tries) attempts: out of attempts (maxAttempts \(launch.maxAttempts))"))
+            return
+        }
+        try apply(.endAllocation(allocationID, .lost, at: now), now: now)
+        let backoff = Self.backoff(attempt: tries, base: configuration.retryBackoff, cap: configuration.retryBackoffCap)
+        pending.events.append(EventRecord(time: now, kind: "lost", jobID: job.id, nodeID: allocation.node, allocationID: allocationID,
+                                          message: "\(allocationID) lost (\(why)); requeued, retried in \(backoff.wholeMilliseconds / 1000) s"))
+        if state.jobs[job.id]?.isWaiting == true, backoff > .zero {
+            try apply(.deferJob(job.id, until: now + backoff), now: now)
+        }
+    }
+
+    /// `base × 2^(attempt − 1)`, at most `cap`.
+    static func backoff(attempt: Int, base: Duration, cap: Duration) -> Duration {
+        var delay = base
+        for _ in 1..<max(1, attempt) where delay < cap { delay = delay * 2 }
+        return min(delay, cap)
     }
 
     /// Called when the liveness loop finds that it itself was paused: nobody is judged on the gap.
@@ -809,7 +841,7 @@ public actor ControlPlane {
             }
         case .endAllocation(let id, _, _):
             pending.allocations.insert(id)
-        case .cancel(let id, _):
+        case .cancel(let id, _), .deferJob(let id, _):
             pending.jobs.insert(id)
         case .decayUsage:
             pending.projects.formUnion(state.projects.keys)

@@ -40,6 +40,8 @@ public enum ClusterChange: Sendable, Codable {
     case commit(VerifiedPlan, at: Timestamp)
     case endAllocation(AllocationID, AllocationOutcome, at: Timestamp)
     case cancel(JobID, at: Timestamp)
+    /// Holds a waiting job back until `until` (the control plane's retry backoff after a loss).
+    case deferJob(JobID, until: Timestamp)
     /// Multiplies every project's usage by `keepPermille`/1000 (a half-life step for fair share).
     case decayUsage(keepPermille: Int)
 }
@@ -149,6 +151,7 @@ public struct ClusterState: Sendable {
             fresh.state = .pending
             fresh.liveAllocations = [:]
             fresh.completedTasks = []
+            fresh.notBefore = nil
             jobs[job.id] = fresh
             waiting.insert(job.id)
             if projects[job.project] == nil { projects[job.project] = ProjectAccount(id: job.project) }
@@ -171,6 +174,12 @@ public struct ClusterState: Sendable {
             for allocationID in job.liveAllocations.values.sorted() {
                 if let allocation = allocations[allocationID] { ended += end(allocation, outcome: .cancelled, at: now) }
             }
+
+        case .deferJob(let id, let until):
+            guard var job = jobs[id] else { throw .unknownJob(id) }
+            guard !job.state.isFinished else { break }
+            job.notBefore = until
+            jobs[id] = job
 
         case .decayUsage(let keep):
             let keep = Int64(max(0, min(1000, keep)))

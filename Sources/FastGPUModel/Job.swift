@@ -84,6 +84,8 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     public internal(set) var liveAllocations: [TaskRef: AllocationID] = [:]
     /// Tasks of plain groups that ended successfully and must not run again.
     public internal(set) var completedTasks: Set<TaskRef> = []
+    /// Requeued work waits until then before the scheduler considers it again (retry backoff).
+    public internal(set) var notBefore: Timestamp?
 
     public init(id: JobID, name: String? = nil, project: ProjectID, submitter: String = "", priority: PriorityClass = .normal, spot: Bool = false,
                 taskGroups: [TaskGroup], runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, submitTime: Timestamp) {

@@ -65,6 +65,8 @@ public enum Shortfall: Hashable, Sendable, CustomStringConvertible, Codable {
     case reservedFor(JobID)
     /// A ready node fits nothing because no node is ready.
     case noReadyNode
+    /// Requeued after a loss; the scheduler considers it again from `until` on.
+    case backoff(until: Timestamp)
 
     public var description: String {
         switch self {
@@ -76,6 +78,7 @@ public enum Shortfall: Hashable, Sendable, CustomStringConvertible, Codable {
         case .gangNodes(let tasks, let placeable): "gang of \(tasks) tasks; only \(placeable) can be placed now"
         case .reservedFor(let job): "the free capacity is reserved for \(job), which is ahead in the queue"
         case .noReadyNode: "no node is ready"
+        case .backoff: "requeued after its allocation was lost; waiting out the retry backoff"
         }
     }
 }

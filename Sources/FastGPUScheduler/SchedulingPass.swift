@@ -87,6 +87,10 @@ public struct SchedulingPass {
     }
 
     private mutating func decide(_ job: Job, position: Int) -> JobDecision {
+        if let until = job.notBefore, until > now {
+            // Backing off is no reason to hold the queue: parked, not blocking.
+            return park(job, position: position, reason: .notNow(shortfall: .backoff(until: until), largestFreeFit: nil, jobsAhead: position, estimatedStart: until))
+        }
         let unplaced = job.unplacedTasks
         // Groups in order; tasks come sorted by group, so this is one pass and no set.
         var groups: [Int] = []

@@ -1,4 +1,4 @@
-import FastGPUControlPlane
+@testable import FastGPUControlPlane
 import FastGPUModel
 import Foundation
 import Hummingbird
@@ -125,6 +125,13 @@ struct AgentAPITests {
             #expect(requeued["attempts"]?.int == 1)
             #expect(requeued["allocations"]?[0]?["outcome"]?.string == "lost")
             #expect(try await api.get("/v1/nodes/\(first)", token: fixture.admin).json["state"]?.string == "down")
+            // Retried after a backoff, not at once: a job that kills its node should not kill the next one right away.
+            try await fixture.schedule()
+            let backingOff = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
+            #expect(backingOff["state"]?.string == "pending")
+            #expect(backingOff["queue"]?["reason"]?["message"]?.string?.contains("retry backoff") == true)
+            #expect(backingOff["queue"]?["estimatedStart"]?.string != nil)
+            fixture.clock.advance(by: .seconds(10))
             try await fixture.schedule()
             let moved = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
             #expect(moved["state"]?.string == "running")
@@ -137,6 +144,42 @@ struct AgentAPITests {
             #expect(try await api.get("/v1/nodes/\(first)", token: fixture.admin).json["state"]?.string == "ready")
             #expect(try await api.get("/v1/nodes/\(first)/assignments", token: firstCredential).json["allocations"]?.array.isEmpty == true)
         }
+    }
+
+    @Test func anAllocationTheAgentNoLongerRunsIsLostAndRequeued() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let (node, credential) = try await api.register("gpu-01", gpus: 8)
+            let job = try await api.submit(fixture.admin, gpus: 2)
+            let other = try await api.submit(fixture.admin, gpus: 2)
+            try await fixture.schedule()
+            let assigned = try await api.get("/v1/nodes/\(node)/assignments", token: credential).json["allocations"]?.array ?? []
+            #expect(assigned.count == 2)
+            for assignment in assigned {
+                let allocation = assignment["allocation"]
+                _ = try await api.post("/v1/nodes/\(node)/allocations/\(allocation?["id"]?.int ?? 0)/status", token: credential,
+                                       body: #"{"epoch":\#(allocation?["epoch"]?.int ?? 0),"state":"running"}"#)
+            }
+            // The agent restarted and found only the second job's process.
+            let kept = assigned[1]["allocation"]
+            let reply = try await api.post("/v1/nodes/\(node)/heartbeat", token: credential,
+                                           body: #"{"running":[{"allocation":\#(kept?["id"]?.int ?? 0),"epoch":\#(kept?["epoch"]?.int ?? 0)}]}"#)
+            #expect(reply.status == .ok)
+            let lost = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
+            #expect(lost["state"]?.string == "pending")
+            #expect(lost["allocations"]?[0]?["outcome"]?.string == "lost")
+            #expect(try await api.get("/v1/jobs/\(other)", token: fixture.admin).json["state"]?.string == "running")
+            let events = try await api.get("/v1/jobs/\(job)/events", token: fixture.admin).json["items"]?.array.compactMap { $0["message"]?.string } ?? []
+            #expect(events.last?.hasSuffix("lost (the agent on gpu-01 no longer runs it); requeued, retried in 10 s") == true)
+        }
+    }
+
+    @Test func backoffDoublesPerAttemptUpToItsCap() {
+        #expect(ControlPlane.backoff(attempt: 1, base: .seconds(10), cap: .seconds(300)) == .seconds(10))
+        #expect(ControlPlane.backoff(attempt: 2, base: .seconds(10), cap: .seconds(300)) == .seconds(20))
+        #expect(ControlPlane.backoff(attempt: 4, base: .seconds(10), cap: .seconds(300)) == .seconds(80))
+        #expect(ControlPlane.backoff(attempt: 40, base: .seconds(10), cap: .seconds(300)) == .seconds(300))
+        #expect(ControlPlane.backoff(attempt: 3, base: .zero, cap: .seconds(300)) == .zero)
     }
 
     @Test func aTaskOutOfAttemptsFailsItsJob() async throws {

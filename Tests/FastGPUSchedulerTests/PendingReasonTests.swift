@@ -77,3 +77,19 @@ import Testing
         #expect(plan.pending.map(\.position) == Array(0..<plan.pending.count))
     }
 }
+
+@Suite struct RetryBackoffTests {
+    @Test func aDeferredJobWaitsOutItsBackoffWithoutHoldingTheQueue() throws {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(8).build()],
+                                      jobs: [Job.make(1).gpus(8).submitted(atSecond: 1).build(), Job.make(2).gpus(8).submitted(atSecond: 2).build()])
+        try state.apply(.deferJob(JobID(1), until: .seconds(60)))
+        var configuration = SchedulerConfiguration()
+        configuration.backfill = .strict
+        let early = Scheduler(configuration: configuration).process(state, now: .seconds(10))
+        #expect(early.placements.map(\.task.job) == [JobID(2)], "the job behind it runs; strict FIFO does not wait for a backing-off head")
+        #expect(early.pending.first?.reason == .notNow(shortfall: .backoff(until: .seconds(60)), largestFreeFit: nil, jobsAhead: 0, estimatedStart: .seconds(60)))
+        let later = Scheduler(configuration: configuration).process(state, now: .seconds(60))
+        #expect(later.placements.map(\.task.job) == [JobID(1)])
+        #expect(throws: ClusterChangeError.unknownJob(JobID(9))) { try state.apply(.deferJob(JobID(9), until: .seconds(1))) }
+    }
+}
