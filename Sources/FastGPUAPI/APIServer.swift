@@ -176,6 +176,7 @@ public struct APIServer: Sendable {
                 var position = initial
                 let encoder = JSONEncoder()
                 while true {
+                    let version = await cp.jobVersion(id)
                     let (chunks, finished) = try await cp.logs(of: id, by: principal, after: position, limit: 1000)
                     if !chunks.isEmpty {
                         var buffer = ByteBuffer()
@@ -190,7 +191,7 @@ public struct APIServer: Sendable {
                         continue
                     }
                     if !follow || finished { break }
-                    await cp.waitForJobChange(id, timeout: .seconds(15))
+                    await cp.waitForJobChange(id, after: version, timeout: .seconds(15))
                 }
                 try await writer.finish(nil)
             })

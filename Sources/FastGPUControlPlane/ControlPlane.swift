@@ -79,6 +79,7 @@ public actor ControlPlane {
     private var nodeVersions: [NodeID: UInt64] = [:]
     private var nodeWatchers: [NodeID: [UInt64: CheckedContinuation<Void, Never>]] = [:]
     private var jobWatchers: [JobID: [UInt64: CheckedContinuation<Void, Never>]] = [:]
+    private var jobVersions: [JobID: UInt64] = [:]
     private var nextWatcherID: UInt64 = 1
 
     /// Yields whenever there may be something to schedule; buffered to one, so wakes that come
@@ -295,8 +296,14 @@ public actor ControlPlane {
         return (chunks, job.state.isFinished)
     }
 
-    /// Waits until the job changes state or gets new log lines, or `timeout` passes.
-    public func waitForJobChange(_ id: JobID, timeout: Duration) async {
+    /// How many committed changes (state, logs) the job has seen; read it before reading the
+    /// job, then wait with it, and no change between the read and the wait is missed.
+    public func jobVersion(_ id: JobID) -> UInt64 { jobVersions[id] ?? 0 }
+
+    /// Waits until the job's version passes `version` (it changed state or got new log lines),
+    /// or `timeout` passes.
+    public func waitForJobChange(_ id: JobID, after version: UInt64, timeout: Duration) async {
+        guard (jobVersions[id] ?? 0) <= version else { return }
         let watcher = nextWatcherID
         nextWatcherID += 1
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -909,6 +916,7 @@ public actor ControlPlane {
     }
 
     private func notifyJob(_ id: JobID) {
+        jobVersions[id, default: 0] += 1
         if let watchers = jobWatchers.removeValue(forKey: id) { for watcher in watchers.values { watcher.resume() } }
     }
 

@@ -2,6 +2,7 @@ public import FastGPUModel
 public import FastGPUScheduler
 public import Logging
 public import ServiceLifecycle
+import Synchronization
 
 /// Observes scheduling passes (for metrics); called once per pass.
 public protocol SchedulingObserver: Sendable {
@@ -18,6 +19,9 @@ public struct SchedulingService: Service {
     let estimator: StartEstimator
     let observer: (any SchedulingObserver)?
     let logger: Logger
+    /// Start estimates are a shadow run of up to hundreds of passes: they are recomputed only
+    /// once four times their last cost has passed (at most ~20 % of a core), and reused between.
+    private let estimates = EstimateCache()
 
     public init(controlPlane: ControlPlane, observer: (any SchedulingObserver)? = nil, logger: Logger = Logger(label: "fastgpu.scheduler")) {
         self.controlPlane = controlPlane
@@ -48,10 +52,20 @@ public struct SchedulingService: Service {
         let clock = ContinuousClock()
         let started = clock.now
         let plan = scheduler.process(state, now: now)
-        let estimates = plan.pending.count <= controlPlane.configuration.estimateLimit
-            ? estimator.estimatedStarts(state: state, plan: plan, now: now) : [:]
+        let planned = clock.now
+        var starts: [JobID: Timestamp] = [:]
+        if plan.pending.count <= controlPlane.configuration.estimateLimit {
+            let due = estimates.state.withLock { $0.next.map { planned >= $0 } ?? true }
+            if due {
+                starts = estimator.estimatedStarts(state: state, plan: plan, now: now)
+                let cost = clock.now - planned
+                estimates.state.withLock { $0 = (clock.now + cost * 4, starts) }
+            } else {
+                starts = estimates.state.withLock { $0.starts }
+            }
+        }
         let decided = clock.now
-        let placed = try await controlPlane.commit(plan, estimates: estimates, now: now)
+        let placed = try await controlPlane.commit(plan, estimates: starts, now: now)
         let committed = clock.now
         observer?.passFinished(placements: placed, pending: plan.pending.count,
                                decisionNanoseconds: (decided - started).nanoseconds, commitNanoseconds: (committed - decided).nanoseconds)
@@ -98,4 +112,8 @@ extension Duration {
         let (seconds, attoseconds) = components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
+}
+
+final class EstimateCache: Sendable {
+    let state = Mutex<(next: ContinuousClock.Instant?, starts: [JobID: Timestamp])>((nil, [:]))
 }
