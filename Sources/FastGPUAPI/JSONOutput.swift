@@ -176,6 +176,31 @@ extension JobListWire: JSONWritable {
     }
 }
 
+extension QueueItemWire: JSONWritable {
+    func write(to out: inout JSONOutput) {
+        out.beginObject()
+        out.field("position", position)
+        out.field("job", job)
+        out.field("project", project)
+        out.field("name", name)
+        out.field("submitter", submitter)
+        if let reason { out.key("reason"); reason.write(to: &out) }
+        out.field("estimatedStart", estimatedStart)
+        out.endObject()
+    }
+}
+
+extension QueueListWire: JSONWritable {
+    func write(to out: inout JSONOutput) {
+        out.beginObject()
+        out.key("items")
+        out.beginArray()
+        for item in items { item.write(to: &out) }
+        out.endArray()
+        out.endObject()
+    }
+}
+
 extension JSONWritable {
     /// The value as JSON bytes, written directly.
     var jsonBytes: [UInt8] {

@@ -123,6 +123,8 @@ struct NodeShapeCatalog {
         if case .mig(let profile) = r.gpu, !MIGGeometry.allProfileNames.contains(profile.lowercased()) {
             return .unknownMIGProfile(profile)
         }
+        // A cluster with no nodes yet rules nothing out: its first nodes are still to register.
+        guard !shapes.isEmpty else { return nil }
         var candidates = shapes
         if r.gpu != .none, let model = r.gpuModel {
             candidates = candidates.filter { GPUModelName.matches(requested: model, offered: $0.shape.gpuModel) }

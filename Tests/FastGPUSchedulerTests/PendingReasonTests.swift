@@ -93,3 +93,11 @@ import Testing
         #expect(throws: ClusterChangeError.unknownJob(JobID(9))) { try state.apply(.deferJob(JobID(9), until: .seconds(1))) }
     }
 }
+
+@Suite struct EmptyClusterTests {
+    @Test func withNoNodesYetNothingIsNeverOnlyNotNow() {
+        let plan = Scheduler().process(.make(nodes: [], jobs: [Job.make(1).gpus(2).build(), Job.make(2).gpus(2, model: "B200").build()]), now: .zero)
+        #expect(plan.pending.count == 2)
+        #expect(plan.pending.allSatisfy { !$0.reason.isNever }, "\(plan.pending.map(\.reason))")
+    }
+}
