@@ -408,6 +408,14 @@ public actor ControlPlane {
         lastHeartbeat[id] = now
         nodeRecords[id]?.lastHeartbeatAt = now
         pending.nodes.insert(id)
+        // One credential per node: a new registration revokes the old one (a copy left on a
+        // reinstalled machine, or a leaked one, stops working).
+        for var old in tokenRecords.values.sorted(by: { $0.id < $1.id }) where old.kind == .node && old.nodeID == id && old.revokedAt == nil {
+            old.revokedAt = now
+            tokenRecords[old.id] = old
+            pending.direct.append(.saveToken(old))
+            tokens.put(old)
+        }
         let secret = issueToken(name: "node \(name)", kind: .node, subject: "node:\(name)", clusterAdmin: false, nodeID: id, expiresAt: nil, now: now)
         wake()
         try await awaitDurable()

@@ -233,6 +233,7 @@ struct AgentAPITests {
             let (again, newCredential) = try await api.register("gpu-01", gpus: 2)
             #expect(first == again)
             #expect(oldCredential != newCredential)
+            #expect(try await api.post("/v1/nodes/\(first)/heartbeat", token: oldCredential).status == .unauthorized, "the old credential is revoked")
             let unhealthy = try await api.post("/v1/nodes/\(first)/heartbeat", token: newCredential, body: #"{"gpus":[{"index":1,"healthy":false,"reason":"XID 79"}]}"#)
             #expect(unhealthy.status == .ok)
             let gpu = try await api.get("/v1/nodes/\(first)", token: fixture.admin).json["gpus"]?[1]
