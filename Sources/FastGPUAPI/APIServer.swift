@@ -18,6 +18,7 @@ extension HTTPFields {
 public struct APIRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var principal: Principal?
+    var authenticationFailure: AuthenticationFailure?
     public var requestID: String = ""
 
     public init(source: Source) {
@@ -25,7 +26,7 @@ public struct APIRequestContext: RequestContext {
     }
 
     func requirePrincipal() throws -> Principal {
-        guard let principal else { throw AuthenticationFailure.missing }
+        guard let principal else { throw authenticationFailure ?? .missing }
         return principal
     }
 }
@@ -65,7 +66,8 @@ public struct APIServer: Sendable {
 
     public func makeRouter() -> (router: Router<APIRequestContext>, routes: RouteTable) {
         let router = Router(context: APIRequestContext.self)
-        router.add(middleware: ProblemMiddleware(metrics: metrics))
+        let index = RouteIndex()
+        router.add(middleware: ProblemMiddleware(metrics: metrics, routes: index))
         router.add(middleware: AuthenticationMiddleware(tokens: controlPlane.tokens, clock: clock))
         var table = RouteTable()
         let cp = controlPlane
@@ -75,6 +77,7 @@ public struct APIServer: Sendable {
 
         func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> Response) {
             table.add(method, path)
+            index.add(method: method.rawValue, path: path)
             router.on(RouterPath(path), method: method, use: handler)
         }
 
@@ -116,7 +119,7 @@ public struct APIServer: Sendable {
             let principal = try context.requirePrincipal()
             let query = request.uri.queryParameters
             var states: Set<JobState> = []
-            if let text = query["state"] {
+            if let text = nonEmpty(query["state"]) {
                 for part in text.split(separator: ",") {
                     guard let state = JobState(rawValue: String(part)) else {
                         throw APIProblem(status: .badRequest, title: "Bad request", detail: "unknown state \(part); one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -125,16 +128,16 @@ public struct APIServer: Sendable {
                 }
             }
             var limit = 100
-            if let text = query["limit"] {
+            if let text = nonEmpty(query["limit"]) {
                 guard let value = Int(text), value >= 1 else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be a positive integer") }
                 limit = value
             }
             var after: JobID?
-            if let text = query["after"] {
+            if let text = nonEmpty(query["after"]) {
                 guard let id = JobID(parsing: text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be a job id") }
                 after = id
             }
-            let page = try cp.jobs(by: principal, project: query["project"].map(String.init), states: states, after: after, limit: limit)
+            let page = try cp.jobs(by: principal, project: nonEmpty(query["project"]), states: states, after: after, limit: limit)
             let now = clock.now()
             return try json(JobListWire(items: page.jobs.map { Wire.job($0, now: now) }, next: page.next.map { String($0.rawValue) }))
         }
@@ -150,8 +153,13 @@ public struct APIServer: Sendable {
         }
         route(.get, "/v1/jobs/{id}/events") { request, context in
             let principal = try context.requirePrincipal()
-            let after = Int64(request.uri.queryParameters["after"].map(String.init) ?? "0") ?? 0
-            let limit = Int(request.uri.queryParameters["limit"].map(String.init) ?? "100") ?? 100
+            let query = request.uri.queryParameters
+            guard let after = Int64(nonEmpty(query["after"]) ?? "0"), after >= 0 else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be an event sequence number")
+            }
+            guard let limit = Int(nonEmpty(query["limit"]) ?? "100"), limit >= 1 else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be a positive integer")
+            }
             let events = try await cp.events(of: try jobID(context), by: principal, after: after, limit: limit)
             return try json(EventListWire(items: events.map(Wire.event)))
         }
@@ -160,9 +168,14 @@ public struct APIServer: Sendable {
             let id = try jobID(context)
             _ = try cp.job(id, by: principal)
             let query = request.uri.queryParameters
-            let follow = query["follow"].map { $0 == "true" || $0 == "1" } ?? false
+            let follow: Bool
+            switch nonEmpty(query["follow"]) {
+            case nil, "false"?, "0"?: follow = false
+            case "true"?, "1"?: follow = true
+            case let other?: throw APIProblem(status: .badRequest, title: "Bad request", detail: "follow must be true or false, not \(other)")
+            }
             var start: LogPosition?
-            if let text = query["after"] {
+            if let text = nonEmpty(query["after"]) {
                 let parts = text.split(separator: ":")
                 guard parts.count == 2, let allocation = UInt64(parts[0]), let sequence = Int64(parts[1]) else {
                     throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be ALLOCATION:SEQUENCE")
@@ -200,7 +213,7 @@ public struct APIServer: Sendable {
         route(.get, "/v1/queue") { request, context in
             let principal = try context.requirePrincipal()
             let now = clock.now()
-            let items = try cp.queue(by: principal, project: request.uri.queryParameters["project"].map(String.init)).map { entry, view in
+            let items = try cp.queue(by: principal, project: nonEmpty(request.uri.queryParameters["project"])).map { entry, view in
                 QueueItemWire(position: entry.position, job: entry.job.rawValue, project: view.projectName, name: view.job.name,
                               submitter: view.job.submitter, reason: Wire.reason(entry.reason, now: now), estimatedStart: entry.estimatedStart.map(Wire.time))
             }
@@ -228,8 +241,16 @@ public struct APIServer: Sendable {
             let principal = try context.requirePrincipal()
             var request = request
             let body = try decode(RegisterNodeBody.self, from: try await body(of: &request))
+            guard body.gpus.count <= Limits.gpusPerNode else { throw WireError(description: "a node has at most \(Limits.gpusPerNode) GPUs") }
+            guard (0...Limits.cpuMillis).contains(body.cpuMillis), (0...Limits.memoryMiB).contains(body.memoryMiB) else {
+                throw WireError(description: "cpuMillis must be 0 to \(Limits.cpuMillis) and memoryMiB 0 to \(Limits.memoryMiB)")
+            }
+            guard (body.labels?.count ?? 0) <= Limits.entries else { throw WireError(description: "more than \(Limits.entries) labels") }
             let gpus = try body.gpus.enumerated().map { index, gpu in
                 guard !gpu.model.isEmpty, gpu.memoryMiB > 0 else { throw WireError(description: "gpus[\(index)] needs a model and a positive memoryMiB") }
+                guard gpu.memoryMiB <= Limits.gpuMemoryMiB, (0...Limits.gpusPerNode).contains(gpu.island ?? 0) else {
+                    throw WireError(description: "gpus[\(index)]: memoryMiB at most \(Limits.gpuMemoryMiB), island 0 to \(Limits.gpusPerNode)")
+                }
                 return GPU(index: index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, island: gpu.island ?? 0, migEnabled: gpu.migEnabled ?? false)
             }
             let (view, token) = try await cp.registerNode(name: body.name, gpus: gpus, cpuMillis: body.cpuMillis, memoryMiB: body.memoryMiB,
@@ -251,11 +272,11 @@ public struct APIServer: Sendable {
         route(.get, "/v1/nodes/{id}/assignments") { request, context in
             let principal = try context.requirePrincipal()
             let query = request.uri.queryParameters
-            let index: UInt64 = try query["index"].map { text throws -> UInt64 in
+            let index: UInt64 = try nonEmpty(query["index"]).map { text throws -> UInt64 in
                 guard let value = UInt64(text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "index must be a non-negative integer") }
                 return value
             } ?? 0
-            let wait = try query["wait"].map { try parseWait(String($0)) } ?? .zero
+            let wait = try nonEmpty(query["wait"]).map { try parseWait($0) } ?? .zero
             let assignments = try await cp.assignments(node: try nodeID(context), after: index, wait: wait, by: principal)
             return try json(AssignmentsWire(index: assignments.index, allocations: assignments.allocations.map { a in
                 var shareLimit: Int?
@@ -305,7 +326,7 @@ public struct APIServer: Sendable {
         }
         route(.get, "/v1/projects/{name}") { _, context in
             let principal = try context.requirePrincipal()
-            return try json(Wire.project(try await cp.project(try context.parameters.require("name"), by: principal)))
+            return try json(Wire.project(try await cp.project(try pathParameter(context, "name"), by: principal)))
         }
         route(.put, "/v1/projects/{name}/members/{subject}") { request, context in
             let principal = try context.requirePrincipal()
@@ -314,12 +335,12 @@ public struct APIServer: Sendable {
             guard let role = MemberRole(rawValue: body.role) else {
                 throw APIProblem(status: .badRequest, title: "Bad request", detail: "role must be admin, member or viewer")
             }
-            return try json(Wire.project(try await cp.setMember(project: try context.parameters.require("name"), subject: try context.parameters.require("subject"),
+            return try json(Wire.project(try await cp.setMember(project: try pathParameter(context, "name"), subject: try pathParameter(context, "subject"),
                                                               role: role, by: principal)))
         }
         route(.delete, "/v1/projects/{name}/members/{subject}") { _, context in
             let principal = try context.requirePrincipal()
-            return try json(Wire.project(try await cp.setMember(project: try context.parameters.require("name"), subject: try context.parameters.require("subject"),
+            return try json(Wire.project(try await cp.setMember(project: try pathParameter(context, "name"), subject: try pathParameter(context, "subject"),
                                                               role: nil, by: principal)))
         }
 
@@ -338,8 +359,8 @@ public struct APIServer: Sendable {
             case "join": kind = .join
             case let other: throw APIProblem(status: .badRequest, title: "Bad request", detail: "kind must be user or join, not \(other)")
             }
-            if let seconds = body.expiresInSeconds, seconds <= 0 {
-                throw APIProblem(status: .badRequest, title: "Bad request", detail: "expiresInSeconds must be positive")
+            if let seconds = body.expiresInSeconds, seconds <= 0 || seconds > Limits.seconds {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "expiresInSeconds must be 1 to \(Limits.seconds)")
             }
             let expiry = body.expiresInSeconds.map { clock.now() + .seconds($0) }
             let view = try await cp.createToken(name: body.name, kind: kind, subject: body.subject, clusterAdmin: body.clusterAdmin ?? false,
@@ -358,6 +379,18 @@ public struct APIServer: Sendable {
 }
 
 // MARK: - Helpers
+
+/// A path parameter, percent-decoded (`/members/jos%C3%A9` is josé).
+func pathParameter(_ context: APIRequestContext, _ name: String) throws -> String {
+    let raw = try context.parameters.require(name)
+    return raw.removingPercentEncoding ?? raw
+}
+
+/// A query parameter's value; an empty one (`?after=`) counts as absent.
+func nonEmpty(_ value: Substring?) -> String? {
+    guard let value, !value.isEmpty else { return nil }
+    return String(value)
+}
 
 func text(_ string: String) -> Response {
     var headers = HTTPFields()

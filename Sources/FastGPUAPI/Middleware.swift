@@ -7,6 +7,30 @@ import NIOCore
 public import Prometheus
 import Synchronization
 
+struct MethodNotAllowed: Error {
+    var allowed: [String]
+}
+
+/// The registered routes by method, for answering 405 instead of 404 to a wrong method.
+final class RouteIndex: Sendable {
+    private let routes = Mutex<[(method: String, parts: [Substring])]>([])
+
+    func add(method: String, path: String) { routes.withLock { $0.append((method, path.split(separator: "/"))) } }
+
+    func methods(forPath path: String) -> [String] {
+        let parts = path.split(separator: "/")
+        return routes.withLock { routes in
+            let matching = routes.filter { route in
+                route.parts.count == parts.count && zip(route.parts, parts).allSatisfy { $0.hasPrefix("{") || $0 == $1 }
+            }
+            // A literal segment wins over a parameter: /v1/nodes/register is not /v1/nodes/{id}.
+            func literals(_ route: (method: String, parts: [Substring])) -> Int { route.parts.filter { !$0.hasPrefix("{") }.count }
+            let best = matching.map(literals).max() ?? 0
+            return Array(Set(matching.filter { literals($0) == best }.map(\.method))).sorted()
+        }
+    }
+}
+
 /// An error with the status and words the caller sees.
 struct APIProblem: Error {
     var status: HTTPResponse.Status
@@ -20,6 +44,7 @@ struct APIProblem: Error {
 struct ProblemMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let metrics: APIMetrics
+    let routes: RouteIndex
     private static let counter = Atomic<UInt64>(0)
 
     func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
@@ -31,6 +56,11 @@ struct ProblemMiddleware: RouterMiddleware {
         var response: Response
         do {
             response = try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound {
+            // No route for this method: 405 with the methods the path does answer, else 404.
+            let allowed = routes.methods(forPath: request.uri.path)
+            let failure: any Error = allowed.isEmpty ? error : MethodNotAllowed(allowed: allowed)
+            response = Self.problem(for: failure, requestID: requestID, logger: context.logger)
         } catch {
             response = Self.problem(for: error, requestID: requestID, logger: context.logger)
         }
@@ -65,6 +95,9 @@ struct ProblemMiddleware: RouterMiddleware {
             status = error.status
             title = error.status.reasonPhrase
             detail = error.status == .notFound ? "no such route" : (error.status == .methodNotAllowed ? "method not allowed on this route" : error.status.reasonPhrase)
+        case let error as MethodNotAllowed:
+            (status, title, detail) = (.methodNotAllowed, "Method not allowed", "this route answers \(error.allowed.joined(separator: ", "))")
+            headers[.allow] = error.allowed.joined(separator: ", ")
         default:
             (status, title, detail) = (.internalServerError, "Internal error", "the server failed; the request id is in the server's log")
             logger.error("request failed", metadata: ["error": "\(error)", "request": "\(requestID)"])
@@ -76,8 +109,9 @@ struct ProblemMiddleware: RouterMiddleware {
     }
 }
 
-/// Reads `Authorization: Bearer …` and, when the token checks out, puts its principal in the
-/// context. Routes that need a caller ask for it; a bad token fails even on a route that does not.
+/// Reads `Authorization: Bearer …` and puts its principal, or why it was refused, in the
+/// context. Routes that need a caller ask for it (and answer 401 with a bad token); the public
+/// ones (health, metrics, the document) ignore the header.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = APIRequestContext
     let tokens: TokenTable
@@ -85,15 +119,16 @@ struct AuthenticationMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else { return try await next(request, context) }
-        guard header.hasPrefix("Bearer ") else { throw AuthenticationFailure.malformed }
-        switch tokens.authenticate(String(header.dropFirst(7)), now: clock.now()) {
-        case .success(let principal):
-            var context = context
-            context.principal = principal
-            return try await next(request, context)
-        case .failure(let failure):
-            throw failure
+        var context = context
+        if header.hasPrefix("Bearer ") {
+            switch tokens.authenticate(String(header.dropFirst(7)), now: clock.now()) {
+            case .success(let principal): context.principal = principal
+            case .failure(let failure): context.authenticationFailure = failure
+            }
+        } else {
+            context.authenticationFailure = .malformed
         }
+        return try await next(request, context)
     }
 }
 

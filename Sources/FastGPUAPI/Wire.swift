@@ -28,11 +28,28 @@ extension Decoder {
             let path = (codingPath.map(\.stringValue) + [unknown]).joined(separator: ".")
             throw WireError(description: "field '\(path)' is not accepted")
         }
+        // null is not "absent": a field is either left out or given a value.
+        if let null = try any.allKeys.sorted(by: { $0.stringValue < $1.stringValue }).first(where: { try any.decodeNil(forKey: $0) }) {
+            let path = (codingPath.map(\.stringValue) + [null.stringValue]).joined(separator: ".")
+            throw WireError(description: "field '\(path)' must not be null; leave it out instead")
+        }
         return try container(keyedBy: type)
     }
 }
 
 // MARK: - Requests
+
+/// Bounds on what a request may ask, far above any real machine, so that no arithmetic on them
+/// (usage in MiB × ms, times in ms) can overflow.
+enum Limits {
+    static let cpuMillis = 100_000_000
+    static let memoryMiB = 1 << 30
+    static let gpusPerTask = 1024
+    static let gpusPerNode = 64
+    static let gpuMemoryMiB = 1 << 24
+    static let seconds: Int64 = 315_360_000
+    static let entries = 256
+}
 
 struct ResourcesBody: Decodable {
     var gpus: Int?
@@ -59,12 +76,12 @@ struct ResourcesBody: Decodable {
     }
 
     func taskResources() throws -> TaskResources {
-        let kinds = [gpus != nil, gpuMemoryMiB != nil || gpuMilli != nil, mig != nil].filter { $0 }.count
+        let kinds = [(gpus ?? 0) > 0, gpuMemoryMiB != nil || gpuMilli != nil, mig != nil].filter { $0 }.count
         guard kinds <= 1 else { throw WireError(description: "ask for whole GPUs (gpus), a share (gpuMemoryMiB, gpuMilli) or a MIG profile (mig), not several") }
         let gpu: GPURequest
-        if let gpus {
-            guard gpus >= 0 else { throw WireError(description: "gpus must not be negative") }
-            gpu = gpus == 0 ? .none : .whole(count: gpus)
+        if let gpus, gpus != 0 {
+            guard gpus > 0 else { throw WireError(description: "gpus must not be negative") }
+            gpu = .whole(count: gpus)
         } else if gpuMemoryMiB != nil || gpuMilli != nil {
             let memory = gpuMemoryMiB ?? 0
             guard memory >= 0 else { throw WireError(description: "gpuMemoryMiB must not be negative") }
@@ -78,7 +95,12 @@ struct ResourcesBody: Decodable {
             gpu = .none
         }
         let cpu = cpuMillis ?? 1000, memory = memoryMiB ?? 1024
-        guard cpu >= 0, memory >= 0 else { throw WireError(description: "cpuMillis and memoryMiB must not be negative") }
+        guard (0...Limits.cpuMillis).contains(cpu), (0...Limits.memoryMiB).contains(memory) else {
+            throw WireError(description: "cpuMillis must be 0 to \(Limits.cpuMillis) and memoryMiB 0 to \(Limits.memoryMiB)")
+        }
+        if let gpus, gpus > Limits.gpusPerTask { throw WireError(description: "gpus must be at most \(Limits.gpusPerTask)") }
+        if let gpuMemoryMiB, gpuMemoryMiB > Limits.gpuMemoryMiB { throw WireError(description: "gpuMemoryMiB must be at most \(Limits.gpuMemoryMiB)") }
+        if (nodeSelector?.count ?? 0) > Limits.entries { throw WireError(description: "nodeSelector has more than \(Limits.entries) entries") }
         if let gpuModel, gpuModel.isEmpty { throw WireError(description: "gpuModel must not be empty") }
         return TaskResources(gpu: gpu, gpuModel: gpuModel, cpuMillis: cpu, memoryMiB: memory, nodeSelector: nodeSelector ?? [:])
     }
@@ -141,6 +163,10 @@ struct JobSubmissionBody: Decodable {
         }
         if let limit = maxRuntimeSeconds, limit <= 0 { throw WireError(description: "maxRuntimeSeconds must be positive") }
         if let estimate = estimatedRuntimeSeconds, estimate <= 0 { throw WireError(description: "estimatedRuntimeSeconds must be positive") }
+        if max(maxRuntimeSeconds ?? 0, estimatedRuntimeSeconds ?? 0) > Limits.seconds {
+            throw WireError(description: "runtimes must be at most \(Limits.seconds) seconds")
+        }
+        if (env?.count ?? 0) > Limits.entries || command.count > 4096 { throw WireError(description: "too many env entries or command arguments") }
         let attempts = maxAttempts ?? 3
         guard (1...100).contains(attempts) else { throw WireError(description: "maxAttempts must be 1 to 100") }
         let group = TaskGroup(name: "main", count: tasks, resources: try (resources?.taskResources() ?? ResourcesBody.empty.taskResources()),

@@ -693,7 +693,7 @@ public actor ControlPlane {
         try requireClusterAdmin(principal)
         guard Self.isValidName(name) else { throw ControlPlaneError.invalid("a project name is 1 to 63 lowercase letters, digits and dashes") }
         guard projectIDs[name] == nil else { throw ControlPlaneError.conflict("project \(name) already exists") }
-        guard weight >= 1 else { throw ControlPlaneError.invalid("weight must be at least 1") }
+        guard (1...1_000_000).contains(weight) else { throw ControlPlaneError.invalid("weight must be 1 to 1000000") }
         let record = createProjectRecord(name: name, weight: weight, now: clock.now())
         try await awaitDurable()
         return projectView(record)
@@ -727,6 +727,7 @@ public actor ControlPlane {
         try checkWritable()
         try requireUser(principal)
         let subject = subject ?? principal.subject
+        guard !subject.isEmpty, subject.count <= 128 else { throw ControlPlaneError.invalid("a token's subject is 1 to 128 characters") }
         guard kind != .node else { throw ControlPlaneError.invalid("node credentials are issued at registration") }
         if !principal.clusterAdmin {
             guard kind == .user, subject == principal.subject, !clusterAdmin else {

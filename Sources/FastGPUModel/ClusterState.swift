@@ -14,6 +14,25 @@ public struct ResourceUsage: Hashable, Sendable, Codable {
     }
 }
 
+extension ResourceUsage {
+    /// Adds `milliseconds` of use at these rates. Saturates instead of trapping: a year of a
+    /// terabyte-node's memory in MiB × ms is near Int64's range, and usage only ranks projects.
+    public mutating func add(milliGPUs: Int, cpuMillis: Int, memoryMiB: Int, milliseconds: Int64) {
+        milliGPUMilliseconds = Self.saturating(milliGPUMilliseconds, plus: Int64(milliGPUs), times: milliseconds)
+        cpuMilliMilliseconds = Self.saturating(cpuMilliMilliseconds, plus: Int64(cpuMillis), times: milliseconds)
+        memoryMiBMilliseconds = Self.saturating(memoryMiBMilliseconds, plus: Int64(memoryMiB), times: milliseconds)
+    }
+
+    /// `a + b × c`, clamped to Int64's range.
+    public static func saturating(_ a: Int64, plus b: Int64, times c: Int64) -> Int64 {
+        let (product, overflow) = b.multipliedReportingOverflow(by: c)
+        if overflow { return (b < 0) != (c < 0) ? .min : .max }
+        let (sum, overflowed) = a.addingReportingOverflow(product)
+        if overflowed { return product < 0 ? .min : .max }
+        return sum
+    }
+}
+
 /// A project as the scheduler sees it: its fair-share weight and what it has used.
 public struct ProjectAccount: Hashable, Sendable, Codable {
     public var id: ProjectID
@@ -298,14 +317,12 @@ public struct ClusterState: Sendable {
         var ended = [EndedAllocation(allocation: allocation, outcome: outcome)]
         let runMilliseconds = now.milliseconds(since: allocation.startTime)
         var account = projects[allocation.project] ?? ProjectAccount(id: allocation.project)
-        account.usage.milliGPUMilliseconds += Int64(allocation.milliGPUs) * runMilliseconds
-        account.usage.cpuMilliMilliseconds += Int64(allocation.cpuMillis) * runMilliseconds
-        account.usage.memoryMiBMilliseconds += Int64(allocation.memoryMiB) * runMilliseconds
+        account.usage.add(milliGPUs: allocation.milliGPUs, cpuMillis: allocation.cpuMillis, memoryMiB: allocation.memoryMiB, milliseconds: runMilliseconds)
         projects[allocation.project] = account
 
         guard var job = jobs[allocation.task.job] else { return ended }
         job.liveAllocations[allocation.task] = nil
-        job.attainedMilliGPUMilliseconds += Int64(allocation.milliGPUs) * runMilliseconds
+        job.attainedMilliGPUMilliseconds = ResourceUsage.saturating(job.attainedMilliGPUMilliseconds, plus: Int64(allocation.milliGPUs), times: runMilliseconds)
         let gang = job.taskGroups[allocation.task.group].gang
         var partnersOutcome: AllocationOutcome?
         switch outcome {

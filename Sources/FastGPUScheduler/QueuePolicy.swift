@@ -195,14 +195,6 @@ public struct LeastAttainedServicePolicy: QueuePolicy {
     }
 }
 
-extension ResourceUsage {
-    mutating func add(milliGPUs: Int, cpuMillis: Int, memoryMiB: Int, milliseconds: Int64) {
-        milliGPUMilliseconds += Int64(milliGPUs) * milliseconds
-        cpuMilliMilliseconds += Int64(cpuMillis) * milliseconds
-        memoryMiBMilliseconds += Int64(memoryMiB) * milliseconds
-    }
-}
-
 extension Array where Element == Job {
     /// Sorted by a key computed once per job; sorts small keys with indices, not whole jobs
     /// (a `Job` is large, and moving 100,000 of them dominated the ordering).

@@ -177,3 +177,44 @@ struct JobsAPITests {
         }
     }
 }
+
+@Suite("API: edges found by fuzzing")
+struct FuzzFoundTests {
+    @Test func hugeCapacitiesAreRefusedNotOverflowed() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string
+            let huge = try await api.post("/v1/nodes/register", token: join,
+                                          body: #"{"name":"n","cpuMillis":137,"memoryMiB":1641563386619008256,"gpus":[{"model":"H100","memoryMiB":43355986843}]}"#)
+            #expect(huge.status == .badRequest)
+            let long = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"default","command":["x"],"maxRuntimeSeconds":9223372036854775807}"#)
+            #expect(long.status == .badRequest)
+            #expect(long.detail == "runtimes must be at most 315360000 seconds")
+        }
+    }
+
+    @Test func nullIsNotAbsentAndEmptyQueryValuesAre() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let null = try await api.post("/v1/projects", token: fixture.admin, body: #"{"name":"x","weight":null}"#)
+            #expect(null.status == .badRequest)
+            #expect(null.detail == "field 'weight' must not be null; leave it out instead")
+            #expect(try await api.get("/v1/jobs?project=&limit=1&after=", token: fixture.admin).status == .ok)
+        }
+    }
+
+    @Test func aWrongMethodIs405WithTheAllowedOnes() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let reply = try await api.client.execute(uri: "/v1/nodes/register", method: .get, headers: [.authorization: "Bearer \(fixture.admin)"], body: nil)
+            #expect(reply.status == .methodNotAllowed, "a literal segment wins: /v1/nodes/register answers POST only")
+            #expect(reply.headers[.allow] == "POST")
+            let delete = try await api.client.execute(uri: "/v1/jobs", method: .delete, headers: [:], body: nil)
+            #expect(delete.status == .methodNotAllowed)
+            #expect(delete.headers[.allow] == "GET, POST")
+            let options = try await api.client.execute(uri: "/v1/nodes/register", method: .options, headers: [:], body: nil)
+            #expect(options.headers[.allow] == "POST")
+            #expect(try await api.get("/healthz", token: "fgpu_broken").status == .ok, "a bad token does not matter where none is needed")
+        }
+    }
+}
