@@ -17,6 +17,8 @@ public struct ControlPlaneConfiguration: Sendable {
     public var maxPageSize: Int
     /// A task lost with its node is retried after `retryBackoff`, doubled per attempt, at most `retryBackoffCap`.
     public var retryBackoff: Duration = .seconds(10)
+    /// How long a retried submission with the same Idempotency-Key returns the first job.
+    public var idempotencyRetention: Duration = .seconds(24 * 3600)
     public var retryBackoffCap: Duration = .seconds(300)
 
     public init(scheduler: SchedulerConfiguration = SchedulerConfiguration(), heartbeatTTL: Duration = .seconds(5), heartbeatGrace: Duration = .seconds(5),
@@ -209,7 +211,8 @@ public actor ControlPlane {
             throw ControlPlaneError.forbidden("a viewer of project \(submission.project) cannot submit jobs")
         }
         if let key = idempotencyKey {
-            if let previous = idempotency[Self.idempotencySlot(principal.subject, key)] {
+            if let previous = idempotency[Self.idempotencySlot(principal.subject, key)],
+               clock.now().milliseconds(since: previous.createdAt) < configuration.idempotencyRetention.wholeMilliseconds {
                 guard previous.requestHash == requestHash else {
                     throw ControlPlaneError.conflict("Idempotency-Key \(key) was used for a different request")
                 }
@@ -655,6 +658,17 @@ public actor ControlPlane {
         var delay = base
         for _ in 1..<max(1, attempt) where delay < cap { delay = delay * 2 }
         return min(delay, cap)
+    }
+
+    /// Forgets idempotency keys past their retention, in memory and in the store.
+    public func expireIdempotencyKeys() async throws {
+        try checkWritable()
+        let cutoff = Timestamp(millisecondsSinceEpoch: clock.now().millisecondsSinceEpoch - configuration.idempotencyRetention.wholeMilliseconds)
+        let before = idempotency.count
+        idempotency = idempotency.filter { $0.value.createdAt >= cutoff }
+        guard idempotency.count < before else { return }
+        pending.direct.append(.expireIdempotencyKeys(before: cutoff))
+        try await awaitDurable()
     }
 
     /// Called when the liveness loop finds that it itself was paused: nobody is judged on the gap.

@@ -18,6 +18,8 @@ public enum StoreWrite: Hashable, Sendable {
     case saveAllocation(AllocationRecord)
     case appendEvent(EventRecord)
     case appendLog(LogChunkRecord)
+    /// Idempotency keys older than the retention are forgotten: a retry after that is a new job.
+    case expireIdempotencyKeys(before: Timestamp)
     case setMeta(StoreMeta)
 }
 

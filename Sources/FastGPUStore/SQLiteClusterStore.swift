@@ -171,11 +171,13 @@ public final class SQLiteClusterStore: ClusterStore {
                     for gpu in gpus { try gpu.upsert(db) }
                 case .submitJob(let record, let idempotency):
                     try record.insert(db)
-                    try idempotency?.insert(db)
+                    try idempotency?.upsert(db)
                 case .saveJob(let record): try record.upsert(db)
                 case .saveAllocation(let record): try record.upsert(db)
                 case .appendEvent(let record): try record.insert(db)
                 case .appendLog(let record): try record.insert(db, onConflict: .ignore)
+                case .expireIdempotencyKeys(let before):
+                    _ = try IdempotencyRecord.filter(Column("createdAt") < before.millisecondsSinceEpoch).deleteAll(db)
                 case .setMeta(let meta):
                     try MetaRow(id: 1, stateIndex: meta.stateIndex, nextAllocationID: meta.nextAllocationID).upsert(db)
                 }

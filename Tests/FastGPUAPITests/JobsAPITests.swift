@@ -141,6 +141,26 @@ struct JobsAPITests {
         }
     }
 
+    @Test func aKeyIsRememberedForItsRetentionOnly() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let body = #"{"project":"default","command":["python","train.py"]}"#
+            let first = try await api.post("/v1/jobs", token: fixture.admin, body: body, headers: ["Idempotency-Key": "daily"])
+            fixture.clock.advance(by: .seconds(23 * 3600))
+            #expect(try await api.post("/v1/jobs", token: fixture.admin, body: body, headers: ["Idempotency-Key": "daily"]).json["id"] == first.json["id"])
+            fixture.clock.advance(by: .seconds(2 * 3600))
+            try await fixture.controlPlane.expireIdempotencyKeys()
+            let later = try await api.post("/v1/jobs", token: fixture.admin, body: body, headers: ["Idempotency-Key": "daily"])
+            #expect(later.status == .created, "after 24 h the same key is a new submission")
+            #expect(later.json["id"] != first.json["id"])
+        }
+        let restarted = try await fixture.restarted()
+        try await restarted.test { api in
+            let again = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"default","command":["python","train.py"]}"#, headers: ["Idempotency-Key": "daily"])
+            #expect(again.status == .ok, "the renewed key survived the restart")
+        }
+    }
+
     @Test func concurrentRetriesCreateOneJob() async throws {
         let fixture = try await Fixture.make()
         try await fixture.test { api in

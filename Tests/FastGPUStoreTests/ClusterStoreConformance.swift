@@ -91,6 +91,18 @@ struct ClusterStoreConformance {
         #expect(loaded.jobs == [job])
         #expect(loaded.projects == [project])
         #expect(loaded.members.isEmpty)
+
+        let old = IdempotencyRecord(subject: "a", key: "k", requestHash: "h1", jobID: JobID(1), createdAt: Self.t0)
+        let fresh = IdempotencyRecord(subject: "a", key: "k2", requestHash: "h2", jobID: JobID(1), createdAt: Self.t0 + .seconds(100))
+        var second = Self.job(2)
+        second.spec = Job.make(2).project(1).gpus(1).build()
+        try await store.commit(StoreBatch([.submitJob(second, idempotency: old), .appendEvent(EventRecord(time: Self.t0, kind: "x", message: "m"))]))
+        var reused = old
+        reused.requestHash = "h3"
+        try await store.commit(StoreBatch([.submitJob(Self.job(3), idempotency: reused), .submitJob(Self.job(4), idempotency: fresh)]))
+        #expect(try await store.load().idempotencyKeys.first { $0.key == "k" }?.requestHash == "h3", "a key past retention is taken over")
+        try await store.commit(StoreBatch([.expireIdempotencyKeys(before: Self.t0 + .seconds(50))]))
+        #expect(try await store.load().idempotencyKeys.map(\.key) == ["k2"])
     }
 
     func aBatchIsAllOrNothing() async throws {
