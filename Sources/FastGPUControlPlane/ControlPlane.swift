@@ -57,6 +57,8 @@ public actor ControlPlane {
     private var nodeRecords: [NodeID: NodeRecord] = [:]
     private var nodeIDs: [String: NodeID] = [:]
     private var lastHeartbeat: [NodeID: Timestamp] = [:]
+    /// What an operator had set (cordoned, draining) on a node that then went down: it comes back so.
+    private var stateBeforeDown: [NodeID: NodeState] = [:]
     private var launches: [JobID: JobLaunch] = [:]
     private var finishedAt: [JobID: Timestamp] = [:]
     private var reports: [AllocationID: AllocationReport] = [:]
@@ -456,8 +458,9 @@ public actor ControlPlane {
         if node.state == .down {
             // Back after being judged dead: its old allocations were lost and requeued; it
             // takes new work again.
-            try apply(.setNodeState(id, .ready, at: now), now: now)
-            pending.events.append(EventRecord(time: now, kind: "node-ready", nodeID: id, message: "\(node.name) is back"))
+            let back = stateBeforeDown.removeValue(forKey: id) ?? .ready
+            try apply(.setNodeState(id, back, at: now), now: now)
+            pending.events.append(EventRecord(time: now, kind: "node-\(back.rawValue)", nodeID: id, message: "\(node.name) is back (\(back.rawValue))"))
             changed = true
         }
         if changed {
@@ -620,6 +623,7 @@ public actor ControlPlane {
             for allocationID in node.allocations.sorted() {
                 try lose(allocationID, why: "\(node.name) missed its heartbeats", now: now)
             }
+            stateBeforeDown[node.id] = node.state
             try apply(.setNodeState(node.id, .down, at: now), now: now)
             nodeRecords[node.id]?.state = .down
             pending.events.append(EventRecord(time: now, kind: "node-down", nodeID: node.id,

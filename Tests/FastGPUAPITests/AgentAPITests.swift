@@ -217,6 +217,14 @@ struct AgentAPITests {
             let nodes = try await api.get("/v1/nodes", token: fixture.admin).json["items"]?.array ?? []
             #expect(nodes.count == 1)
             #expect(nodes.first?["gpus"]?.array.filter { $0["usage"]?.string == "whole" }.count == 1)
+            // A cordoned node that goes down and comes back is still cordoned.
+            let (other, credential) = try await api.register("gpu-02", gpus: 8)
+            _ = try await api.post("/v1/nodes/\(other)/cordon", token: fixture.admin)
+            fixture.clock.advance(by: .seconds(60))
+            _ = try await fixture.controlPlane.checkLiveness()
+            #expect(try await api.get("/v1/nodes/\(other)", token: fixture.admin).json["state"]?.string == "down")
+            _ = try await api.post("/v1/nodes/\(other)/heartbeat", token: credential)
+            #expect(try await api.get("/v1/nodes/\(other)", token: fixture.admin).json["state"]?.string == "cordoned")
         }
     }
 
