@@ -59,6 +59,8 @@ public actor ControlPlane {
     private var lastHeartbeat: [NodeID: Timestamp] = [:]
     /// What an operator had set (cordoned, draining) on a node that then went down: it comes back so.
     private var stateBeforeDown: [NodeID: NodeState] = [:]
+    /// When a wake-up for the earliest retry backoff is due (nil: none pending).
+    private var backoffWake: Timestamp?
     private var launches: [JobID: JobLaunch] = [:]
     private var finishedAt: [JobID: Timestamp] = [:]
     private var reports: [AllocationID: AllocationReport] = [:]
@@ -364,6 +366,7 @@ public actor ControlPlane {
             }
         }
         if !verified.rejected.isEmpty { wake() }
+        scheduleWakeForBackoffs(plan, now: now)
         queue = []
         for pendingJob in plan.pending.sorted(by: { $0.position < $1.position }) {
             guard let job = state.jobs[pendingJob.job], job.isWaiting else { continue }
@@ -375,6 +378,26 @@ public actor ControlPlane {
         pending.queueChanged = true
         try await awaitDurable()
         return committed
+    }
+
+    /// A job backing off becomes placeable at a time, not on an event: wake the scheduler then.
+    private func scheduleWakeForBackoffs(_ plan: Plan, now: Timestamp) {
+        let earliest = plan.pending.compactMap { pending -> Timestamp? in
+            if case .notNow(.backoff(let until), _, _, _) = pending.reason { return until }
+            return nil
+        }.min()
+        guard let earliest, earliest < (backoffWake ?? .distantFuture) else { return }
+        backoffWake = earliest
+    }
+
+    /// Wakes the scheduler when the earliest retry backoff has run out; the liveness service
+    /// asks every tick, on the injected clock. True when it woke it.
+    @discardableResult
+    public func wakeIfBackoffDue() -> Bool {
+        guard let due = backoffWake, clock.now() >= due else { return false }
+        backoffWake = nil
+        wake()
+        return true
     }
 
     // MARK: - Nodes and agents

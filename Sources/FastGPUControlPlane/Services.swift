@@ -98,6 +98,7 @@ public struct LivenessService: Service {
             }
             last = now
             do {
+                await controlPlane.wakeIfBackoffDue()
                 try await controlPlane.expireIdempotencyKeys()
                 let downed = try await controlPlane.checkLiveness()
                 if !downed.isEmpty { logger.warning("nodes down: missed heartbeats", metadata: ["nodes": "\(downed)"]) }

@@ -131,7 +131,9 @@ struct AgentAPITests {
             #expect(backingOff["state"]?.string == "pending")
             #expect(backingOff["queue"]?["reason"]?["message"]?.string?.contains("retry backoff") == true)
             #expect(backingOff["queue"]?["estimatedStart"]?.string != nil)
+            #expect(await fixture.controlPlane.wakeIfBackoffDue() == false)
             fixture.clock.advance(by: .seconds(10))
+            #expect(await fixture.controlPlane.wakeIfBackoffDue(), "the liveness tick wakes the scheduler when the backoff runs out")
             try await fixture.schedule()
             let moved = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
             #expect(moved["state"]?.string == "running")
