@@ -95,7 +95,17 @@ extension ReasonWire: JSONWritable {
     func write(to out: inout JSONOutput) {
         out.beginObject()
         out.field("kind", kind)
+        out.field("code", code)
         out.field("message", message)
+        out.field("jobsAhead", jobsAhead)
+        if let largestFreeFit {
+            out.key("largestFreeFit")
+            out.beginObject()
+            out.field("node", largestFreeFit.node)
+            out.field("freeGPUs", largestFreeFit.freeGPUs)
+            out.field("gpuModel", largestFreeFit.gpuModel)
+            out.endObject()
+        }
         out.endObject()
     }
 }

@@ -346,10 +346,22 @@ struct CreateTokenBody: Decodable {
 
 // MARK: - Responses
 
+struct FreeFitWire: Encodable {
+    var node: UInt64
+    var freeGPUs: Int
+    var gpuModel: String
+}
+
 struct ReasonWire: Encodable {
     /// `notNow` (waiting can help) or `never` (change the request).
     var kind: String
+    /// What is short or impossible, for programs: `gpus`, `gpuShare`, `migSlots`, `cpu`, `memory`,
+    /// `gangNodes`, `reservedFor`, `noReadyNode`, `backoff`; never: `unknownGPUModel`,
+    /// `unknownMIGProfile`, `taskLargerThanAnyNode`, `noNodeFits`, `gangLargerThanCluster`, `invalidRequest`.
+    var code: String
     var message: String
+    var jobsAhead: Int?
+    var largestFreeFit: FreeFitWire?
 }
 
 struct QueueWire: Encodable {
@@ -558,7 +570,32 @@ enum Wire {
 
     static func reason(_ reason: PendingReason?, now: Timestamp) -> ReasonWire? {
         guard let reason else { return nil }
-        return ReasonWire(kind: reason.isNever ? "never" : "notNow", message: reason.explanation(now: now))
+        switch reason {
+        case .never(let never):
+            let code = switch never {
+            case .unknownGPUModel: "unknownGPUModel"
+            case .unknownMIGProfile: "unknownMIGProfile"
+            case .taskLargerThanAnyNode: "taskLargerThanAnyNode"
+            case .noNodeFits: "noNodeFits"
+            case .gangLargerThanCluster: "gangLargerThanCluster"
+            case .invalidRequest: "invalidRequest"
+            }
+            return ReasonWire(kind: "never", code: code, message: reason.explanation(now: now), jobsAhead: nil, largestFreeFit: nil)
+        case .notNow(let shortfall, let fit, let ahead, _):
+            let code = switch shortfall {
+            case .gpus: "gpus"
+            case .gpuShare: "gpuShare"
+            case .migSlots: "migSlots"
+            case .cpu: "cpu"
+            case .memory: "memory"
+            case .gangNodes: "gangNodes"
+            case .reservedFor: "reservedFor"
+            case .noReadyNode: "noReadyNode"
+            case .backoff: "backoff"
+            }
+            return ReasonWire(kind: "notNow", code: code, message: reason.explanation(now: now), jobsAhead: ahead,
+                              largestFreeFit: fit.map { FreeFitWire(node: $0.node.rawValue, freeGPUs: $0.freeGPUs, gpuModel: $0.gpuModel) })
+        }
     }
 
     static func outcome(_ outcome: AllocationOutcome?) -> (String?, Int32?) {

@@ -16,7 +16,8 @@ struct JSONOutputTests {
     @Test(arguments: [
         job(name: "plain", env: [:], queue: nil),
         job(name: "quote \" backslash \\ slash / tab \t nul \u{0} bell \u{7} é 世界 🚀", env: ["B": "2", "A": "1\n"],
-            queue: QueueWire(position: 3, reason: ReasonWire(kind: "notNow", message: "no \"room\""), estimatedStart: "t")),
+            queue: QueueWire(position: 3, reason: ReasonWire(kind: "notNow", code: "gpus", message: "no \"room\"", jobsAhead: 2,
+                                                             largestFreeFit: FreeFitWire(node: 3, freeGPUs: 4, gpuModel: "H100")), estimatedStart: "t")),
         job(name: "", env: ["": ""], queue: QueueWire(position: 1, reason: nil, estimatedStart: nil)),
     ])
     func writesWhatJSONEncoderWrites(wire: JobWire) throws {

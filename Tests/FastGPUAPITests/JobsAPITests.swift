@@ -67,12 +67,15 @@ struct JobsAPITests {
             let waiting = try await api.get("/v1/jobs/\(second)", token: fixture.admin).json
             #expect(waiting["queue"]?["position"]?.int == 1)
             #expect(waiting["queue"]?["reason"]?["kind"]?.string == "notNow")
+            #expect(waiting["queue"]?["reason"]?["code"]?.string == "gpus")
+            #expect(waiting["queue"]?["reason"]?["jobsAhead"]?.int == 0)
             #expect(waiting["queue"]?["reason"]?["message"]?.string?.contains("no ready node has 8 free") == true)
             let start = waiting["queue"]?["estimatedStart"]?.string
             #expect(start != nil, "the running job has an estimate, so the next one gets a start")
 
             let hopeless = try await api.get("/v1/jobs/\(never)", token: fixture.admin).json
             #expect(hopeless["queue"]?["reason"]?["kind"]?.string == "never")
+            #expect(hopeless["queue"]?["reason"]?["code"]?.string == "taskLargerThanAnyNode")
             #expect(hopeless["queue"]?["reason"]?["message"]?.string == "never: one task needs 16 GPUs; the largest node has 8")
 
             let queue = try await api.get("/v1/queue", token: fixture.admin).json["items"]?.array ?? []
