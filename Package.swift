@@ -106,6 +106,10 @@ let package = Package(
             resources: [.copy("openapi.yaml")],
             swiftSettings: strictSettings
         ),
+        .target(
+            name: "FastGPUAgent",
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "fastgpu",
             dependencies: [
@@ -133,6 +137,12 @@ let package = Package(
         .testTarget(
             name: "FastGPUSimulatorTests",
             dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUSimulator", "FastGPUTestSupport"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FastGPUAgentTests",
+            dependencies: ["FastGPUAgent"],
             resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),

@@ -1,0 +1,213 @@
+import Foundation
+
+/// One GPU as a probe reports it, in the words the control plane registers
+/// (`POST /v1/nodes/register` takes `uuid`, `model`, `memoryMiB`, `migEnabled`).
+public struct ProbedGPU: Hashable, Sendable {
+    public var index: Int
+    public var uuid: String
+    /// What the driver calls it: `NVIDIA H100 80GB HBM3`.
+    public var productName: String
+    /// FastGPU's model name, the one jobs ask for: `H100-80GB`.
+    public var model: String
+    public var memoryMiB: Int
+    public var migEnabled: Bool
+    public var healthy: Bool
+    /// Why it is not healthy, in the driver's words.
+    public var healthReason: String?
+    public var powerWatts: Double?
+    /// Energy since the driver loaded, for metering (nil where the GPU does not count it).
+    public var energyMillijoules: Int64?
+    /// MIG instances that exist on the GPU now, with the UUIDs `CUDA_VISIBLE_DEVICES` takes.
+    public var migDevices: [MIGDevice]
+
+    public init(index: Int, uuid: String, productName: String, model: String, memoryMiB: Int, migEnabled: Bool = false, healthy: Bool = true,
+                healthReason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil, migDevices: [MIGDevice] = []) {
+        self.index = index
+        self.uuid = uuid
+        self.productName = productName
+        self.model = model
+        self.memoryMiB = memoryMiB
+        self.migEnabled = migEnabled
+        self.healthy = healthy
+        self.healthReason = healthReason
+        self.powerWatts = powerWatts
+        self.energyMillijoules = energyMillijoules
+        self.migDevices = migDevices
+    }
+}
+
+public struct MIGDevice: Hashable, Sendable {
+    public var profile: String
+    public var deviceIndex: Int
+    public var uuid: String
+
+    public init(profile: String, deviceIndex: Int, uuid: String) {
+        self.profile = profile
+        self.deviceIndex = deviceIndex
+        self.uuid = uuid
+    }
+}
+
+/// What a probe could not do, in one line for the agent's log and the CLI.
+public struct ProbeError: Error, CustomStringConvertible, Hashable, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Where an agent learns its node's GPUs.
+public protocol DeviceProbe: Sendable {
+    func probe() throws -> [ProbedGPU]
+}
+
+/// GPUs that are not there, for machines without any: `--simulate-gpus 8xH100-80GB`
+/// (repeatable: `--simulate-gpus 4xA100-80GB --simulate-gpus 4xH100-80GB`).
+public struct SimulatedProbe: DeviceProbe {
+    public let gpus: [ProbedGPU]
+
+    /// Parses `COUNTxMODEL` specs; the model's memory comes from its name (`…-80GB`).
+    public init(specs: [String], node: String = "sim") throws {
+        var gpus: [ProbedGPU] = []
+        for spec in specs {
+            let parts = spec.split(separator: "x", maxSplits: 1)
+            guard parts.count == 2, let count = Int(parts[0]), (1...64).contains(count), !parts[1].isEmpty else {
+                throw ProbeError("--simulate-gpus \(spec): expected COUNTxMODEL, such as 8xH100-80GB (1 to 64 GPUs)")
+            }
+            let model = String(parts[1])
+            guard let gib = Self.memoryGiB(of: model) else {
+                throw ProbeError("--simulate-gpus \(spec): the model needs its memory size, such as H100-80GB or A100-40GB")
+            }
+            for _ in 0..<count {
+                let index = gpus.count
+                gpus.append(ProbedGPU(index: index, uuid: "GPU-sim-\(node)-\(index)", productName: "Simulated \(model)", model: model,
+                                      memoryMiB: gib * 1024))
+            }
+        }
+        guard gpus.count <= 64 else { throw ProbeError("--simulate-gpus: at most 64 GPUs on one node") }
+        self.gpus = gpus
+    }
+
+    public func probe() throws -> [ProbedGPU] { gpus }
+
+    static func memoryGiB(of model: String) -> Int? {
+        guard let last = model.split(separator: "-").last, last.uppercased().hasSuffix("GB"), let gib = Int(last.dropLast(2)), gib > 0 else { return nil }
+        return gib
+    }
+}
+
+/// The real GPUs, from `nvidia-smi`: one `--query-gpu` call for the devices and one `-L` call for
+/// their MIG instances. The parsers are separate so that they are tested on recorded output.
+public struct NvidiaSMIProbe: DeviceProbe {
+    public static let queryFields = ["index", "uuid", "name", "memory.total", "mig.mode.current", "power.draw",
+                                     "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id"]
+    public let executable: String
+
+    public init(executable: String = "/usr/bin/nvidia-smi") { self.executable = executable }
+
+    public func probe() throws -> [ProbedGPU] {
+        let query = try run(["--query-gpu=\(Self.queryFields.joined(separator: ","))", "--format=csv,noheader,nounits"])
+        var gpus = try NvidiaSMIParser.parseQuery(query)
+        if gpus.contains(where: \.migEnabled) {
+            let listing = try NvidiaSMIParser.parseList(try run(["-L"]))
+            for i in gpus.indices { gpus[i].migDevices = listing[gpus[i].index] ?? [] }
+        }
+        return gpus
+    }
+
+    private func run(_ arguments: [String]) throws -> String {
+        guard FileManager.default.isExecutableFile(atPath: executable) else { throw ProbeError("\(executable) not found: no NVIDIA driver here") }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        do { try process.run() } catch { throw ProbeError("cannot run \(executable): \(error.localizedDescription)") }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let errors = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let message = String(decoding: errors.isEmpty ? data : errors, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            throw ProbeError("nvidia-smi failed (exit \(process.terminationStatus)): \(message)")
+        }
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+public enum NvidiaSMIParser {
+    /// Parses `nvidia-smi --query-gpu=<NvidiaSMIProbe.queryFields> --format=csv,noheader,nounits`.
+    /// `[N/A]` and `[Not Supported]` are absent values; `[GPU is lost]`, `[Unknown Error]` and
+    /// uncorrected ECC errors make the GPU unhealthy, with that as the reason.
+    public static func parseQuery(_ output: String) throws -> [ProbedGPU] {
+        var gpus: [ProbedGPU] = []
+        for (number, rawLine) in output.split(whereSeparator: \.isNewline).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty { continue }
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count == NvidiaSMIProbe.queryFields.count else {
+                throw ProbeError("nvidia-smi line \(number + 1): \(fields.count) fields, expected \(NvidiaSMIProbe.queryFields.count): \(line)")
+            }
+            func value(_ field: String) -> String? {
+                let text = fields[NvidiaSMIProbe.queryFields.firstIndex(of: field)!]
+                return text.hasPrefix("[") || text.isEmpty ? nil : text
+            }
+            guard let index = value("index").flatMap(Int.init) else { throw ProbeError("nvidia-smi line \(number + 1): no GPU index: \(line)") }
+            let name = value("name") ?? "unknown"
+            var healthy = true
+            var reason: String?
+            if let broken = fields.first(where: { $0 == "[GPU is lost]" || $0 == "[Unknown Error]" || $0 == "[GPU requires reset]" }) {
+                healthy = false
+                reason = broken.trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+            } else if let ecc = value("ecc.errors.uncorrected.volatile.total").flatMap(Int.init), ecc > 0 {
+                healthy = false
+                reason = "\(ecc) uncorrected ECC errors"
+            }
+            let memory = value("memory.total").flatMap(Int.init) ?? 0
+            if healthy && memory <= 0 { healthy = false; reason = "memory size unreadable" }
+            gpus.append(ProbedGPU(
+                index: index, uuid: value("uuid") ?? "GPU-unknown-\(index)", productName: name, model: modelName(product: name, memoryMiB: memory),
+                memoryMiB: memory, migEnabled: value("mig.mode.current") == "Enabled", healthy: healthy, healthReason: reason,
+                powerWatts: value("power.draw").flatMap(Double.init), energyMillijoules: value("total_energy_consumption").flatMap(Int64.init)))
+        }
+        return gpus
+    }
+
+    /// Parses `nvidia-smi -L`: MIG instances per GPU index.
+    public static func parseList(_ output: String) throws -> [Int: [MIGDevice]] {
+        var result: [Int: [MIGDevice]] = [:]
+        var current: Int?
+        for rawLine in output.split(whereSeparator: \.isNewline) {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("GPU "), let colon = line.firstIndex(of: ":"), let index = Int(line[line.index(line.startIndex, offsetBy: 4)..<colon]) {
+                current = index
+                result[index] = result[index] ?? []
+            } else if line.hasPrefix("MIG "), let gpu = current {
+                // "MIG 1g.10gb     Device  0: (UUID: MIG-…)"
+                let words = line.split(separator: " ", omittingEmptySubsequences: true)
+                guard words.count >= 5, let deviceWord = words.firstIndex(of: "Device"), deviceWord + 1 < words.count,
+                      let device = Int(words[deviceWord + 1].trimmingCharacters(in: CharacterSet(charactersIn: ":"))),
+                      let uuidStart = line.range(of: "UUID: ") else {
+                    throw ProbeError("nvidia-smi -L: cannot read \(line)")
+                }
+                let uuid = line[uuidStart.upperBound...].trimmingCharacters(in: CharacterSet(charactersIn: ") "))
+                result[gpu, default: []].append(MIGDevice(profile: String(words[1]), deviceIndex: device, uuid: uuid))
+            }
+        }
+        return result
+    }
+
+    /// FastGPU's model name for a product: `NVIDIA H100 80GB HBM3` → `H100-80GB`,
+    /// `NVIDIA A100-SXM4-40GB` → `A100-40GB`, `NVIDIA L40S` (46068 MiB) → `L40S-48GB`.
+    public static func modelName(product: String, memoryMiB: Int) -> String {
+        var words = product.replacingOccurrences(of: "-", with: " ").split(separator: " ").map(String.init)
+        words.removeAll { ["NVIDIA", "GEFORCE", "TESLA", "QUADRO"].contains($0.uppercased()) }
+        guard var family = words.first else { return "unknown" }
+        if family.uppercased() == "RTX", words.count > 1, !words[1].uppercased().hasSuffix("GB") { family += words[1] }
+        if let size = words.first(where: { $0.uppercased().hasSuffix("GB") && Int($0.dropLast(2)) != nil }) {
+            return "\(family)-\(size.uppercased())"
+        }
+        // Marketed sizes are powers of two or known steps; the driver reports a little less.
+        let gib = Double(memoryMiB) / 1024
+        let marketed = [8, 10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 94, 96, 120, 141, 144, 180, 192, 288].first { Double($0) >= gib * 0.97 } ?? Int(gib.rounded())
+        return "\(family)-\(marketed)GB"
+    }
+}

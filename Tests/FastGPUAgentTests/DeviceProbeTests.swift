@@ -1,0 +1,77 @@
+import FastGPUAgent
+import Foundation
+import Testing
+
+@Suite struct DeviceProbeTests {
+    static func fixture(_ name: String) throws -> String {
+        let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
+        return try String(contentsOf: url, encoding: .utf8)
+    }
+
+    @Test func anHGXH100BoardIsEightH100s() throws {
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("hgx-h100x8.query.csv"))
+        #expect(gpus.count == 8)
+        #expect(gpus.map(\.index) == Array(0..<8))
+        #expect(gpus.allSatisfy { $0.model == "H100-80GB" && $0.memoryMiB == 81559 && $0.healthy && !$0.migEnabled })
+        #expect(gpus[0].uuid == "GPU-2f1c3b5e-7a4d-4e0b-9c1f-5d3a8e6b2c41")
+        #expect(gpus[0].productName == "NVIDIA H100 80GB HBM3")
+        #expect(gpus[4].powerWatts == 699.87)
+        #expect(gpus[4].energyMillijoules == 1_957_723_004)
+    }
+
+    @Test func migInstancesComeFromTheListing() throws {
+        var gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("a100-mig.query.csv"))
+        let listing = try NvidiaSMIParser.parseList(try Self.fixture("a100-mig.list.txt"))
+        for i in gpus.indices { gpus[i].migDevices = listing[gpus[i].index] ?? [] }
+        #expect(gpus.map(\.model) == ["A100-40GB", "A100-40GB"])
+        #expect(gpus.map(\.migEnabled) == [true, false])
+        #expect(gpus[0].powerWatts == nil, "[N/A] is absent, not zero")
+        #expect(gpus[0].migDevices == [
+            MIGDevice(profile: "1g.5gb", deviceIndex: 0, uuid: "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f"),
+            MIGDevice(profile: "1g.5gb", deviceIndex: 1, uuid: "MIG-cba663e8-9bed-5b25-b243-5985ef7c9beb"),
+            MIGDevice(profile: "3g.20gb", deviceIndex: 2, uuid: "MIG-1b5f2c62-9b1a-5e06-8e8a-5d0a9e2a2b55"),
+        ])
+        #expect(gpus[1].migDevices.isEmpty)
+    }
+
+    @Test func lostGPUsAndECCErrorsAreUnhealthyWithTheirReason() throws {
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("faulty.query.csv"))
+        #expect(gpus.count == 3)
+        #expect(gpus[0].healthy && gpus[0].healthReason == nil)
+        #expect(!gpus[1].healthy && gpus[1].healthReason == "3 uncorrected ECC errors")
+        #expect(!gpus[2].healthy && gpus[2].healthReason == "GPU is lost", "the agent still reports it: registered unhealthy, never placed on")
+        #expect(gpus[2].index == 2)
+    }
+
+    @Test func modelNamesForPartsWithoutASizeInTheirName() throws {
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("mixed-models.query.csv"))
+        #expect(gpus.map(\.model) == ["H200-141GB", "L40S-48GB", "RTX4090-24GB"])
+        #expect(gpus[0].energyMillijoules == nil)
+        #expect(gpus.allSatisfy { $0.healthy })
+        #expect(NvidiaSMIParser.modelName(product: "NVIDIA A100-SXM4-80GB", memoryMiB: 81920) == "A100-80GB")
+        #expect(NvidiaSMIParser.modelName(product: "NVIDIA A100 80GB PCIe", memoryMiB: 81920) == "A100-80GB")
+        #expect(NvidiaSMIParser.modelName(product: "Tesla T4", memoryMiB: 15360) == "T4-16GB")
+    }
+
+    @Test func malformedOutputIsOneClearError() {
+        #expect(throws: ProbeError("nvidia-smi line 1: 3 fields, expected 9: 0, GPU-x, NVIDIA H100") ) {
+            try NvidiaSMIParser.parseQuery("0, GPU-x, NVIDIA H100\n")
+        }
+        #expect(throws: ProbeError.self) { try NvidiaSMIParser.parseList("GPU 0: X (UUID: GPU-1)\n  MIG broken\n") }
+        #expect(throws: ProbeError("/nonexistent/nvidia-smi not found: no NVIDIA driver here")) {
+            try NvidiaSMIProbe(executable: "/nonexistent/nvidia-smi").probe()
+        }
+    }
+
+    @Test func simulatedGPUs() throws {
+        let probe = try SimulatedProbe(specs: ["4xA100-80GB", "4xH100-80GB"], node: "n1")
+        let gpus = try probe.probe()
+        #expect(gpus.map(\.model) == Array(repeating: "A100-80GB", count: 4) + Array(repeating: "H100-80GB", count: 4))
+        #expect(gpus.map(\.index) == Array(0..<8))
+        #expect(gpus[0].memoryMiB == 80 * 1024)
+        #expect(Set(gpus.map(\.uuid)).count == 8)
+        #expect(throws: ProbeError("--simulate-gpus 8H100: expected COUNTxMODEL, such as 8xH100-80GB (1 to 64 GPUs)")) { try SimulatedProbe(specs: ["8H100"]) }
+        #expect(throws: ProbeError("--simulate-gpus 2xH100: the model needs its memory size, such as H100-80GB or A100-40GB")) { try SimulatedProbe(specs: ["2xH100"]) }
+        #expect(throws: ProbeError.self) { try SimulatedProbe(specs: ["40xH100-80GB", "40xH100-80GB"]) }
+    }
+}
