@@ -284,7 +284,8 @@ public struct APIServer: Sendable {
                 return AssignmentWire(allocation: Wire.allocation(AllocationView(allocation: a.allocation, live: true, report: .assigned, outcome: nil, endedAt: nil)),
                                       job: a.allocation.task.job.rawValue, jobName: a.jobName, command: a.launch.command, env: a.launch.environment,
                                       groupSize: a.groupSize, rank: a.rank, peers: a.peers.map(\.rawValue),
-                                      maxRuntimeSeconds: a.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, gpuMemoryLimitMiB: shareLimit)
+                                      maxRuntimeSeconds: a.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, gpuMemoryLimitMiB: shareLimit,
+                                      masterAddress: a.masterAddress, masterPort: a.masterPort)
             }))
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/status") { request, context in

@@ -507,6 +507,8 @@ struct AssignmentWire: Encodable {
     var peers: [UInt64]
     var maxRuntimeSeconds: Int64?
     var gpuMemoryLimitMiB: Int?
+    var masterAddress: String?
+    var masterPort: Int?
 }
 
 struct AssignmentsWire: Encodable {

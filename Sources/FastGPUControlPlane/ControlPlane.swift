@@ -86,6 +86,7 @@ public actor ControlPlane {
     private var nodeWatchers: [NodeID: [UInt64: CheckedContinuation<Void, Never>]] = [:]
     private var jobWatchers: [JobID: [UInt64: CheckedContinuation<Void, Never>]] = [:]
     private var jobVersions: [JobID: UInt64] = [:]
+    private var releasingWaiters = false
     private var nextWatcherID: UInt64 = 1
 
     /// Yields whenever there may be something to schedule; buffered to one, so wakes that come
@@ -310,7 +311,7 @@ public actor ControlPlane {
     /// Waits until the job's version passes `version` (it changed state or got new log lines),
     /// or `timeout` passes.
     public func waitForJobChange(_ id: JobID, after version: UInt64, timeout: Duration) async {
-        guard (jobVersions[id] ?? 0) <= version else { return }
+        guard (jobVersions[id] ?? 0) <= version, !releasingWaiters else { return }
         let watcher = nextWatcherID
         nextWatcherID += 1
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -499,7 +500,7 @@ public actor ControlPlane {
     public func assignments(node id: NodeID, after index: UInt64, wait: Duration, by principal: Principal) async throws -> Assignments {
         try requireNode(id, principal)
         guard state.node(id) != nil else { throw ControlPlaneError.notFound("\(id) not found") }
-        if (nodeVersions[id] ?? 0) <= index && wait > .zero {
+        if (nodeVersions[id] ?? 0) <= index && wait > .zero && !releasingWaiters {
             let watcher = nextWatcherID
             nextWatcherID += 1
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -533,8 +534,14 @@ public actor ControlPlane {
                     return job.liveAllocations[task].flatMap { state.allocations[$0]?.node } ?? allocation.node
                 }
             }
+            var masterAddress: String?
+            var masterPort: Int?
+            if let leader = peers.first, let node = state.node(leader) {
+                masterAddress = node.labels[Self.addressLabel] ?? node.name
+                masterPort = 20_000 + Int(job.id.rawValue % 20_000)
+            }
             result.append(Assignment(allocation: allocation, jobName: job.name, launch: launch, groupSize: group.count, rank: allocation.task.index, peers: peers,
-                                     runtimeLimit: job.runtimeLimit))
+                                     runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort))
         }
         return Assignments(index: nodeVersions[id] ?? 0, allocations: result)
     }
@@ -838,6 +845,9 @@ public actor ControlPlane {
         return secret
     }
 
+    /// The node label an agent sets to the address its peers reach it at.
+    public static let addressLabel = "fastgpu.io/address"
+
     static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.count <= 63 && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
             && name.first != "-"
@@ -963,6 +973,16 @@ public actor ControlPlane {
             for waiter in waiting { waiter.resume() }
         }
         flushing = false
+    }
+
+    /// Answers every blocking query now and lets no new one wait: the server is shutting down
+    /// and must not hold its graceful stop for a long poll.
+    public func releaseWaiters() {
+        releasingWaiters = true
+        for watchers in nodeWatchers.values { for watcher in watchers.values { watcher.resume() } }
+        for watchers in jobWatchers.values { for watcher in watchers.values { watcher.resume() } }
+        nodeWatchers = [:]
+        jobWatchers = [:]
     }
 
     private func notifyJob(_ id: JobID) {

@@ -42,6 +42,7 @@ public struct SchedulingService: Service {
             }
         } onGracefulShutdown: {
             controlPlane.stopWakeups()
+            Task { await controlPlane.releaseWaiters() }
         }
     }
 

@@ -79,6 +79,10 @@ public struct Assignment: Hashable, Sendable {
     public var peers: [NodeID]
     /// The job's runtime limit, which the agent enforces.
     public var runtimeLimit: Duration?
+    /// For a group of several tasks: where rank 0 runs (its node's `fastgpu.io/address` label,
+    /// else its name) and a port derived from the job, what torchrun's rendezvous needs.
+    public var masterAddress: String?
+    public var masterPort: Int?
 }
 
 /// A node's whole desired set of allocations at a state index: the agent starts what is new

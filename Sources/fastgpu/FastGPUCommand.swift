@@ -10,13 +10,13 @@ struct FastGPUCommand: AsyncParsableCommand {
         discussion: """
             Available now:
               server    the control plane: HTTP API, SQLite store, scheduler
+              agent     the agent of a GPU server (nvidia-smi or --simulate-gpus)
               plan      run the scheduler once on a synthetic cluster, print the plan
               sim       replay GPU-cluster traces (run, compare, pack)
               version   print the version
 
             Planned command groups (not in this build yet):
               up        a local FastGPU (server and agents) in one command
-              agent     the agent on a GPU server
               login     save a server URL and token
               run       submit a job and follow it (run --gpus H100:2 -- CMD)
               jobs      ls | show | logs | cancel | why
@@ -26,7 +26,7 @@ struct FastGPUCommand: AsyncParsableCommand {
               tokens    API tokens
             """,
         version: FastGPUVersion.current,
-        subcommands: [ServerCommand.self, PlanCommand.self, SimCommand.self, VersionCommand.self]
+        subcommands: [ServerCommand.self, AgentCommand.self, PlanCommand.self, SimCommand.self, VersionCommand.self]
     )
 }
 

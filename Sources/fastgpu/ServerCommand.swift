@@ -28,8 +28,17 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Port to listen on (0 picks a free one).")
     var port = 8470
 
-    @Option(help: "Seconds between an agent's heartbeats before its node is late.")
+    @Option(name: .customLong("heartbeat-ttl"), help: "Seconds without a heartbeat after which a node is late.")
     var heartbeatTTL = 5
+
+    @Option(help: "Seconds a late node gets before it is marked down and its work requeued.")
+    var heartbeatGrace = 5
+
+    @Option(help: "Seconds after start-up before any node is judged late.")
+    var startupGrace = 30
+
+    @Option(help: "Seconds before a lost task is retried (doubling per attempt, at most 300).")
+    var retryBackoff = 10
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
@@ -47,6 +56,9 @@ struct ServerCommand: AsyncParsableCommand {
         do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw CommandFailure("\(error)") }
         var configuration = ControlPlaneConfiguration()
         configuration.heartbeatTTL = .seconds(heartbeatTTL)
+        configuration.heartbeatGrace = .seconds(heartbeatGrace)
+        configuration.startupGrace = .seconds(startupGrace)
+        configuration.retryBackoff = .seconds(retryBackoff)
         let controlPlane = try await ControlPlane(store: store, configuration: configuration, logger: logger)
         if let token = try await controlPlane.bootstrapIfEmpty() {
             let path = directory + "/admin-token"

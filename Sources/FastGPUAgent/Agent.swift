@@ -1,0 +1,439 @@
+import AsyncHTTPClient
+import Foundation
+public import Logging
+
+public struct AgentConfiguration: Sendable {
+    public var server: String
+    public var joinToken: String?
+    /// Where the agent keeps its credential, its workloads' state and their output.
+    public var dataDirectory: String
+    public var nodeName: String
+    /// How peers reach this node (gangs' FASTGPU_MASTER_ADDR).
+    public var address: String
+    public var probe: any DeviceProbe
+    public var cpuMillis: Int
+    public var memoryMiB: Int
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// Between SIGTERM and SIGKILL when a workload is stopped.
+    public var stopGrace: Duration = .seconds(10)
+    /// Seconds a blocking assignment query waits.
+    public var pollWait: Int = 30
+    /// How often output files are shipped and exits looked for.
+    public var superviseInterval: Duration = .milliseconds(100)
+
+    public init(server: String, joinToken: String?, dataDirectory: String, nodeName: String, address: String, probe: any DeviceProbe,
+                cpuMillis: Int, memoryMiB: Int) {
+        self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
+        self.joinToken = joinToken
+        self.dataDirectory = dataDirectory
+        self.nodeName = nodeName
+        self.address = address
+        self.probe = probe
+        self.cpuMillis = cpuMillis
+        self.memoryMiB = memoryMiB
+    }
+}
+
+/// What the agent keeps on disk so that an agent killed with -9 and started again re-attaches to
+/// its running workloads instead of starting second copies.
+struct LocalState: Codable {
+    var server: String
+    var nodeID: UInt64
+    var token: String
+    var workloads: [UInt64: Workload]
+}
+
+struct Workload: Codable {
+    var allocation: UInt64
+    var epoch: UInt64
+    var job: UInt64
+    /// The wrapper's pid, read from the `pid` file it writes; 0 until known.
+    var pid: Int32
+    var command: [String]
+    var environment: [String: String]
+    var directory: String
+    var shipped: [String: UInt64]
+    var nextSequence: Int64
+    var reportedRunning: Bool
+    var stoppingSince: Date?
+    /// SIGTERM has been sent to the process group.
+    var signalled: Bool = false
+    var deadline: Date?
+    var limitExceeded: Bool
+}
+
+/// The agent on a GPU server: registers its node, heartbeats, long-polls its assignments, runs
+/// each allocation as a process group with exactly its devices and context in the environment,
+/// ships its output, reports its exit, and stops what is no longer assigned.
+///
+/// A workload runs under `/bin/sh`, which writes its output and, at the end, its exit code into
+/// the allocation's directory: the agent reads files, not pipes, so it can die and come back
+/// without losing a line or an exit code.
+///
+/// Never two copies: the workload is recorded in the agent's state *before* it is spawned, and
+/// the wrapper first claims the allocation's directory (`mkdir claimed`, atomic); a wrapper that
+/// loses the claim exits without running anything. The agent learns the pid from the `pid` file
+/// the winning wrapper writes, so an agent killed at any point and started again adopts the one
+/// running copy, or starts it if none ever did.
+public actor Agent {
+    let configuration: AgentConfiguration
+    let logger: Logger
+    let http: HTTPClient
+    let client: AgentClient
+    private var state: LocalState?
+    private var gpus: [ProbedGPU] = []
+    private var assignmentIndex: UInt64 = 0
+    /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
+    private var spawned: Set<UInt64> = []
+
+    public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
+        self.configuration = configuration
+        self.logger = logger
+        http = HTTPClient(eventLoopGroupProvider: .singleton)
+        client = AgentClient(server: configuration.server, http: http)
+    }
+
+    var statePath: String { configuration.dataDirectory + "/agent-state.json" }
+
+    /// Registers (or re-attaches) and then runs until cancelled or the credential is refused.
+    public func run() async throws {
+        do {
+            try await start()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await self.heartbeatLoop() }
+                group.addTask { try await self.assignmentLoop() }
+                group.addTask { try await self.supervisorLoop() }
+                try await group.next()
+                group.cancelAll()
+            }
+        } catch {
+            try? await http.shutdown()
+            throw error
+        }
+        try? await http.shutdown()
+    }
+
+    /// The node id once registered.
+    public var nodeID: UInt64? { state?.nodeID }
+
+    func start() async throws {
+        try FileManager.default.createDirectory(atPath: configuration.dataDirectory + "/allocations", withIntermediateDirectories: true)
+        gpus = try configuration.probe.probe()
+        if let data = FileManager.default.contents(atPath: statePath), let saved = try? JSONDecoder().decode(LocalState.self, from: data),
+           saved.server == configuration.server {
+            state = saved
+            logger.notice("re-attached to node \(saved.nodeID) with \(saved.workloads.count) workload(s) from \(statePath)")
+            return
+        }
+        guard let join = configuration.joinToken else {
+            throw AgentClient.Failure(status: 0, description: "no saved credential in \(statePath) and no --join-token to register with")
+        }
+        let registered = try await client.register(joinToken: join, name: configuration.nodeName, cpuMillis: configuration.cpuMillis,
+                                                   memoryMiB: configuration.memoryMiB, labels: ["fastgpu.io/address": configuration.address], gpus: gpus)
+        state = LocalState(server: configuration.server, nodeID: registered.node.id, token: registered.token, workloads: [:])
+        try save()
+        logger.notice("registered as node \(registered.node.id) with \(gpus.count) GPU(s)")
+    }
+
+    private func save() throws {
+        guard let state else { return }
+        let data = try JSONEncoder().encode(state)
+        let temporary = statePath + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {
+            throw AgentClient.Failure(status: 0, description: "cannot write \(temporary)")
+        }
+        guard rename(temporary, statePath) == 0 else {
+            throw AgentClient.Failure(status: 0, description: "cannot replace \(statePath): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    // MARK: Loops
+
+    private func heartbeatLoop() async throws {
+        while !Task.isCancelled {
+            do {
+                try await heartbeat()
+            } catch let failure as AgentClient.Failure where failure.status == 401 {
+                throw failure
+            } catch {
+                logger.warning("heartbeat failed: \(error)")
+            }
+            try await Task.sleep(for: configuration.heartbeatInterval)
+        }
+    }
+
+    func heartbeat() async throws {
+        guard let state else { return }
+        // Every workload this agent holds and has not been told to stop, started or about to be:
+        // the control plane treats an allocation missing from this list as lost.
+        let running = state.workloads.values.filter { $0.stoppingSince == nil }.map { (allocation: $0.allocation, epoch: $0.epoch) }
+        _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running)
+    }
+
+    private func assignmentLoop() async throws {
+        while !Task.isCancelled {
+            guard let state else { return }
+            do {
+                let assignments = try await client.assignments(node: state.nodeID, token: state.token, after: assignmentIndex, wait: configuration.pollWait)
+                try reconcile(assignments)
+            } catch let failure as AgentClient.Failure where failure.status == 401 {
+                throw failure
+            } catch {
+                logger.warning("assignment query failed: \(error)")
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func supervisorLoop() async throws {
+        while !Task.isCancelled {
+            await supervise()
+            try await Task.sleep(for: configuration.superviseInterval)
+        }
+    }
+
+    // MARK: Reconciling
+
+    func reconcile(_ assignments: AgentClient.Assignments) throws {
+        guard var state else { return }
+        assignmentIndex = assignments.index
+        let desired = Dictionary(assignments.allocations.map { ($0.allocation.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for (id, workload) in state.workloads where workload.stoppingSince == nil {
+            if desired[id]?.allocation.epoch != workload.epoch {
+                // No longer ours (cancelled, preempted, lost): stop the whole process group.
+                if workload.pid > 0 {
+                    kill(-workload.pid, SIGTERM)
+                    state.workloads[id]?.signalled = true
+                }
+                state.workloads[id]?.stoppingSince = Date()
+                logger.info("stopping allocation \(id) (no longer assigned)")
+            }
+        }
+        var fresh: [UInt64] = []
+        for (id, assignment) in desired.sorted(by: { $0.key < $1.key }) where state.workloads[id] == nil {
+            do {
+                state.workloads[id] = try prepare(assignment)
+                fresh.append(id)
+            } catch {
+                logger.error("cannot prepare allocation \(id): \(error)")
+            }
+        }
+        self.state = state
+        // Recorded first, spawned second: an agent that dies in between finds the record.
+        try save()
+        for id in fresh {
+            guard let workload = self.state?.workloads[id] else { continue }
+            do {
+                try spawn(workload)
+                logger.info("started allocation \(id) of job \(workload.job)")
+            } catch {
+                logger.error("cannot start allocation \(id): \(error)")
+            }
+        }
+    }
+
+    /// The environment a workload sees: its devices and its place in the job, nothing of the agent's.
+    func environment(for assignment: AgentClient.Assignment) -> [String: String] {
+        var env = assignment.env
+        let inherited = ProcessInfo.processInfo.environment
+        env["PATH"] = env["PATH"] ?? inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        env["HOME"] = env["HOME"] ?? inherited["HOME"] ?? "/"
+        env["CUDA_VISIBLE_DEVICES"] = cudaVisibleDevices(assignment.allocation.devices)
+        env["FASTGPU_JOB_ID"] = String(assignment.job)
+        env["FASTGPU_JOB_NAME"] = assignment.jobName
+        env["FASTGPU_ALLOCATION_ID"] = String(assignment.allocation.id)
+        env["FASTGPU_EPOCH"] = String(assignment.allocation.epoch)
+        if let limit = assignment.gpuMemoryLimitMiB { env["FASTGPU_GPU_MEMORY_LIMIT_MIB"] = String(limit) }
+        if assignment.groupSize > 1 {
+            env["FASTGPU_NUM_NODES"] = String(assignment.groupSize)
+            env["FASTGPU_NODE_RANK"] = String(assignment.rank)
+            if let address = assignment.masterAddress { env["FASTGPU_MASTER_ADDR"] = address }
+            if let port = assignment.masterPort { env["FASTGPU_MASTER_PORT"] = String(port) }
+        }
+        return env
+    }
+
+    /// `gpu0`, `gpu3[500m,20480MiB]` → indices; `gpu1/mig:1g.10gb@2` → that MIG instance's UUID.
+    func cudaVisibleDevices(_ devices: [String]) -> String {
+        var used: Set<String> = []
+        return devices.map { device -> String in
+            let digits = device.dropFirst(3).prefix { $0.isNumber }
+            guard let index = Int(digits) else { return device }
+            guard let mig = device.range(of: "/mig:") else { return String(index) }
+            let profile = device[mig.upperBound...].prefix { $0 != "@" }
+            let instances = gpus.first { $0.index == index }?.migDevices.filter { $0.profile == profile } ?? []
+            if let instance = instances.first(where: { !used.contains($0.uuid) }) {
+                used.insert(instance.uuid)
+                return instance.uuid
+            }
+            return "MIG-sim-gpu\(index)-\(device[mig.upperBound...])"
+        }.joined(separator: ",")
+    }
+
+    private func prepare(_ assignment: AgentClient.Assignment) throws -> Workload {
+        let directory = configuration.dataDirectory + "/allocations/\(assignment.allocation.id)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for file in ["stdout", "stderr"] where !FileManager.default.fileExists(atPath: directory + "/" + file) {
+            FileManager.default.createFile(atPath: directory + "/" + file, contents: nil)
+        }
+        return Workload(allocation: assignment.allocation.id, epoch: assignment.allocation.epoch, job: assignment.job, pid: 0,
+                        command: assignment.command, environment: environment(for: assignment),
+                        directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
+                        deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false)
+    }
+
+    /// The wrapper: claim the directory or leave; record its pid; run; record the exit code.
+    /// Files are written then renamed, so a reader never sees half of one.
+    static let wrapper = #"mkdir claimed 2>/dev/null || exit 0; echo $$ > pid.tmp && mv pid.tmp pid; "$@" >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
+
+    private func spawn(_ workload: Workload) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", Self.wrapper, "fastgpu-workload"] + workload.command
+        process.currentDirectoryURL = URL(fileURLWithPath: workload.directory)
+        process.environment = workload.environment
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        spawned.insert(workload.allocation)
+    }
+
+    // MARK: Supervising
+
+    func supervise() async {
+        guard let state else { return }
+        for id in state.workloads.keys.sorted() {
+            guard let workload = self.state?.workloads[id] else { continue }
+            do {
+                try await supervise(workload)
+            } catch {
+                logger.warning("allocation \(id): \(error)")
+            }
+        }
+        try? save()
+    }
+
+    private func supervise(_ initial: Workload) async throws {
+        guard let state else { return }
+        var workload = initial
+        let id = workload.allocation
+        if workload.pid == 0 {
+            if let pid = Self.pid(in: workload.directory) {
+                workload.pid = pid
+            } else {
+                let claimed = FileManager.default.fileExists(atPath: workload.directory + "/claimed")
+                if !claimed && !spawned.contains(id) && workload.stoppingSince == nil {
+                    // Recorded by an agent that died before spawning it: spawn it now.
+                    try spawn(workload)
+                    logger.info("started allocation \(id) of job \(workload.job)")
+                }
+                if workload.stoppingSince != nil && !claimed && Self.exitCode(in: workload.directory) == nil {
+                    self.state?.workloads[id] = nil
+                }
+                return
+            }
+            self.state?.workloads[id] = workload
+        }
+        if workload.stoppingSince == nil && !workload.reportedRunning {
+            do {
+                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil)
+            } catch let failure as AgentClient.Failure where failure.status == 409 {
+                // Stale: the control plane replaced this allocation; the next assignments stop it.
+            }
+            workload.reportedRunning = true
+        }
+        try await shipOutput(&workload)
+        let alive = Self.isAlive(workload.pid)
+        if let since = workload.stoppingSince {
+            if !alive {
+                self.state?.workloads[id] = nil
+                logger.info("allocation \(id) stopped")
+                if workload.limitExceeded {
+                    try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 124)
+                }
+                return
+            }
+            if !workload.signalled {
+                // Adopted (its pid learnt) after the stop was decided: it gets its SIGTERM now.
+                kill(-workload.pid, SIGTERM)
+                workload.signalled = true
+            } else if Date().timeIntervalSince(since) > Double(configuration.stopGrace.components.seconds) {
+                kill(-workload.pid, SIGKILL)
+            }
+        } else if let deadline = workload.deadline, Date() > deadline {
+            logger.info("allocation \(id) passed its runtime limit; stopping it")
+            kill(-workload.pid, SIGTERM)
+            workload.signalled = true
+            workload.stoppingSince = Date()
+            workload.limitExceeded = true
+        } else if let code = Self.exitCode(in: workload.directory) {
+            try await shipOutput(&workload)
+            // Gone from the state before the report: a reconcile that runs meanwhile must not
+            // try to stop it. Should the report fail, the next heartbeat omits it and the
+            // control plane treats it as lost.
+            self.state?.workloads[id] = nil
+            do {
+                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
+            } catch let failure as AgentClient.Failure where failure.status == 409 {
+                logger.info("allocation \(id) exited after the control plane had ended it")
+            }
+            logger.info("allocation \(id) exited with \(code)")
+            return
+        } else if !alive {
+            // The wrapper itself was killed (not by us): report it as a failure.
+            try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
+            self.state?.workloads[id] = nil
+            return
+        }
+        self.state?.workloads[id] = workload
+    }
+
+    /// Ships what the workload wrote since the last upload, in order, each chunk numbered.
+    private func shipOutput(_ workload: inout Workload) async throws {
+        guard let state else { return }
+        var chunks: [(sequence: Int64, stream: String, text: String)] = []
+        var shipped = workload.shipped
+        var sequence = workload.nextSequence
+        for stream in ["stdout", "stderr"] {
+            guard let handle = FileHandle(forReadingAtPath: workload.directory + "/" + stream) else { continue }
+            defer { try? handle.close() }
+            let offset = shipped[stream] ?? 0
+            try handle.seek(toOffset: offset)
+            guard let data = try handle.read(upToCount: 256 * 1024), !data.isEmpty else { continue }
+            // Whole lines only, unless a line alone is larger than the read.
+            var end = data.count
+            if let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) { end = lastNewline + 1 } else if data.count < 256 * 1024 { continue }
+            chunks.append((sequence, stream, String(decoding: data.prefix(end), as: UTF8.self)))
+            sequence += 1
+            shipped[stream] = offset + UInt64(end)
+        }
+        guard !chunks.isEmpty else { return }
+        do {
+            try await client.uploadLogs(node: state.nodeID, token: state.token, allocation: workload.allocation, chunks: chunks)
+        } catch let failure as AgentClient.Failure where failure.status == 404 {
+            // The allocation is unknown to the control plane: its lines have nowhere to go.
+        }
+        workload.shipped = shipped
+        workload.nextSequence = sequence
+    }
+
+    static func pid(in directory: String) -> Int32? {
+        guard let data = FileManager.default.contents(atPath: directory + "/pid") else { return nil }
+        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func exitCode(in directory: String) -> Int32? {
+        guard let data = FileManager.default.contents(atPath: directory + "/exit-code") else { return nil }
+        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Alive and not a zombie (a re-attached workload is not our child, and PID 1 may not reap it).
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return true }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.first != "Z"
+    }
+}

@@ -1,0 +1,71 @@
+import ArgumentParser
+import FastGPUAgent
+import Foundation
+import Logging
+
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "agent",
+        abstract: "Run the agent of one GPU server: register it, run its allocations, ship their output.",
+        discussion: """
+            The first start registers the node with a join token and keeps its own credential in \
+            DATA-DIR/agent-state.json (mode 0600); later starts, even after kill -9, re-attach to \
+            the workloads still running instead of starting them again. GPUs come from nvidia-smi, \
+            or from --simulate-gpus on machines without any.
+            """
+    )
+
+    @Option(help: "URL of the control plane, e.g. http://127.0.0.1:8470.")
+    var server: String
+
+    @Option(help: "Join token for the first registration (or FASTGPU_JOIN_TOKEN).")
+    var joinToken: String?
+
+    @Option(help: "Directory of the agent's state and its workloads' output (default: ~/.fastgpu/agent).")
+    var dataDir: String?
+
+    @Option(help: "Node name (default: the host name).")
+    var name: String?
+
+    @Option(help: "Address peers reach this node at, for multi-node jobs (default: 127.0.0.1).")
+    var address = "127.0.0.1"
+
+    @Option(name: .customLong("simulate-gpus"), help: "Simulated GPUs, COUNTxMODEL (repeatable): --simulate-gpus 8xH100-80GB.")
+    var simulateGPUs: [String] = []
+
+    @Option(name: .customLong("nvidia-smi"), help: "Path of nvidia-smi.")
+    var nvidiaSMI = "/usr/bin/nvidia-smi"
+
+    @Option(help: "CPU cores offered to jobs (default: all).")
+    var cpus: Int?
+
+    @Option(name: .customLong("memory-mib"), help: "Memory offered to jobs in MiB (default: all).")
+    var memoryMiB: Int?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "info"
+
+    func run() async throws {
+        let directory = dataDir ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.fastgpu/agent")
+        let nodeName = name ?? ProcessInfo.processInfo.hostName
+        let probe: any DeviceProbe
+        do {
+            probe = simulateGPUs.isEmpty ? NvidiaSMIProbe(executable: nvidiaSMI) : try SimulatedProbe(specs: simulateGPUs, node: nodeName)
+            _ = try probe.probe()
+        } catch {
+            throw CommandFailure("\(error)\(simulateGPUs.isEmpty ? "; on a machine without GPUs use --simulate-gpus 8xH100-80GB" : "")")
+        }
+        var logger = Logger(label: "fastgpu.agent")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let configuration = AgentConfiguration(
+            server: server, joinToken: joinToken ?? ProcessInfo.processInfo.environment["FASTGPU_JOIN_TOKEN"], dataDirectory: directory,
+            nodeName: nodeName, address: address, probe: probe,
+            cpuMillis: (cpus ?? ProcessInfo.processInfo.activeProcessorCount) * 1000,
+            memoryMiB: memoryMiB ?? Int(ProcessInfo.processInfo.physicalMemory / 1_048_576))
+        do {
+            try await Agent(configuration: configuration, logger: logger).run()
+        } catch {
+            throw CommandFailure("\(error)")
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+
+/// A real `fastgpu server` and real `fastgpu agent`s with simulated GPUs on loopback, running
+/// real processes. Tests wait on events — a log line of an agent, a FIFO the job writes to, a
+/// log stream that ends with the job — never on the clock.
+final class LocalCluster {
+    let directory: String
+    let server = Process()
+    var port = 0
+    var admin = ""
+    var joinToken = ""
+    var agents: [String: (process: Process, log: LineReader)] = [:]
+
+    init(serverArguments: [String] = []) throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-e2e-\(UInt64.random(in: 0...UInt64.max))").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        server.executableURL = CLITests.binary
+        server.arguments = ["server", "--data-dir", directory + "/server", "--port", "0", "--log-level", "warning"] + serverArguments
+        let out = Pipe()
+        server.standardOutput = out
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        let line = LineReader(out.fileHandleForReading).waitFor { $0.contains("listening on http://127.0.0.1:") } ?? ""
+        guard let range = line.range(of: "http://127.0.0.1:") else { throw ServerProcessTests.CLIError("server did not start") }
+        port = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
+        admin = try String(contentsOfFile: directory + "/server/admin-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        joinToken = try json(post("/v1/tokens", #"{"name":"e2e","kind":"join"}"#))["token"] as? String ?? ""
+    }
+
+    deinit {
+        for agent in agents.values where agent.process.isRunning { kill(agent.process.processIdentifier, SIGKILL) }
+        if server.isRunning { kill(server.processIdentifier, SIGKILL) }
+    }
+
+    var url: String { "http://127.0.0.1:\(port)" }
+
+    func startAgent(_ name: String, gpus: String = "4xH100-80GB", register: Bool = true) throws {
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["agent", "--server", url, "--data-dir", directory + "/agent-\(name)", "--name", name, "--simulate-gpus", gpus, "--log-level", "info"]
+            + (register ? ["--join-token", joinToken] : [])
+        let errors = Pipe()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = errors
+        try process.run()
+        agents[name] = (process, LineReader(errors.fileHandleForReading))
+    }
+
+    /// Blocks until the agent logs a line containing `text`; returns it.
+    @discardableResult
+    func waitForAgent(_ name: String, _ text: String) -> String? {
+        agents[name]?.log.waitFor { $0.contains(text) }
+    }
+
+    func killAgent(_ name: String, signal: Int32 = SIGKILL) {
+        guard let agent = agents[name] else { return }
+        kill(agent.process.processIdentifier, signal)
+        agent.process.waitUntilExit()
+    }
+
+    func curl(_ arguments: [String]) throws -> String {
+        try ServerProcessTests.curl(["-H", "Authorization: Bearer \(admin)"] + arguments)
+    }
+
+    func post(_ path: String, _ body: String = "{}") throws -> String { try curl(["-X", "POST", url + path, "-d", body]) }
+    func get(_ path: String) throws -> String { try curl([url + path]) }
+
+    func json(_ text: String) throws -> [String: Any] {
+        try (JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]).orThrow("not a JSON object: \(text.prefix(200))")
+    }
+
+    func submit(_ command: [String], gpus: Int = 1, extra: String = "") throws -> Int {
+        let commandJSON = String(decoding: try JSONSerialization.data(withJSONObject: command), as: UTF8.self)
+        let job = try json(post("/v1/jobs", #"{"project":"default","command":\#(commandJSON),"resources":{"gpus":\#(gpus)}\#(extra)}"#))
+        return try (job["id"] as? Int).orThrow("no job id: \(job)")
+    }
+
+    /// Follows the job's logs until it finishes; the lines' texts in order.
+    func followLogs(_ job: Int) throws -> [(stream: String, text: String)] {
+        try get("/v1/jobs/\(job)/logs?follow=true").split(separator: "\n").map { line in
+            let object = try json(String(line))
+            return (object["stream"] as? String ?? "", object["text"] as? String ?? "")
+        }
+    }
+
+    func mkfifo(_ name: String) -> String {
+        let path = directory + "/" + name
+        _ = Foundation.mkfifo(path, 0o600)
+        return path
+    }
+}
+
+/// Reads lines from a pipe as they come; blocking, so a test awaits the line it needs.
+final class LineReader {
+    let handle: FileHandle
+    var buffer = ""
+
+    init(_ handle: FileHandle) { self.handle = handle }
+
+    func waitFor(_ predicate: (String) -> Bool) -> String? {
+        while true {
+            while let newline = buffer.firstIndex(of: "\n") {
+                let line = String(buffer[..<newline])
+                buffer.removeSubrange(...newline)
+                if predicate(line) { return line }
+            }
+            let data = handle.availableData
+            if data.isEmpty { return nil }
+            buffer += String(decoding: data, as: UTF8.self)
+        }
+    }
+}
+
+extension Optional {
+    func orThrow(_ message: String) throws -> Wrapped {
+        guard let self else { throw ServerProcessTests.CLIError(message) }
+        return self
+    }
+}
+
+@Suite(.serialized) struct EndToEndTests {
+    @Test(.timeLimit(.minutes(1))) func aJobSeesExactlyItsDevicesAndItsLinesArriveInOrder() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1", gpus: "4xH100-80GB")
+        cluster.waitForAgent("n1", "registered as node")
+        let script = #"echo devices=$CUDA_VISIBLE_DEVICES; echo job=$FASTGPU_JOB_ID epoch=$FASTGPU_EPOCH; for i in 1 2 3 4 5; do echo line$i; done; echo warn >&2"#
+        let job = try cluster.submit(["sh", "-c", script], gpus: 2)
+        let lines = try cluster.followLogs(job)
+        let stdout = lines.filter { $0.stream == "stdout" }.map(\.text).joined().split(separator: "\n").map(String.init)
+        #expect(stdout.count == 7, "\(stdout)")
+        let devices = stdout.first?.dropFirst("devices=".count).split(separator: ",").compactMap { Int($0) } ?? []
+        #expect(devices.count == 2 && Set(devices).count == 2 && devices.allSatisfy { (0..<4).contains($0) }, "\(stdout)")
+        #expect(stdout.dropFirst().first?.hasPrefix("job=\(job) epoch=") == true)
+        #expect(Array(stdout.suffix(5)) == ["line1", "line2", "line3", "line4", "line5"])
+        #expect(lines.filter { $0.stream == "stderr" }.map(\.text) == ["warn\n"])
+        let view = try cluster.json(cluster.get("/v1/jobs/\(job)"))
+        #expect(view["state"] as? String == "succeeded")
+        let allocation = (view["allocations"] as? [[String: Any]])?.first
+        #expect((allocation?["devices"] as? [String])?.compactMap { Int($0.dropFirst(3)) }.sorted() == devices.sorted(),
+                "CUDA_VISIBLE_DEVICES is exactly the allocation's devices")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func cancelStopsTheWholeProcessGroup() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1")
+        cluster.waitForAgent("n1", "registered as node")
+        let fifo = cluster.mkfifo("child-pid")
+        let job = try cluster.submit(["sh", "-c", "sleep 300 & echo $! > \(fifo); wait"])
+        // The job tells us its child's pid through the FIFO: reading blocks until it writes.
+        let reader = try FileHandle(forReadingAtPath: fifo).orThrow("cannot open \(fifo)")
+        let child = Int32(String(decoding: reader.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(child > 0)
+        #expect(kill(child, 0) == 0, "the job's child runs")
+        let cancelled = try cluster.json(cluster.post("/v1/jobs/\(job)/cancel"))
+        #expect(cancelled["state"] as? String == "cancelled")
+        #expect(cluster.waitForAgent("n1", "stopped") != nil)
+        let stat = (try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)) ?? ""
+        let gone = kill(child, 0) != 0 || stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+        #expect(gone, "the job's child was stopped with its process group")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func anAgentKilledWith9ReattachesWithoutASecondCopy() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1")
+        cluster.waitForAgent("n1", "registered as node")
+        let gate = cluster.mkfifo("gate")
+        let job = try cluster.submit(["sh", "-c", "echo start; cat \(gate); echo done"])
+        #expect(cluster.waitForAgent("n1", "started allocation") != nil)
+        cluster.killAgent("n1")
+        try cluster.startAgent("n1", register: false)
+        #expect(cluster.waitForAgent("n1", "re-attached to node")?.contains("with 1 workload(s)") == true)
+        // Let the job finish: it reads the gate, prints, exits; the new agent reports it.
+        try "go\n".write(toFile: gate, atomically: false, encoding: .utf8)
+        let lines = try cluster.followLogs(job).map(\.text).joined()
+        #expect(lines == "start\ngo\ndone\n", "one copy, every line once")
+        let view = try cluster.json(cluster.get("/v1/jobs/\(job)"))
+        #expect(view["state"] as? String == "succeeded")
+        #expect(view["attempts"] as? Int == 1)
+    }
+}
