@@ -174,13 +174,12 @@ public struct APIServer: Sendable {
             case "true"?, "1"?: follow = true
             case let other?: throw APIProblem(status: .badRequest, title: "Bad request", detail: "follow must be true or false, not \(other)")
             }
-            var start: LogPosition?
+            var start: Int64 = 0
             if let text = nonEmpty(query["after"]) {
-                let parts = text.split(separator: ":")
-                guard parts.count == 2, let allocation = UInt64(parts[0]), let sequence = Int64(parts[1]) else {
-                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be ALLOCATION:SEQUENCE")
+                guard let value = Int64(text), value >= 0 else {
+                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be the position of the last line read")
                 }
-                start = LogPosition(allocationID: AllocationID(allocation), sequence: sequence)
+                start = value
             }
             let initial = start
             var headers = HTTPFields()
@@ -193,12 +192,13 @@ public struct APIServer: Sendable {
                     let (chunks, finished) = try await cp.logs(of: id, by: principal, after: position, limit: 1000)
                     if !chunks.isEmpty {
                         var buffer = ByteBuffer()
-                        for chunk in chunks {
-                            let line = LogLineWire(allocation: chunk.allocationID.rawValue, sequence: chunk.sequence, stream: chunk.stream.rawValue,
-                                                   time: Wire.time(chunk.time), text: chunk.text)
+                        for stored in chunks {
+                            let chunk = stored.chunk
+                            let line = LogLineWire(position: stored.position, allocation: chunk.allocationID.rawValue, sequence: chunk.sequence,
+                                                   stream: chunk.stream.rawValue, time: Wire.time(chunk.time), text: chunk.text)
                             buffer.writeBytes(try encoder.encode(line))
                             buffer.writeString("\n")
-                            position = LogPosition(allocationID: chunk.allocationID, sequence: chunk.sequence)
+                            position = stored.position
                         }
                         try await writer.write(buffer)
                         continue

@@ -447,6 +447,8 @@ struct EventListWire: Encodable {
 }
 
 struct LogLineWire: Encodable {
+    /// Pass as `after` to read what came later.
+    var position: Int64
     var allocation: UInt64
     var sequence: Int64
     var stream: String

@@ -296,7 +296,7 @@ public actor ControlPlane {
     }
 
     /// Log chunks after `position`; with `wait`, blocks until there are some or the job finished.
-    public nonisolated func logs(of id: JobID, by principal: Principal, after position: LogPosition?, limit: Int) async throws -> (chunks: [LogChunkRecord], finished: Bool) {
+    public nonisolated func logs(of id: JobID, by principal: Principal, after position: Int64, limit: Int) async throws -> (chunks: [StoredLogChunk], finished: Bool) {
         // Whether the job had finished is read before the chunks: lines that arrive between
         // the two reads are then still returned before the stream ends.
         let job = try reads.job(id, by: principal).job

@@ -93,7 +93,8 @@ public struct LivenessService: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do { try await Task.sleep(for: tick) } catch { return }
             let now = clock.now
-            if now - last > controlPlane.configuration.heartbeatTTL {
+            // A tick later than its period by more than a heartbeat TTL: this process was paused.
+            if now - last > tick + controlPlane.configuration.heartbeatTTL {
                 logger.warning("liveness check was paused; giving every node a fresh grace period", metadata: ["gap": "\(now - last)"])
                 await controlPlane.forgiveHeartbeatGap()
             }

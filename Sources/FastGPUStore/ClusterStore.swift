@@ -76,22 +76,24 @@ public protocol ClusterStore: Sendable {
     func commit(_ batch: StoreBatch) async throws
     /// A job's events after `sequence`, oldest first.
     func events(job: JobID, after sequence: Int64, limit: Int) async throws -> [EventRecord]
-    /// A job's log chunks, ordered by allocation and sequence, after the given position.
-    func logs(job: JobID, after position: LogPosition?, limit: Int) async throws -> [LogChunkRecord]
+    /// A job's log chunks in the order they were stored, after `position` (0: from the start).
+    /// Allocations of one job write concurrently, so the order is the store's, not theirs.
+    func logs(job: JobID, after position: Int64, limit: Int) async throws -> [StoredLogChunk]
     /// Every allocation the job ever had, live or ended, oldest first.
     func allocations(job: JobID) async throws -> [AllocationRecord]
     /// One allocation, live or ended.
     func allocation(_ id: AllocationID) async throws -> AllocationRecord?
 }
 
-/// Where a log reader has got to: the last chunk it read.
-public struct LogPosition: Hashable, Sendable, Codable {
-    public var allocationID: AllocationID
-    public var sequence: Int64
+/// A log chunk with its position in the store, which only grows: a reader passes the last
+/// position it read to get what came after, whichever allocation wrote it.
+public struct StoredLogChunk: Hashable, Sendable {
+    public var position: Int64
+    public var chunk: LogChunkRecord
 
-    public init(allocationID: AllocationID, sequence: Int64) {
-        self.allocationID = allocationID
-        self.sequence = sequence
+    public init(position: Int64, chunk: LogChunkRecord) {
+        self.position = position
+        self.chunk = chunk
     }
 }
 

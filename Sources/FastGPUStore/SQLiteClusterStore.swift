@@ -192,15 +192,13 @@ public final class SQLiteClusterStore: ClusterStore {
         }
     }
 
-    public func logs(job: JobID, after position: LogPosition?, limit: Int) async throws -> [LogChunkRecord] {
+    public func logs(job: JobID, after position: Int64, limit: Int) async throws -> [StoredLogChunk] {
+        // The table's rowid is the position: one writer, so a later commit gets larger rowids
+        // (nothing is ever deleted from the end), and a repeated chunk (INSERT OR IGNORE) none.
         try await pool.read { db in
-            var request = LogChunkRecord.filter(Column("jobID") == job.rawValue)
-            if let position {
-                let allocation = Column("allocationID"), sequence = Column("sequence")
-                request = request.filter(allocation > position.allocationID.rawValue
-                                         || (allocation == position.allocationID.rawValue && sequence > position.sequence))
-            }
-            return try request.order(Column("allocationID"), Column("sequence")).limit(limit).fetchAll(db)
+            let rows = try Row.fetchAll(db, sql: "SELECT rowid AS position, * FROM logChunk WHERE jobID = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+                                        arguments: [job.rawValue, position, limit])
+            return try rows.map { row in StoredLogChunk(position: row["position"], chunk: try LogChunkRecord(row: row)) }
         }
     }
 

@@ -160,6 +160,51 @@ extension Optional {
         #expect(gone, "the job's child was stopped with its process group")
     }
 
+    @Test(.timeLimit(.minutes(1))) func aTwoNodeGangGetsDistinctRanksAndOneMasterAddress() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1")
+        try cluster.startAgent("n2")
+        cluster.waitForAgent("n1", "registered as node")
+        cluster.waitForAgent("n2", "registered as node")
+        let job = try cluster.submit(["sh", "-c", "echo rank=$FASTGPU_NODE_RANK of=$FASTGPU_NUM_NODES master=$FASTGPU_MASTER_ADDR:$FASTGPU_MASTER_PORT"],
+                                     gpus: 4, extra: #","tasks":2"#)
+        let lines = try cluster.followLogs(job).map(\.text).joined().split(separator: "\n").map(String.init).sorted()
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.map { $0.prefix(13) } == ["rank=0 of=2 m", "rank=1 of=2 m"])
+        let masters = Set(lines.compactMap { $0.split(separator: " ").last })
+        #expect(masters.count == 1 && masters.first?.hasPrefix("master=127.0.0.1:") == true, "\(lines)")
+        let view = try cluster.json(cluster.get("/v1/jobs/\(job)"))
+        #expect(view["state"] as? String == "succeeded")
+        #expect(Set((view["allocations"] as? [[String: Any]] ?? []).compactMap { $0["node"] as? Int }).count == 2, "one task per node")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aNodeWhoseAgentStaysDeadGoesDownAndItsJobFinishesElsewhere() throws {
+        let cluster = try LocalCluster(serverArguments: ["--heartbeat-ttl", "1", "--heartbeat-grace", "1", "--startup-grace", "0", "--retry-backoff", "1"])
+        try cluster.startAgent("n1")
+        cluster.waitForAgent("n1", "registered as node")
+        let marker = cluster.directory + "/first-attempt"
+        let job = try cluster.submit(["sh", "-c", "if [ -e \(marker) ]; then echo second; else touch \(marker); echo first; sleep 300; fi"], gpus: 4)
+        let started = cluster.waitForAgent("n1", "started allocation") ?? ""
+        try cluster.startAgent("n2")
+        cluster.waitForAgent("n2", "registered as node")
+        // The machine dies: its agent and the workload with it.
+        cluster.killAgent("n1")
+        let allocation = started.split(separator: " ").drop { $0 != "allocation" }.dropFirst().first.map(String.init) ?? ""
+        let pid = try String(contentsOfFile: cluster.directory + "/agent-n1/allocations/\(allocation)/pid", encoding: .utf8)
+        kill(-(Int32(pid.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0), SIGKILL)
+        // Down after heartbeat TTL + grace, requeued after the backoff, run on n2 to the end.
+        // What the first attempt printed may have died with its machine before it was shipped.
+        let lines = try cluster.followLogs(job).map(\.text).joined()
+        #expect(lines == "first\nsecond\n" || lines == "second\n", "\(lines)")
+        let view = try cluster.json(cluster.get("/v1/jobs/\(job)"))
+        #expect(view["state"] as? String == "succeeded")
+        #expect(view["attempts"] as? Int == 2)
+        let outcomes = (view["allocations"] as? [[String: Any]] ?? []).map { $0["outcome"] as? String ?? "" }
+        #expect(outcomes == ["lost", "succeeded"])
+        let nodes = try cluster.json(cluster.get("/v1/nodes"))["items"] as? [[String: Any]] ?? []
+        #expect(nodes.first { $0["name"] as? String == "n1" }?["state"] as? String == "down")
+    }
+
     @Test(.timeLimit(.minutes(1))) func anAgentKilledWith9ReattachesWithoutASecondCopy() throws {
         let cluster = try LocalCluster()
         try cluster.startAgent("n1")
