@@ -128,8 +128,23 @@ public actor Agent {
         guard let join = configuration.joinToken else {
             throw AgentClient.Failure(status: 0, description: "no saved credential in \(statePath) and no --join-token to register with")
         }
-        let registered = try await client.register(joinToken: join, name: configuration.nodeName, cpuMillis: configuration.cpuMillis,
-                                                   memoryMiB: configuration.memoryMiB, labels: ["fastgpu.io/address": configuration.address], gpus: gpus)
+        var attempt = 0
+        var registered: AgentClient.Registered
+        while true {
+            do {
+                registered = try await client.register(joinToken: join, name: configuration.nodeName, cpuMillis: configuration.cpuMillis,
+                                                       memoryMiB: configuration.memoryMiB, labels: ["fastgpu.io/address": configuration.address], gpus: gpus)
+                break
+            } catch let failure as AgentClient.Failure {
+                throw failure
+            } catch {
+                // The server is not reachable (yet): an agent may start before its server.
+                attempt += 1
+                if attempt == 1 || attempt % 20 == 0 { logger.notice("waiting for the server at \(configuration.server): \(error)") }
+                if attempt >= 240 { throw error }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
         state = LocalState(server: configuration.server, nodeID: registered.node.id, token: registered.token, workloads: [:])
         try save()
         logger.notice("registered as node \(registered.node.id) with \(gpus.count) GPU(s)")
@@ -155,6 +170,8 @@ public actor Agent {
                 try await heartbeat()
             } catch let failure as AgentClient.Failure where failure.status == 401 {
                 throw failure
+            } catch is CancellationError {
+                return
             } catch {
                 logger.warning("heartbeat failed: \(error)")
             }
@@ -178,7 +195,10 @@ public actor Agent {
                 try reconcile(assignments)
             } catch let failure as AgentClient.Failure where failure.status == 401 {
                 throw failure
+            } catch is CancellationError {
+                return
             } catch {
+                if Task.isCancelled { return }
                 logger.warning("assignment query failed: \(error)")
                 try await Task.sleep(for: .seconds(1))
             }

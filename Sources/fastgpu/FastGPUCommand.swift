@@ -9,6 +9,7 @@ struct FastGPUCommand: AsyncParsableCommand {
         abstract: "FastGPU: an open GPU cloud that pools GPU servers and shares them among teams.",
         discussion: """
             Available now:
+              up        a local FastGPU (server and agents) in one command
               server    the control plane: HTTP API, SQLite store, scheduler
               agent     the agent of a GPU server (nvidia-smi or --simulate-gpus)
               plan      run the scheduler once on a synthetic cluster, print the plan
@@ -16,7 +17,6 @@ struct FastGPUCommand: AsyncParsableCommand {
               version   print the version
 
             Planned command groups (not in this build yet):
-              up        a local FastGPU (server and agents) in one command
               login     save a server URL and token
               run       submit a job and follow it (run --gpus H100:2 -- CMD)
               jobs      ls | show | logs | cancel | why
@@ -26,7 +26,7 @@ struct FastGPUCommand: AsyncParsableCommand {
               tokens    API tokens
             """,
         version: FastGPUVersion.current,
-        subcommands: [ServerCommand.self, AgentCommand.self, PlanCommand.self, SimCommand.self, VersionCommand.self]
+        subcommands: [UpCommand.self, ServerCommand.self, AgentCommand.self, PlanCommand.self, SimCommand.self, VersionCommand.self]
     )
 }
 

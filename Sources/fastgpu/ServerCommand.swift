@@ -44,21 +44,40 @@ struct ServerCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func run() async throws {
+        var configuration = ControlPlaneConfiguration()
+        configuration.heartbeatTTL = .seconds(heartbeatTTL)
+        configuration.heartbeatGrace = .seconds(heartbeatGrace)
+        configuration.startupGrace = .seconds(startupGrace)
+        configuration.retryBackoff = .seconds(retryBackoff)
+        var logger = Logger(label: "fastgpu.server")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, configuration: configuration, logger: logger) { url, directory in
+            // Unbuffered: whoever started the server (a script, a test) reads this line.
+            FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (data in \(directory))\n".utf8))
+        }
+        let group = ServiceGroup(configuration: .init(services: server.services.map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+/// The control plane as services: the API, the scheduling loop and node liveness over one
+/// SQLite file. `fastgpu server` runs it alone; `fastgpu up` runs it with local agents.
+struct LocalServer {
+    var services: [any Service]
+    var controlPlane: ControlPlane
+    var directory: String
+
+    static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, logger: Logger,
+                     onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void) async throws -> LocalServer {
         let directory = dataDir ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.fastgpu")
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw CommandFailure("cannot create the data directory \(directory): \(error.localizedDescription)")
         }
-        var logger = Logger(label: "fastgpu.server")
-        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let store: SQLiteClusterStore
         do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw CommandFailure("\(error)") }
-        var configuration = ControlPlaneConfiguration()
-        configuration.heartbeatTTL = .seconds(heartbeatTTL)
-        configuration.heartbeatGrace = .seconds(heartbeatGrace)
-        configuration.startupGrace = .seconds(startupGrace)
-        configuration.retryBackoff = .seconds(retryBackoff)
         let controlPlane = try await ControlPlane(store: store, configuration: configuration, logger: logger)
         if let token = try await controlPlane.bootstrapIfEmpty() {
             let path = directory + "/admin-token"
@@ -74,20 +93,12 @@ struct ServerCommand: AsyncParsableCommand {
             configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu"),
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                // Unbuffered: whoever started the server (a script, `fastgpu up`, a test) reads this line.
-                FileHandle.standardOutput.write(Data("fastgpu server listening on http://\(address) (data in \(directory))\n".utf8))
+                onRunning("http://\(address)", directory)
             },
             logger: logger)
-        let group = ServiceGroup(
-            configuration: .init(
-                services: [
-                    .init(service: app),
-                    .init(service: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger)),
-                    .init(service: LivenessService(controlPlane: controlPlane, logger: logger)),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
-        try await group.run()
+        return LocalServer(
+            services: [app, SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger), LivenessService(controlPlane: controlPlane, logger: logger)],
+            controlPlane: controlPlane, directory: directory)
     }
 }
 

@@ -224,3 +224,33 @@ extension Optional {
         #expect(view["attempts"] as? Int == 1)
     }
 }
+
+@Suite struct UpTests {
+    @Test(.timeLimit(.minutes(1))) func upRunsAJobOnTwoSimulatedNodesAndStopsOnCtrlC() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-up-\(UInt64.random(in: 0...UInt64.max))").path
+        let up = Process()
+        up.executableURL = CLITests.binary
+        up.arguments = ["up", "--data-dir", directory, "--port", "0", "--nodes", "2", "--simulate-gpus", "4xA100-80GB"]
+        let out = Pipe(), errors = Pipe()
+        up.standardOutput = out
+        up.standardError = errors
+        try up.run()
+        defer { if up.isRunning { kill(up.processIdentifier, SIGKILL) } }
+        let banner = LineReader(out.fileHandleForReading).waitFor { $0.hasPrefix("FastGPU is up at ") } ?? ""
+        #expect(banner.contains("2 node(s) with 4xA100-80GB (simulated)"), "\(banner)")
+        // "FastGPU is up at http://127.0.0.1:PORT: 2 node(s) …"
+        let url = String(banner.dropFirst("FastGPU is up at ".count).split(separator: " ").first?.dropLast() ?? "")
+        let agentLog = LineReader(errors.fileHandleForReading)
+        #expect(agentLog.waitFor { $0.contains("registered as node 2") || $0.contains("registered as node 1") } != nil)
+        #expect(agentLog.waitFor { $0.contains("registered as node") } != nil, "both agents registered")
+        let token = try String(contentsOfFile: directory + "/admin-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let auth = ["-H", "Authorization: Bearer \(token)"]
+        let submitted = try ServerProcessTests.curl(auth + ["-X", "POST", url + "/v1/jobs", "-d", #"{"project":"default","command":["sh","-c","echo gpus=$CUDA_VISIBLE_DEVICES"],"resources":{"gpus":4}}"#])
+        #expect(submitted.contains(#""id":1"#), "\(submitted)")
+        let logs = try ServerProcessTests.curl(auth + [url + "/v1/jobs/1/logs?follow=true"])
+        #expect(logs.contains(#"gpus=0,1,2,3\n"#), "\(logs)")
+        kill(up.processIdentifier, SIGINT)
+        up.waitUntilExit()
+        #expect(up.terminationStatus == 0, "Ctrl-C is a graceful stop")
+    }
+}

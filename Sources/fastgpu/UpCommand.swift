@@ -1,0 +1,110 @@
+import ArgumentParser
+import FastGPUAgent
+import FastGPUControlPlane
+import Foundation
+import Logging
+import ServiceLifecycle
+
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "A local GPU cloud in one command: the control plane and local agents.",
+        discussion: """
+            Starts the server with its SQLite file in the data directory and --nodes local agents: \
+            with the GPUs nvidia-smi reports, or simulated ones (--simulate-gpus, default \
+            8xH100-80GB) where there is no NVIDIA driver. Ctrl-C stops it; the next `fastgpu up` \
+            with the same data directory finds every job, and re-attaches to work still running.
+            """
+    )
+
+    @Option(help: "Directory of the database, the admin token and the agents' state (default: ~/.fastgpu).")
+    var dataDir: String?
+
+    @Option(help: "Port of the API (0: a free one).")
+    var port = 8470
+
+    @Option(help: "Local agents (nodes) to start.")
+    var nodes = 1
+
+    @Option(name: .customLong("simulate-gpus"), help: "Simulated GPUs per node, COUNTxMODEL (repeatable); default: nvidia-smi's, else 8xH100-80GB.")
+    var simulateGPUs: [String] = []
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel = "notice"
+
+    func validate() throws {
+        guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be 1 to 64") }
+    }
+
+    func run() async throws {
+        // The agents need the port before the server has bound it.
+        let port = self.port == 0 ? try Self.freePort() : self.port
+        var logger = Logger(label: "fastgpu.up")
+        logger.logLevel = Logger.Level(rawValue: logLevel) ?? .notice
+        var specs = simulateGPUs
+        let real = NvidiaSMIProbe()
+        if specs.isEmpty && (try? real.probe()) == nil { specs = ["8xH100-80GB"] }
+        let gpusText = specs.isEmpty ? "the GPUs nvidia-smi reports" : specs.joined(separator: " + ") + " (simulated)"
+        let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, configuration: ControlPlaneConfiguration(), logger: logger) { url, directory in
+            FileHandle.standardOutput.write(Data("""
+                FastGPU is up at \(url): \(nodes) node(s) with \(gpusText).
+                Admin token: \(directory)/admin-token
+                Next:
+                  T=$(cat \(directory)/admin-token)
+                  curl -s -X POST \(url)/v1/jobs -H "Authorization: Bearer $T" -d '{"project":"default","command":["sh","-c","echo hello from GPU $CUDA_VISIBLE_DEVICES"],"resources":{"gpus":1}}'
+                  curl -s \(url)/v1/jobs/1/logs?follow=true -H "Authorization: Bearer $T"
+                Ctrl-C stops it; jobs stay in \(directory)/fastgpu.db.
+
+                """.utf8))
+        }
+        // The local agents' join token: minted in-process by the cluster admin.
+        let admin = Principal(tokenID: 0, kind: .user, subject: "admin", clusterAdmin: true, nodeID: nil)
+        let join = try await server.controlPlane.createToken(name: "fastgpu up", kind: .join, subject: nil, clusterAdmin: false,
+                                                             expiresAt: nil, by: admin).secret ?? ""
+        var agents: [any Service] = []
+        for n in 1...nodes {
+            let name = "local-\(n)"
+            let probe: any DeviceProbe = specs.isEmpty ? real : try SimulatedProbe(specs: specs, node: name)
+            let configuration = AgentConfiguration(
+                server: "http://127.0.0.1:\(port)", joinToken: join, dataDirectory: server.directory + "/agents/\(name)", nodeName: name,
+                address: "127.0.0.1", probe: probe, cpuMillis: ProcessInfo.processInfo.activeProcessorCount * 1000,
+                memoryMiB: Int(ProcessInfo.processInfo.physicalMemory / 1_048_576))
+            agents.append(AgentService(agent: Agent(configuration: configuration, logger: logger)))
+        }
+        // Started in this order, stopped in reverse: the agents first, the API last.
+        let group = ServiceGroup(configuration: .init(services: (server.services + agents).map { .init(service: $0) },
+                                                      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+extension UpCommand {
+    /// A port nothing listens on now, from the kernel.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CommandFailure("cannot open a socket to find a free port") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw CommandFailure("cannot bind a socket to find a free port") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// An agent as a service of `fastgpu up`: stopped at shutdown, its workloads left to the next start.
+struct AgentService: Service {
+    let agent: Agent
+
+    func run() async throws {
+        do {
+            try await cancelWhenGracefulShutdown { try await agent.run() }
+        } catch is CancellationError {
+            // Stopped by the shutdown: its workloads go on, and the next start re-attaches.
+        }
+    }
+}
