@@ -186,7 +186,6 @@ public struct APIServer: Sendable {
             headers[.contentType] = "application/x-ndjson"
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 var position = initial
-                let encoder = JSONEncoder()
                 while true {
                     let version = await cp.jobVersion(id)
                     let (chunks, finished) = try await cp.logs(of: id, by: principal, after: position, limit: 1000)
@@ -196,7 +195,7 @@ public struct APIServer: Sendable {
                             let chunk = stored.chunk
                             let line = LogLineWire(position: stored.position, allocation: chunk.allocationID.rawValue, sequence: chunk.sequence,
                                                    stream: chunk.stream.rawValue, time: Wire.time(chunk.time), text: chunk.text)
-                            buffer.writeBytes(try encoder.encode(line))
+                            buffer.writeBytes(line.jsonBytes)
                             buffer.writeString("\n")
                             position = stored.position
                         }

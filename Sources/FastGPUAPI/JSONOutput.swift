@@ -211,6 +211,19 @@ extension QueueListWire: JSONWritable {
     }
 }
 
+extension LogLineWire: JSONWritable {
+    func write(to out: inout JSONOutput) {
+        out.beginObject()
+        out.field("position", position)
+        out.field("allocation", allocation)
+        out.field("sequence", sequence)
+        out.field("stream", stream)
+        out.field("time", time)
+        out.field("text", text)
+        out.endObject()
+    }
+}
+
 extension JSONWritable {
     /// The value as JSON bytes, written directly.
     var jsonBytes: [UInt8] {

@@ -27,6 +27,8 @@ struct JSONOutputTests {
         #expect(parsedDirect == JSONValue.parse(encoded))
         let list = JobListWire(items: [wire, wire], next: "7")
         #expect(JSONValue.parse(String(decoding: list.jsonBytes, as: UTF8.self)) == JSONValue.parse(String(decoding: try JSONEncoder().encode(list), as: UTF8.self)))
+        let line = LogLineWire(position: 4, allocation: 2, sequence: 0, stream: "stdout", time: "t", text: wire.name)
+        #expect(JSONValue.parse(String(decoding: line.jsonBytes, as: UTF8.self)) == JSONValue.parse(String(decoding: try JSONEncoder().encode(line), as: UTF8.self)))
         let queue = QueueListWire(items: [QueueItemWire(position: 1, job: 7, project: "p", name: wire.name, submitter: "s",
                                                         reason: wire.queue?.reason, estimatedStart: wire.queue?.estimatedStart)])
         #expect(JSONValue.parse(String(decoding: queue.jsonBytes, as: UTF8.self)) == JSONValue.parse(String(decoding: try JSONEncoder().encode(queue), as: UTF8.self)))
