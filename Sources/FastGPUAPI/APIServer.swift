@@ -6,7 +6,6 @@ public import Hummingbird
 import Logging
 import NIOCore
 public import Prometheus
-import Synchronization
 import HTTPTypes
 
 extension HTTPFields {

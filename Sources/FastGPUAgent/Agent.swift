@@ -43,7 +43,7 @@ struct LocalState: Codable {
     var workloads: [UInt64: Workload]
 }
 
-struct Workload: Codable {
+struct Workload: Codable, Equatable {
     var allocation: UInt64
     var epoch: UInt64
     var job: UInt64
@@ -331,7 +331,8 @@ public actor Agent {
                 logger.warning("allocation \(id): \(error)")
             }
         }
-        try? save()
+        // Every tick would otherwise rewrite the state file; only a change is worth a write.
+        if self.state?.workloads != state.workloads { try? save() }
     }
 
     private func supervise(_ initial: Workload) async throws {

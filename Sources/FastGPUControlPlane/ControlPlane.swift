@@ -175,10 +175,10 @@ public actor ControlPlane {
 
     // MARK: - Authorization
 
+    /// Writes authorise against the actor's memberships (they include changes not yet durable);
+    /// the rule itself is the read model's, so reads and writes cannot disagree on it.
     func role(of principal: Principal, in project: ProjectID) -> MemberRole? {
-        if principal.clusterAdmin { return .admin }
-        guard principal.kind == .user else { return nil }
-        return members[project]?[principal.subject]
+        ReadModel.role(of: principal, in: project, members: members)
     }
 
     private func requireUser(_ principal: Principal) throws(ControlPlaneError) {
@@ -295,7 +295,7 @@ public actor ControlPlane {
         return try await store.events(job: id, after: sequence, limit: max(1, min(limit, configuration.maxPageSize)))
     }
 
-    /// Log chunks after `position`; with `wait`, blocks until there are some or the job finished.
+    /// Log chunks after `position`, and whether the job had finished before they were read.
     public nonisolated func logs(of id: JobID, by principal: Principal, after position: Int64, limit: Int) async throws -> (chunks: [StoredLogChunk], finished: Bool) {
         // Whether the job had finished is read before the chunks: lines that arrive between
         // the two reads are then still returned before the stream ends.
