@@ -70,6 +70,20 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FastGPUWire",
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FastGPUClient",
+            dependencies: [
+                "FastGPUWire",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "FastGPUStore",
             dependencies: [
                 "FastGPUModel",
@@ -96,6 +110,7 @@ let package = Package(
                 "FastGPUScheduler",
                 "FastGPUStore",
                 "FastGPUControlPlane",
+                "FastGPUWire",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -110,6 +125,8 @@ let package = Package(
         .target(
             name: "FastGPUAgent",
             dependencies: [
+                "FastGPUClient",
+                "FastGPUWire",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -129,7 +146,11 @@ let package = Package(
                 "FastGPUControlPlane",
                 "FastGPUAPI",
                 "FastGPUAgent",
+                "FastGPUClient",
+                "FastGPUWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -163,7 +184,7 @@ let package = Package(
         .testTarget(
             name: "FastGPUAPITests",
             dependencies: [
-                "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUControlPlane", "FastGPUAPI", "FastGPUTestSupport",
+                "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUControlPlane", "FastGPUAPI", "FastGPUWire", "FastGPUTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -7,10 +7,16 @@ import Logging
 import NIOCore
 public import Prometheus
 import HTTPTypes
+import FastGPUWire
 
 extension HTTPFields {
     static let idempotencyKey = HTTPField.Name("Idempotency-Key")!
     static let requestID = HTTPField.Name("X-Request-Id")!
+}
+
+enum APIHeader {
+    /// The index of a blocking query's answer: pass it back as `index` to wait for the next change.
+    static let index = HTTPField.Name("X-FastGPU-Index")!
 }
 
 /// The request context of every v1 route: who is calling and the request's id.
@@ -142,8 +148,22 @@ public struct APIServer: Sendable {
         }
         route(.get, "/v1/jobs/{id}") { request, context in
             let principal = try context.requirePrincipal()
-            let view = try await cp.jobWithHistory(try jobID(context), by: principal)
-            return try json(Wire.job(view, now: clock.now()))
+            let id = try jobID(context)
+            // A blocking query (as Nomad's): with `index`, answer once the job changed after that
+            // index or `wait` ran out. The reply's X-FastGPU-Index is the index to pass next.
+            let query = request.uri.queryParameters
+            let index = try nonEmpty(query["index"]).map { text throws -> UInt64 in
+                guard let value = UInt64(text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "index must be a whole number") }
+                return value
+            }
+            let wait = try nonEmpty(query["wait"]).map { try parseWait($0) } ?? .seconds(30)
+            _ = try cp.reads.job(id, by: principal)
+            if let index { await cp.waitForJobChange(id, after: index, timeout: wait) }
+            let version = await cp.jobVersion(id)
+            let view = try await cp.jobWithHistory(id, by: principal)
+            var response = try json(Wire.job(view, now: clock.now()))
+            response.headers[APIHeader.index] = String(version)
+            return response
         }
         route(.post, "/v1/jobs/{id}/cancel") { request, context in
             let principal = try context.requirePrincipal()

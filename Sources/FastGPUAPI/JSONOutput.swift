@@ -1,5 +1,6 @@
 import Hummingbird
 import NIOCore
+import FastGPUWire
 
 /// A JSON writer for the hottest responses (a job, a page of jobs). Foundation's `JSONEncoder`
 /// goes through `Encodable`'s generic containers; writing the bytes directly made

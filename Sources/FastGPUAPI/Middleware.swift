@@ -6,6 +6,7 @@ import Logging
 import NIOCore
 public import Prometheus
 import Synchronization
+import FastGPUWire
 
 struct MethodNotAllowed: Error {
     var allowed: [String]

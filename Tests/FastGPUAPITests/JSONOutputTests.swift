@@ -1,4 +1,5 @@
 @testable import FastGPUAPI
+import FastGPUWire
 import Foundation
 import Testing
 
@@ -25,6 +26,8 @@ struct JSONOutputTests {
         let encoded = String(decoding: try JSONEncoder().encode(wire), as: UTF8.self)
         let parsedDirect = try #require(JSONValue.parse(direct), "\(direct)")
         #expect(parsedDirect == JSONValue.parse(encoded))
+        // What the server writes directly, clients read back as the very same value.
+        #expect(try JSONDecoder().decode(JobWire.self, from: Data(wire.jsonBytes)) == wire)
         let list = JobListWire(items: [wire, wire], next: "7")
         #expect(JSONValue.parse(String(decoding: list.jsonBytes, as: UTF8.self)) == JSONValue.parse(String(decoding: try JSONEncoder().encode(list), as: UTF8.self)))
         let line = LogLineWire(position: 4, allocation: 2, sequence: 0, stream: "stdout", time: "t", text: wire.name)

@@ -1,0 +1,275 @@
+package import AsyncHTTPClient
+package import FastGPUWire
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// A client of the v1 API, shared by the `fastgpu` command-line tool and the agent. Bodies are the
+/// `FastGPUWire` structs the server itself encodes and decodes, so client and server agree by
+/// construction; every failure is a `ClientError` that reads as one line.
+package struct FastGPUClient: Sendable {
+    /// The server's base URL, without a trailing slash.
+    package let server: String
+    package var token: String?
+    let http: HTTPClient
+
+    package init(server: String, token: String?, http: HTTPClient = .shared) {
+        var server = server
+        while server.hasSuffix("/") { server.removeLast() }
+        self.server = server
+        self.token = token
+        self.http = http
+    }
+
+    // MARK: Jobs
+
+    package func submit(_ body: JobSubmissionBody, idempotencyKey: String? = nil) async throws -> JobWire {
+        var headers: [(String, String)] = []
+        if let idempotencyKey { headers.append(("Idempotency-Key", idempotencyKey)) }
+        return try await call(.POST, "/v1/jobs", body: body, headers: headers)
+    }
+
+    package func job(_ id: UInt64) async throws -> JobWire {
+        try await call(.GET, "/v1/jobs/\(id)")
+    }
+
+    /// A blocking query: the job once it changed after `index`, or when `wait` ran out, with the
+    /// index to pass next.
+    package func job(_ id: UInt64, after index: UInt64, wait: Duration) async throws -> (job: JobWire, index: UInt64) {
+        let (job, headers): (JobWire, HTTPHeaders) = try await callWithHeaders(
+            .GET, "/v1/jobs/\(id)?index=\(index)&wait=\(wait.wholeMilliseconds)ms", timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
+        return (job, headers.first(name: "X-FastGPU-Index").flatMap(UInt64.init) ?? index)
+    }
+
+    package func jobs(project: String? = nil, states: [String] = [], limit: Int? = nil, after: String? = nil) async throws -> JobListWire {
+        var query: [(String, String)] = []
+        if let project { query.append(("project", project)) }
+        if !states.isEmpty { query.append(("state", states.joined(separator: ","))) }
+        if let limit { query.append(("limit", String(limit))) }
+        if let after { query.append(("after", after)) }
+        return try await call(.GET, "/v1/jobs" + Self.queryString(query))
+    }
+
+    package func cancel(_ id: UInt64) async throws -> JobWire {
+        try await call(.POST, "/v1/jobs/\(id)/cancel")
+    }
+
+    package func events(of id: UInt64) async throws -> EventListWire {
+        try await call(.GET, "/v1/jobs/\(id)/events")
+    }
+
+    /// The job's output lines in order, after `position`; with `follow`, until the job finished.
+    package func logs(of id: UInt64, after position: Int64 = 0, follow: Bool) -> AsyncThrowingStream<LogLineWire, any Error> {
+        AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    var request = try makeRequest(.GET, "/v1/jobs/\(id)/logs?follow=\(follow)&after=\(position)", headers: [])
+                    request.headers.add(name: "Accept", value: "application/x-ndjson")
+                    let response = try await execute(request, timeout: .hours(24 * 365))
+                    guard response.status.code == 200 else {
+                        let body = try await response.body.collect(upTo: 1 << 20)
+                        throw ClientError.reply(status: Int(response.status.code), body: Array(buffer: body), server: server, path: "/v1/jobs/\(id)/logs")
+                    }
+                    var pending: [UInt8] = []
+                    let decoder = JSONDecoder()
+                    for try await buffer in response.body {
+                        pending.append(contentsOf: buffer.readableBytesView)
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = pending[..<newline]
+                            if !line.isEmpty {
+                                continuation.yield(try decoder.decode(LogLineWire.self, from: Data(line)))
+                            }
+                            pending.removeSubrange(...newline)
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    package func queue(project: String? = nil) async throws -> QueueListWire {
+        try await call(.GET, "/v1/queue" + Self.queryString(project.map { [("project", $0)] } ?? []))
+    }
+
+    // MARK: Nodes
+
+    package func nodes() async throws -> NodeListWire { try await call(.GET, "/v1/nodes") }
+
+    package func node(_ id: UInt64) async throws -> NodeWire { try await call(.GET, "/v1/nodes/\(id)") }
+
+    /// `cordon`, `uncordon` or `drain`.
+    package func setNodeState(_ id: UInt64, action: String) async throws -> NodeWire {
+        try await call(.POST, "/v1/nodes/\(id)/\(action)")
+    }
+
+    // MARK: Projects and tokens
+
+    package func projects() async throws -> ProjectListWire { try await call(.GET, "/v1/projects") }
+
+    package func project(_ name: String) async throws -> ProjectWire { try await call(.GET, "/v1/projects/\(Self.escape(name))") }
+
+    package func createProject(_ body: CreateProjectBody) async throws -> ProjectWire { try await call(.POST, "/v1/projects", body: body) }
+
+    package func setMember(project: String, subject: String, role: String) async throws -> ProjectWire {
+        try await call(.PUT, "/v1/projects/\(Self.escape(project))/members/\(Self.escape(subject))", body: MemberBody(role: role))
+    }
+
+    package func removeMember(project: String, subject: String) async throws -> ProjectWire {
+        try await call(.DELETE, "/v1/projects/\(Self.escape(project))/members/\(Self.escape(subject))")
+    }
+
+    package func tokens() async throws -> TokenListWire { try await call(.GET, "/v1/tokens") }
+
+    package func createToken(_ body: CreateTokenBody) async throws -> TokenWire { try await call(.POST, "/v1/tokens", body: body) }
+
+    package func revokeToken(_ id: UInt64) async throws -> TokenWire { try await call(.POST, "/v1/tokens/\(id)/revoke") }
+
+    // MARK: The agent's side
+
+    package func registerNode(_ body: RegisterNodeBody) async throws -> RegisteredNodeWire {
+        try await call(.POST, "/v1/nodes/register", body: body)
+    }
+
+    package func heartbeat(node: UInt64, _ body: HeartbeatBody) async throws -> HeartbeatWire {
+        try await call(.POST, "/v1/nodes/\(node)/heartbeat", body: body)
+    }
+
+    package func assignments(node: UInt64, after index: UInt64, wait: Duration) async throws -> AssignmentsWire {
+        try await call(.GET, "/v1/nodes/\(node)/assignments?index=\(index)&wait=\(wait.wholeMilliseconds)ms",
+                       timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
+    }
+
+    package func report(node: UInt64, allocation: UInt64, _ body: AllocationStatusBody) async throws {
+        let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/status", body: body)
+    }
+
+    package func uploadLogs(node: UInt64, allocation: UInt64, _ body: LogUploadBody) async throws {
+        let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/logs", body: body)
+    }
+
+    // MARK: Plumbing
+
+    private struct NoBody: Encodable {}
+    private struct NoContent: Decodable {}
+
+    private func call<Reply: Decodable>(_ method: HTTPMethod, _ path: String, timeout: TimeAmount = .seconds(30)) async throws -> Reply {
+        try await callWithHeaders(method, path, body: Optional<NoBody>.none, headers: [], timeout: timeout).0
+    }
+
+    private func call<Reply: Decodable, Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body, headers: [(String, String)] = [],
+                                                        timeout: TimeAmount = .seconds(30)) async throws -> Reply {
+        try await callWithHeaders(method, path, body: body, headers: headers, timeout: timeout).0
+    }
+
+    private func callWithHeaders<Reply: Decodable>(_ method: HTTPMethod, _ path: String, timeout: TimeAmount) async throws -> (Reply, HTTPHeaders) {
+        try await callWithHeaders(method, path, body: Optional<NoBody>.none, headers: [], timeout: timeout)
+    }
+
+    private func callWithHeaders<Reply: Decodable, Body: Encodable>(_ method: HTTPMethod, _ path: String, body: Body?, headers: [(String, String)],
+                                                                   timeout: TimeAmount) async throws -> (Reply, HTTPHeaders) {
+        var request = try makeRequest(method, path, headers: headers)
+        if let body {
+            request.headers.add(name: "Content-Type", value: "application/json")
+            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+        }
+        let response = try await execute(request, timeout: timeout)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await response.body.collect(upTo: 64 << 20)
+        } catch {
+            throw ClientError.unreachable(server: server, reason: Self.short(error))
+        }
+        let bytes = Array(buffer: buffer)
+        guard (200..<300).contains(Int(response.status.code)) else {
+            throw ClientError.reply(status: Int(response.status.code), body: bytes, server: server, path: path)
+        }
+        if Reply.self == NoContent.self { return (NoContent() as! Reply, response.headers) }
+        do {
+            return (try JSONDecoder().decode(Reply.self, from: Data(bytes)), response.headers)
+        } catch {
+            throw ClientError.badReply("\(method) \(path): the reply is not what this fastgpu understands (\(Self.short(error)))")
+        }
+    }
+
+    private func makeRequest(_ method: HTTPMethod, _ path: String, headers: [(String, String)]) throws -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: server + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        return request
+    }
+
+    private func execute(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> HTTPClientResponse {
+        do {
+            return try await http.execute(request, timeout: timeout)
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw ClientError.unreachable(server: server, reason: Self.short(error))
+        }
+    }
+
+    static func short(_ error: any Error) -> String {
+        let text = String(describing: error)
+        if text.contains("connectionRefused") || text.contains("Connection refused") || text.contains("refused") { return "connection refused" }
+        if text.contains("connectTimeout") || text.contains("deadlineExceeded") { return "timed out" }
+        return text.count > 160 ? String(text.prefix(160)) + "…" : text
+    }
+
+    static func queryString(_ items: [(String, String)]) -> String {
+        items.isEmpty ? "" : "?" + items.map { "\($0.0)=\(escape($0.1))" }.joined(separator: "&")
+    }
+
+    static func escape(_ text: String) -> String {
+        var allowed = CharacterSet.urlPathAllowed
+        allowed.remove(charactersIn: "/?&=+#")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}
+
+/// Why a call failed, in one line a person can act on.
+package enum ClientError: Error, CustomStringConvertible, Equatable {
+    /// No HTTP answer: nothing listens, the network is down, or the reply did not finish.
+    case unreachable(server: String, reason: String)
+    /// The server answered with a problem (RFC 9457).
+    case problem(status: Int, title: String, detail: String)
+    /// The server answered something this client cannot read.
+    case badReply(String)
+
+    package var status: Int? {
+        if case .problem(let status, _, _) = self { return status }
+        return nil
+    }
+
+    package var description: String {
+        switch self {
+        case .unreachable(let server, let reason):
+            "cannot reach the FastGPU server at \(server) (\(reason)); is it running? (`fastgpu up` starts a local one)"
+        case .problem(401, _, let detail):
+            "the server refused the token: \(detail); run `fastgpu login` with a valid token"
+        case .problem(let status, let title, let detail):
+            detail.isEmpty ? "\(title) (HTTP \(status))" : "\(detail) (HTTP \(status))"
+        case .badReply(let text):
+            text
+        }
+    }
+
+    static func reply(status: Int, body: [UInt8], server: String, path: String) -> ClientError {
+        struct Problem: Decodable { var title: String?; var detail: String? }
+        if let problem = try? JSONDecoder().decode(Problem.self, from: Data(body)) {
+            return .problem(status: status, title: problem.title ?? "HTTP \(status)", detail: problem.detail ?? "")
+        }
+        return .problem(status: status, title: "HTTP \(status) from \(server)\(path)", detail: "")
+    }
+}
+
+extension Duration {
+    package var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
