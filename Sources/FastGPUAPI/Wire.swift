@@ -85,7 +85,7 @@ enum Wire {
             tasks: group.count, gang: group.gang, gpus: group.resources.gpu.wireDescription, gpuModel: group.resources.gpuModel,
             cpuMillis: group.resources.cpuMillis, memoryMiB: group.resources.memoryMiB,
             maxRuntimeSeconds: job.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, estimatedRuntimeSeconds: job.runtimeEstimate.map { $0.wholeMilliseconds / 1000 },
-            maxAttempts: view.launch.maxAttempts, attempts: job.attempts, submittedAt: time(job.submitTime), finishedAt: view.finishedAt.map(time),
+            maxAttempts: view.launch.maxAttempts, attempts: (job.attempts + group.count - 1) / max(1, group.count), submittedAt: time(job.submitTime), finishedAt: view.finishedAt.map(time),
             allocations: view.allocations.map(allocation),
             queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time)) })
     }

@@ -46,7 +46,7 @@ struct AgentCommand: AsyncParsableCommand {
     var logLevel = "info"
 
     func run() async throws {
-        let directory = dataDir ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.fastgpu/agent")
+        let directory = dataDir ?? (CLIConfig.home + "/.fastgpu/agent")
         let nodeName = name ?? ProcessInfo.processInfo.hostName
         let probe: any DeviceProbe
         do {

@@ -1,32 +1,34 @@
 import ArgumentParser
 
-/// The one `fastgpu` executable. Command groups land as their parts are built; `--help` lists the
-/// planned ones so that users see where the tool is going.
+/// The one `fastgpu` executable: for the people who use GPUs, the operators who run the pool, and
+/// those who study its scheduling.
 @main
 struct FastGPUCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fastgpu",
         abstract: "FastGPU: an open GPU cloud that pools GPU servers and shares them among teams.",
         discussion: """
-            Available now:
+            Use GPUs:
+              run       submit a job and follow it (run --gpus H100:2 -- python train.py)
+              jobs      ls | show | logs [-f] | cancel | why
+              queue     every pending job in order, with reason and estimated start
+              login     save a server URL and token
+
+            Run the pool:
               up        a local FastGPU (server and agents) in one command
               server    the control plane: HTTP API, SQLite store, scheduler
               agent     the agent of a GPU server (nvidia-smi or --simulate-gpus)
-              plan      run the scheduler once on a synthetic cluster, print the plan
-              sim       replay GPU-cluster traces (run, compare, pack)
-              version   print the version
+              nodes     ls | show | cordon | uncordon | drain
+              projects  ls | show | create | add-member | remove-member
+              tokens    ls | create | revoke
 
-            Planned command groups (not in this build yet):
-              login     save a server URL and token
-              run       submit a job and follow it (run --gpus H100:2 -- CMD)
-              jobs      ls | show | logs | cancel | why
-              queue     every pending job in order, with reason and start
-              nodes     ls | show | cordon | drain
-              projects  projects, members and roles
-              tokens    API tokens
+            Study scheduling:
+              sim       replay GPU-cluster traces (run, compare, pack)
+              plan      run the scheduler once on a synthetic cluster, print the plan
             """,
         version: FastGPUVersion.current,
-        subcommands: [UpCommand.self, ServerCommand.self, AgentCommand.self, PlanCommand.self, SimCommand.self, VersionCommand.self]
+        subcommands: [RunCommand.self, JobsCommand.self, QueueCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
+                      NodesCommand.self, ProjectsCommand.self, TokensCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self]
     )
 }
 

@@ -70,7 +70,7 @@ struct LocalServer {
 
     static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, logger: Logger,
                      onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void) async throws -> LocalServer {
-        let directory = dataDir ?? (FileManager.default.homeDirectoryForCurrentUser.path + "/.fastgpu")
+        let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {

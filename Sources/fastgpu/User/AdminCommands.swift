@@ -1,0 +1,263 @@
+import ArgumentParser
+import FastGPUClient
+import FastGPUWire
+import Foundation
+
+struct LoginCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "login",
+        abstract: "Check a server URL and token, and save them for the next commands.",
+        discussion: "Saved to ~/.config/fastgpu/config.json (FASTGPU_CONFIG to change), readable only by you."
+    )
+
+    @Option(help: "The FastGPU server's URL.") var server = CLIConfig.localServer
+    @Option(help: "An API token (or --token-file, or FASTGPU_TOKEN).") var token: String?
+    @Option(help: "A file holding the token, such as DATA-DIR/admin-token.") var tokenFile: String?
+    @Option(help: "The project to use when none is named.") var project: String?
+
+    func run() async throws {
+        var secret = token ?? ProcessInfo.processInfo.environment["FASTGPU_TOKEN"]
+        if let tokenFile {
+            guard let data = FileManager.default.contents(atPath: tokenFile) else { throw CommandFailure("cannot read \(tokenFile)") }
+            secret = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        if secret == nil, server == CLIConfig.localServer { secret = CLIConfig.localAdminToken() }
+        guard let secret, !secret.isEmpty else { throw CommandFailure("give --token TOKEN or --token-file FILE") }
+        let client = try ClientOptions.parse(["--server", server, "--token", secret]).client()
+        // Any authenticated read proves the URL and the token.
+        let projects = try await client.projects()
+        if let project, !projects.items.contains(where: { $0.name == project }) {
+            throw CommandFailure("project '\(project)' does not exist or is not yours; yours: \(projects.items.map(\.name).joined(separator: ", "))")
+        }
+        try CLIConfig(server: client.server, token: secret, project: project).save()
+        Output.write("logged in to \(client.server); projects: \(projects.items.map(\.name).joined(separator: ", ")); saved to \(CLIConfig.path)\n")
+    }
+}
+
+/// A node as people name it: its id (`3`, `node-3`) or its name.
+func resolveNode(_ text: String, client: FastGPUClient) async throws -> UInt64 {
+    let digits = text.hasPrefix("node-") ? String(text.dropFirst(5)) : text
+    if let id = UInt64(digits) { return id }
+    let nodes = try await client.nodes()
+    guard let node = nodes.items.first(where: { $0.name == text }) else { throw CommandFailure("no node named '\(text)'") }
+    return node.id
+}
+
+struct NodesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodes",
+        abstract: "The GPU servers of the pool: list, inspect, cordon, drain.",
+        subcommands: [List.self, Show.self, SetState.self, Uncordon.self, Drain.self],
+        defaultSubcommand: List.self
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "Every node with its state and free GPUs.")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+
+        func run() async throws {
+            let nodes = try await connection.client().nodes()
+            if format.json { return try Output.json(nodes) }
+            Output.write(Output.table(["ID", "NAME", "STATE", "GPUS FREE", "MODEL", "CPU", "MEMORY", "JOBS", "HEARTBEAT"], nodes.items.map { node in
+                let free = node.gpus.filter { $0.usage == "free" && $0.healthy }.count
+                let unhealthy = node.gpus.filter { !$0.healthy }.count
+                let models = Set(node.gpus.map(\.model)).sorted().joined(separator: ",")
+                return [String(node.id), node.name, node.state, "\(free)/\(node.gpus.count)" + (unhealthy > 0 ? " (\(unhealthy) unhealthy)" : ""),
+                        models.isEmpty ? "-" : models, "\((node.cpuMillis - node.allocatedCpuMillis) / 1000)/\(node.cpuMillis / 1000)",
+                        "\((node.memoryMiB - node.allocatedMemoryMiB) / 1024)/\(node.memoryMiB / 1024) GiB", String(node.allocations.count),
+                        node.lastHeartbeatAt.map { WireTime.age($0) } ?? "-"]
+            }))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One node: its GPUs, their health and use.")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+        @Argument(help: "The node's id or name.") var node: String
+
+        func run() async throws {
+            let client = try connection.client()
+            let node = try await client.node(try await resolveNode(self.node, client: client))
+            if format.json { return try Output.json(node) }
+            var text = """
+                Node \(node.id)  \(node.name)
+                  state        \(node.state)
+                  cpu          \(node.allocatedCpuMillis / 1000)/\(node.cpuMillis / 1000) cores allocated
+                  memory       \(node.allocatedMemoryMiB)/\(node.memoryMiB) MiB allocated
+                  registered   \(node.registeredAt)
+                  heartbeat    \(node.lastHeartbeatAt.map { "\($0) (\(WireTime.age($0)))" } ?? "never")
+                  allocations  \(node.allocations.isEmpty ? "-" : node.allocations.map(String.init).joined(separator: ", "))
+
+                """
+            if !node.labels.isEmpty { text += "  labels       " + node.labels.keys.sorted().map { "\($0)=\(node.labels[$0]!)" }.joined(separator: " ") + "\n" }
+            text += "\nGPUs:\n" + Output.table(["INDEX", "MODEL", "MEMORY", "USE", "FREE", "HEALTH", "UUID"], node.gpus.map { gpu in
+                [String(gpu.index), gpu.model + (gpu.migEnabled ? " (MIG)" : ""), "\(gpu.memoryMiB) MiB", gpu.usage, String(format: "%.3g", Double(gpu.freeMilli) / 1000),
+                 gpu.healthy ? "ok" : "unhealthy: " + (gpu.healthReason ?? "?"), gpu.uuid]
+            })
+            Output.write(text)
+        }
+    }
+
+    /// `cordon`: no new work; what runs stays.
+    struct SetState: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "cordon", abstract: "Place no new work on a node; what runs there stays.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The node's id or name.") var node: String
+
+        func run() async throws { try await change(connection, node, "cordon") }
+    }
+
+    struct Uncordon: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "uncordon", abstract: "Let a cordoned or drained node take work again.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The node's id or name.") var node: String
+
+        func run() async throws { try await change(connection, node, "uncordon") }
+    }
+
+    struct Drain: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "drain", abstract: "Place no new work on a node and let what runs there finish.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The node's id or name.") var node: String
+
+        func run() async throws { try await change(connection, node, "drain") }
+    }
+
+    static func change(_ connection: ClientOptions, _ node: String, _ action: String) async throws {
+        let client = try connection.client()
+        let result = try await client.setNodeState(try await resolveNode(node, client: client), action: action)
+        Output.write("node \(result.id) (\(result.name)): \(result.state)\n")
+    }
+}
+
+struct ProjectsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "projects",
+        abstract: "Projects (teams), their members and roles.",
+        subcommands: [List.self, Show.self, Create.self, AddMember.self, RemoveMember.self],
+        defaultSubcommand: List.self
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "The projects you can see.")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+
+        func run() async throws {
+            let projects = try await connection.client().projects()
+            if format.json { return try Output.json(projects) }
+            Output.write(Output.table(["NAME", "WEIGHT", "GPU HOURS", "CPU HOURS", "MEMBERS", "CREATED"], projects.items.map { p in
+                [p.name, String(p.weight), String(format: "%.1f", Double(p.usage.gpuSeconds) / 3600), String(format: "%.1f", Double(p.usage.cpuSeconds) / 3600),
+                 String(p.members.count), WireTime.age(p.createdAt)]
+            }))
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One project with its members.")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+        @Argument(help: "The project's name.") var name: String
+
+        func run() async throws {
+            let project = try await connection.client().project(name)
+            if format.json { return try Output.json(project) }
+            Output.write("Project \(project.name)  weight \(project.weight)  used \(String(format: "%.1f", Double(project.usage.gpuSeconds) / 3600)) GPU hours\n\n"
+                + Output.table(["MEMBER", "ROLE"], project.members.map { [$0.subject, $0.role] }))
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "A new project (cluster admins).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project's name.") var name: String
+        @Option(help: "Its fair-share weight.") var weight: Int?
+
+        func run() async throws {
+            let project = try await connection.client().createProject(CreateProjectBody(name: name, weight: weight))
+            Output.write("project \(project.name) created (weight \(project.weight))\n")
+        }
+    }
+
+    struct AddMember: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "add-member", abstract: "Give someone a role in a project (or change it).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project.") var project: String
+        @Argument(help: "The member (a token's subject).") var subject: String
+        @Option(help: "admin, member or viewer.") var role = "member"
+
+        func run() async throws {
+            guard ["admin", "member", "viewer"].contains(role) else { throw CommandFailure("--role must be admin, member or viewer, not '\(role)'") }
+            let result = try await connection.client().setMember(project: project, subject: subject, role: role)
+            Output.write("\(subject) is \(role) of \(result.name)\n")
+        }
+    }
+
+    struct RemoveMember: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "remove-member", abstract: "Take someone out of a project.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project.") var project: String
+        @Argument(help: "The member.") var subject: String
+
+        func run() async throws {
+            let result = try await connection.client().removeMember(project: project, subject: subject)
+            Output.write("\(subject) is no longer in \(result.name)\n")
+        }
+    }
+}
+
+struct TokensCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokens",
+        abstract: "API tokens: for people, and join tokens for new nodes.",
+        subcommands: [List.self, Create.self, Revoke.self],
+        defaultSubcommand: List.self
+    )
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "Tokens (their prefixes; secrets are never shown again).")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+
+        func run() async throws {
+            let tokens = try await connection.client().tokens()
+            if format.json { return try Output.json(tokens) }
+            Output.write(Output.table(["ID", "NAME", "KIND", "SUBJECT", "PREFIX", "CREATED", "EXPIRES", "STATE"], tokens.items.map { t in
+                [String(t.id), t.name, t.kind + (t.clusterAdmin ? " (admin)" : ""), t.subject, t.prefix + "…", WireTime.age(t.createdAt),
+                 WireTime.until(t.expiresAt) ?? "never", t.revokedAt == nil ? "active" : "revoked"]
+            }))
+        }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "create", abstract: "A new token; its secret is printed once.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "What the token is for.") var name: String
+        @Option(help: "user (a person or program) or join (registers nodes).") var kind = "user"
+        @Option(help: "Whom a user token acts as (default: its name).") var subject: String?
+        @Flag(help: "The token may administer the whole cluster.") var clusterAdmin = false
+        @Option(help: ArgumentHelp("Expire after this long (30d, 12h).", valueName: "duration")) var expiresIn: String?
+
+        func run() async throws {
+            guard ["user", "join"].contains(kind) else { throw CommandFailure("--kind must be user or join, not '\(kind)'") }
+            let seconds = try expiresIn.map { try JobSpec.parseSeconds($0, flag: "--expires-in") }
+            let token = try await connection.client().createToken(CreateTokenBody(name: name, kind: kind, subject: subject ?? (kind == "user" ? name : nil),
+                                                                                  clusterAdmin: clusterAdmin ? true : nil, expiresInSeconds: seconds))
+            Output.write("\(token.token ?? "")\n")
+            Output.error("token \(token.id) (\(token.kind), subject \(token.subject)) created; the secret above is not shown again\n")
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "revoke", abstract: "Revoke a token; it is refused from the next request on.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The token's id.") var id: UInt64
+
+        func run() async throws {
+            let token = try await connection.client().revokeToken(id)
+            Output.write("token \(token.id) (\(token.name)) revoked\n")
+        }
+    }
+}

@@ -1,0 +1,285 @@
+import ArgumentParser
+import FastGPUClient
+import FastGPUWire
+import Foundation
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Submit a job and follow it: its place in the queue, then its output; exits with its exit code.",
+        discussion: """
+            fastgpu run --gpus H100:2 -- python train.py
+            fastgpu run --gpu-memory 20GB -- python serve.py        (a share of one GPU)
+            fastgpu run --nodes 2 --gpus 8 -- torchrun train.py     (a gang: all nodes start together)
+            fastgpu run -f task.yaml                                 (the same in a task file)
+
+            While the job waits, a line shows its place in the queue, when it should start and why it \
+            waits; once it runs, its output streams here. Ctrl-C leaves the job running; --detach \
+            returns as soon as the job is accepted.
+            """
+    )
+
+    @OptionGroup var connection: ClientOptions
+
+    @Option(name: .customLong("gpus"), help: ArgumentHelp("Whole GPUs per node: MODEL:COUNT, COUNT or MODEL (H100:2, 2, A100).", valueName: "gpus"))
+    var gpus: String?
+
+    @Option(name: .customLong("gpu-memory"), help: ArgumentHelp("A share of one GPU with this much memory (20GB).", valueName: "size"))
+    var gpuMemory: String?
+
+    @Option(name: .customLong("mig"), help: ArgumentHelp("One MIG slice of this profile (1g.10gb).", valueName: "profile"))
+    var mig: String?
+
+    @Option(help: "Nodes (tasks) that start together as a gang, each with the resources asked.")
+    var nodes: Int?
+
+    @Option(help: ArgumentHelp("CPU cores per node (4, 0.5).", valueName: "cores"))
+    var cpus: String?
+
+    @Option(help: ArgumentHelp("Memory per node (64GB).", valueName: "size"))
+    var memory: String?
+
+    @Option(help: "low, normal or high.")
+    var priority: String?
+
+    @Flag(help: "Run on the spot tier: cheaper, and may be preempted.")
+    var spot = false
+
+    @Option(name: .customLong("max-runtime"), help: ArgumentHelp("Stop the job after this long (90m, 12h).", valueName: "duration"))
+    var maxRuntime: String?
+
+    @Option(help: "Retries after a failed attempt (a lost node, a crash).")
+    var retry: Int?
+
+    @Option(help: "A name for the job.")
+    var name: String?
+
+    @Option(help: "The project to run in (default: the saved one, else `default`).")
+    var project: String?
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("K=V, or K to pass this shell's value (repeatable).", valueName: "K=V"))
+    var env: [String] = []
+
+    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A task file (YAML) with the same meaning as the flags.", valueName: "task.yaml"))
+    var file: String?
+
+    @Flag(name: [.short, .long], help: "Return once the job is accepted; follow it later with `fastgpu jobs logs -f`.")
+    var detach = false
+
+    @Argument(parsing: .postTerminator, help: "The command to run, after --.")
+    var command: [String] = []
+
+    func spec() throws -> JobSpec {
+        var flags = JobSpec()
+        flags.name = name
+        flags.project = project
+        flags.gpus = gpus
+        flags.gpuMemory = gpuMemory
+        flags.mig = mig
+        flags.nodes = nodes
+        flags.cpus = cpus
+        flags.memory = memory
+        flags.priority = priority
+        flags.spot = spot ? true : nil
+        flags.maxRuntime = maxRuntime
+        flags.retry = retry
+        flags.env = try JobSpec.parseEnv(env)
+        flags.command = command
+        let base = try file.map { try TaskFile.load(path: $0) } ?? JobSpec()
+        return base.overridden(by: flags)
+    }
+
+    func run() async throws {
+        let body = try spec().body(defaultProject: ClientOptions.project(nil))
+        let client = try connection.client()
+        // One key per invocation: a retried submission is the same job, never a second one.
+        let job = try await client.submit(body, idempotencyKey: UUID().uuidString)
+        if detach {
+            Output.write("\(job.id)\n")
+            Output.error("job \(job.id) submitted to \(job.project) (\(job.state)); follow it with `fastgpu jobs logs -f \(job.id)`\n")
+            return
+        }
+        Output.error("job \(job.id) submitted to \(job.project)\n")
+        let interrupt = DetachOnInterrupt(job: job.id)
+        defer { interrupt.cancel() }
+        let finished = try await JobFollower(client: client, job: job.id).follow(from: job)
+        throw ExitCode(JobFollower.exitCode(of: finished))
+    }
+}
+
+/// Ctrl-C during `fastgpu run` leaves the job running and says how to get back to it.
+final class DetachOnInterrupt {
+    private let source: any DispatchSourceSignal
+
+    init(job: UInt64) {
+        signal(SIGINT, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        source.setEventHandler {
+            LiveLine.clear()
+            Output.error("\ndetached; job \(job) goes on: `fastgpu jobs logs -f \(job)` follows it, `fastgpu jobs cancel \(job)` stops it\n")
+            exit(130)
+        }
+        source.resume()
+    }
+
+    func cancel() {
+        source.cancel()
+        signal(SIGINT, SIG_DFL)
+    }
+}
+
+/// A line that rewrites itself on a terminal; on a pipe, a plain line each time it changes.
+enum LiveLine {
+    nonisolated(unsafe) private static var last = ""
+    static let isTerminal = isatty(STDERR_FILENO) == 1
+
+    static func show(_ text: String) {
+        guard text != last else { return }
+        last = text
+        if isTerminal {
+            var size = winsize()
+            let width = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 10 ? Int(size.ws_col) - 1 : 119
+            let shown = text.count > width ? String(text.prefix(width - 1)) + "…" : text
+            Output.error("\r\u{1B}[2K" + shown)
+        } else {
+            Output.error(text + "\n")
+        }
+    }
+
+    static func clear() {
+        if isTerminal && !last.isEmpty { Output.error("\r\u{1B}[2K") }
+        last = ""
+    }
+}
+
+/// Follows one job: its queue line while pending, its output while running, its end.
+struct JobFollower {
+    let client: FastGPUClient
+    let job: UInt64
+
+    func follow(from start: JobWire) async throws -> JobWire {
+        var current = start
+        var index: UInt64 = 0
+        let submitted = WireTime.parse(start.submittedAt) ?? Date()
+        while current.state == "pending" {
+            if let reason = current.queue?.reason, reason.kind == "never" {
+                LiveLine.clear()
+                _ = try? await client.cancel(job)
+                throw CommandFailure("job \(job) can never start: \(ReasonText.plain(reason.message)); it was cancelled")
+            }
+            LiveLine.show(Self.pendingLine(current, waited: Date().timeIntervalSince(submitted)))
+            (current, index) = try await retrying { try await client.job(job, after: index, wait: .seconds(2)) }
+        }
+        LiveLine.clear()
+        if current.state == "running", let first = current.allocations.last(where: \.live) {
+            let waited = (WireTime.parse(first.startedAt) ?? Date()).timeIntervalSince(submitted)
+            Output.error("job \(job) running on node \(first.node)\(first.devices.isEmpty ? "" : " (" + first.devices.joined(separator: ",") + ")") after \(String(format: "%.1f", max(0, waited))) s in the queue\n")
+        }
+        try await streamLogs(of: current, follow: true)
+        var final = try await retrying { try await client.job(job) }
+        // The log stream ends with the job; a requeued job goes on, so follow it again.
+        while final.state == "pending" || final.state == "running" {
+            (final, index) = try await retrying { try await client.job(job, after: index, wait: .seconds(30)) }
+            if final.state == "running" { try await streamLogs(of: final, follow: true) }
+        }
+        Output.error(Self.endLine(final) + "\n")
+        return final
+    }
+
+    let lastPosition = Position()
+    final class Position: @unchecked Sendable { var value: Int64 = 0 }
+
+    /// Writes each line to stdout or stderr as the job wrote it; a gang's lines carry their rank.
+    func streamLogs(of job: JobWire, follow: Bool) async throws {
+        var ranks = Dictionary(job.allocations.map { ($0.id, $0.taskIndex) }, uniquingKeysWith: { a, _ in a })
+        let gang = job.tasks > 1
+        var failures = 0
+        while true {
+            do {
+                for try await line in client.logs(of: self.job, after: lastPosition.value, follow: follow) {
+                    failures = 0
+                    var text = line.text
+                    if gang {
+                        if ranks[line.allocation] == nil, let fresh = try? await client.job(self.job) {
+                            for allocation in fresh.allocations { ranks[allocation.id] = allocation.taskIndex }
+                        }
+                        let prefix = "[rank \(ranks[line.allocation].map(String.init) ?? "?")] "
+                        text = text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+                            .map { $0.offset > 0 && $0.element.isEmpty ? "" : prefix + $0.element }.joined(separator: "\n")
+                    }
+                    if line.stream == "stderr" { Output.error(text) } else { Output.write(text) }
+                    lastPosition.value = line.position
+                }
+                return
+            } catch let error as ClientError {
+                guard case .unreachable = error, failures < 60 else { throw error }
+                failures += 1
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// Calls again while the server is out of reach (a restart), for about a minute.
+    private func retrying<T>(_ call: () async throws -> T) async throws -> T {
+        var failures = 0
+        while true {
+            do {
+                return try await call()
+            } catch let error as ClientError {
+                guard case .unreachable = error, failures < 60 else { throw error }
+                failures += 1
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    static func pendingLine(_ job: JobWire, waited: Double) -> String {
+        var parts = ["job \(job.id) pending \(WireTime.span(waited))"]
+        if let queue = job.queue {
+            parts.append("#\(queue.position) in queue")
+            if let start = WireTime.until(queue.estimatedStart) { parts.append("starts \(start == "now" ? "now" : "~" + start)") }
+            if let reason = queue.reason { parts.append(ReasonText.plain(reason.message)) }
+        }
+        return parts.joined(separator: " · ")
+    }
+
+    static func endLine(_ job: JobWire) -> String {
+        let last = job.allocations.last
+        let duration = zip(WireTime.parse(last?.startedAt), WireTime.parse(job.finishedAt)).map { WireTime.span($1.timeIntervalSince($0)) }
+        switch job.state {
+        case "succeeded": return "job \(job.id) succeeded" + (duration.map { " after \($0)" } ?? "")
+        case "failed":
+            let code = job.allocations.last(where: { ($0.exitCode ?? 0) != 0 })?.exitCode
+            return "job \(job.id) failed" + (code.map { " with exit code \($0)" } ?? "") + (duration.map { " after \($0)" } ?? "")
+                + (job.attempts > 1 ? " (attempt \(job.attempts) of \(job.maxAttempts))" : "")
+        case "cancelled": return "job \(job.id) was cancelled"
+        default: return "job \(job.id) is \(job.state)"
+        }
+    }
+
+    /// The job's exit code, as a shell would give it: 0, the workload's own code, 128+signal for
+    /// a workload killed by a signal, 1 for a job that failed without one or was cancelled.
+    static func exitCode(of job: JobWire) -> Int32 {
+        switch job.state {
+        case "succeeded": return 0
+        case "failed":
+            guard let code = job.allocations.last(where: { ($0.exitCode ?? 0) != 0 })?.exitCode else { return 1 }
+            if code < 0 { return 128 + min(-code, 127) }
+            return code > 255 ? 1 : code
+        default: return 1
+        }
+    }
+}
+
+private func zip<A, B>(_ a: A?, _ b: B?) -> (A, B)? {
+    guard let a, let b else { return nil }
+    return (a, b)
+}
+
+enum ReasonText {
+    /// The server's message without its `never: ` or `not now: ` lead, where the context says it.
+    static func plain(_ message: String) -> String {
+        for lead in ["never: ", "not now: "] where message.hasPrefix(lead) { return String(message.dropFirst(lead.count)) }
+        return message
+    }
+}
