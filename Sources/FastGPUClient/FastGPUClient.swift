@@ -3,6 +3,7 @@ package import FastGPUWire
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// A client of the v1 API, shared by the `fastgpu` command-line tool and the agent. Bodies are the
 /// `FastGPUWire` structs the server itself encodes and decodes, so client and server agree by
@@ -19,6 +20,22 @@ package struct FastGPUClient: Sendable {
         self.server = server
         self.token = token
         self.http = http
+    }
+
+    /// Fails at once when nothing listens at the server's address. (AsyncHTTPClient retries a
+    /// refused connection until the request's deadline, which would keep a person waiting 30 s
+    /// for "connection refused".)
+    package func checkReachable(timeout: Duration = .seconds(5)) async throws {
+        guard let url = URL(string: server), let host = url.host else { throw ClientError.badReply("'\(server)' is not a server URL") }
+        let port = url.port ?? (url.scheme == "https" ? 443 : 80)
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(timeout.wholeMilliseconds))
+                .connect(host: host, port: port).get()
+            try? await channel.close().get()
+        } catch {
+            throw ClientError.unreachable(server: server, reason: Self.short(error))
+        }
     }
 
     // MARK: Jobs

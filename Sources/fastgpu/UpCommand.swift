@@ -46,13 +46,16 @@ struct UpCommand: AsyncParsableCommand {
         if specs.isEmpty && (try? real.probe()) == nil { specs = ["8xH100-80GB"] }
         let gpusText = specs.isEmpty ? "the GPUs nvidia-smi reports" : specs.joined(separator: " + ") + " (simulated)"
         let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, configuration: ControlPlaneConfiguration(), logger: logger) { url, directory in
+            let program = CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "fastgpu"
+            let local = url == CLIConfig.localServer && directory == CLIConfig.home + "/.fastgpu"
+            let login = local ? "" : "  \(program) login --server \(url) --token-file \(directory)/admin-token\n"
             FileHandle.standardOutput.write(Data("""
                 FastGPU is up at \(url): \(nodes) node(s) with \(gpusText).
                 Admin token: \(directory)/admin-token
-                Next:
-                  T=$(cat \(directory)/admin-token)
-                  curl -s -X POST \(url)/v1/jobs -H "Authorization: Bearer $T" -d '{"project":"default","command":["sh","-c","echo hello from GPU $CUDA_VISIBLE_DEVICES"],"resources":{"gpus":1}}'
-                  curl -s \(url)/v1/jobs/1/logs?follow=true -H "Authorization: Bearer $T"
+                Next, in another terminal:
+                \(login)  \(program) run --gpus H100:2 -- sh -c 'echo hello from GPUs $CUDA_VISIBLE_DEVICES'
+                  \(program) jobs ls --all
+                  \(program) nodes
                 Ctrl-C stops it; jobs stay in \(directory)/fastgpu.db.
 
                 """.utf8))

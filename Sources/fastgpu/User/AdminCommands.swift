@@ -23,7 +23,7 @@ struct LoginCommand: AsyncParsableCommand {
         }
         if secret == nil, server == CLIConfig.localServer { secret = CLIConfig.localAdminToken() }
         guard let secret, !secret.isEmpty else { throw CommandFailure("give --token TOKEN or --token-file FILE") }
-        let client = try ClientOptions.parse(["--server", server, "--token", secret]).client()
+        let client = try await ClientOptions.parse(["--server", server, "--token", secret]).client()
         // Any authenticated read proves the URL and the token.
         let projects = try await client.projects()
         if let project, !projects.items.contains(where: { $0.name == project }) {
@@ -78,7 +78,7 @@ struct NodesCommand: AsyncParsableCommand {
         @Argument(help: "The node's id or name.") var node: String
 
         func run() async throws {
-            let client = try connection.client()
+            let client = try await connection.client()
             let node = try await client.node(try await resolveNode(self.node, client: client))
             if format.json { return try Output.json(node) }
             var text = """
@@ -126,7 +126,7 @@ struct NodesCommand: AsyncParsableCommand {
     }
 
     static func change(_ connection: ClientOptions, _ node: String, _ action: String) async throws {
-        let client = try connection.client()
+        let client = try await connection.client()
         let result = try await client.setNodeState(try await resolveNode(node, client: client), action: action)
         Output.write("node \(result.id) (\(result.name)): \(result.state)\n")
     }

@@ -14,7 +14,8 @@ struct ClientOptions: ParsableArguments {
     @Option(help: ArgumentHelp("An API token (default: the one `fastgpu login` saved).", valueName: "token"))
     var token: String?
 
-    func client() throws -> FastGPUClient {
+    /// A client of the server, which is known to listen.
+    func client() async throws -> FastGPUClient {
         let config = CLIConfig.load()
         let environment = ProcessInfo.processInfo.environment
         let server = self.server ?? environment["FASTGPU_SERVER"] ?? config.server ?? CLIConfig.localServer
@@ -26,7 +27,9 @@ struct ClientOptions: ParsableArguments {
         guard let token, !token.isEmpty else {
             throw CommandFailure("no API token: run `fastgpu login --server \(server) --token TOKEN`, or set FASTGPU_TOKEN")
         }
-        return FastGPUClient(server: server, token: token)
+        let client = FastGPUClient(server: server, token: token)
+        try await client.checkReachable()
+        return client
     }
 
     /// The project to submit to and list: flag, environment, saved, or `default`.

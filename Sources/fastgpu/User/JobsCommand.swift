@@ -34,7 +34,7 @@ struct JobsCommand: AsyncParsableCommand {
         var all = false
 
         func run() async throws {
-            let client = try connection.client()
+            let client = try await connection.client()
             let states = state.map { $0.split(separator: ",").map(String.init) } ?? (all ? [] : ["pending", "running"])
             let known = ["pending", "running", "succeeded", "failed", "cancelled"]
             if let bad = states.first(where: { !known.contains($0) }) { throw CommandFailure("--state: '\(bad)' is not one of \(known.joined(separator: ", "))") }
@@ -123,7 +123,7 @@ struct JobsCommand: AsyncParsableCommand {
         @Argument(help: "The job's id.") var job: String
 
         func run() async throws {
-            let client = try connection.client()
+            let client = try await connection.client()
             let id = try parseJobID(job)
             let job = try await client.job(id)
             let follower = JobFollower(client: client, job: id)
@@ -146,7 +146,7 @@ struct JobsCommand: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let client = try connection.client()
+            let client = try await connection.client()
             for text in jobs {
                 let job = try await client.cancel(try parseJobID(text))
                 Output.write("job \(job.id): \(job.state)\n")

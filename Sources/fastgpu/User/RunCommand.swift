@@ -91,7 +91,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let body = try spec().body(defaultProject: ClientOptions.project(nil))
-        let client = try connection.client()
+        let client = try await connection.client()
         // One key per invocation: a retried submission is the same job, never a second one.
         let job = try await client.submit(body, idempotencyKey: UUID().uuidString)
         if detach {
