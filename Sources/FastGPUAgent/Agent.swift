@@ -20,6 +20,8 @@ public struct AgentConfiguration: Sendable {
     public var pollWait: Int = 30
     /// How often output files are shipped and exits looked for.
     public var superviseInterval: Duration = .milliseconds(100)
+    /// Enforce each allocation's CPU and memory through cgroups where the machine allows.
+    public var cgroups = true
 
     public init(server: String, joinToken: String?, dataDirectory: String, nodeName: String, address: String, probe: any DeviceProbe,
                 cpuMillis: Int, memoryMiB: Int) {
@@ -60,6 +62,8 @@ struct Workload: Codable, Equatable {
     var signalled: Bool = false
     var deadline: Date?
     var limitExceeded: Bool
+    /// The `cgroup.procs` files of the allocation's groups, which its wrapper joins.
+    var cgroups: [String]? = nil
 }
 
 /// The agent on a GPU server: registers its node, heartbeats, long-polls its assignments, runs
@@ -85,6 +89,7 @@ public actor Agent {
     private var assignmentIndex: UInt64 = 0
     /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
     private var spawned: Set<UInt64> = []
+    private var cgroups = Cgroups(mode: .unavailable("not detected yet"))
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
         self.configuration = configuration
@@ -119,6 +124,8 @@ public actor Agent {
     func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory + "/allocations", withIntermediateDirectories: true)
         gpus = try configuration.probe.probe()
+        cgroups = configuration.cgroups ? Cgroups.detect(node: configuration.nodeName) : Cgroups(mode: .unavailable("turned off with --no-cgroups"))
+        if cgroups.enforced { logger.notice("\(cgroups.summary)") } else { logger.warning("\(cgroups.summary)") }
         if let data = FileManager.default.contents(atPath: statePath), let saved = try? JSONDecoder().decode(LocalState.self, from: data),
            saved.server == configuration.server {
             state = saved
@@ -296,20 +303,36 @@ public actor Agent {
         for file in ["stdout", "stderr"] where !FileManager.default.fileExists(atPath: directory + "/" + file) {
             FileManager.default.createFile(atPath: directory + "/" + file, contents: nil)
         }
+        var groups: [String] = []
+        do {
+            groups = try cgroups.create(allocation: assignment.allocation.id, cpuMillis: assignment.allocation.cpuMillis,
+                                        memoryMiB: assignment.allocation.memoryMiB)
+        } catch {
+            logger.warning("allocation \(assignment.allocation.id): CPU and memory limits not applied: \(error)")
+        }
         return Workload(allocation: assignment.allocation.id, epoch: assignment.allocation.epoch, job: assignment.job, pid: 0,
                         command: assignment.command, environment: environment(for: assignment),
                         directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
-                        deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false)
+                        deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false,
+                        cgroups: groups.isEmpty ? nil : groups)
     }
 
-    /// The wrapper: claim the directory or leave; record its pid; run; record the exit code.
-    /// Files are written then renamed, so a reader never sees half of one.
-    static let wrapper = #"mkdir claimed 2>/dev/null || exit 0; echo $$ > pid.tmp && mv pid.tmp pid; "$@" >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
+    /// The wrapper: claim the directory or leave; record its pid; join the allocation's cgroups
+    /// (a job that cannot be held to its limits does not run: exit 125); run; record the exit
+    /// code. Files are written then renamed, so a reader never sees half of one.
+    static func wrapper(joining cgroups: [String] = []) -> String {
+        var script = #"mkdir claimed 2>/dev/null || exit 0; echo $$ > pid.tmp && mv pid.tmp pid; "#
+        if !cgroups.isEmpty {
+            let joins = cgroups.map { "echo $$ > '" + $0.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }.joined(separator: " && ")
+            script += #"{ \#(joins); } 2>/dev/null || { echo "fastgpu: cannot join the job's cgroup" >>stderr; echo 125 > exit-code.tmp && mv exit-code.tmp exit-code; exit 125; }; "#
+        }
+        return script + #""$@" >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
+    }
 
     private func spawn(_ workload: Workload) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", Self.wrapper, "fastgpu-workload"] + workload.command
+        process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? []), "fastgpu-workload"] + workload.command
         process.currentDirectoryURL = URL(fileURLWithPath: workload.directory)
         process.environment = workload.environment
         process.standardInput = FileHandle.nullDevice
@@ -332,7 +355,10 @@ public actor Agent {
             }
         }
         // Every tick would otherwise rewrite the state file; only a change is worth a write.
-        if self.state?.workloads != state.workloads { try? save() }
+        if self.state?.workloads != state.workloads {
+            try? save()
+            for (id, gone) in state.workloads where self.state?.workloads[id] == nil { Cgroups.remove(gone.cgroups ?? []) }
+        }
     }
 
     private func supervise(_ initial: Workload) async throws {

@@ -42,6 +42,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("memory-mib"), help: "Memory offered to jobs in MiB (default: all).")
     var memoryMiB: Int?
 
+    @Flag(name: .customLong("no-cgroups"), help: "Do not enforce jobs' CPU and memory requests through cgroups.")
+    var noCgroups = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -57,11 +60,12 @@ struct AgentCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "fastgpu.agent")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let configuration = AgentConfiguration(
+        var configuration = AgentConfiguration(
             server: server, joinToken: joinToken ?? ProcessInfo.processInfo.environment["FASTGPU_JOIN_TOKEN"], dataDirectory: directory,
             nodeName: nodeName, address: address, probe: probe,
             cpuMillis: (cpus ?? ProcessInfo.processInfo.activeProcessorCount) * 1000,
             memoryMiB: memoryMiB ?? Int(ProcessInfo.processInfo.physicalMemory / 1_048_576))
+        configuration.cgroups = !noCgroups
         do {
             try await Agent(configuration: configuration, logger: logger).run()
         } catch {

@@ -7,10 +7,13 @@ import Testing
 final class UserCLITests {
     let cluster: LocalCluster
     let home: String
+    /// What the agent said at start about CPU and memory limits.
+    let cgroupLine: String
 
     init() throws {
         cluster = try LocalCluster()
         try cluster.startAgent("n1", gpus: "2xH100-80GB")
+        cgroupLine = cluster.waitForAgent("n1", "cgroup") ?? ""
         cluster.waitForAgent("n1", "registered as node")
         home = cluster.directory + "/home"
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
@@ -82,6 +85,25 @@ final class UserCLITests {
         #expect(cancel.status == 0 && cancel.output.contains("job \(id): cancelled"), "\(cancel.errors)")
         let follow = try fastgpu(["jobs", "logs", "-f", holderID])
         #expect(follow.status == 1 && follow.errors.contains("was cancelled"))
+    }
+
+    /// Where the machine lets the agent write cgroups (v1 or v2), a job is held to the CPU and
+    /// memory it asked for; where it does not, the agent said so when it started.
+    @Test func cpuAndMemoryRequestsAreLimits() throws {
+        guard !cgroupLine.contains("unavailable") else {
+            #expect(cgroupLine.contains("NOT enforced"))
+            return
+        }
+        let v2 = cgroupLine.contains("cgroup v2")
+        let show = v2
+            ? #"g=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup); cat $g/cpu.max $g/memory.max"#
+            : #"cat /sys/fs/cgroup/cpu$(sed -n 's/^[0-9]*:cpu:\(.*\)/\1/p' /proc/self/cgroup)/cpu.cfs_quota_us /sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory:\(.*\)/\1/p' /proc/self/cgroup)/memory.limit_in_bytes"#
+        let limits = try fastgpu(["run", "--cpus", "0.5", "--memory", "64MB", "--", "sh", "-c", show])
+        #expect(limits.status == 0, "\(limits.errors)")
+        #expect(limits.output == (v2 ? "50000 100000\n67108864\n" : "50000\n67108864\n"), "\(cgroupLine)")
+        // 200 MB touched in a 64 MB job: the kernel ends it, and the job fails with 128 + SIGKILL.
+        let hog = try fastgpu(["run", "--memory", "64MB", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+        #expect(hog.status == 137, "\(hog.errors)")
     }
 
     @Test func wrongInputGetsOneLineAndANonZeroExit() throws {

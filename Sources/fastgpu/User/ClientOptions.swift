@@ -23,7 +23,7 @@ struct ClientOptions: ParsableArguments {
             throw CommandFailure("the server URL must look like http://HOST:PORT, not '\(server)'")
         }
         var token = self.token ?? environment["FASTGPU_TOKEN"] ?? config.token
-        if token == nil, server == CLIConfig.localServer { token = CLIConfig.localAdminToken() }
+        if token == nil, ["127.0.0.1", "localhost", "::1"].contains(url.host ?? "") { token = CLIConfig.localAdminToken() }
         guard let token, !token.isEmpty else {
             throw CommandFailure("no API token: run `fastgpu login --server \(server) --token TOKEN`, or set FASTGPU_TOKEN")
         }
