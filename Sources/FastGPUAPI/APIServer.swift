@@ -265,11 +265,19 @@ public struct APIServer: Sendable {
             }
             guard (body.labels?.count ?? 0) <= Limits.entries else { throw WireError(description: "more than \(Limits.entries) labels") }
             let gpus = try body.gpus.enumerated().map { index, gpu in
-                guard !gpu.model.isEmpty, gpu.memoryMiB > 0 else { throw WireError(description: "gpus[\(index)] needs a model and a positive memoryMiB") }
+                // A lost GPU is registered too (memoryMiB 0, healthy false), so that the indices
+                // of the others stay the driver's; it is never scheduled until it is healthy.
+                let healthy = gpu.healthy ?? true
+                guard !gpu.model.isEmpty, gpu.memoryMiB > 0 || !healthy else {
+                    throw WireError(description: "gpus[\(index)] needs a model and a positive memoryMiB (0 only with healthy: false)")
+                }
+                guard gpu.memoryMiB >= 0, (gpu.healthReason?.count ?? 0) <= 1024 else { throw WireError(description: "gpus[\(index)]: memoryMiB must not be negative, healthReason at most 1024 characters") }
                 guard gpu.memoryMiB <= Limits.gpuMemoryMiB, (0...Limits.gpusPerNode).contains(gpu.island ?? 0) else {
                     throw WireError(description: "gpus[\(index)]: memoryMiB at most \(Limits.gpuMemoryMiB), island 0 to \(Limits.gpusPerNode)")
                 }
-                return GPU(index: index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, island: gpu.island ?? 0, migEnabled: gpu.migEnabled ?? false)
+                return GPU(index: index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, island: gpu.island ?? 0,
+                           health: healthy ? .healthy : .unhealthy(reason: gpu.healthReason ?? "reported unhealthy at registration"),
+                           migEnabled: gpu.migEnabled ?? false)
             }
             let (view, token) = try await cp.registerNode(name: body.name, gpus: gpus, cpuMillis: body.cpuMillis, memoryMiB: body.memoryMiB,
                                                           labels: body.labels ?? [:], by: principal)

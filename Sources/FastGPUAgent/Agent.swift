@@ -90,6 +90,8 @@ public actor Agent {
     /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
     private var spawned: Set<UInt64> = []
     private var cgroups = Cgroups(mode: .unavailable("not detected yet"))
+    /// Wakes the supervisor before its next tick: a workload this agent spawned has exited.
+    private var wake: AsyncStream<Void>.Continuation?
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
         self.configuration = configuration
@@ -212,10 +214,24 @@ public actor Agent {
         }
     }
 
+    /// Supervises on every tick, and at once when a workload this agent spawned exits: its GPUs
+    /// go back to the scheduler without waiting for the tick.
     private func supervisorLoop() async throws {
-        while !Task.isCancelled {
-            await supervise()
-            try await Task.sleep(for: configuration.superviseInterval)
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.wake = wake
+        let interval = configuration.superviseInterval
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try await Task.sleep(for: interval)
+                    wake.yield()
+                }
+            }
+            for await _ in wakeups {
+                if Task.isCancelled { break }
+                await supervise()
+            }
+            group.cancelAll()
         }
     }
 
@@ -338,6 +354,8 @@ public actor Agent {
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        let wake = self.wake
+        process.terminationHandler = { _ in wake?.yield() }
         try process.run()
         spawned.insert(workload.allocation)
     }

@@ -21,7 +21,8 @@ struct AgentClient: Sendable {
 
     func register(joinToken: String, name: String, cpuMillis: Int, memoryMiB: Int, labels: [String: String], gpus: [ProbedGPU]) async throws -> Registered {
         let body = RegisterNodeBody(name: name, cpuMillis: cpuMillis, memoryMiB: memoryMiB, labels: labels,
-                                    gpus: gpus.map { GPUBody(uuid: $0.uuid, model: $0.model, memoryMiB: $0.memoryMiB, migEnabled: $0.migEnabled) })
+                                    gpus: gpus.map { GPUBody(uuid: $0.uuid, model: $0.model, memoryMiB: max(0, $0.memoryMiB), migEnabled: $0.migEnabled,
+                                                             healthy: $0.healthy ? nil : false, healthReason: $0.healthReason) })
         return try await refused { try await client(joinToken).registerNode(body) }
     }
 

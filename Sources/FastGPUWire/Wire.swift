@@ -132,11 +132,15 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
 package struct GPUBody: Codable, Sendable, Equatable {
     package var uuid: String?
     package var model: String
+    /// 0 only for a GPU registered unhealthy (a lost GPU whose size the driver cannot read).
     package var memoryMiB: Int
     package var island: Int?
     package var migEnabled: Bool?
+    /// Absent means healthy.
+    package var healthy: Bool?
+    package var healthReason: String?
 
-    package enum CodingKeys: String, CodingKey, CaseIterable { case uuid, model, memoryMiB, island, migEnabled }
+    package enum CodingKeys: String, CodingKey, CaseIterable { case uuid, model, memoryMiB, island, migEnabled, healthy, healthReason }
 
     package init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
@@ -145,14 +149,18 @@ package struct GPUBody: Codable, Sendable, Equatable {
         memoryMiB = try c.decode(Int.self, forKey: .memoryMiB)
         island = try c.decodeIfPresent(Int.self, forKey: .island)
         migEnabled = try c.decodeIfPresent(Bool.self, forKey: .migEnabled)
+        healthy = try c.decodeIfPresent(Bool.self, forKey: .healthy)
+        healthReason = try c.decodeIfPresent(String.self, forKey: .healthReason)
     }
 
-    package init(uuid: String? = nil, model: String, memoryMiB: Int, island: Int? = nil, migEnabled: Bool? = nil) {
+    package init(uuid: String? = nil, model: String, memoryMiB: Int, island: Int? = nil, migEnabled: Bool? = nil, healthy: Bool? = nil, healthReason: String? = nil) {
         self.uuid = uuid
         self.model = model
         self.memoryMiB = memoryMiB
         self.island = island
         self.migEnabled = migEnabled
+        self.healthy = healthy
+        self.healthReason = healthReason
     }
 }
 

@@ -6,6 +6,29 @@ import Testing
 
 @Suite("API: nodes and agents")
 struct AgentAPITests {
+    /// A node whose driver lost a GPU registers with it (size 0, unhealthy): the other GPUs keep
+    /// the driver's indices, and nothing is placed on the lost one.
+    @Test func aNodeWithALostGPURegistersAndKeepsItsIndices() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string
+            let zeroButHealthy = try await api.post("/v1/nodes/register", token: join, body: #"{"name":"n","cpuMillis":1000,"memoryMiB":1024,"gpus":[{"model":"H100-80GB","memoryMiB":0}]}"#)
+            #expect(zeroButHealthy.status == .badRequest)
+            let body = #"{"name":"half-lost","cpuMillis":64000,"memoryMiB":65536,"gpus":[{"model":"H100-80GB","memoryMiB":0,"healthy":false,"healthReason":"[GPU is lost]"},{"model":"H100-80GB","memoryMiB":81559}]}"#
+            let reply = try await api.post("/v1/nodes/register", token: join, body: body)
+            #expect(reply.status == .created, "\(reply.text)")
+            let gpus = reply.json["node"]?["gpus"]?.array ?? []
+            #expect(gpus.map { $0["healthy"]?.bool } == [false, true])
+            #expect(gpus.first?["healthReason"]?.string == "[GPU is lost]")
+            let two = try await api.submit(fixture.admin, gpus: 2)
+            let one = try await api.submit(fixture.admin, gpus: 1)
+            try await fixture.schedule()
+            #expect(try await api.get("/v1/jobs/\(two)", token: fixture.admin).json["state"]?.string == "pending")
+            let placed = try await api.get("/v1/jobs/\(one)", token: fixture.admin).json
+            #expect(placed["allocations"]?[0]?["devices"]?.array.compactMap(\.string) == ["gpu1"])
+        }
+    }
+
     @Test func anAgentRunsAnAllocationFromAssignmentToExit() async throws {
         let fixture = try await Fixture.make()
         try await fixture.test { api in
@@ -237,7 +260,7 @@ struct AgentAPITests {
             let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string
             let bad = try await api.post("/v1/nodes/register", token: join, body: #"{"name":"n","cpuMillis":1,"memoryMiB":1,"gpus":[{"model":"H100","memoryMiB":0}]}"#)
             #expect(bad.status == .badRequest)
-            #expect(bad.detail == "gpus[0] needs a model and a positive memoryMiB")
+            #expect(bad.detail == "gpus[0] needs a model and a positive memoryMiB (0 only with healthy: false)")
             let missing = try await api.post("/v1/nodes/register", token: join, body: #"{"name":"n","gpus":[]}"#)
             #expect(missing.detail == "field 'cpuMillis' is required")
             let (first, oldCredential) = try await api.register("gpu-01", gpus: 2)
