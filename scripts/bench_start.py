@@ -13,7 +13,7 @@ so its first line is the moment its process really ran (same host clock as the c
 
 Submissions are HTTP POSTs (one keep-alive connection per client) with t0 taken just before each.
 """
-import argparse, http.client, json, math, os, statistics, sys, threading, time
+import argparse, http.client, json, math, os, statistics, subprocess, sys, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlparse
 
@@ -62,8 +62,15 @@ class Client:
                 if attempt == 2:
                     raise
 
-    def submit(self, directory, prefix, hold):
+    def submit(self, directory, prefix, hold, cli=None):
         script = f"date +%s.%N > {directory}/{prefix}_$FASTGPU_JOB_ID.out; exec sleep {hold}"
+        if cli:
+            # As a person submits: the `fastgpu` binary, as Slurm's figures use sbatch.
+            env = dict(os.environ, FASTGPU_SERVER=f"http://{self.host}:{self.port}", FASTGPU_TOKEN=self.token)
+            t0 = time.time()
+            done = subprocess.run([cli, "run", "-d", "--gpus", "1", "--retry", "0", "--", "sh", "-c", script], env=env,
+                                  capture_output=True, text=True, check=True)
+            return t0, time.time(), int(done.stdout.strip())
         t0 = time.time()
         job = self.call("POST", "/v1/jobs", {"project": "default", "command": ["sh", "-c", script], "resources": {"gpus": 1},
                                             "maxAttempts": 1})
@@ -112,12 +119,13 @@ def exp_trickle(a, client):
         delay = first + i * a.interval - time.time()
         if delay > 0:
             time.sleep(delay)
-        recs.append(client.submit(a.dir, "trk", a.hold))
+        recs.append(client.submit(a.dir, "trk", a.hold, cli=a.cli))
     paths = {j: f"{a.dir}/trk_{j}.out" for (_, _, j) in recs}
     ok = wait_until(lambda: all(stamp(p) for p in paths.values()), a.timeout)
     e2e = [stamp(paths[j]) - t0 for (t0, _, j) in recs if stamp(paths[j])]
     return {"experiment": "trickle", "jobs": a.n, "interval_s": a.interval, "all_running": ok,
-            "method": "one POST /v1/jobs every interval into an idle cluster; t0 = just before the POST",
+            "method": ("one `fastgpu run -d` every interval into an idle cluster; t0 = just before the command starts" if a.cli else
+                       "one POST /v1/jobs every interval into an idle cluster; t0 = just before the POST"),
             "submit_call_ms": stats([t1 - t0 for (t0, t1, _) in recs], 1000),
             "submit_to_job_running_s": stats(e2e)}
 
@@ -164,10 +172,17 @@ def exp_submit(a, client, url, token):
 
 
 def exp_burst(a, client, url, token):
-    clients = [Client(url, token) for _ in range(8)]
+    # One connection per thread: an http.client connection must not be shared between threads.
+    local = threading.local()
+
+    def submit(_):
+        if not hasattr(local, "client"):
+            local.client = Client(url, token)
+        return local.client.submit(a.dir, "bst", a.hold)
+
     start = time.time()
     with ThreadPoolExecutor(8) as pool:
-        recs = list(pool.map(lambda i: clients[i % 8].submit(a.dir, "bst", a.hold), range(a.n)))
+        recs = list(pool.map(submit, range(a.n)))
     paths = [f"{a.dir}/bst_{j}.out" for (_, _, j) in recs]
     ok = wait_until(lambda: all(stamp(p) for p in paths), a.timeout)
     e2e = [stamp(p) - t0 for (t0, _, j), p in zip(recs, paths) if stamp(p)]
@@ -191,6 +206,7 @@ def main():
     p.add_argument("--hold", type=int, default=1)
     p.add_argument("--capacity", type=int, default=128)
     p.add_argument("--timeout", type=float, default=300)
+    p.add_argument("--cli", help="submit with this fastgpu binary (trickle) instead of HTTP")
     p.add_argument("--pids", default="", help="comma-separated pids whose CPU time to report")
     a = p.parse_args()
     os.makedirs(a.dir, exist_ok=True)
