@@ -433,6 +433,15 @@ public actor Agent {
             workload.stoppingSince = Date()
             workload.limitExceeded = true
         } else if let code = Self.exitCode(in: workload.directory) {
+            if code != 0, let limit = Cgroups.oomKilled(workload.cgroups ?? []) {
+                // Said where the person looks: the job's own error output.
+                let note = "fastgpu: the kernel killed the job for using more than its memory limit of \(limit >> 20) MiB (ask for more with --memory)\n"
+                if let handle = FileHandle(forWritingAtPath: workload.directory + "/stderr") {
+                    handle.seekToEndOfFile()
+                    handle.write(Data(note.utf8))
+                    try? handle.close()
+                }
+            }
             try await shipOutput(&workload)
             // Gone from the state before the report: a reconcile that runs meanwhile must not
             // try to stop it. Should the report fail, the next heartbeat omits it and the

@@ -131,6 +131,23 @@ struct Cgroups: Sendable {
         }
     }
 
+    /// The memory limit in bytes, when the kernel's OOM killer ended a process of the group
+    /// (`oom_kill` in v2's `memory.events` or v1's `memory.oom_control`).
+    static func oomKilled(_ procsFiles: [String]) -> Int? {
+        for file in procsFiles {
+            let group = (file as NSString).deletingLastPathComponent
+            for (events, limit) in [("memory.events", "memory.max"), ("memory.oom_control", "memory.limit_in_bytes")] {
+                guard let text = try? String(contentsOfFile: group + "/" + events, encoding: .utf8) else { continue }
+                let kills = text.split(separator: "\n").first { $0.hasPrefix("oom_kill ") }.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+                if kills > 0 {
+                    let bytes = (try? String(contentsOfFile: group + "/" + limit, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+                    return bytes ?? 0
+                }
+            }
+        }
+        return nil
+    }
+
     /// Removes an allocation's groups once its processes are gone (the kernel refuses before).
     static func remove(_ procsFiles: [String]) {
         for file in procsFiles { rmdir((file as NSString).deletingLastPathComponent) }

@@ -104,6 +104,7 @@ final class UserCLITests {
         // 200 MB touched in a 64 MB job: the kernel ends it, and the job fails with 128 + SIGKILL.
         let hog = try fastgpu(["run", "--memory", "64MB", "--", "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
         #expect(hog.status == 137, "\(hog.errors)")
+        #expect(hog.errors.contains("fastgpu: the kernel killed the job for using more than its memory limit of 64 MiB"), "\(hog.errors)")
     }
 
     @Test func wrongInputGetsOneLineAndANonZeroExit() throws {
