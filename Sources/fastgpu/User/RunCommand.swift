@@ -8,14 +8,15 @@ struct RunCommand: AsyncParsableCommand {
         commandName: "run",
         abstract: "Submit a job and follow it: its place in the queue, then its output; exits with its exit code.",
         discussion: """
-            fastgpu run --gpus H100:2 -- python train.py
-            fastgpu run --gpu-memory 20GB -- python serve.py        (a share of one GPU)
-            fastgpu run --nodes 2 --gpus 8 -- torchrun train.py     (a gang: all nodes start together)
-            fastgpu run -f task.yaml                                 (the same in a task file)
+            Examples:
+              fastgpu run --gpus H100:2 -- python train.py
+              fastgpu run --gpu-memory 20GB -- python serve.py      # a GPU share
+              fastgpu run --nodes 2 --gpus 8 -- torchrun train.py   # a gang
+              fastgpu run -f task.yaml                              # a task file
 
-            While the job waits, a line shows its place in the queue, when it should start and why it \
-            waits; once it runs, its output streams here. Ctrl-C leaves the job running; --detach \
-            returns as soon as the job is accepted.
+            While the job waits, a line shows its place in the queue, when it should start \
+            and why it waits; once it runs, its output streams here. Ctrl-C leaves the job \
+            running; --detach returns as soon as the job is accepted.
             """
     )
 
@@ -48,7 +49,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-runtime"), help: ArgumentHelp("Stop the job after this long (90m, 12h).", valueName: "duration"))
     var maxRuntime: String?
 
-    @Option(help: "Retries after a failed attempt (a lost node, a crash).")
+    @Option(help: "New attempts when a node is lost under the job (a non-zero exit is final).")
     var retry: Int?
 
     @Option(help: "A name for the job.")
