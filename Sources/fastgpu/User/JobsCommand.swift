@@ -68,7 +68,12 @@ struct JobsCommand: AsyncParsableCommand {
                 let nodes = Set(job.allocations.filter(\.live).map(\.node)).sorted()
                 return "on node " + nodes.map(String.init).joined(separator: ",")
             default:
-                return JobFollower.endLine(job).replacingOccurrences(of: "job \(job.id) ", with: "")
+                // What the state column does not already say: the exit code, the run time.
+                let line = JobFollower.endLine(job).replacingOccurrences(of: "job \(job.id) ", with: "")
+                for lead in ["succeeded", "failed", "was cancelled"] where line.hasPrefix(lead) {
+                    return String(line.dropFirst(lead.count)).trimmingCharacters(in: .whitespaces)
+                }
+                return line
             }
         }
     }
