@@ -29,11 +29,15 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .customLong("simulate-gpus"), help: "Simulated GPUs per node, COUNTxMODEL (repeatable); default: nvidia-smi's, else 8xH100-80GB.")
     var simulateGPUs: [String] = []
 
+    @Option(help: "CPU cores each node offers to jobs (default: this machine's; with simulated GPUs at least 4 per GPU).")
+    var cpus: Int?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "notice"
 
     func validate() throws {
         guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be 1 to 64") }
+        if let cpus { guard (1...100_000).contains(cpus) else { throw ValidationError("--cpus must be 1 to 100000") } }
     }
 
     func run() async throws {
@@ -68,9 +72,13 @@ struct UpCommand: AsyncParsableCommand {
         for n in 1...nodes {
             let name = "local-\(n)"
             let probe: any DeviceProbe = specs.isEmpty ? real : try SimulatedProbe(specs: specs, node: name)
+            // Simulated GPUs on a small machine would otherwise be starved of CPU by the default
+            // request (1 core a job); GPU servers commonly have 4 or more cores per GPU.
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            let offered = cpus ?? (specs.isEmpty ? cores : max(cores, 4 * ((try? probe.probe().count) ?? 0)))
             let configuration = AgentConfiguration(
                 server: "http://127.0.0.1:\(port)", joinToken: join, dataDirectory: server.directory + "/agents/\(name)", nodeName: name,
-                address: "127.0.0.1", probe: probe, cpuMillis: ProcessInfo.processInfo.activeProcessorCount * 1000,
+                address: "127.0.0.1", probe: probe, cpuMillis: offered * 1000,
                 memoryMiB: Int(ProcessInfo.processInfo.physicalMemory / 1_048_576))
             agents.append(AgentService(agent: Agent(configuration: configuration, logger: logger)))
         }
