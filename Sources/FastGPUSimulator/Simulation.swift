@@ -38,7 +38,36 @@ public struct SimulationPolicy: Sendable {
     /// The policies `fastgpu sim` knows. All place greedily (a job that fits starts, as the
     /// published trace simulators do), except `fair-share`, which uses EASY backfill. (EASY under
     /// `fastgpu` was tried: Philly 13,787 → 13,701 s, but Helios 7,556 → 8,980 s.)
+    ///
+    /// `fastgpu` takes parameters for experiments, `fastgpu:grace=4:measure=gpu`: the preemption
+    /// grace in restart penalties (default 8) and the service measure (`time`, default, or `gpu`
+    /// for GPU time). The name in reports is the whole string.
     public static func named(_ name: String, seed: UInt64 = 0) -> SimulationPolicy? {
+        let parts = name.split(separator: ":").map(String.init)
+        if parts.count > 1 {
+            guard parts[0] == "fastgpu", var policy = named("fastgpu", seed: seed) else { return nil }
+            var measure = GittinsPolicy.Measure.time
+            for parameter in parts.dropFirst() {
+                let pair = parameter.split(separator: "=", maxSplits: 1).map(String.init)
+                guard pair.count == 2 else { return nil }
+                switch pair[0] {
+                case "grace":
+                    guard let value = Int(pair[1]), (0...1000).contains(value) else { return nil }
+                    policy.graceInRestartPenalties = value
+                case "measure":
+                    switch pair[1] {
+                    case "time": measure = .time
+                    case "gpu": measure = .gpuTime
+                    default: return nil
+                    }
+                default:
+                    return nil
+                }
+            }
+            policy.name = name
+            policy.configuration.policy = GittinsPolicy(tables: [:], measure: measure)
+            return policy
+        }
         func config(_ policy: any QueuePolicy, backfill: BackfillMode = .greedy, preemption: Bool) -> SchedulerConfiguration {
             SchedulerConfiguration(policy: policy, backfill: backfill, preemption: preemption, seed: seed, preemptionSearchesPerPass: 64)
         }

@@ -90,7 +90,7 @@ struct SimRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Replay a trace with one policy.")
 
     @OptionGroup var options: TraceOptions
-    @Option(help: "Policy: \(SimulationPolicy.names.joined(separator: ", ")).") var policy = "fastgpu"
+    @Option(help: "Policy: \(SimulationPolicy.names.joined(separator: ", ")); fastgpu:grace=N:measure=time|gpu to vary the default.") var policy = "fastgpu"
 
     func validate() throws {
         guard SimulationPolicy.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(SimulationPolicy.names.joined(separator: ", "))") }
@@ -105,7 +105,7 @@ struct SimCompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "compare", abstract: "Replay a trace with several policies side by side; ratios are against the first.")
 
     @OptionGroup var options: TraceOptions
-    @Option(help: "Comma-separated policies; the first is the baseline.") var policies = "fifo,sjf-oracle,srtf-oracle,las,fastgpu"
+    @Option(help: "Comma-separated policies; the first is the baseline (fastgpu:grace=N:measure=time|gpu varies the default).") var policies = "fifo,sjf-oracle,srtf-oracle,las,fastgpu"
 
     func validate() throws {
         for name in policies.split(separator: ",") where SimulationPolicy.named(String(name)) == nil {

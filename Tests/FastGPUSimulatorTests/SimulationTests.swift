@@ -15,6 +15,17 @@ import Testing
     static func starts(_ result: SimulationResult) -> [Int64?] { result.outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } } }
     static func finishes(_ result: SimulationResult) -> [Int64?] { result.outcomes.map { $0.finishMilliseconds.map { $0 / 1000 } } }
 
+    @Test func theDefaultPolicyTakesParametersForExperiments() throws {
+        let policy = try #require(SimulationPolicy.named("fastgpu:grace=4:measure=gpu"))
+        #expect(policy.name == "fastgpu:grace=4:measure=gpu")
+        #expect(policy.graceInRestartPenalties == 4)
+        #expect((policy.configuration.policy as? GittinsPolicy)?.measure == .gpuTime)
+        #expect(SimulationPolicy.named("fastgpu")?.graceInRestartPenalties == 8)
+        for bad in ["fastgpu:grace", "fastgpu:grace=-1", "fastgpu:measure=wall", "fastgpu:speed=2", "fifo:grace=2"] {
+            #expect(SimulationPolicy.named(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func fifoRunsInOrderAndPacksWhatFits() {
         // A runs 0–100. At 100 B (2 GPUs) and C (1 GPU) both fit: B 100–150, C 100–110.
         let result = Self.run("fifo")
