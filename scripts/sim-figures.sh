@@ -22,6 +22,14 @@ echo "== Helios with its two VCs apart: 20 + 2 nodes x 8 GPUs, jobs confined to 
 $bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --pools vcvGl=20,vcvlY=2 \
   --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/helios-pools.json"
 
+echo "== Helios: how fastgpu / srtf-oracle moves with cluster size, preemption grace and service measure"
+for n in 20 21 22 23 24 26; do
+  $bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --nodes $n \
+    --policies srtf-oracle,fastgpu,fastgpu:measure=gpu | tail -2 | sed "s/^/nodes $n: /"
+done
+$bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --nodes 22 \
+  --policies srtf-oracle,fastgpu:grace=0,fastgpu:grace=2,fastgpu:grace=4,fastgpu:grace=6,fastgpu:grace=8,fastgpu:grace=10,fastgpu:grace=12,fastgpu:grace=16,fastgpu:grace=9:measure=gpu | tail -9
+
 echo "== Slurm peer workload mixed-120: 16 nodes x 8 GPUs"
 $bin sim compare --trace "$slurm" --format slurm --nodes 16 --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/mixed-120.json"
 
