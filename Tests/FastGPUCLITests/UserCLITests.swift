@@ -107,6 +107,42 @@ final class UserCLITests {
         #expect(hog.errors.contains("fastgpu: the kernel killed the job for using more than its memory limit of 64 MiB"), "\(hog.errors)")
     }
 
+    /// While its job waits, `run` says so on stderr (plain lines on a pipe); once the GPUs free
+    /// up it runs the job and exits with its code.
+    @Test func runWaitsVisiblyThenRuns() throws {
+        let ready = cluster.mkfifo("ready2"), hold = cluster.mkfifo("hold2")
+        let holder = try fastgpu(["run", "-d", "--gpus", "2", "--", "sh", "-c", "echo up > \(ready); cat \(hold) > /dev/null"])
+        let holderID = holder.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(FileHandle(forReadingAtPath: ready).map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } == "up\n")
+
+        let process = Process()
+        process.executableURL = CLITests.binary
+        process.arguments = ["run", "--gpus", "1", "--", "sh", "-c", "echo finally; exit 4"]
+        process.environment = ["HOME": home, "PATH": "/usr/bin:/bin", "FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin]
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let errors = LineReader(err.fileHandleForReading)
+        let waiting = errors.waitFor { $0.contains("pending") && $0.contains("no ready node has 1 free GPU") }
+        #expect(waiting != nil, "no pending line with its reason")
+        #expect(try fastgpu(["jobs", "cancel", holderID]).status == 0)
+        let end = errors.waitFor { $0.contains("failed with exit code 4") }
+        process.waitUntilExit()
+        #expect(end != nil)
+        #expect(process.terminationStatus == 4)
+        #expect(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) == "finally\n")
+    }
+
+    /// A gang's lines carry their rank.
+    @Test func aGangsOutputCarriesItsRanks() throws {
+        try cluster.startAgent("n2", gpus: "2xH100-80GB")
+        cluster.waitForAgent("n2", "registered as node")
+        let run = try fastgpu(["run", "--nodes", "2", "--gpus", "2", "--", "sh", "-c", "echo rank $FASTGPU_NODE_RANK of $FASTGPU_NUM_NODES"])
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(Set(run.output.split(separator: "\n")) == ["[rank 0] rank 0 of 2", "[rank 1] rank 1 of 2"])
+    }
+
     @Test func wrongInputGetsOneLineAndANonZeroExit() throws {
         let never = try fastgpu(["run", "--gpus", "H200:1", "--", "true"])
         #expect(never.status == 1)
