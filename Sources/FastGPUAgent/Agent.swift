@@ -409,6 +409,9 @@ public actor Agent {
             workload.reportedRunning = true
         }
         try await shipOutput(&workload)
+        // While this supervision waited on the network, a reconcile may have decided to stop the
+        // workload (and signalled it): decide on that, and do not write the stop away below.
+        adoptStopDecision(into: &workload)
         let alive = Self.isAlive(workload.pid)
         if let since = workload.stoppingSince {
             if !alive {
@@ -461,6 +464,14 @@ public actor Agent {
             return
         }
         self.state?.workloads[id] = workload
+    }
+
+    /// Copies a stop that `reconcile` recorded into a copy of the workload taken before it.
+    /// Only `reconcile` and the runtime limit start a stop, and a stop is never undone.
+    private func adoptStopDecision(into workload: inout Workload) {
+        guard workload.stoppingSince == nil, let current = state?.workloads[workload.allocation], current.stoppingSince != nil else { return }
+        workload.stoppingSince = current.stoppingSince
+        workload.signalled = current.signalled
     }
 
     /// Ships what the workload wrote since the last upload, in order, each chunk numbered.
