@@ -22,8 +22,9 @@ import Testing
 
     static func run(_ arguments: [String]) throws -> Run {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        // Under timeout(1): a command that hangs fails its test instead of hanging the suite.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        process.arguments = ["120", binary.path] + arguments
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

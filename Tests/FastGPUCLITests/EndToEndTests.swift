@@ -91,24 +91,63 @@ final class LocalCluster {
     }
 }
 
-/// Reads lines from a pipe as they come; blocking, so a test awaits the line it needs.
+/// Reads lines from a pipe as they come, so a test awaits the line it needs. A line that does not
+/// come within the deadline (60 s) gives nil: a broken test fails instead of hanging the suite
+/// (Swift Testing's time limits cannot interrupt a blocking read).
 final class LineReader {
     let handle: FileHandle
     var buffer = ""
+    let deadline: Duration
 
-    init(_ handle: FileHandle) { self.handle = handle }
+    init(_ handle: FileHandle, deadline: Duration = .seconds(60)) {
+        self.handle = handle
+        self.deadline = deadline
+    }
 
     func waitFor(_ predicate: (String) -> Bool) -> String? {
+        let clock = ContinuousClock()
+        let end = clock.now + deadline
         while true {
             while let newline = buffer.firstIndex(of: "\n") {
                 let line = String(buffer[..<newline])
                 buffer.removeSubrange(...newline)
                 if predicate(line) { return line }
             }
+            let left = end - clock.now
+            guard left > .zero, Self.readable(handle.fileDescriptor, within: left) else { return nil }
             let data = handle.availableData
             if data.isEmpty { return nil }
             buffer += String(decoding: data, as: UTF8.self)
         }
+    }
+
+    static func readable(_ fd: Int32, within time: Duration) -> Bool {
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        let milliseconds = Int32(min(Int64(Int32.max), time.components.seconds * 1000 + time.components.attoseconds / 1_000_000_000_000_000))
+        return poll(&entry, 1, max(1, milliseconds)) > 0
+    }
+}
+
+/// What a job writes into a FIFO, once it closes it; nil if nothing comes within the deadline.
+/// The FIFO is opened without blocking, so a job that never runs fails the test instead of
+/// hanging it.
+func readFIFO(_ path: String, deadline: Duration = .seconds(60)) -> String? {
+    let fd = open(path, O_RDONLY | O_NONBLOCK)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    let clock = ContinuousClock()
+    let end = clock.now + deadline
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let left = end - clock.now
+        guard left > .zero, LineReader.readable(fd, within: left) else { return nil }
+        let count = read(fd, &chunk, chunk.count)
+        if count > 0 { bytes += chunk[0..<count]; continue }
+        if count == 0 && !bytes.isEmpty { return String(decoding: bytes, as: UTF8.self) }
+        if count < 0 && errno != EAGAIN { return nil }
+        // EOF before any writer wrote (Linux reports POLLHUP only after a writer): wait a little.
+        if count == 0 { _ = LineReader.readable(fd, within: .milliseconds(5)) }
     }
 }
 
@@ -148,8 +187,7 @@ extension Optional {
         let fifo = cluster.mkfifo("child-pid")
         let job = try cluster.submit(["sh", "-c", "sleep 300 & echo $! > \(fifo); wait"])
         // The job tells us its child's pid through the FIFO: reading blocks until it writes.
-        let reader = try FileHandle(forReadingAtPath: fifo).orThrow("cannot open \(fifo)")
-        let child = Int32(String(decoding: reader.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let child = Int32(try readFIFO(fifo).orThrow("the job never wrote its child's pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
         #expect(child > 0)
         #expect(kill(child, 0) == 0, "the job's child runs")
         let cancelled = try cluster.json(cluster.post("/v1/jobs/\(job)/cancel"))

@@ -22,8 +22,9 @@ final class UserCLITests {
     /// `fastgpu ARGS` as a user with a saved login (or the given environment).
     func fastgpu(_ arguments: [String], environment extra: [String: String]? = nil) throws -> CLITests.Run {
         let process = Process()
-        process.executableURL = CLITests.binary
-        process.arguments = arguments
+        // Under timeout(1): a CLI that hangs fails its test instead of hanging the suite.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        process.arguments = ["120", CLITests.binary.path] + arguments
         var environment = ["HOME": home, "PATH": "/usr/bin:/bin"]
         environment.merge(extra ?? ["FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin]) { _, new in new }
         process.environment = environment
@@ -71,7 +72,7 @@ final class UserCLITests {
         let holder = try fastgpu(["run", "-d", "--gpus", "2", "--", "sh", "-c", "echo up > \(ready); cat \(hold) > /dev/null"])
         let holderID = holder.output.trimmingCharacters(in: .whitespacesAndNewlines)
         // The holder runs once it has written to `ready`.
-        #expect(FileHandle(forReadingAtPath: ready).map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } == "up\n")
+        #expect(readFIFO(ready) == "up\n")
         let waiting = try fastgpu(["run", "-d", "--gpus", "1", "--name", "patient", "--", "true"])
         let id = waiting.output.trimmingCharacters(in: .whitespacesAndNewlines)
         var why = try fastgpu(["jobs", "why", id])
@@ -113,7 +114,7 @@ final class UserCLITests {
         let ready = cluster.mkfifo("ready2"), hold = cluster.mkfifo("hold2")
         let holder = try fastgpu(["run", "-d", "--gpus", "2", "--", "sh", "-c", "echo up > \(ready); cat \(hold) > /dev/null"])
         let holderID = holder.output.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(FileHandle(forReadingAtPath: ready).map { String(decoding: $0.readDataToEndOfFile(), as: UTF8.self) } == "up\n")
+        #expect(readFIFO(ready) == "up\n")
 
         let process = Process()
         process.executableURL = CLITests.binary
