@@ -33,9 +33,27 @@ public struct PackingExperiment: Sendable {
         public var failedPods: Int
     }
 
+    /// Where the capacity that was not allocated sits at the end of the run (the top load).
+    public struct Stranded: Codable, Sendable, Equatable {
+        /// Free milli-GPUs on GPUs that hold shares, by how much each has free (50-milli bins:
+        /// key 150 holds GPUs with 150–199 free), as `[bin: GPUs]`.
+        public var partlyFreeGPUs: [Int: Int]
+        public var partlyFreeMilli: Int
+        /// Whole free GPUs on nodes whose CPU or memory is used up (less than a core or 1 GiB left
+        /// for each free GPU): no GPU pod of the trace could use them.
+        public var wholeGPUsWithoutCPUOrMemory: Int
+        /// Whole free GPUs elsewhere (pods that failed needed more per node, or another model).
+        public var wholeGPUsOther: Int
+        /// Pods that failed, by kind: `cpu-only`, `share`, `whole-K`.
+        public var failedPods: [String: Int]
+        /// Placed pods that ask for a share, by size in milli-GPUs.
+        public var placedShares: [Int: Int]
+    }
+
     public struct Outcome: Codable, Sendable {
         public var policy: String
         public var points: [Point]
+        public var stranded: Stranded?
     }
 
     /// The named placement policies of the experiment: scorer sets over the same checks.
@@ -113,7 +131,38 @@ public struct PackingExperiment: Sendable {
                 nextLoad += 1
             }
         }
-        return Outcome(policy: name, points: points)
+        return Outcome(policy: name, points: points, stranded: Self.stranded(in: state))
+    }
+
+    static func stranded(in state: ClusterState) -> Stranded {
+        var result = Stranded(partlyFreeGPUs: [:], partlyFreeMilli: 0, wholeGPUsWithoutCPUOrMemory: 0, wholeGPUsOther: 0, failedPods: [:], placedShares: [:])
+        for node in state.nodes {
+            let wholeFree = node.gpus.filter { $0.isHealthy && $0.freeMilli == 1000 }.count
+            let starved = wholeFree > 0 && (node.freeCPUMillis < 1000 * wholeFree || node.freeMemoryMiB < 1024 * wholeFree)
+            for gpu in node.gpus where gpu.isHealthy && gpu.freeMilli > 0 {
+                if gpu.freeMilli == 1000 {
+                    if starved { result.wholeGPUsWithoutCPUOrMemory += 1 } else { result.wholeGPUsOther += 1 }
+                } else {
+                    result.partlyFreeMilli += gpu.freeMilli
+                    result.partlyFreeGPUs[gpu.freeMilli / 50 * 50, default: 0] += 1
+                }
+            }
+        }
+        for job in state.jobs.values {
+            let gpu = job.taskGroups[0].resources.gpu
+            if job.state == .cancelled {
+                let kind = switch gpu {
+                case .none: "cpu-only"
+                case .whole(let k): "whole-\(k)"
+                case .share: "share"
+                case .mig: "mig"
+                }
+                result.failedPods[kind, default: 0] += 1
+            } else if case .share(let milli, _) = gpu {
+                result.placedShares[milli, default: 0] += 1
+            }
+        }
+        return result
     }
 }
 

@@ -59,6 +59,20 @@ public enum SimulationReport {
         return render(rows)
     }
 
+    /// Where each policy left the capacity it did not allocate, at the top load.
+    public static func strandedTable(_ outcomes: [PackingExperiment.Outcome], gpus: Int) -> String {
+        var rows = [["policy", "unallocated", "in partly used GPUs", "of it 150-199 free", "whole GPUs, no CPU/mem", "whole GPUs, other", "failed pods by kind"]]
+        func percent(_ milli: Int) -> String { String(format: "%.2f%%", Double(milli) / Double(max(1, gpus * 1000)) * 100) }
+        for outcome in outcomes {
+            guard let s = outcome.stranded else { continue }
+            let total = s.partlyFreeMilli + 1000 * (s.wholeGPUsWithoutCPUOrMemory + s.wholeGPUsOther)
+            rows.append([outcome.policy, percent(total), percent(s.partlyFreeMilli), "\(s.partlyFreeGPUs[150] ?? 0) GPUs",
+                         "\(s.wholeGPUsWithoutCPUOrMemory)", "\(s.wholeGPUsOther)",
+                         s.failedPods.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")])
+        }
+        return render(rows)
+    }
+
     public static func packingChart(_ outcomes: [PackingExperiment.Outcome], title: String) -> String {
         let loads = outcomes.first?.points.map { Double($0.loadPercent) } ?? [100]
         var series = outcomes.map { o in (o.policy, o.points.map { (Double($0.loadPercent), $0.allocationRatio * 100) }) }

@@ -187,6 +187,8 @@ struct SimPackCommand: ParsableCommand {
             print("  \(name): \(took.components.seconds) s")
         }
         print(SimulationReport.packingTable(outcomes))
+        print("\nwhere the unallocated capacity is at \(experiment.loadsPercent.last ?? 100)% load (percent of all GPUs):")
+        print(SimulationReport.strandedTable(outcomes, gpus: gpus))
         if let json {
             try SimulationReport.encode(outcomes).write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")

@@ -158,6 +158,15 @@ import Testing
                 #expect(point.allocationRatio > 0.5)
             }
         }
+        // What was not allocated is accounted for: partly used GPUs plus whole free ones.
+        for policy in PackingExperiment.policies {
+            let outcome = try #require(experiment.run(policy: policy))
+            let stranded = try #require(outcome.stranded)
+            let allocated = (outcome.points.last?.allocationRatio ?? 0) * 8000
+            let free = Double(stranded.partlyFreeMilli + 1000 * (stranded.wholeGPUsWithoutCPUOrMemory + stranded.wholeGPUsOther))
+            #expect(abs(allocated + free - 8000) < 0.5, "\(policy): \(allocated) + \(free)")
+            #expect(stranded.partlyFreeGPUs.values.reduce(0, +) <= 8)
+        }
         // The sequence is the same for every policy (seeded) and reaches the top load.
         let arrived = experiment.arrivals().reduce(0) { $0 + $1.milliGPUs }
         #expect(arrived >= 8000 * 120 / 100)
