@@ -110,12 +110,22 @@ public struct APIServer: Sendable {
             let principal = try context.requirePrincipal()
             var request = request
             let bytes = try await body(of: &request)
-            let submission = try decode(JobSubmissionBody.self, from: bytes).submission()
+            let body = try decode(JobSubmissionBody.self, from: bytes)
+            let submission = try body.submission()
             let key = request.headers[HTTPFields.idempotencyKey]
             if let key, key.isEmpty || key.count > 255 {
                 throw APIProblem(status: .badRequest, title: "Bad request", detail: "Idempotency-Key must be 1 to 255 characters")
             }
-            let (view, created) = try await cp.submit(submission, by: principal, idempotencyKey: key, requestHash: sha256Hex(bytes))
+            // The same request is the same whatever its key order or spacing: the hash is of the
+            // decoded body, re-encoded with sorted keys. (Clients on Linux write keys in a
+            // per-process order.)
+            var hash = ""
+            if key != nil {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                hash = sha256Hex(Array(try encoder.encode(body)))
+            }
+            let (view, created) = try await cp.submit(submission, by: principal, idempotencyKey: key, requestHash: hash)
             var response = try json(Wire.job(view, now: clock.now()), status: created ? .created : .ok)
             response.headers[.location] = "/v1/jobs/\(view.job.id.rawValue)"
             return response

@@ -191,7 +191,10 @@ package struct FastGPUClient: Sendable {
         var request = try makeRequest(method, path, headers: headers)
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
-            request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(body)))
+            // Sorted keys: the same body is the same bytes in every process.
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
         }
         let response = try await execute(request, timeout: timeout)
         let buffer: ByteBuffer

@@ -132,6 +132,10 @@ struct JobsAPITests {
             #expect(first.status == .created)
             #expect(retry.status == .ok)
             #expect(retry.json["id"] == first.json["id"])
+            // The same request with its keys in another order and other spacing is the same request.
+            let reordered = try await api.post("/v1/jobs", token: fixture.admin, body: #"{ "command": ["python", "train.py"], "project": "default" }"#,
+                                               headers: ["Idempotency-Key": "abc"])
+            #expect(reordered.status == .ok && reordered.json["id"] == first.json["id"], "\(reordered.text)")
             let other = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"default","command":["other"]}"#, headers: ["Idempotency-Key": "abc"])
             #expect(other.status == .conflict)
             #expect(other.detail == "Idempotency-Key abc was used for a different request")

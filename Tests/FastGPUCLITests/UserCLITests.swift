@@ -63,6 +63,10 @@ final class UserCLITests {
         let list = try fastgpu(["jobs", "ls", "--all", "-o", "json"])
         let items = (try JSONSerialization.jsonObject(with: Data(list.output.utf8)) as? [String: Any])?["items"] as? [[String: Any]]
         #expect(items?.contains { String($0["id"] as? Int ?? 0) == id } == true)
+        // The same key is the same job: a script that runs again does not submit twice.
+        let once = try fastgpu(["run", "-d", "--idempotency-key", "nightly-7", "--", "true"])
+        let again = try fastgpu(["run", "-d", "--idempotency-key", "nightly-7", "--", "true"])
+        #expect(once.status == 0 && once.output == again.output, "\(once.output) \(once.errors) / \(again.output) \(again.errors)")
         let table = try fastgpu(["jobs", "ls", "-a"])
         #expect(table.output.hasPrefix("ID ") && table.output.contains("succeeded"))
     }

@@ -67,6 +67,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Return once the job is accepted; follow it later with `fastgpu jobs logs -f`.")
     var detach = false
 
+    @Option(name: .customLong("idempotency-key"), help: ArgumentHelp("Submit at most once under this key (24 h): a script that runs again gets the same job.", valueName: "key"))
+    var idempotencyKey: String?
+
     @Argument(parsing: .postTerminator, help: "The command to run, after --.")
     var command: [String] = []
 
@@ -93,8 +96,22 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let body = try spec().body(defaultProject: ClientOptions.project(nil))
         let client = try await connection.client()
-        // One key per invocation: a retried submission is the same job, never a second one.
-        let job = try await client.submit(body, idempotencyKey: UUID().uuidString)
+        // One key per invocation at least: a submission retried after a lost answer (a server
+        // restart) is the same job, never a second one.
+        let key = idempotencyKey ?? UUID().uuidString
+        guard (1...255).contains(key.count) else { throw CommandFailure("--idempotency-key must be 1 to 255 characters") }
+        var failures = 0
+        var submitted: JobWire?
+        while submitted == nil {
+            do {
+                submitted = try await client.submit(body, idempotencyKey: key)
+            } catch let error as ClientError {
+                guard case .unreachable = error, failures < 10 else { throw error }
+                failures += 1
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        guard let job = submitted else { return }
         if detach {
             Output.write("\(job.id)\n")
             Output.error("job \(job.id) submitted to \(job.project) (\(job.state)); follow it with `fastgpu jobs logs -f \(job.id)`\n")
