@@ -100,18 +100,7 @@ struct RunCommand: AsyncParsableCommand {
         // restart) is the same job, never a second one.
         let key = idempotencyKey ?? UUID().uuidString
         guard (1...255).contains(key.count) else { throw CommandFailure("--idempotency-key must be 1 to 255 characters") }
-        var failures = 0
-        var submitted: JobWire?
-        while submitted == nil {
-            do {
-                submitted = try await client.submit(body, idempotencyKey: key)
-            } catch let error as ClientError {
-                guard case .unreachable = error, failures < 10 else { throw error }
-                failures += 1
-                try await Task.sleep(for: .seconds(1))
-            }
-        }
-        guard let job = submitted else { return }
+        let job = try await retryingWhileUnreachable(times: 10) { try await client.submit(body, idempotencyKey: key) }
         if detach {
             Output.write("\(job.id)\n")
             Output.error("job \(job.id) submitted to \(job.project) (\(job.state)); follow it with `fastgpu jobs logs -f \(job.id)`\n")
@@ -186,7 +175,7 @@ struct JobFollower {
                 throw CommandFailure("job \(job) can never start: \(ReasonText.plain(reason.message)); it was cancelled")
             }
             LiveLine.show(Self.pendingLine(current, waited: Date().timeIntervalSince(submitted)))
-            (current, index) = try await retrying { try await client.job(job, after: index, wait: .seconds(2)) }
+            (current, index) = try await retryingWhileUnreachable { try await client.job(job, after: index, wait: .seconds(2)) }
         }
         LiveLine.clear()
         if current.state == "running", let first = current.allocations.last(where: \.live) {
@@ -194,10 +183,10 @@ struct JobFollower {
             Output.error("job \(job) running on node \(first.node)\(first.devices.isEmpty ? "" : " (" + first.devices.joined(separator: ",") + ")") after \(String(format: "%.1f", max(0, waited))) s in the queue\n")
         }
         try await streamLogs(of: current, follow: true)
-        var final = try await retrying { try await client.job(job) }
+        var final = try await retryingWhileUnreachable { try await client.job(job) }
         // The log stream ends with the job; a requeued job goes on, so follow it again.
         while final.state == "pending" || final.state == "running" {
-            (final, index) = try await retrying { try await client.job(job, after: index, wait: .seconds(30)) }
+            (final, index) = try await retryingWhileUnreachable { try await client.job(job, after: index, wait: .seconds(30)) }
             if final.state == "running" { try await streamLogs(of: final, follow: true) }
         }
         Output.error(Self.endLine(final) + "\n")
@@ -237,19 +226,6 @@ struct JobFollower {
         }
     }
 
-    /// Calls again while the server is out of reach (a restart), for about a minute.
-    private func retrying<T>(_ call: () async throws -> T) async throws -> T {
-        var failures = 0
-        while true {
-            do {
-                return try await call()
-            } catch let error as ClientError {
-                guard case .unreachable = error, failures < 60 else { throw error }
-                failures += 1
-                try await Task.sleep(for: .seconds(1))
-            }
-        }
-    }
 
     static func pendingLine(_ job: JobWire, waited: Double) -> String {
         var parts = ["job \(job.id) pending \(WireTime.span(waited))"]
@@ -299,5 +275,19 @@ enum ReasonText {
     static func plain(_ message: String) -> String {
         for lead in ["never: ", "not now: "] where message.hasPrefix(lead) { return String(message.dropFirst(lead.count)) }
         return message
+    }
+}
+
+/// Calls again, once a second, while the server is out of reach (a restart), up to `times` times.
+func retryingWhileUnreachable<T>(times: Int = 60, _ call: () async throws -> T) async throws -> T {
+    var failures = 0
+    while true {
+        do {
+            return try await call()
+        } catch let error as ClientError {
+            guard case .unreachable = error, failures < times else { throw error }
+            failures += 1
+            try await Task.sleep(for: .seconds(1))
+        }
     }
 }
