@@ -37,34 +37,60 @@ public struct GittinsPolicy: QueuePolicy {
         /// `indices[b]` holds for attained service in band b: b = 0 for under 1 s (of GPU time, or
         /// of run time scaled to it), b = k for [2^(k−1), 2^k) s, valued at the band's lower edge.
         public var indices: [Double]
+        /// The same with a restart's cost added to every stretch of service: max over k of
+        /// P(S ≤ sₖ | S > a) ÷ (E[min(S, sₖ) − a | S > a] + r). A waiting job claims this index when
+        /// it looks for victims (see `GittinsPolicy.claimRank`).
+        public var claimIndices: [Double]
 
-        /// Builds the table from service samples in milli-GPU × milliseconds (a 1-GPU job's GPU time).
-        public init(samples: [Int64]) {
+        /// Builds the table from service samples in milli-GPU × milliseconds (a 1-GPU job's GPU
+        /// time); `restartSeconds` is what a preemption costs its victim, in the samples' seconds.
+        public init(samples: [Int64], restartSeconds: Double = 0, tail: Tail = .asLongAgain) {
             let sorted = samples.map { Double($0) / 1_000_000 }.sorted()  // GPU-seconds
-            indices = (0..<48).map { band in
-                let attained = band == 0 ? 0 : Double(1 << (band - 1))
-                return Self.index(attained: attained, sorted: sorted)
-            }
+            let attained = (0..<48).map { band in band == 0 ? 0 : Double(1 << (band - 1)) }
+            indices = attained.map { Self.index(attained: $0, sorted: sorted, restart: 0, tail: tail) }
+            claimIndices = restartSeconds > 0 ? attained.map { Self.index(attained: $0, sorted: sorted, restart: restartSeconds, tail: tail) } : indices
         }
 
-        static func index(attained a: Double, sorted: [Double]) -> Double {
-            guard let first = sorted.firstIndex(where: { $0 > a }) else { return 1 / max(1, a) }
+        /// What a job that has outrun every sample of its class is expected to have left.
+        public enum Tail: String, Sendable {
+            /// As long again as it has run (a Pareto-like tail): the older, the lower its index.
+            case asLongAgain
+            /// As long as the longest sample (a memoryless tail): all such jobs of a class rank
+            /// the same, so they do not preempt each other.
+            case flat
+        }
+
+        static func index(attained a: Double, sorted: [Double], restart r: Double, tail: Tail = .asLongAgain) -> Double {
+            guard let first = sorted.firstIndex(where: { $0 > a }) else {
+                switch tail {
+                case .asLongAgain: return 1 / (max(1, a) + r)
+                case .flat: return 1 / (max(1, sorted.last ?? a) + r)
+                }
+            }
             let n = Double(sorted.count - first)
             var best = 0.0
             var sum = 0.0
             for k in first..<sorted.count {
                 sum += sorted[k] - a
                 let taken = Double(k - first + 1)
-                let denominator = sum + (n - taken) * (sorted[k] - a)
+                let denominator = sum + (n - taken) * (sorted[k] - a) + n * r
                 if denominator > 0 { best = max(best, taken / denominator) }
             }
             return best
         }
 
-        public func index(attainedMilliGPUMilliseconds attained: Int64) -> Double {
+        static func band(attainedMilliGPUMilliseconds attained: Int64, count: Int) -> Int {
             let seconds = attained / 1_000_000
             let band = seconds <= 0 ? 0 : 64 - seconds.leadingZeroBitCount
-            return indices[min(band, indices.count - 1)]
+            return min(band, count - 1)
+        }
+
+        public func index(attainedMilliGPUMilliseconds attained: Int64) -> Double {
+            indices[Self.band(attainedMilliGPUMilliseconds: attained, count: indices.count)]
+        }
+
+        public func claimIndex(attainedMilliGPUMilliseconds attained: Int64) -> Double {
+            claimIndices[Self.band(attainedMilliGPUMilliseconds: attained, count: claimIndices.count)]
         }
     }
 
@@ -79,15 +105,32 @@ public struct GittinsPolicy: QueuePolicy {
 
     public var tables: [ClassKey: Table]
     public var measure: Measure
+    /// Preempt only when the claim's completion rate exceeds the sum of the victims' (each index
+    /// is a rate: completions per second of service). Without it, a wide job displaces many
+    /// narrow ones whenever it out-ranks each of them alone.
+    public var weighsVictims: Bool
 
-    public init(tables: [ClassKey: Table], measure: Measure = .time) {
+
+    public init(tables: [ClassKey: Table], measure: Measure = .time, weighsVictims: Bool = false) {
         self.tables = tables
         self.measure = measure
+        self.weighsVictims = weighsVictims
     }
 
     public var name: String { "gittins" }
 
     public func index(of job: Job, in state: ClusterState, now: Timestamp) -> Double {
+        lookUp(job, in: state, now: now) { $0.index(attainedMilliGPUMilliseconds: $1) }
+    }
+
+
+    /// The index a waiting job claims against running work: its stretch must pay for the restart
+    /// it causes (see `Table.claimIndices`).
+    public func claimIndex(of job: Job, in state: ClusterState, now: Timestamp) -> Double {
+        lookUp(job, in: state, now: now) { $0.claimIndex(attainedMilliGPUMilliseconds: $1) }
+    }
+
+    private func lookUp(_ job: Job, in state: ClusterState, now: Timestamp, _ read: (Table, Int64) -> Double) -> Double {
         let attained: Int64 = switch measure {
         case .gpuTime: LeastAttainedServicePolicy().attainedService(of: job, in: state, now: now)
         // Wall milliseconds × 1000, so that both measures share the tables' unit (a 1-GPU job's GPU time).
@@ -102,7 +145,7 @@ public struct GittinsPolicy: QueuePolicy {
             // is preempted on guesses (preempting costs a restart).
             return 1
         }
-        return table.index(attainedMilliGPUMilliseconds: attained)
+        return read(table, attained)
     }
 
     public func order(_ waiting: [Job], in state: ClusterState, now: Timestamp) -> [Job] {
@@ -113,10 +156,23 @@ public struct GittinsPolicy: QueuePolicy {
     /// Within a tier and class, a job preempts only work whose index is in a lower half-octave
     /// band (about 70 % or less of its own), so two jobs do not trade places at every crossing.
     public func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
-        let value = index(of: job, in: state, now: now)
-        // Half-octave bands, ⌊2 log₂(index)⌋, from the binary exponent and significand.
-        let band = value > 0 ? 2 * Int(value.exponent) + (value.significand >= 1.414_213_562_373_095 ? 1 : 0) : Int.min / 2
-        return PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: band)
+        PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: Self.band(index(of: job, in: state, now: now)))
+    }
+
+    /// A waiting job claims its restart-adjusted index: it displaces running work only when running
+    /// its next stretch first, restart included, lowers the expected sum of completion times.
+    public func claimRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
+        PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: Self.band(claimIndex(of: job, in: state, now: now)))
+    }
+
+    public func preemptionPays(victims: [Job], for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
+        guard weighsVictims, victims.count > 1 else { return true }
+        let lost = victims.reduce(0.0) { $0 + index(of: $1, in: state, now: now) }
+        return claimIndex(of: job, in: state, now: now) > lost
+    }
+
+    /// Half-octave bands, ⌊2 log₂(index)⌋, from the binary exponent and significand.
+    static func band(_ value: Double) -> Int {
+        value > 0 ? 2 * Int(value.exponent) + (value.significand >= 1.414_213_562_373_095 ? 1 : 0) : Int.min / 2
     }
 }
-

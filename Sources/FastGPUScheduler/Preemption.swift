@@ -6,11 +6,12 @@ extension SchedulingPass {
     ///
     /// Per task, every ready node of a fitting model is tried: its yielding allocations are
     /// released on a copy, cheapest first (spot, then lower class, then the least work lost), until
-    /// the task fits. The node needing the fewest victims wins, then the least work lost, then the
+    /// the task fits. The node whose victims hold the fewest milli-GPUs wins (a narrow claim does not
+    /// stop a wide job whose other GPUs it leaves idle), then the fewest victims, then the least work lost, then the
     /// seed's tie-break. A victim in a gang takes its whole gang with it, and counts so.
     mutating func preempt(for job: Job, tasks: [TaskRef]) -> Int? {
         if runningRanks == nil { rankRunningJobs() }
-        let rank = configuration.policy.preemptionRank(of: job, in: state, now: now)
+        let rank = configuration.policy.claimRank(of: job, in: state, now: now)
         // Nothing running ranks below this job: no search can find a victim.
         guard let lowest = lowestRunningRank, lowest < rank else { return nil }
         // A search that failed in this pass fails again for the same tasks at an equal or lower
@@ -37,6 +38,14 @@ extension SchedulingPass {
                 return nil
             }
         }
+        var victimJobs: [JobID] = []
+        for id in transaction.preempted {
+            if let victim = state.allocations[id]?.task.job, !victimJobs.contains(victim) { victimJobs.append(victim) }
+        }
+        if !configuration.policy.preemptionPays(victims: victimJobs.compactMap { state.jobs[$0] }, for: job, in: state, now: now) {
+            rollBack(transaction)
+            return nil
+        }
         return victimsTotal
     }
 
@@ -44,10 +53,13 @@ extension SchedulingPass {
         var slot: Int
         var victims: [Allocation]
         var count: Int
+        /// Milli-GPUs the victims hold, gang partners on other nodes included.
+        var disturbed: Int
         var lostWork: Int64
         var tie: UInt64
 
         func isCheaper(than other: VictimChoice) -> Bool {
+            if disturbed != other.disturbed { return disturbed < other.disturbed }
             if count != other.count { return count < other.count }
             if lostWork != other.lostWork { return lostWork < other.lostWork }
             return tie < other.tie
@@ -98,14 +110,17 @@ extension SchedulingPass {
             var copy = node
             var victims: [Allocation] = []
             var count = 0
+            var disturbed = 0
             var lost: Int64 = 0
             for victim in yielding {
                 copy.release(victim)
                 victims.append(victim)
-                count += gangSize(of: victim)
+                let gang = gangSize(of: victim)
+                count += gang
+                disturbed += victim.milliGPUs * gang
                 lost += Int64(victim.milliGPUs) * now.milliseconds(since: victim.startTime)
                 if checks.allSatisfy({ $0.failure(of: copy, for: demand) == nil }), DeviceSelection.devices(on: copy, for: demand) != nil {
-                    let choice = VictimChoice(slot: slot, victims: victims, count: count, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
+                    let choice = VictimChoice(slot: slot, victims: victims, count: count, disturbed: disturbed, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
                     if best.map({ choice.isCheaper(than: $0) }) ?? true { best = choice }
                     break
                 }

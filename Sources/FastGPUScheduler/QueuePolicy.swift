@@ -11,6 +11,14 @@ public protocol QueuePolicy: Sendable {
     /// higher rank. The default ranks non-spot above spot, then by priority class; a policy may add
     /// its own last level (LAS: less attained service ranks higher).
     func preemptionRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank
+    /// The rank a waiting job claims when it looks for victims; running work yields to it only when
+    /// it ranks strictly lower. Defaults to `preemptionRank`; a policy that knows what a restart
+    /// costs claims less than it ranks, so that a preemption has to pay for the restart.
+    func claimRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank
+    /// Whether displacing all of `victims` (every job a preemption would stop, each of which
+    /// already ranks below the claim) for `job` is worth it. Defaults to yes; a policy that prices
+    /// completions can weigh the many completions a wide job would delay against its own.
+    func preemptionPays(victims: [Job], for job: Job, in state: ClusterState, now: Timestamp) -> Bool
 }
 
 /// Lexicographic preemption standing: tier (non-spot above spot), then priority class, then the
@@ -39,9 +47,15 @@ extension QueuePolicy {
         PreemptionRank(nonSpot: !job.spot, priority: job.priority.value)
     }
 
+    public func claimRank(of job: Job, in state: ClusterState, now: Timestamp) -> PreemptionRank {
+        preemptionRank(of: job, in: state, now: now)
+    }
+
+    public func preemptionPays(victims: [Job], for job: Job, in state: ClusterState, now: Timestamp) -> Bool { true }
+
     /// Whether `victim` (of job `victimJob`) yields to `job`.
     public func mayPreempt(_ victimJob: Job, for job: Job, in state: ClusterState, now: Timestamp) -> Bool {
-        victimJob.id != job.id && preemptionRank(of: victimJob, in: state, now: now) < preemptionRank(of: job, in: state, now: now)
+        victimJob.id != job.id && preemptionRank(of: victimJob, in: state, now: now) < claimRank(of: job, in: state, now: now)
     }
 }
 

@@ -35,6 +35,24 @@ import Testing
         #expect(verified.placements.first?.node == NodeID(2))
     }
 
+    @Test func theVictimsThatHoldTheLeastGPUCapacityWin() throws {
+        // node-1 holds eight 1-GPU spot jobs since t = 0, node-2 one 8-GPU spot job since t = 190 s.
+        // At 200 s a 1-GPU job stops one 1-GPU job, though the young 8-GPU job would lose less work:
+        // stopping it would free seven GPUs the claim does not need and put a whole node's job back in line.
+        let narrow = (1...8).map { Job.make(UInt64($0)).gpus(1).spot().selector("pool", "a").build() }
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(8).label("pool", "a").build(), Node.make(2).gpus(8).label("pool", "b").build()], jobs: narrow))
+        try harness.round()
+        harness.now = .seconds(190)
+        try harness.submit(Job.make(9).gpus(8).spot().selector("pool", "b").submitted(atSecond: 190).build())
+        try harness.round()
+        harness.now = .seconds(200)
+        try harness.submit(Job.make(10).gpus(1).submitted(atSecond: 200).build())
+        let verified = try harness.round()
+        #expect(verified.preemptions.count == 1)
+        #expect(verified.preemptions.first.map { $0.victim.job.rawValue <= 8 } == true)
+        #expect(verified.placements.first?.node == NodeID(1))
+    }
+
     @Test func equalWorkIsNeverPreempted() throws {
         var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build()]))
         try harness.round()

@@ -109,4 +109,65 @@ import Testing
         // Without history every job ranks alike: submit order.
         #expect(order(GittinsPolicy(tables: [:]), [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [1, 2])
     }
+
+    @Test func theClaimIndexPaysForTheRestart() {
+        // Samples 1 s, 1 s, 100 s; a restart costs r = 1 s. Fresh: k = 1 → 1 ÷ (1 + 2 + 3 × 1) = 1/6;
+        // k = 2 → 2 ÷ (2 + 1 + 3) = 1/3; k = 3 → 3 ÷ (102 + 3) = 1/35. Claim 1/3 against a plain 2/3.
+        let table = GittinsPolicy.Table(samples: [1_000_000, 1_000_000, 100_000_000], restartSeconds: 1)
+        #expect(abs(table.indices[0] - 2.0 / 3) < 1e-12)
+        #expect(abs(table.claimIndices[0] - 1.0 / 3) < 1e-12)
+        #expect(abs(table.claimIndex(attainedMilliGPUMilliseconds: 0) - 1.0 / 3) < 1e-12)
+        // Without a restart cost the claim is the index.
+        #expect(GittinsPolicy.Table(samples: [1_000_000, 100_000_000]).claimIndices == GittinsPolicy.Table(samples: [1_000_000, 100_000_000]).indices)
+    }
+
+    @Test func pastEverySampleTheTailIsAsLongAgainOrFlat() {
+        // Band 8 starts at 128 s, past the longest sample (100 s).
+        let samples: [Int64] = [1_000_000, 1_000_000, 100_000_000]
+        #expect(GittinsPolicy.Table(samples: samples).indices[8] == 1.0 / 128)
+        #expect(GittinsPolicy.Table(samples: samples, tail: .flat).indices[8] == 1.0 / 100)
+        // Flat: every band past the samples ranks the same, so such jobs do not preempt each other.
+        #expect(GittinsPolicy.Table(samples: samples, tail: .flat).indices[20] == 1.0 / 100)
+    }
+
+    /// Job 1 has run 2 s of a class whose samples say "1 s, or 100 s" (index 1/98); fresh job 2
+    /// (index 2/3) waits for the only GPU. With a restart of `restartSeconds`, does job 2 preempt?
+    func preemptsForAFreshJob(restartSeconds: Double, weighs: Bool = false) throws -> Bool {
+        var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build()]),
+                                       configuration: SchedulerConfiguration(policy: FIFOPolicy()))
+        try harness.round()
+        let table = GittinsPolicy.Table(samples: [1_000_000, 1_000_000, 100_000_000], restartSeconds: restartSeconds)
+        harness.scheduler.configuration.policy = GittinsPolicy(tables: [GittinsPolicy.ClassKey(project: nil, milliGPUs: nil): table], weighsVictims: weighs)
+        harness.now = .seconds(2)
+        try harness.submit(Job.make(2).gpus(1).submitted(atSecond: 2).build())
+        let verified = try harness.round()
+        return verified.preemptions.map(\.victim.job) == [JobID(1)]
+    }
+
+    @Test func aClaimThatCannotPayForTheRestartPreemptsNothing() throws {
+        // r = 30 s: claim 2 ÷ (3 + 90) ≈ 1/46 beats 1/98 by a band. r = 1,000 s: 2 ÷ 3,003 does not.
+        #expect(try preemptsForAFreshJob(restartSeconds: 30))
+        #expect(try !preemptsForAFreshJob(restartSeconds: 1000))
+    }
+
+    @Test func aWeighingClaimMustOutRateAllItsVictimsTogether() throws {
+        // One 2-GPU node runs jobs 1 and 2 (1 GPU each, 2 s into a "1 s or 100 s" class: 1/98 each).
+        // Job 3 needs both GPUs. Its claim from samples "60 s, 60 s" is 1/60: above either victim's
+        // band, yet below their sum (2/98 = 1/49), so a weighing policy leaves them be.
+        func run(weighs: Bool) throws -> Int {
+            var harness = SchedulerHarness(state: .make(nodes: [Node.make(1).gpus(2).build()], jobs: [Job.make(1).gpus(1).build(), Job.make(2).gpus(1).build()]),
+                                           configuration: SchedulerConfiguration(policy: FIFOPolicy()))
+            try harness.round()
+            let tables = [
+                GittinsPolicy.ClassKey(project: nil, milliGPUs: 1000): GittinsPolicy.Table(samples: [1_000_000, 1_000_000, 100_000_000]),
+                GittinsPolicy.ClassKey(project: nil, milliGPUs: 2000): GittinsPolicy.Table(samples: [60_000_000, 60_000_000]),
+            ]
+            harness.scheduler.configuration.policy = GittinsPolicy(tables: tables, weighsVictims: weighs)
+            harness.now = .seconds(2)
+            try harness.submit(Job.make(3).gpus(2).submitted(atSecond: 2).build())
+            return try harness.round().preemptions.count
+        }
+        #expect(try run(weighs: false) == 2)
+        #expect(try run(weighs: true) == 0)
+    }
 }
