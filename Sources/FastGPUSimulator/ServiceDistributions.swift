@@ -7,6 +7,9 @@ public import FastGPUScheduler
 public struct ServiceDistributions: Sendable {
     public var window: Int
     public var minimumSamples: Int
+    /// What a preemption costs its victim, in the samples' seconds (for the tables' claim indices).
+    public var restartSeconds: Double = 0
+    public var tail: GittinsPolicy.Table.Tail = .asLongAgain
     private var samples: [GittinsPolicy.ClassKey: [Int64]] = [:]
     private var cached: [GittinsPolicy.ClassKey: GittinsPolicy.Table] = [:]
     private var dirty: Set<GittinsPolicy.ClassKey> = []
@@ -31,7 +34,7 @@ public struct ServiceDistributions: Sendable {
         for key in dirty {
             let list = samples[key] ?? []
             let needed = key.project == nil && key.milliGPUs == nil ? 1 : minimumSamples
-            cached[key] = list.count >= needed ? GittinsPolicy.Table(samples: list) : nil
+            cached[key] = list.count >= needed ? GittinsPolicy.Table(samples: list, restartSeconds: restartSeconds, tail: tail) : nil
         }
         dirty.removeAll(keepingCapacity: true)
         return cached

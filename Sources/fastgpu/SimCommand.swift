@@ -31,6 +31,8 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "Seed for the scheduler's tie-breaks.") var seed: UInt64 = 0
     @Option(help: "Write every figure as JSON to this file.") var json: String?
     @Option(help: "Write a chart of the JCT distribution (SVG) to this file.") var svg: String?
+    @Option(help: "Write every job's outcome under every policy as CSV to this file (policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions).")
+    var outcomes: String?
 
     func validate() throws {
         if let nodes, nodes < 1 { throw ValidationError("--nodes must be at least 1") }
@@ -90,7 +92,7 @@ struct SimRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Replay a trace with one policy.")
 
     @OptionGroup var options: TraceOptions
-    @Option(help: "Policy: \(SimulationPolicy.names.joined(separator: ", ")); fastgpu:grace=N:measure=time|gpu to vary the default.") var policy = "fastgpu"
+    @Option(help: "Policy: \(SimulationPolicy.names.joined(separator: ", ")); fastgpu:grace=N:claim=N:tail=flat|asLongAgain:window=N:weigh=true:measure=time|gpu to vary the default.") var policy = "fastgpu"
 
     func validate() throws {
         guard SimulationPolicy.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(SimulationPolicy.names.joined(separator: ", "))") }
@@ -105,7 +107,7 @@ struct SimCompareCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "compare", abstract: "Replay a trace with several policies side by side; ratios are against the first.")
 
     @OptionGroup var options: TraceOptions
-    @Option(help: "Comma-separated policies; the first is the baseline (fastgpu:grace=N:measure=time|gpu varies the default).") var policies = "fifo,sjf-oracle,srtf-oracle,las,fastgpu"
+    @Option(help: "Comma-separated policies; the first is the baseline (fastgpu:grace=N:claim=N:tail=flat|asLongAgain:window=N:weigh=true:measure=gpu varies the default).") var policies = "fifo,sjf-oracle,srtf-oracle,las,fastgpu"
 
     func validate() throws {
         for name in policies.split(separator: ",") where SimulationPolicy.named(String(name)) == nil {
@@ -125,6 +127,7 @@ struct SimCompareCommand: ParsableCommand {
         print("cluster   \(simulation.nodes.count) nodes, \(gpus) GPUs; restart penalty \(simulation.restartPenaltyMilliseconds / 1000) s; "
             + (simulation.intervalMilliseconds.map { "rounds every \($0 / 1000) s" } ?? "event-driven"))
         var results: [(SimulationMetrics, Double)] = []
+        var outcomeRows = ["policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions"]
         for name in policies {
             let policy = SimulationPolicy.named(name, seed: options.seed)!
             let clock = ContinuousClock()
@@ -132,11 +135,22 @@ struct SimCompareCommand: ParsableCommand {
             let result = Simulation(trace: trace, policy: policy, options: simulation).run()
             let took = clock.now - start
             results.append((SimulationMetrics(result), Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18))
+            if options.outcomes != nil {
+                func seconds(_ ms: Int64?) -> String { ms.map { String(Double($0) / 1000) } ?? "" }
+                for o in result.outcomes {
+                    outcomeRows.append("\(name),\(o.id),\(o.project),\(o.gpus),\(seconds(o.submitMilliseconds)),\(seconds(o.firstStartMilliseconds)),"
+                        + "\(seconds(o.finishMilliseconds)),\(seconds(o.durationMilliseconds)),\(o.preemptions)")
+                }
+            }
         }
         print(SimulationReport.table(results.map(\.0), seconds: results.map(\.1)))
         if let json = options.json {
             try SimulationReport.json(results.map(\.0)).write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")
+        }
+        if let path = options.outcomes {
+            try (outcomeRows.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            print("wrote \(path)")
         }
         if let svg = options.svg {
             try SimulationReport.jctChart(results.map(\.0), title: "JCT distribution, \(trace.name), \(gpus) GPUs").write(toFile: svg, atomically: true, encoding: .utf8)
