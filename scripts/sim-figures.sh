@@ -27,17 +27,19 @@ echo "== Robustness: fastgpu / srtf-oracle over 11 clusters and windows (the def
 policies=srtf-oracle,fastgpu,fastgpu:claim=0:tail=asLongAgain,fastgpu:claim=0,fastgpu:tail=asLongAgain,fastgpu:weigh=true
 helios="$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv"
 philly="$traces/philly-pollux/philly.csv"
+sweep=$(mktemp -d)
 {
   for n in 20 21 22 23 24 26; do
-    $bin sim compare --trace "$helios" --nodes $n --policies $policies --json "$out/sweep-helios-$n.json" >/dev/null
+    $bin sim compare --trace "$helios" --nodes $n --policies $policies --json "$sweep/sweep-helios-$n.json" >/dev/null
   done
-  $bin sim compare --trace "$helios" --pools vcvGl=20,vcvlY=2 --policies $policies --json "$out/sweep-helios-pools.json" >/dev/null
+  $bin sim compare --trace "$helios" --pools vcvGl=20,vcvlY=2 --policies $policies --json "$sweep/sweep-helios-pools.json" >/dev/null
   for w in "2500000 3100000 36" "2500000 3100000 40" "2500000 3100000 48" "4000000 4600000 40"; do
     set -- $w
-    $bin sim compare --trace "$philly" --nodes "$3" --from-s "$1" --to-s "$2" --policies $policies --json "$out/sweep-philly-$1-$3.json" >/dev/null
+    $bin sim compare --trace "$philly" --nodes "$3" --from-s "$1" --to-s "$2" --policies $policies --json "$sweep/sweep-philly-$1-$3.json" >/dev/null
   done
 }
-python3 scripts/sim_sweep_table.py "$out"/sweep-*.json | tee "$out/sweep.md"
+python3 scripts/sim_sweep_table.py "$sweep"/sweep-helios-{20,21,22,23,24,26,pools}.json "$sweep"/sweep-philly-*.json | tee "$out/sweep.md"
+rm -r "$sweep"
 
 echo "== Slurm peer workload mixed-120: 16 nodes x 8 GPUs"
 $bin sim compare --trace "$slurm" --format slurm --nodes 16 --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/mixed-120.json"
