@@ -8,7 +8,9 @@ public import FastGPUModel
 /// For attained service a and the sorted samples s₁ ≤ … ≤ sₙ of the class that exceed a, the index
 /// is max over k of  P(S ≤ sₖ | S > a) ÷ E[min(S, sₖ) − a | S > a]
 ///           = k ÷ (Σ_{j≤k} (sⱼ − a) + (n − k)(sₖ − a)).
-/// A job past every sample gets the index of "as long again" (1 ÷ a). It is the optimal
+/// A job past every sample gets the index of "as long again" (1 ÷ a) or of the longest sample
+/// (`Table.Tail`). A waiting job claims a second index, with the victim's restart r added to its
+/// stretch (`Table.claimIndices`), when it looks for work to preempt. It is the optimal
 /// non-anticipating policy for mean response time on one server (Gittins); LAS is its special
 /// case for decreasing-hazard distributions. Distributions come from outside (the control plane's
 /// or simulator's history of finished jobs), per (project, submitter, GPUs), falling back to
@@ -110,7 +112,6 @@ public struct GittinsPolicy: QueuePolicy {
     /// narrow ones whenever it out-ranks each of them alone.
     public var weighsVictims: Bool
 
-
     public init(tables: [ClassKey: Table], measure: Measure = .time, weighsVictims: Bool = false) {
         self.tables = tables
         self.measure = measure
@@ -122,7 +123,6 @@ public struct GittinsPolicy: QueuePolicy {
     public func index(of job: Job, in state: ClusterState, now: Timestamp) -> Double {
         lookUp(job, in: state, now: now) { $0.index(attainedMilliGPUMilliseconds: $1) }
     }
-
 
     /// The index a waiting job claims against running work: its stretch must pay for the restart
     /// it causes (see `Table.claimIndices`).

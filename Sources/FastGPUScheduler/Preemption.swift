@@ -6,9 +6,14 @@ extension SchedulingPass {
     ///
     /// Per task, every ready node of a fitting model is tried: its yielding allocations are
     /// released on a copy, cheapest first (spot, then lower class, then the least work lost), until
-    /// the task fits. The node whose victims hold the fewest milli-GPUs wins (a narrow claim does not
-    /// stop a wide job whose other GPUs it leaves idle), then the fewest victims, then the least work lost, then the
-    /// seed's tie-break. A victim in a gang takes its whole gang with it, and counts so.
+    /// the task fits. The node whose victims hold the fewest milli-GPUs wins, then the fewest
+    /// victims, then the least work lost, then the seed's tie-break. A victim in a gang takes its
+    /// whole gang with it, and counts so.
+    ///
+    /// Kubernetes picks the fewest victims first. Capacity first keeps a narrow claim from stopping
+    /// a wide job whose other GPUs it leaves to whoever comes next, while the wide job waits for a
+    /// whole free node again: on the Philly week (README), fewest-victims-first with capacity as
+    /// the second key gives the default policy 13,934 s average JCT, capacity first 13,521 s.
     mutating func preempt(for job: Job, tasks: [TaskRef]) -> Int? {
         if runningRanks == nil { rankRunningJobs() }
         let rank = configuration.policy.claimRank(of: job, in: state, now: now)
