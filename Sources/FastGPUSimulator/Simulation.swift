@@ -241,7 +241,8 @@ struct Engine {
     let policy: SimulationPolicy
     let options: SimulationOptions
     let scheduler: Scheduler
-    /// What a `.distribution` policy measures service in (read once from its Gittins policy).
+    /// A `.distribution` policy's Gittins settings (measure, weighing); each pass gets them with
+    /// the tables learned so far.
     let gittins: GittinsPolicy
 
     var state = ClusterState()

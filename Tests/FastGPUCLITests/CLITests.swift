@@ -59,6 +59,27 @@ import Testing
         #expect(run.output.contains("fifo ") && run.output.contains("fastgpu ") && run.output.contains("avg JCT"))
     }
 
+    @Test func simWritesEveryJobsOutcomeAsCSV() throws {
+        let trace = Self.fixtures.appendingPathComponent("mixed-first10.csv").path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-cli-outcomes-\(getpid()).csv")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let run = try Self.run(["sim", "compare", "--trace", trace, "--format", "slurm", "--nodes", "2", "--policies", "fifo,fastgpu:claim=0",
+                                "--outcomes", file.path])
+        #expect(run.status == 0, "\(run.errors)")
+        let lines = try String(contentsOf: file, encoding: .utf8).split(separator: "\n")
+        #expect(lines.first == "policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions")
+        // Ten jobs under each of the two policies, every one finished after it started.
+        #expect(lines.count == 1 + 2 * 10)
+        for line in lines.dropFirst() {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false)
+            #expect(fields.count == 9, "\(line)")
+            let submit = Double(fields[4]), start = Double(fields[5]), finish = Double(fields[6]), duration = Double(fields[7])
+            #expect(submit != nil && start != nil && finish != nil && duration != nil, "\(line)")
+            if let submit, let start, let finish, let duration { #expect(submit <= start && start + duration <= finish, "\(line)") }
+        }
+        #expect(lines.filter { $0.hasPrefix("fastgpu:claim=0,") }.count == 10)
+    }
+
     struct Bad: Sendable, CustomTestStringConvertible {
         var arguments: [String]
         var says: String

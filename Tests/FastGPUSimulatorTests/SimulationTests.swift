@@ -21,7 +21,14 @@ import Testing
         #expect(policy.graceInRestartPenalties == 4)
         #expect((policy.configuration.policy as? GittinsPolicy)?.measure == .gpuTime)
         #expect(SimulationPolicy.named("fastgpu")?.graceInRestartPenalties == 8)
-        for bad in ["fastgpu:grace", "fastgpu:grace=-1", "fastgpu:measure=wall", "fastgpu:speed=2", "fifo:grace=2"] {
+        // The default claims with one restart and ranks jobs past every sample flat.
+        #expect(SimulationPolicy.named("fastgpu")?.claimInRestartPenalties == 1)
+        #expect(SimulationPolicy.named("fastgpu")?.tail == .flat)
+        let varied = try #require(SimulationPolicy.named("fastgpu:claim=0:tail=asLongAgain:window=16:weigh=true"))
+        #expect(varied.claimInRestartPenalties == 0 && varied.tail == .asLongAgain && varied.window == 16)
+        #expect((varied.configuration.policy as? GittinsPolicy)?.weighsVictims == true)
+        for bad in ["fastgpu:grace", "fastgpu:grace=-1", "fastgpu:measure=wall", "fastgpu:speed=2", "fifo:grace=2",
+                    "fastgpu:claim=x", "fastgpu:tail=long", "fastgpu:window=0", "fastgpu:weigh=yes"] {
             #expect(SimulationPolicy.named(bad) == nil, "\(bad)")
         }
     }
