@@ -24,12 +24,12 @@ URL="http://127.0.0.1:$PORT"
 AUTH="Authorization: Bearer $TOKEN"
 
 # A node, so that the scheduler places work while the API is loaded, and one job to read.
-JOIN=$(curl -sf -X POST "$URL/v1/tokens" -H "$AUTH" -d '{"name":"bench join","kind":"join"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+JOIN=$(curl -sf -X POST "$URL/v1/tokens" -H "$AUTH" -H 'Content-Type: application/json' -d '{"name":"bench join","kind":"join"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 for n in $(seq 1 16); do
-  curl -sf -X POST "$URL/v1/nodes/register" -H "Authorization: Bearer $JOIN" \
+  curl -sf -X POST "$URL/v1/nodes/register" -H "Authorization: Bearer $JOIN" -H 'Content-Type: application/json' \
     -d "{\"name\":\"bench-$n\",\"cpuMillis\":128000,\"memoryMiB\":1048576,\"gpus\":[$(printf '{"model":"H100-80GB","memoryMiB":81559},%.0s' $(seq 1 7)){\"model\":\"H100-80GB\",\"memoryMiB\":81559}]}" >/dev/null
 done
-curl -sf -X POST "$URL/v1/jobs" -H "$AUTH" -d '{"project":"default","command":["sleep","1"],"resources":{"gpus":1}}' >/dev/null
+curl -sf -X POST "$URL/v1/jobs" -H "$AUTH" -H 'Content-Type: application/json' -d '{"project":"default","command":["sleep","1"],"resources":{"gpus":1}}' >/dev/null
 
 echo "== GET /v1/jobs/1 (wrk -t1 -c$CONNECTIONS -d${DURATION}s)"
 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$URL/v1/jobs/1" | tee "$DIR/get.txt" | grep -E "Requests/sec|  50%|  99%|Non-2xx|Socket errors"

@@ -40,7 +40,7 @@ run_fastgpu() {
   local url="http://127.0.0.1:$PORT" token
   token=$(cat "$dir/server/admin-token")
   local join
-  join=$(curl -sf -X POST "$url/v1/tokens" -H "Authorization: Bearer $token" -d '{"name":"bench","kind":"join"}' \
+  join=$(curl -sf -X POST "$url/v1/tokens" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d '{"name":"bench","kind":"join"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   for n in $(seq 1 16); do
     "$bin" agent --server "$url" --join-token "$join" --data-dir "$dir/agent-$n" --name "node-$n" \

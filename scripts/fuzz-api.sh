@@ -21,7 +21,7 @@ PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do [ -f "$DIR/admin-token" ] && curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
 TOKEN=$(cat "$DIR/admin-token")
-curl -sf -X POST "http://127.0.0.1:$PORT/v1/jobs" -H "Authorization: Bearer $TOKEN" -d '{"project":"default","command":["x"]}' >/dev/null
+curl -sf -X POST "http://127.0.0.1:$PORT/v1/jobs" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{"project":"default","command":["x"]}' >/dev/null
 st run "http://127.0.0.1:$PORT/openapi.yaml" --url "http://127.0.0.1:$PORT" -H "Authorization: Bearer $TOKEN" \
   --checks all --max-examples "$EXAMPLES" --request-timeout 10 --exclude-operation-id revokeToken || true
 if ! kill -0 $PID 2>/dev/null; then echo "fuzz-api: the server died:" >&2; tail -40 "$DIR/server.log" >&2; exit 1; fi

@@ -25,9 +25,12 @@ public struct APIRequestContext: RequestContext {
     public var principal: Principal?
     var authenticationFailure: AuthenticationFailure?
     public var requestID: String = ""
+    /// The peer's IP address: the key of rate limits before authentication.
+    public var remoteAddress: String
 
     public init(source: Source) {
         coreContext = .init(source: source)
+        remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
     }
 
     func requirePrincipal() throws -> Principal {
@@ -54,12 +57,17 @@ public struct RouteTable: Sendable {
 public struct APIServer: Sendable {
     public let controlPlane: ControlPlane
     public let metrics: APIMetrics
+    public let limits: RequestLimits
+    /// The long polls open now; shared by every router built from this server.
+    public let longPolls: LongPollGate
     let clock: any WallClock
 
-    public init(controlPlane: ControlPlane, metrics: APIMetrics, clock: any WallClock = SystemWallClock()) {
+    public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock()) {
         self.controlPlane = controlPlane
         self.metrics = metrics
+        self.limits = limits
         self.clock = clock
+        longPolls = LongPollGate(limits: limits)
     }
 
     /// The OpenAPI document this server implements.
@@ -74,11 +82,13 @@ public struct APIServer: Sendable {
         let index = RouteIndex()
         router.add(middleware: ProblemMiddleware(metrics: metrics, routes: index))
         router.add(middleware: AuthenticationMiddleware(tokens: controlPlane.tokens, clock: clock))
+        router.add(middleware: RateLimitMiddleware(limits: limits, buckets: RequestBuckets(), clock: clock))
         var table = RouteTable()
         let cp = controlPlane
         let clock = self.clock
         let document = Self.openAPIDocument
         let metrics = self.metrics
+        let longPolls = self.longPolls
 
         func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> Response) {
             table.add(method, path)
@@ -152,7 +162,18 @@ public struct APIServer: Sendable {
                 guard let id = JobID(parsing: text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be a job id") }
                 after = id
             }
-            let page = try cp.jobs(by: principal, project: nonEmpty(query["project"]), states: states, after: after, limit: limit)
+            var page = try cp.jobs(by: principal, project: nonEmpty(query["project"]), states: states, after: after, limit: limit)
+            // A page holds at most ~4 MiB of commands and environments (each job's at most
+            // 64 KiB): a shorter page with `next` instead of one reply of hundreds of MB.
+            var bytes = 0
+            for (offset, view) in page.jobs.enumerated() {
+                bytes += view.launch.command.reduce(0) { $0 + $1.utf8.count } + view.launch.environment.reduce(0) { $0 + $1.key.utf8.count + $1.value.utf8.count }
+                if bytes > 4 << 20 && offset > 0 {
+                    page.jobs = Array(page.jobs.prefix(offset))
+                    page.next = page.jobs.last?.job.id
+                    break
+                }
+            }
             let now = clock.now()
             return try json(JobListWire(items: page.jobs.map { Wire.job($0, now: now) }, next: page.next.map { String($0.rawValue) }))
         }
@@ -168,7 +189,9 @@ public struct APIServer: Sendable {
             }
             let wait = try nonEmpty(query["wait"]).map { try parseWait($0) } ?? .seconds(30)
             _ = try cp.reads.job(id, by: principal)
-            if let index { await cp.waitForJobChange(id, after: index, timeout: wait) }
+            if let index, wait > .zero {
+                try await longPolls.hold(for: principal) { await cp.waitForJobChange(id, after: index, timeout: wait) }
+            }
             let version = await cp.jobVersion(id)
             let view = try await cp.jobWithHistory(id, by: principal)
             var response = try json(Wire.job(view, now: clock.now()))
@@ -213,7 +236,10 @@ public struct APIServer: Sendable {
             let initial = start
             var headers = HTTPFields()
             headers[.contentType] = "application/x-ndjson"
+            // A followed log is a long poll for as long as it is open.
+            if follow { try longPolls.acquire(principal) }
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                defer { if follow { longPolls.release(principal) } }
                 var position = initial
                 while true {
                     let version = await cp.jobVersion(id)
@@ -262,6 +288,11 @@ public struct APIServer: Sendable {
                 let principal = try context.requirePrincipal()
                 return try json(Wire.node(try await cp.setNodeState(try nodeID(context), to: target, by: principal)))
             }
+        }
+
+        route(.post, "/v1/nodes/{id}/replace") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(Wire.node(try await cp.replaceNode(try nodeID(context), by: principal)))
         }
 
         // Nodes: agents.
@@ -313,7 +344,10 @@ public struct APIServer: Sendable {
                 return value
             } ?? 0
             let wait = try nonEmpty(query["wait"]).map { try parseWait($0) } ?? .zero
-            let assignments = try await cp.assignments(node: try nodeID(context), after: index, wait: wait, by: principal)
+            let node = try nodeID(context)
+            let assignments = wait > .zero
+                ? try await longPolls.hold(for: principal) { try await cp.assignments(node: node, after: index, wait: wait, by: principal) }
+                : try await cp.assignments(node: node, after: index, wait: wait, by: principal)
             return try json(AssignmentsWire(index: assignments.index, allocations: assignments.allocations.map { a in
                 var shareLimit: Int?
                 for device in a.allocation.devices { if case .share(_, _, let memory) = device { shareLimit = memory } }
@@ -364,6 +398,19 @@ public struct APIServer: Sendable {
         route(.get, "/v1/projects/{name}") { _, context in
             let principal = try context.requirePrincipal()
             return try json(Wire.project(try await cp.project(try pathParameter(context, "name"), by: principal)))
+        }
+        route(.patch, "/v1/projects/{name}") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(UpdateProjectBody.self, from: try await body(of: &request))
+            var ceiling: PriorityClass?
+            if let name = body.maxPriority {
+                guard let parsed = PriorityClass.named(name) else {
+                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "maxPriority must be low, normal or high")
+                }
+                ceiling = parsed
+            }
+            return try json(Wire.project(try await cp.updateProject(try pathParameter(context, "name"), weight: body.weight, maxPriority: ceiling, by: principal)))
         }
         route(.put, "/v1/projects/{name}/members/{subject}") { request, context in
             let principal = try context.requirePrincipal()
@@ -423,6 +470,12 @@ func pathParameter(_ context: APIRequestContext, _ name: String) throws -> Strin
     return raw.removingPercentEncoding ?? raw
 }
 
+/// `application/json`, with parameters (`; charset=utf-8`) or as a `+json` type.
+func isJSON(contentType: String) -> Bool {
+    let type = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+    return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
+}
+
 /// A query parameter's value; an empty one (`?after=`) counts as absent.
 func nonEmpty(_ value: Substring?) -> String? {
     guard let value, !value.isEmpty else { return nil }
@@ -442,7 +495,12 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws ->
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
 }
 
+/// The JSON body of a request, at most 1 MiB. A body that says it is something else than JSON
+/// (a form, text) is refused with 415; one that says nothing is read as JSON.
 func body(of request: inout Request) async throws -> [UInt8] {
+    if let type = request.headers[.contentType], !isJSON(contentType: type) {
+        throw APIProblem(status: .unsupportedMediaType, title: "Unsupported media type", detail: "the body must be JSON: Content-Type: application/json")
+    }
     do {
         let buffer = try await request.collectBody(upTo: 1 << 20)
         return buffer.getBytes(at: buffer.readerIndex, length: buffer.readableBytes) ?? []
@@ -488,30 +546,39 @@ private func wireTypeName(_ type: Any.Type) -> String {
 
 func jobID(_ context: APIRequestContext) throws -> JobID {
     let text = try context.parameters.require("id")
-    guard let id = JobID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(text) is not a job id") }
+    guard let id = JobID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(quoted(text)) is not a job id") }
     return id
 }
 
 func nodeID(_ context: APIRequestContext) throws -> NodeID {
     let text = try context.parameters.require("id")
-    guard let id = NodeID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(text) is not a node id") }
+    guard let id = NodeID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(quoted(text)) is not a node id") }
     return id
 }
 
 func allocationID(_ context: APIRequestContext) throws -> AllocationID {
     let text = try context.parameters.require("allocation")
-    guard let id = AllocationID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(text) is not an allocation id") }
+    guard let id = AllocationID(parsing: text) else { throw APIProblem(status: .notFound, title: "Not found", detail: "\(quoted(text)) is not an allocation id") }
     return id
 }
 
-/// `30s`, `500ms`, `2m`; at most 5 minutes.
+/// `30s`, `500ms`, `2m`; at most 5 minutes (a longer wait is cut to 5 minutes, as Nomad does).
+/// At most 9 digits: a number that large is no wait anyone means, and nothing is multiplied
+/// that could overflow.
 func parseWait(_ text: String) throws -> Duration {
     let units: [(String, Int64)] = [("ms", 1), ("s", 1000), ("m", 60_000)]
     for (suffix, scale) in units where text.hasSuffix(suffix) {
         if suffix == "s" && text.hasSuffix("ms") { continue }
-        if let value = Int64(text.dropLast(suffix.count)), value >= 0 {
-            return .milliseconds(min(value * scale, 300_000))
+        let digits = text.dropLast(suffix.count)
+        if (1...9).contains(digits.utf8.count), digits.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int64(digits) {
+            return .milliseconds(min(value, 300_000 / scale) * scale)
         }
     }
-    throw APIProblem(status: .badRequest, title: "Bad request", detail: "wait must look like 30s, 500ms or 2m")
+    throw APIProblem(status: .badRequest, title: "Bad request", detail: "wait must look like 30s, 500ms or 2m (at most 9 digits)")
+}
+
+/// An identifier from a path, quoted for an error message: long ones are cut, so a 404 never
+/// echoes a megabyte back.
+func quoted(_ text: String) -> String {
+    text.utf8.count <= 40 ? "'\(text)'" : "'\(String(decoding: text.utf8.prefix(32), as: UTF8.self))…' (\(text.utf8.count) bytes)"
 }

@@ -50,7 +50,7 @@ struct ProblemMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
         var context = context
-        let requestID = request.headers[HTTPFields.requestID].flatMap { $0.count <= 128 ? $0 : nil }
+        let requestID = request.headers[HTTPFields.requestID].flatMap { InputText.problem($0, field: "", maxBytes: 128) == nil ? $0 : nil }
             ?? String(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue, radix: 36)
         context.requestID = requestID
         let started = ContinuousClock.now
@@ -85,6 +85,9 @@ struct ProblemMiddleware: RouterMiddleware {
             case .invalid(let m): (status, title, detail) = (.unprocessableContent, "Unprocessable request", m)
             case .conflict(let m): (status, title, detail) = (.conflict, "Conflict", m)
             case .unavailable(let m): (status, title, detail) = (.serviceUnavailable, "Unavailable", m)
+            case .tooMany(let m):
+                (status, title, detail) = (.tooManyRequests, "Too many requests", m)
+                headers[.retryAfter] = "5"
             }
         case let error as WireError:
             (status, title, detail) = (.badRequest, "Bad request", error.description)
@@ -96,6 +99,9 @@ struct ProblemMiddleware: RouterMiddleware {
             status = error.status
             title = error.status.reasonPhrase
             detail = error.status == .notFound ? "no such route" : (error.status == .methodNotAllowed ? "method not allowed on this route" : error.status.reasonPhrase)
+        case let error as RateLimited:
+            (status, title, detail) = (.tooManyRequests, "Too many requests", "this caller sent more requests than its rate allows; retry after \(error.retryAfterSeconds) s")
+            headers[.retryAfter] = String(error.retryAfterSeconds)
         case let error as MethodNotAllowed:
             (status, title, detail) = (.methodNotAllowed, "Method not allowed", "this route answers \(error.allowed.joined(separator: ", "))")
             headers[.allow] = error.allowed.joined(separator: ", ")
@@ -103,7 +109,9 @@ struct ProblemMiddleware: RouterMiddleware {
             (status, title, detail) = (.internalServerError, "Internal error", "the server failed; the request id is in the server's log")
             logger.error("request failed", metadata: ["error": "\(error)", "request": "\(requestID)"])
         }
-        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: detail, requestId: requestID)
+        // A detail may quote what the caller sent: never more than a line's worth of it.
+        let shown = detail.utf8.count <= 512 ? detail : String(decoding: detail.utf8.prefix(500), as: UTF8.self) + "… (cut)"
+        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: shown, requestId: requestID)
         let data = (try? JSONEncoder().encode(problem)) ?? Data()
         headers[.contentType] = "application/problem+json"
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))

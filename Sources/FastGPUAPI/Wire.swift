@@ -19,6 +19,11 @@ enum Limits {
     static let gpuMemoryMiB = 1 << 24
     static let seconds: Int64 = 315_360_000
     static let entries = 256
+    /// The command and the environment together, in bytes: far above any real job's, far below
+    /// what execve takes (2 MiB on Linux, 128 KiB for one string), so that every accepted job
+    /// can start, and a queue of them fits in memory (`maxPendingJobsPerProject` × this).
+    static let launchBytes = 64 * 1024
+    static let commandArguments = 4096
 }
 
 // MARK: - Mapping
@@ -114,7 +119,8 @@ enum Wire {
     static func project(_ view: ControlPlane.ProjectView) -> ProjectWire {
         ProjectWire(id: view.record.id.rawValue, name: view.record.name, weight: view.record.weight,
                     usage: UsageWire(gpuSeconds: view.record.usage.milliGPUMilliseconds / 1_000_000, cpuSeconds: view.record.usage.cpuMilliMilliseconds / 1_000_000),
-                    members: view.members.map { MemberWire(subject: $0.subject, role: $0.role.rawValue) }, createdAt: time(view.record.createdAt))
+                    members: view.members.map { MemberWire(subject: $0.subject, role: $0.role.rawValue) }, createdAt: time(view.record.createdAt),
+                    maxPriority: view.record.maxPriority)
     }
 
     static func token(_ view: ControlPlane.TokenView) -> TokenWire {
@@ -199,9 +205,40 @@ extension ResourcesBody {
 }
 
 extension JobSubmissionBody {
+    /// Checks that the job can be started as written: no NUL (execve cuts a string there),
+    /// environment names a shell can read, and the whole launch within `Limits.launchBytes`.
+    func checkLaunchSize() throws {
+        guard command.count <= Limits.commandArguments, (env?.count ?? 0) <= Limits.entries else {
+            throw WireError(description: "a job has at most \(Limits.commandArguments) command arguments and \(Limits.entries) env entries")
+        }
+        var bytes = 0
+        for argument in command {
+            guard !argument.utf8.contains(0) else { throw WireError(description: "a command argument holds a NUL byte") }
+            bytes += argument.utf8.count + 1
+        }
+        for (name, value) in env ?? [:] {
+            guard Self.isEnvironmentName(name) else {
+                throw WireError(description: "env name \(name.utf8.count <= 64 ? name : String(name.prefix(32)) + "…") must be letters, digits, '_', '-' or '.', not starting with a digit, at most 256 bytes")
+            }
+            guard !value.utf8.contains(0) else { throw WireError(description: "env \(name) holds a NUL byte") }
+            bytes += name.utf8.count + value.utf8.count + 2
+        }
+        guard bytes <= Limits.launchBytes else {
+            throw WireError(description: "the command and env take \(bytes) bytes; at most \(Limits.launchBytes) (put large data in a file or an input)")
+        }
+    }
+
+    /// Kubernetes' rule for an environment variable's name.
+    static func isEnvironmentName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard let first = bytes.first, bytes.count <= 256, !(first >= 0x30 && first <= 0x39) else { return false }
+        return bytes.allSatisfy { ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x5f || $0 == 0x2d || $0 == 0x2e }
+    }
+
     func submission() throws -> JobSubmission {
         guard !command.isEmpty, !command[0].isEmpty else { throw WireError(description: "command needs at least a program") }
-        if let name, name.count > 128 { throw WireError(description: "name is longer than 128 characters") }
+        if let name, let why = InputText.problem(name, field: "name", maxBytes: 128) { throw WireError(description: why) }
+        try checkLaunchSize()
         let tasks = self.tasks ?? 1
         guard (1...4096).contains(tasks) else { throw WireError(description: "tasks must be 1 to 4096") }
         let placement: PlacementPreference
@@ -223,7 +260,6 @@ extension JobSubmissionBody {
         if max(maxRuntimeSeconds ?? 0, estimatedRuntimeSeconds ?? 0) > Limits.seconds {
             throw WireError(description: "runtimes must be at most \(Limits.seconds) seconds")
         }
-        if (env?.count ?? 0) > Limits.entries || command.count > 4096 { throw WireError(description: "too many env entries or command arguments") }
         let attempts = maxAttempts ?? 3
         guard (1...100).contains(attempts) else { throw WireError(description: "maxAttempts must be 1 to 100") }
         let group = TaskGroup(name: "main", count: tasks, resources: try (resources?.taskResources() ?? ResourcesBody().taskResources()),

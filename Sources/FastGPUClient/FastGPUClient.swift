@@ -131,6 +131,10 @@ package struct FastGPUClient: Sendable {
 
     package func createProject(_ body: CreateProjectBody) async throws -> ProjectWire { try await call(.POST, "/v1/projects", body: body) }
 
+    package func updateProject(_ name: String, _ body: UpdateProjectBody) async throws -> ProjectWire {
+        try await call(.PATCH, "/v1/projects/\(Self.escape(name))", body: body)
+    }
+
     package func setMember(project: String, subject: String, role: String) async throws -> ProjectWire {
         try await call(.PUT, "/v1/projects/\(Self.escape(project))/members/\(Self.escape(subject))", body: MemberBody(role: role))
     }

@@ -20,6 +20,9 @@ public struct ControlPlaneConfiguration: Sendable {
     /// How long a retried submission with the same Idempotency-Key returns the first job.
     public var idempotencyRetention: Duration = .seconds(24 * 3600)
     public var retryBackoffCap: Duration = .seconds(300)
+    /// Jobs one project may have waiting at once; a submission beyond it is refused (429), so
+    /// one project's flood cannot fill the server's memory or the others' queue.
+    public var maxPendingJobsPerProject = 10_000
 
     public init(scheduler: SchedulerConfiguration = SchedulerConfiguration(), heartbeatTTL: Duration = .seconds(5), heartbeatGrace: Duration = .seconds(5),
                 startupGrace: Duration = .seconds(30), estimateLimit: Int = 2_000, maxPageSize: Int = 500) {
@@ -73,6 +76,9 @@ public actor ControlPlane {
 
     // The queue as the last pass left it.
     private var queue: [QueueEntry] = []
+    /// Waiting jobs per project as of the last pass, plus submissions since: never below the
+    /// truth, so it can refuse only after an exact count (`waitingJobs(of:)`) agrees.
+    private var waitingEstimate: [ProjectID: Int] = [:]
 
     // Durability.
     private var pending = PendingWrites()
@@ -156,6 +162,7 @@ public actor ControlPlane {
         durableIndex = state.index
         for id in nodeRecords.keys { nodeVersions[id] = state.index }
         reads.publish(jobs: jobOrder.compactMap { try? view(of: $0) }, queue: [], members: members, projectIDs: projectIDs)
+        for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
         if !state.waiting.isEmpty { wake() }
     }
 
@@ -215,6 +222,12 @@ public actor ControlPlane {
         guard let role = role(of: principal, in: project), role >= .member else {
             throw ControlPlaneError.forbidden("a viewer of project \(submission.project) cannot submit jobs")
         }
+        // A priority above the project's ceiling would preempt other projects' work: that is
+        // the cluster admin's to allow, per project.
+        let ceiling = projects[project].flatMap { PriorityClass.named($0.maxPriority) } ?? .normal
+        if submission.priority > ceiling && !principal.clusterAdmin {
+            throw ControlPlaneError.forbidden("project \(submission.project) may submit at priority \(ceiling.name) at most; a cluster admin raises it with `fastgpu projects set \(submission.project) --max-priority \(submission.priority.name)`")
+        }
         if let key = idempotencyKey {
             if let previous = idempotency[Self.idempotencySlot(principal.subject, key)],
                clock.now().milliseconds(since: previous.createdAt) < configuration.idempotencyRetention.wholeMilliseconds {
@@ -223,6 +236,13 @@ public actor ControlPlane {
                 }
                 try await awaitDurable()
                 return (try reads.job(previous.jobID, by: principal), false)
+            }
+        }
+        if waitingEstimate[project, default: 0] >= configuration.maxPendingJobsPerProject {
+            let exact = waitingJobs(of: project)
+            waitingEstimate[project] = exact
+            guard exact < configuration.maxPendingJobsPerProject else {
+                throw ControlPlaneError.tooMany("project \(submission.project) has \(exact) jobs waiting, its limit; submit more as they start")
             }
         }
         guard !submission.launch.command.isEmpty else { throw ControlPlaneError.invalid("a job needs a command") }
@@ -235,6 +255,7 @@ public actor ControlPlane {
         if let why = ClusterState.validate(job) { throw ControlPlaneError.invalid(why) }
         do { try apply(.submit(job), now: now) } catch { throw ControlPlaneError.invalid(error.description) }
         nextJobID += 1
+        waitingEstimate[project, default: 0] += 1
         launches[id] = submission.launch
         jobOrder.append(id)
         var record: IdempotencyRecord?
@@ -377,8 +398,14 @@ public actor ControlPlane {
                                     estimatedStart: start))
         }
         pending.queueChanged = true
+        waitingEstimate = [:]
+        for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
         try await awaitDurable()
         return committed
+    }
+
+    private func waitingJobs(of project: ProjectID) -> Int {
+        state.waiting.reduce(0) { count, id in count + (state.jobs[id]?.project == project ? 1 : 0) }
     }
 
     /// A job backing off becomes placeable at a time, not on an event: wake the scheduler then.
@@ -404,10 +431,26 @@ public actor ControlPlane {
     // MARK: - Nodes and agents
 
     /// Registers a node (or re-registers one by name, keeping its id) and issues its credential.
+    ///
+    /// A name already registered is taken only by the node itself (its own node credential), by
+    /// a cluster admin, or with a join token once an admin has revoked the node's credential
+    /// (`replaceNode`): a join token alone must not take over a running node, its work and
+    /// its jobs' environment.
     public func registerNode(name: String, gpus: [GPU], cpuMillis: Int, memoryMiB: Int, labels: [String: String], by principal: Principal) async throws -> (node: NodeView, token: String) {
         try checkWritable()
-        guard principal.kind == .join || principal.clusterAdmin else { throw ControlPlaneError.forbidden("registering a node needs a join token") }
-        guard !name.isEmpty, name.count <= 253 else { throw ControlPlaneError.invalid("a node needs a name of 1 to 253 characters") }
+        guard principal.kind == .join || principal.kind == .node || principal.clusterAdmin else {
+            throw ControlPlaneError.forbidden("registering a node needs a join token")
+        }
+        if let existing = nodeIDs[name] {
+            let own = principal.kind == .node && principal.nodeID == existing
+            let credentialRevoked = !tokenRecords.values.contains { $0.kind == .node && $0.nodeID == existing && $0.revokedAt == nil }
+            guard own || principal.clusterAdmin || (principal.kind == .join && credentialRevoked) else {
+                throw ControlPlaneError.conflict("node \(name) is already registered; a cluster admin replaces it with `fastgpu nodes replace \(name)` (POST /v1/nodes/\(existing.rawValue)/replace)")
+            }
+        } else if principal.kind == .node {
+            throw ControlPlaneError.forbidden("a node credential registers only its own node")
+        }
+        if let why = InputText.problem(name, field: "a node's name", maxBytes: 253) { throw ControlPlaneError.invalid(why) }
         guard cpuMillis >= 0, memoryMiB >= 0 else { throw ControlPlaneError.invalid("negative CPU or memory") }
         let now = clock.now()
         let id: NodeID
@@ -449,6 +492,32 @@ public actor ControlPlane {
         wake()
         try await awaitDurable()
         return (try nodeView(id), secret)
+    }
+
+    /// Lets another machine take the node's name: revokes its credential (its agent is refused
+    /// from the next request on) and takes it down, so its allocations are lost and requeued.
+    /// The next registration of the name with a join token then gets the node.
+    public func replaceNode(_ id: NodeID, by principal: Principal) async throws -> NodeView {
+        try checkWritable()
+        try requireClusterAdmin(principal)
+        guard let node = state.node(id) else { throw ControlPlaneError.notFound("\(id) not found") }
+        let now = clock.now()
+        for var old in tokenRecords.values.sorted(by: { $0.id < $1.id }) where old.kind == .node && old.nodeID == id && old.revokedAt == nil {
+            old.revokedAt = now
+            tokenRecords[old.id] = old
+            pending.direct.append(.saveToken(old))
+            tokens.put(old)
+        }
+        if node.state != .down {
+            for allocationID in node.allocations.sorted() { try lose(allocationID, why: "\(node.name) is being replaced", now: now) }
+            stateBeforeDown[id] = node.state
+            try apply(.setNodeState(id, .down, at: now), now: now)
+            wake()
+        }
+        pending.nodes.insert(id)
+        pending.events.append(EventRecord(time: now, kind: "node-replaced", nodeID: id, message: "\(node.name)'s credential revoked by \(principal.subject); it awaits a new registration"))
+        try await awaitDurable()
+        return try nodeView(id)
     }
 
     /// An agent's heartbeat: liveness, device health, and what it runs. Returns the node's
@@ -747,11 +816,30 @@ public actor ControlPlane {
         return projectView(record)
     }
 
+    /// Changes a project's fair-share weight or priority ceiling (cluster admins).
+    public func updateProject(_ name: String, weight: Int?, maxPriority: PriorityClass?, by principal: Principal) async throws -> ProjectView {
+        try checkWritable()
+        try requireClusterAdmin(principal)
+        guard let id = projectIDs[name], var record = projects[id] else { throw ControlPlaneError.notFound("project \(name) not found") }
+        let now = clock.now()
+        if let weight {
+            guard (1...1_000_000).contains(weight) else { throw ControlPlaneError.invalid("weight must be 1 to 1000000") }
+            try apply(.setProject(id, weight: weight), now: now)
+            record.weight = weight
+        }
+        if let maxPriority { record.maxPriority = maxPriority.name }
+        projects[id] = record
+        pending.projects.insert(id)
+        pending.events.append(EventRecord(time: now, kind: "project-updated", message: "project \(name): weight \(record.weight), max priority \(record.maxPriority) (by \(principal.subject))"))
+        try await awaitDurable()
+        return projectView(record)
+    }
+
     public func setMember(project name: String, subject: String, role newRole: MemberRole?, by principal: Principal) async throws -> ProjectView {
         try checkWritable()
         let id = try visibleProject(name, by: principal)
         guard let role = role(of: principal, in: id), role >= .admin else { throw ControlPlaneError.forbidden("only a project admin may change members") }
-        guard !subject.isEmpty, subject.count <= 128 else { throw ControlPlaneError.invalid("a member needs a subject of 1 to 128 characters") }
+        if let why = InputText.problem(subject, field: "a member's subject", maxBytes: 128) { throw ControlPlaneError.invalid(why) }
         if let newRole {
             setMember(project: id, subject: subject, role: newRole)
         } else {
@@ -775,7 +863,7 @@ public actor ControlPlane {
         try checkWritable()
         try requireUser(principal)
         let subject = subject ?? principal.subject
-        guard !subject.isEmpty, subject.count <= 128 else { throw ControlPlaneError.invalid("a token's subject is 1 to 128 characters") }
+        if let why = InputText.problem(subject, field: "a token's subject", maxBytes: 128) { throw ControlPlaneError.invalid(why) }
         guard kind != .node else { throw ControlPlaneError.invalid("node credentials are issued at registration") }
         if !principal.clusterAdmin {
             guard kind == .user, subject == principal.subject, !clusterAdmin else {
@@ -783,8 +871,17 @@ public actor ControlPlane {
             }
         }
         let now = clock.now()
+        var expiresAt = expiresAt
         if let expiresAt, expiresAt <= now { throw ControlPlaneError.invalid("expiry is in the past") }
-        guard !name.isEmpty, name.count <= 128 else { throw ControlPlaneError.invalid("a token needs a name of 1 to 128 characters") }
+        if let parent = principal.expiresAt {
+            // A token minted with a token that expires expires no later: a leaked short-lived
+            // token cannot be turned into a permanent one.
+            if let asked = expiresAt, asked > parent {
+                throw ControlPlaneError.invalid("a token cannot outlive the token that creates it; ask for an expiry no later than that token's")
+            }
+            expiresAt = expiresAt ?? parent
+        }
+        if let why = InputText.problem(name, field: "a token's name", maxBytes: 128) { throw ControlPlaneError.invalid(why) }
         let secret = issueToken(name: name, kind: kind, subject: subject, clusterAdmin: clusterAdmin, nodeID: nil, expiresAt: expiresAt, now: now)
         try await awaitDurable()
         let record = tokenRecords.values.first { $0.secretHash == TokenSecret.hash(secret) }!

@@ -62,13 +62,16 @@ public struct Principal: Hashable, Sendable {
     public var subject: String
     public var clusterAdmin: Bool
     public var nodeID: NodeID?
+    /// When the caller's token expires: a token it mints may not outlive it.
+    public var expiresAt: Timestamp?
 
-    public init(tokenID: UInt64, kind: TokenKind, subject: String, clusterAdmin: Bool, nodeID: NodeID?) {
+    public init(tokenID: UInt64, kind: TokenKind, subject: String, clusterAdmin: Bool, nodeID: NodeID?, expiresAt: Timestamp? = nil) {
         self.tokenID = tokenID
         self.kind = kind
         self.subject = subject
         self.clusterAdmin = clusterAdmin
         self.nodeID = nodeID
+        self.expiresAt = expiresAt
     }
 }
 
@@ -105,7 +108,7 @@ public final class TokenTable: Sendable {
         guard let record = byHash.withLock({ $0[hash] }) else { return .failure(.unknown) }
         if record.revokedAt != nil { return .failure(.revoked) }
         if let expiry = record.expiresAt, expiry <= now { return .failure(.expired) }
-        return .success(Principal(tokenID: record.id, kind: record.kind, subject: record.subject, clusterAdmin: record.clusterAdmin, nodeID: record.nodeID))
+        return .success(Principal(tokenID: record.id, kind: record.kind, subject: record.subject, clusterAdmin: record.clusterAdmin, nodeID: record.nodeID, expiresAt: record.expiresAt))
     }
 }
 

@@ -111,10 +111,12 @@ public enum ControlPlaneError: Error, Hashable, Sendable, CustomStringConvertibl
     case conflict(String)
     /// 503: the store failed; nothing was acknowledged.
     case unavailable(String)
+    /// 429: a limit of the caller's (waiting jobs, long polls) is reached; retry later.
+    case tooMany(String)
 
     public var description: String {
         switch self {
-        case .notFound(let m), .forbidden(let m), .invalid(let m), .conflict(let m), .unavailable(let m): m
+        case .notFound(let m), .forbidden(let m), .invalid(let m), .conflict(let m), .unavailable(let m), .tooMany(let m): m
         }
     }
 }

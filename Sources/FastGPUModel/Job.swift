@@ -12,6 +12,11 @@ public struct PriorityClass: Hashable, Comparable, Sendable, CustomStringConvert
     public static let normal = PriorityClass(name: "normal", value: 100)
     public static let high = PriorityClass(name: "high", value: 1000)
 
+    /// The classes a job may ask for, lowest first.
+    public static let all: [PriorityClass] = [.low, .normal, .high]
+
+    public static func named(_ name: String) -> PriorityClass? { all.first { $0.name == name } }
+
     public static func < (lhs: PriorityClass, rhs: PriorityClass) -> Bool { lhs.value < rhs.value }
     public var description: String { name }
 }

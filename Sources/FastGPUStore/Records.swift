@@ -38,13 +38,17 @@ public struct ProjectRecord: Hashable, Sendable, Codable {
     public var weight: Int
     public var usage: ResourceUsage
     public var createdAt: Timestamp
+    /// The highest priority class (`low`, `normal`, `high`) the project's members may submit
+    /// with, and so preempt with; set by a cluster admin.
+    public var maxPriority: String
 
-    public init(id: ProjectID, name: String, weight: Int, usage: ResourceUsage = ResourceUsage(), createdAt: Timestamp) {
+    public init(id: ProjectID, name: String, weight: Int, usage: ResourceUsage = ResourceUsage(), createdAt: Timestamp, maxPriority: String = PriorityClass.normal.name) {
         self.id = id
         self.name = name
         self.weight = weight
         self.usage = usage
         self.createdAt = createdAt
+        self.maxPriority = maxPriority
     }
 }
 

@@ -1,4 +1,5 @@
 public import FastGPUModel
+import Foundation
 public import GRDB
 
 /// The embedded default store: one SQLite file in WAL mode with `synchronous=FULL`, so a
@@ -16,6 +17,13 @@ public final class SQLiteClusterStore: ClusterStore {
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         configuration.busyMode = .timeout(5)
+        // The database holds token hashes, jobs' environments and everyone's work: its owner
+        // alone reads it. SQLite gives the -wal and -shm files the main file's mode.
+        let files = FileManager.default
+        if !files.fileExists(atPath: path) { files.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) }
+        for file in [path, path + "-wal", path + "-shm"] where files.fileExists(atPath: file) {
+            try? files.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file)
+        }
         do {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
@@ -136,6 +144,10 @@ public final class SQLiteClusterStore: ClusterStore {
                 t.primaryKey(["allocationID", "sequence"])
             }
             try db.create(index: "log_by_job", on: "logChunk", columns: ["jobID", "allocationID", "sequence"])
+        }
+        migrator.registerMigration("v2: project priority policy") { db in
+            // Existing projects get the safe default: no preempting other projects' work.
+            try db.alter(table: "project") { t in t.add(column: "maxPriority", .text).notNull().defaults(to: "normal") }
         }
         return migrator
     }

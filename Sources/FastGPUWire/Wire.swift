@@ -731,14 +731,36 @@ package struct ProjectWire: Codable, Sendable, Equatable {
     package var usage: UsageWire
     package var members: [MemberWire]
     package var createdAt: String
+    /// The highest priority its members may submit with (`low`, `normal`, `high`).
+    package var maxPriority: String?
 
-    package init(id: UInt64, name: String, weight: Int, usage: UsageWire, members: [MemberWire], createdAt: String) {
+    package init(id: UInt64, name: String, weight: Int, usage: UsageWire, members: [MemberWire], createdAt: String, maxPriority: String? = nil) {
         self.id = id
         self.name = name
         self.weight = weight
         self.usage = usage
         self.members = members
         self.createdAt = createdAt
+        self.maxPriority = maxPriority
+    }
+}
+
+/// `PATCH /v1/projects/{name}`: what a cluster admin changes of a project.
+package struct UpdateProjectBody: Codable, Sendable, Equatable {
+    package var weight: Int?
+    package var maxPriority: String?
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case weight, maxPriority }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        weight = try c.decodeIfPresent(Int.self, forKey: .weight)
+        maxPriority = try c.decodeIfPresent(String.self, forKey: .maxPriority)
+    }
+
+    package init(weight: Int? = nil, maxPriority: String? = nil) {
+        self.weight = weight
+        self.maxPriority = maxPriority
     }
 }
 

@@ -4,6 +4,7 @@ import FastGPUControlPlane
 import FastGPUStore
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import ServiceLifecycle
 
@@ -40,18 +41,30 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds before a lost task is retried (doubling per attempt, at most 300).")
     var retryBackoff = 10
 
+    @Option(help: "Requests per second one user token may send (bursts of twice that; 0: no limit). Cluster admins are exempt.")
+    var rateLimit = 50
+
+    @Option(help: "Jobs one project may have waiting at once.")
+    var maxPendingJobs = 10_000
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
     func run() async throws {
+        guard (0...1_000_000).contains(rateLimit) else { throw ValidationError("--rate-limit must be 0 to 1000000") }
+        guard (1...10_000_000).contains(maxPendingJobs) else { throw ValidationError("--max-pending-jobs must be 1 to 10000000") }
+        var limits = RequestLimits()
+        limits.requestsPerSecond = rateLimit
+        limits.burst = rateLimit * 2
         var configuration = ControlPlaneConfiguration()
+        configuration.maxPendingJobsPerProject = maxPendingJobs
         configuration.heartbeatTTL = .seconds(heartbeatTTL)
         configuration.heartbeatGrace = .seconds(heartbeatGrace)
         configuration.startupGrace = .seconds(startupGrace)
         configuration.retryBackoff = .seconds(retryBackoff)
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, configuration: configuration, logger: logger) { url, directory in
+        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, configuration: configuration, limits: limits, logger: logger) { url, directory in
             // Unbuffered: whoever started the server (a script, a test) reads this line.
             FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (data in \(directory))\n".utf8))
         }
@@ -68,7 +81,7 @@ struct LocalServer {
     var controlPlane: ControlPlane
     var directory: String
 
-    static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, logger: Logger,
+    static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, limits: RequestLimits = RequestLimits(), logger: Logger,
                      onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void) async throws -> LocalServer {
         let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
         do {
@@ -87,10 +100,19 @@ struct LocalServer {
             logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
         }
         let metrics = APIMetrics()
-        let (router, _) = APIServer(controlPlane: controlPlane, metrics: metrics).makeRouter()
+        let (router, _) = APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits).makeRouter()
+        // Connections are capped below the descriptor limit (raised to its hard maximum first),
+        // so a flood of connections queues in the kernel instead of starving the store of files.
+        let descriptors = raiseDescriptorLimit()
+        let cap = limits.connectionCap(descriptorLimit: descriptors)
+        let perAddress = ConnectionsPerAddress(limit: min(cap, limits.maxConnectionsPerAddress))
+        logger.info("accepting at most \(cap) connections (descriptor limit \(descriptors)); idle ones close after \(limits.idleTimeout)")
         let app = Application(
             router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu"),
+            server: .http1(configuration: .init(additionalChannelHandlers: [perAddress.handler()],
+                                                idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds)))),
+            configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: logger)),
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
                 onRunning("http://\(address)", directory)
@@ -100,6 +122,18 @@ struct LocalServer {
             services: [app, SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger), LivenessService(controlPlane: controlPlane, logger: logger)],
             controlPlane: controlPlane, directory: directory)
     }
+}
+
+/// Raises the soft limit on open files to the hard one; returns the limit now in force.
+func raiseDescriptorLimit() -> Int {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+    if limit.rlim_cur < limit.rlim_max {
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+    }
+    return Int(clamping: limit.rlim_cur)
 }
 
 /// A failure at run time (not a misuse of the command line): one line, no usage text.

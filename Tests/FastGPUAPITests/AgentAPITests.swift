@@ -254,7 +254,7 @@ struct AgentAPITests {
         }
     }
 
-    @Test func registrationIsValidatedAndARepeatedNameIsTheSameNode() async throws {
+    @Test func registrationIsValidatedAndANodeRegisteringAgainIsTheSameNode() async throws {
         let fixture = try await Fixture.make()
         try await fixture.test { api in
             let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string
@@ -264,7 +264,12 @@ struct AgentAPITests {
             let missing = try await api.post("/v1/nodes/register", token: join, body: #"{"name":"n","gpus":[]}"#)
             #expect(missing.detail == "field 'cpuMillis' is required")
             let (first, oldCredential) = try await api.register("gpu-01", gpus: 2)
-            let (again, newCredential) = try await api.register("gpu-01", gpus: 2)
+            // The node itself registers again (with its own credential): same node, new credential.
+            let gpus = #"[{"model":"H100-80GB","memoryMiB":81559},{"model":"H100-80GB","memoryMiB":81559}]"#
+            let reply = try await api.post("/v1/nodes/register", token: oldCredential, body: #"{"name":"gpu-01","cpuMillis":128000,"memoryMiB":1048576,"gpus":\#(gpus)}"#)
+            #expect(reply.status == .created, "\(reply.text)")
+            let again = UInt64(reply.json["node"]?["id"]?.int ?? 0)
+            let newCredential = reply.json["token"]?.string ?? ""
             #expect(first == again)
             #expect(oldCredential != newCredential)
             #expect(try await api.post("/v1/nodes/\(first)/heartbeat", token: oldCredential).status == .unauthorized, "the old credential is revoked")

@@ -123,6 +123,15 @@ struct AuthorizationTests {
             let user = try await api.member("alice", of: "default", role: "admin")
             #expect(try await api.post("/v1/nodes/\(node)/heartbeat", token: user).status == .forbidden)
             #expect(try await api.post("/v1/nodes/register", token: user, body: #"{"name":"rogue","cpuMillis":1,"memoryMiB":1,"gpus":[]}"#).status == .forbidden)
+            // Replacing nodes and changing projects' priority ceilings are the cluster admin's.
+            for token in [join, credential, user] {
+                #expect(try await api.post("/v1/nodes/\(other)/replace", token: token).status == .forbidden)
+                #expect(try await api.call(.patch, "/v1/projects/default", token: token, body: #"{"maxPriority":"high"}"#).status == .forbidden)
+            }
+            #expect(try await api.post("/v1/nodes/\(other)/replace", token: nil).status == .unauthorized)
+            #expect(try await api.call(.patch, "/v1/projects/default", token: nil, body: #"{"weight":2}"#).status == .unauthorized)
+            // A node credential may register only its own name.
+            #expect(try await api.post("/v1/nodes/register", token: credential, body: #"{"name":"n3","cpuMillis":1,"memoryMiB":1,"gpus":[]}"#).status == .forbidden)
         }
     }
 

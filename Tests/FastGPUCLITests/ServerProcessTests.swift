@@ -43,7 +43,8 @@ import Testing
     static func curl(_ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["curl", "-s"] + arguments
+        // JSON bodies say so: the API answers 415 to the form type curl -d would send.
+        process.arguments = ["curl", "-s", "-H", "Content-Type: application/json"] + arguments
         let out = Pipe()
         process.standardOutput = out
         try process.run()

@@ -47,7 +47,7 @@ struct NodesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nodes",
         abstract: "The GPU servers of the pool: list, inspect, cordon, drain.",
-        subcommands: [List.self, Show.self, SetState.self, Uncordon.self, Drain.self],
+        subcommands: [List.self, Show.self, SetState.self, Uncordon.self, Drain.self, Replace.self],
         defaultSubcommand: List.self
     )
 
@@ -125,6 +125,17 @@ struct NodesCommand: AsyncParsableCommand {
         func run() async throws { try await change(connection, node, "drain") }
     }
 
+    struct Replace: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "replace",
+            abstract: "Let another machine take a node's name: revoke its credential and requeue its work.",
+            discussion: "The node's agent is refused from its next request on; the next agent that registers the name with a join token gets the node.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The node's id or name.") var node: String
+
+        func run() async throws { try await change(connection, node, "replace") }
+    }
+
     static func change(_ connection: ClientOptions, _ node: String, _ action: String) async throws {
         let client = try await connection.client()
         let result = try await client.setNodeState(try await resolveNode(node, client: client), action: action)
@@ -136,7 +147,7 @@ struct ProjectsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "projects",
         abstract: "Projects (teams), their members and roles.",
-        subcommands: [List.self, Show.self, Create.self, AddMember.self, RemoveMember.self],
+        subcommands: [List.self, Show.self, Create.self, Set.self, AddMember.self, RemoveMember.self],
         defaultSubcommand: List.self
     )
 
@@ -178,6 +189,25 @@ struct ProjectsCommand: AsyncParsableCommand {
         func run() async throws {
             let project = try await connection.client().createProject(CreateProjectBody(name: name, weight: weight))
             Output.write("project \(project.name) created (weight \(project.weight))\n")
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Change a project's weight or the highest priority its members may use (cluster admins).",
+            discussion: "A job at a higher priority preempts lower ones, other projects' included: --max-priority high lets this project do that.")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project's name.") var name: String
+        @Option(help: "Its fair-share weight (1 to 1000000).") var weight: Int?
+        @Option(help: "low, normal or high.") var maxPriority: String?
+
+        func run() async throws {
+            if let maxPriority, !["low", "normal", "high"].contains(maxPriority) {
+                throw CommandFailure("--max-priority must be low, normal or high, not '\(maxPriority)'")
+            }
+            guard weight != nil || maxPriority != nil else { throw CommandFailure("nothing to change: give --weight or --max-priority") }
+            let project = try await connection.client().updateProject(name, UpdateProjectBody(weight: weight, maxPriority: maxPriority))
+            Output.write("project \(project.name): weight \(project.weight), max priority \(project.maxPriority ?? "normal")\n")
         }
     }
 

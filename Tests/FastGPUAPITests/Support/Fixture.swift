@@ -42,9 +42,11 @@ struct Fixture {
 
     func routes() -> RouteTable { APIServer(controlPlane: controlPlane, metrics: APIMetrics(), clock: clock).makeRouter().routes }
 
+    /// Drives the router in memory. Request limits are off unless a test passes its own (the
+    /// hand-moved clock never refills a bucket by itself).
     @discardableResult
-    func test<T: Sendable>(_ body: @Sendable (API) async throws -> T) async throws -> T {
-        let (router, _) = APIServer(controlPlane: controlPlane, metrics: APIMetrics(), clock: clock).makeRouter()
+    func test<T: Sendable>(limits: RequestLimits = .unlimited, server: APIServer? = nil, _ body: @Sendable (API) async throws -> T) async throws -> T {
+        let (router, _) = (server ?? APIServer(controlPlane: controlPlane, metrics: APIMetrics(), limits: limits, clock: clock)).makeRouter()
         let app = Application(router: router)
         return try await app.test(.router) { client in try await body(API(client: client, fixture: self)) }
     }
