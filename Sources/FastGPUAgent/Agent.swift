@@ -60,6 +60,8 @@ struct Workload: Codable, Equatable {
     var stoppingSince: Date?
     /// SIGTERM has been sent to the process group.
     var signalled: Bool = false
+    /// When SIGKILL was first sent, after the grace.
+    var killedAt: Date? = nil
     var deadline: Date?
     var limitExceeded: Bool
     /// The `cgroup.procs` files of the allocation's groups, which its wrapper joins.
@@ -126,7 +128,10 @@ public actor Agent {
     func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory + "/allocations", withIntermediateDirectories: true)
         gpus = try configuration.probe.probe()
-        cgroups = configuration.cgroups ? Cgroups.detect(node: configuration.nodeName) : Cgroups(mode: .unavailable("turned off with --no-cgroups"))
+        // Named by node and data directory: two agents on one machine (two `fastgpu up`, a test
+        // suite) must never share a cgroup, since a stop signals every process in it.
+        let instance = configuration.nodeName + "-" + Self.shortHash(configuration.dataDirectory)
+        cgroups = configuration.cgroups ? Cgroups.detect(node: instance) : Cgroups(mode: .unavailable("turned off with --no-cgroups"))
         if cgroups.enforced { logger.notice("\(cgroups.summary)") } else { logger.warning("\(cgroups.summary)") }
         if let data = FileManager.default.contents(atPath: statePath), let saved = try? JSONDecoder().decode(LocalState.self, from: data),
            saved.server == configuration.server {
@@ -157,6 +162,14 @@ public actor Agent {
         state = LocalState(server: configuration.server, nodeID: registered.node.id, token: registered.token, workloads: [:])
         try save()
         logger.notice("registered as node \(registered.node.id) with \(gpus.count) GPU(s)")
+    }
+
+    /// 8 hex digits of FNV-1a: tells data directories apart in a cgroup's name.
+    static func shortHash(_ text: String) -> String {
+        var hash: UInt32 = 0x811c_9dc5
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 0x0100_0193 }
+        let digits = String(hash, radix: 16)
+        return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
     private func save() throws {
@@ -191,8 +204,10 @@ public actor Agent {
     func heartbeat() async throws {
         guard let state else { return }
         // Every workload this agent holds and has not been told to stop, started or about to be:
-        // the control plane treats an allocation missing from this list as lost.
-        let running = state.workloads.values.filter { $0.stoppingSince == nil }.map { (allocation: $0.allocation, epoch: $0.epoch) }
+        // the control plane treats an allocation missing from this list as lost. One stopping
+        // for its runtime limit is still listed: it ends with exit code 124 once no process of
+        // it is left, not as lost (and retried) while its grace runs.
+        let running = state.workloads.values.filter { $0.stoppingSince == nil || $0.limitExceeded }.map { (allocation: $0.allocation, epoch: $0.epoch) }
         _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running)
     }
 
@@ -245,7 +260,7 @@ public actor Agent {
             if desired[id]?.allocation.epoch != workload.epoch {
                 // No longer ours (cancelled, preempted, lost): stop the whole process group.
                 if workload.pid > 0 {
-                    kill(-workload.pid, SIGTERM)
+                    WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: workload.cgroups ?? [])
                     state.workloads[id]?.signalled = true
                 }
                 state.workloads[id]?.stoppingSince = Date()
@@ -266,12 +281,7 @@ public actor Agent {
         try save()
         for id in fresh {
             guard let workload = self.state?.workloads[id] else { continue }
-            do {
-                try spawn(workload)
-                logger.info("started allocation \(id) of job \(workload.job)")
-            } catch {
-                logger.error("cannot start allocation \(id): \(error)")
-            }
+            start(workload)
         }
     }
 
@@ -345,6 +355,30 @@ public actor Agent {
         return script + #""$@" >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
     }
 
+    /// Spawns the workload; one that cannot be spawned (a command that does not exist, an
+    /// environment execve refuses) fails its allocation with the reason in its stderr, once,
+    /// instead of being tried again on every tick.
+    private func start(_ workload: Workload) {
+        do {
+            try spawn(workload)
+            logger.info("started allocation \(workload.allocation) of job \(workload.job)")
+        } catch {
+            logger.error("cannot start allocation \(workload.allocation): \(error)")
+            Self.recordStartFailure(in: workload.directory, reason: "\(error.localizedDescription)")
+        }
+    }
+
+    /// What a wrapper that could not run would leave: the claim, the reason, exit code 127.
+    static func recordStartFailure(in directory: String, reason: String) {
+        try? FileManager.default.createDirectory(atPath: directory + "/claimed", withIntermediateDirectories: true)
+        if let handle = FileHandle(forWritingAtPath: directory + "/stderr") {
+            handle.seekToEndOfFile()
+            handle.write(Data("fastgpu: the job could not be started: \(reason)\n".utf8))
+            try? handle.close()
+        }
+        FileManager.default.createFile(atPath: directory + "/exit-code", contents: Data("127\n".utf8))
+    }
+
     private func spawn(_ workload: Workload) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
@@ -388,10 +422,18 @@ public actor Agent {
                 workload.pid = pid
             } else {
                 let claimed = FileManager.default.fileExists(atPath: workload.directory + "/claimed")
+                if claimed, let code = Self.exitCode(in: workload.directory) {
+                    // It could not be started: its reason is in its stderr.
+                    try await shipOutput(&workload)
+                    self.state?.workloads[id] = nil
+                    if workload.stoppingSince == nil {
+                        _ = try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
+                    }
+                    return
+                }
                 if !claimed && !spawned.contains(id) && workload.stoppingSince == nil {
                     // Recorded by an agent that died before spawning it: spawn it now.
-                    try spawn(workload)
-                    logger.info("started allocation \(id) of job \(workload.job)")
+                    start(workload)
                 }
                 if workload.stoppingSince != nil && !claimed && Self.exitCode(in: workload.directory) == nil {
                     self.state?.workloads[id] = nil
@@ -413,8 +455,12 @@ public actor Agent {
         // workload (and signalled it): decide on that, and do not write the stop away below.
         adoptStopDecision(into: &workload)
         let alive = Self.isAlive(workload.pid)
+        let cgroups = workload.cgroups ?? []
         if let since = workload.stoppingSince {
-            if !alive {
+            // Stopped once every process of it is gone, not when its wrapper is: a process
+            // that ignores SIGTERM outlives the shell that ran it.
+            let left = WorkloadProcesses.members(group: workload.pid, cgroups: cgroups)
+            if left.isEmpty {
                 self.state?.workloads[id] = nil
                 logger.info("allocation \(id) stopped")
                 if workload.limitExceeded {
@@ -424,18 +470,29 @@ public actor Agent {
             }
             if !workload.signalled {
                 // Adopted (its pid learnt) after the stop was decided: it gets its SIGTERM now.
-                kill(-workload.pid, SIGTERM)
+                WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: cgroups)
                 workload.signalled = true
-            } else if Date().timeIntervalSince(since) > Double(configuration.stopGrace.components.seconds) {
-                kill(-workload.pid, SIGKILL)
+            } else if Duration.seconds(Date().timeIntervalSince(since)) >= configuration.stopGrace {
+                if workload.killedAt == nil {
+                    logger.info("allocation \(id): \(left.count) process(es) outlived the \(configuration.stopGrace) grace after SIGTERM; sending SIGKILL")
+                    workload.killedAt = Date()
+                }
+                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
             }
         } else if let deadline = workload.deadline, Date() > deadline {
             logger.info("allocation \(id) passed its runtime limit; stopping it")
-            kill(-workload.pid, SIGTERM)
+            WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: cgroups)
             workload.signalled = true
             workload.stoppingSince = Date()
             workload.limitExceeded = true
         } else if let code = Self.exitCode(in: workload.directory) {
+            // The job's command is done; what it left behind (a background child) is not the
+            // job any more and holds its devices: it is killed before the exit is reported.
+            if !WorkloadProcesses.members(group: workload.pid, cgroups: cgroups).isEmpty {
+                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
+                self.state?.workloads[id] = workload
+                return
+            }
             if code != 0, let limit = Cgroups.oomKilled(workload.cgroups ?? []) {
                 // Said where the person looks: the job's own error output.
                 let note = "fastgpu: the kernel killed the job for using more than its memory limit of \(limit >> 20) MiB (ask for more with --memory)\n"
@@ -458,7 +515,13 @@ public actor Agent {
             logger.info("allocation \(id) exited with \(code)")
             return
         } else if !alive {
-            // The wrapper itself was killed (not by us): report it as a failure.
+            // The wrapper itself was killed (not by us): what is left of the job goes too, and
+            // the failure is reported once nothing of it runs.
+            if !WorkloadProcesses.members(group: workload.pid, cgroups: cgroups).isEmpty {
+                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
+                self.state?.workloads[id] = workload
+                return
+            }
             try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
             self.state?.workloads[id] = nil
             return

@@ -45,6 +45,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-cgroups"), help: "Do not enforce jobs' CPU and memory requests through cgroups.")
     var noCgroups = false
 
+    @Option(help: "Seconds a stopped job gets between SIGTERM and SIGKILL (0 to 3600).")
+    var stopGrace = 10
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -66,6 +69,8 @@ struct AgentCommand: AsyncParsableCommand {
             cpuMillis: (cpus ?? ProcessInfo.processInfo.activeProcessorCount) * 1000,
             memoryMiB: memoryMiB ?? Int(ProcessInfo.processInfo.physicalMemory / 1_048_576))
         configuration.cgroups = !noCgroups
+        guard (0...3600).contains(stopGrace) else { throw ValidationError("--stop-grace must be 0 to 3600 seconds") }
+        configuration.stopGrace = .seconds(stopGrace)
         do {
             try await Agent(configuration: configuration, logger: logger).run()
         } catch {

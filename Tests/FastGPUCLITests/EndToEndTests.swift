@@ -35,11 +35,11 @@ final class LocalCluster {
 
     var url: String { "http://127.0.0.1:\(port)" }
 
-    func startAgent(_ name: String, gpus: String = "4xH100-80GB", register: Bool = true) throws {
+    func startAgent(_ name: String, gpus: String = "4xH100-80GB", register: Bool = true, extra: [String] = []) throws {
         let process = Process()
         process.executableURL = CLITests.binary
         process.arguments = ["agent", "--server", url, "--data-dir", directory + "/agent-\(name)", "--name", name, "--simulate-gpus", gpus, "--log-level", "info"]
-            + (register ? ["--join-token", joinToken] : [])
+            + (register ? ["--join-token", joinToken] : []) + extra
         let errors = Pipe()
         process.standardOutput = FileHandle.nullDevice
         process.standardError = errors
@@ -196,6 +196,88 @@ extension Optional {
         let stat = (try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)) ?? ""
         let gone = kill(child, 0) != 0 || stat.split(separator: ")").last?.split(separator: " ").first == "Z"
         #expect(gone, "the job's child was stopped with its process group")
+    }
+
+    /// Whether a process is gone (or a zombie, which holds nothing).
+    static func isGone(_ pid: Int32) -> Bool {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        return kill(pid, 0) != 0 || stat.split(separator: ")").last?.split(separator: " ").first == "Z"
+    }
+
+    /// A job that ignores SIGTERM and tells its pid through a FIFO. Its wrapper shell dies on
+    /// the SIGTERM at once; the job itself does not.
+    static func stubbornJob(_ fifo: String) -> [String] {
+        ["sh", "-c", "trap '' TERM; echo $$ > \(fifo); exec sleep 300"]
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aCancelledJobThatIgnoresSIGTERMIsKilledAfterTheGrace() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1", extra: ["--stop-grace", "1"])
+        cluster.waitForAgent("n1", "registered as node")
+        let fifo = cluster.mkfifo("stubborn-pid")
+        let job = try cluster.submit(Self.stubbornJob(fifo))
+        let pid = Int32(try readFIFO(fifo).orThrow("the job never wrote its pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(pid > 0 && !Self.isGone(pid))
+        _ = try cluster.post("/v1/jobs/\(job)/cancel")
+        // The agent says it is stopped only once no process of it is left.
+        #expect(cluster.waitForAgent("n1", "sending SIGKILL") != nil, "SIGTERM was ignored: SIGKILL after the grace")
+        #expect(cluster.waitForAgent("n1", "stopped") != nil)
+        #expect(Self.isGone(pid), "the job's process is gone when the agent reports it stopped")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aJobPastItsRuntimeLimitFailsOnlyOnceItsProcessIsGone() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1", extra: ["--stop-grace", "1"])
+        cluster.waitForAgent("n1", "registered as node")
+        let fifo = cluster.mkfifo("stubborn-pid")
+        let job = try cluster.submit(Self.stubbornJob(fifo), extra: #","maxRuntimeSeconds":1"#)
+        let pid = Int32(try readFIFO(fifo).orThrow("the job never wrote its pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        #expect(pid > 0)
+        // Following the logs ends when the job has finished.
+        _ = try cluster.followLogs(job)
+        #expect(Self.isGone(pid), "the job is marked failed only once its process is gone")
+        let view = try cluster.json(cluster.get("/v1/jobs/\(job)"))
+        #expect(view["state"] as? String == "failed")
+        #expect((view["allocations"] as? [[String: Any]])?.first?["exitCode"] as? Int == 124, "\(view)")
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aRestartedAgentKillsTheStubbornJobItNoLongerRuns() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1", extra: ["--stop-grace", "1"])
+        cluster.waitForAgent("n1", "registered as node")
+        let fifo = cluster.mkfifo("stubborn-pid")
+        let job = try cluster.submit(Self.stubbornJob(fifo))
+        let pid = Int32(try readFIFO(fifo).orThrow("the job never wrote its pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        cluster.killAgent("n1")
+        // Cancelled while its agent is dead: the restarted agent adopts it, finds it no longer
+        // assigned, and ends every process of it.
+        _ = try cluster.post("/v1/jobs/\(job)/cancel")
+        try cluster.startAgent("n1", register: false, extra: ["--stop-grace", "1"])
+        #expect(cluster.waitForAgent("n1", "re-attached to node")?.contains("with 1 workload(s)") == true)
+        #expect(cluster.waitForAgent("n1", "sending SIGKILL") != nil)
+        #expect(cluster.waitForAgent("n1", "stopped") != nil)
+        #expect(Self.isGone(pid))
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aJoinTokenCannotTakeARunningNodesName() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1")
+        cluster.waitForAgent("n1", "registered as node")
+        // A second agent with the same name and the join token, on another data directory.
+        let intruder = Process()
+        intruder.executableURL = CLITests.binary
+        intruder.arguments = ["agent", "--server", cluster.url, "--data-dir", cluster.directory + "/intruder", "--name", "n1",
+                              "--simulate-gpus", "4xH100-80GB", "--join-token", cluster.joinToken]
+        let errors = Pipe()
+        intruder.standardOutput = FileHandle.nullDevice
+        intruder.standardError = errors
+        try intruder.run()
+        let said = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        intruder.waitUntilExit()
+        #expect(intruder.terminationStatus != 0)
+        #expect(said.contains("already registered"), "\(said)")
+        let nodes = try cluster.json(cluster.get("/v1/nodes"))["items"] as? [[String: Any]] ?? []
+        #expect(nodes.count == 1 && nodes.first?["state"] as? String == "ready")
     }
 
     @Test(.timeLimit(.minutes(1))) func aTwoNodeGangGetsDistinctRanksAndOneMasterAddress() throws {

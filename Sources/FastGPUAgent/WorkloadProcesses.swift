@@ -1,0 +1,54 @@
+import Foundation
+
+/// Every process of one workload: its process group (the wrapper's pid is its id) and, where the
+/// agent made them, the processes in its cgroups — a process that left the group with `setsid`
+/// is still in the cgroup.
+///
+/// A stop is over when this set is empty, not when the wrapper is gone: a workload that ignores
+/// SIGTERM (`trap "" TERM`) outlives its wrapper shell, which dies on the signal at once.
+/// Zombies do not count: they hold no GPU memory, and PID 1 here may never reap an orphan.
+enum WorkloadProcesses {
+    /// The live (not zombie) processes of the workload, sorted.
+    static func members(group: Int32, cgroups: [String]) -> [Int32] {
+        var found: Set<Int32> = []
+        if group > 0, let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") {
+            for entry in entries {
+                guard let pid = Int32(entry), let stat = Stat(pid: pid), stat.processGroup == group, !stat.isZombie else { continue }
+                found.insert(pid)
+            }
+        }
+        for path in cgroups {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                guard let pid = Int32(line), pid > 0, let stat = Stat(pid: pid), !stat.isZombie else { continue }
+                found.insert(pid)
+            }
+        }
+        return found.sorted()
+    }
+
+    /// Sends `signal` to the process group and to every process of the workload's cgroups.
+    static func signal(_ signal: Int32, group: Int32, cgroups: [String]) {
+        if group > 0 { kill(-group, signal) }
+        for pid in members(group: 0, cgroups: cgroups) { kill(pid, signal) }
+    }
+
+    /// The fields of `/proc/PID/stat` the agent reads. The command name (field 2) is in
+    /// parentheses and may hold spaces and parentheses itself, so fields are counted after the last `)`.
+    struct Stat {
+        var state: Character
+        var processGroup: Int32
+
+        var isZombie: Bool { state == "Z" || state == "X" }
+
+        init?(pid: Int32) {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = text.lastIndex(of: ")") else { return nil }
+            // After the name: state, ppid, pgrp, ...
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count >= 3, let state = fields[0].first, let group = Int32(fields[2]) else { return nil }
+            self.state = state
+            processGroup = group
+        }
+    }
+}
