@@ -83,6 +83,7 @@ public struct APIServer: Sendable {
         router.add(middleware: ProblemMiddleware(metrics: metrics, routes: index))
         router.add(middleware: AuthenticationMiddleware(tokens: controlPlane.tokens, clock: clock))
         router.add(middleware: RateLimitMiddleware(limits: limits, buckets: RequestBuckets(), clock: clock))
+        router.add(middleware: AuditMiddleware(audit: controlPlane.audit, clock: clock))
         var table = RouteTable()
         let cp = controlPlane
         let clock = self.clock
@@ -426,6 +427,22 @@ public struct APIServer: Sendable {
             let principal = try context.requirePrincipal()
             return try json(Wire.project(try await cp.setMember(project: try pathParameter(context, "name"), subject: try pathParameter(context, "subject"),
                                                               role: nil, by: principal)))
+        }
+
+        // The audit log: cluster admins.
+        route(.get, "/v1/audit") { request, context in
+            let principal = try context.requirePrincipal()
+            let query = request.uri.queryParameters
+            guard let after = Int64(nonEmpty(query["after"]) ?? "0"), after >= 0 else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be an audit sequence number")
+            }
+            guard let limit = Int(nonEmpty(query["limit"]) ?? "100"), (1...1000).contains(limit) else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be 1 to 1000")
+            }
+            let subject = nonEmpty(query["subject"])
+            if let subject, subject.utf8.count > 128 { throw APIProblem(status: .badRequest, title: "Bad request", detail: "subject is at most 128 bytes") }
+            let records = try await cp.audit.records(after: after, limit: limit, subject: subject, by: principal)
+            return try json(AuditListWire(items: records.map(Wire.audit), next: records.count == limit ? records.last?.sequence : nil))
         }
 
         // Tokens.

@@ -1,5 +1,6 @@
 public import FastGPUControlPlane
 import FastGPUModel
+import FastGPUStore
 import Foundation
 public import Hummingbird
 import Logging
@@ -71,6 +72,18 @@ struct ProblemMiddleware: RouterMiddleware {
     }
 
     static func problem(for error: any Error, requestID: String, logger: Logger) -> Response {
+        let (status, title, detail, headers) = classify(error, requestID: requestID, logger: logger)
+        // A detail may quote what the caller sent: never more than a line's worth of it.
+        let shown = detail.utf8.count <= 512 ? detail : String(decoding: detail.utf8.prefix(500), as: UTF8.self) + "… (cut)"
+        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: shown, requestId: requestID)
+        let data = (try? JSONEncoder().encode(problem)) ?? Data()
+        var fields = headers
+        fields[.contentType] = "application/problem+json"
+        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// The status, words and headers an error is answered with.
+    static func classify(_ error: any Error, requestID: String, logger: Logger?) -> (HTTPResponse.Status, String, String, HTTPFields) {
         let status: HTTPResponse.Status
         let title: String
         let detail: String
@@ -94,7 +107,7 @@ struct ProblemMiddleware: RouterMiddleware {
         case is AuthenticationFailure:
             (status, title, detail) = (.unauthorized, "Unauthorized", "a valid token is required: Authorization: Bearer fgpu_…")
             headers[.wwwAuthenticate] = "Bearer"
-            logger.info("authentication failed", metadata: ["reason": "\(error)"])
+            logger?.info("authentication failed", metadata: ["reason": "\(error)"])
         case let error as HTTPError:
             status = error.status
             title = error.status.reasonPhrase
@@ -107,14 +120,42 @@ struct ProblemMiddleware: RouterMiddleware {
             headers[.allow] = error.allowed.joined(separator: ", ")
         default:
             (status, title, detail) = (.internalServerError, "Internal error", "the server failed; the request id is in the server's log")
-            logger.error("request failed", metadata: ["error": "\(error)", "request": "\(requestID)"])
+            logger?.error("request failed", metadata: ["error": "\(error)", "request": "\(requestID)"])
         }
-        // A detail may quote what the caller sent: never more than a line's worth of it.
-        let shown = detail.utf8.count <= 512 ? detail : String(decoding: detail.utf8.prefix(500), as: UTF8.self) + "… (cut)"
-        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: shown, requestId: requestID)
-        let data = (try? JSONEncoder().encode(problem)) ?? Data()
-        headers[.contentType] = "application/problem+json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return (status, title, detail, headers)
+    }
+}
+
+/// Appends an audit record for every mutating request (POST, PUT, PATCH, DELETE) and every
+/// request refused for its credential (401), with the status it was answered. It runs inside
+/// authentication (it knows who) and outside the routes (it sees their errors); requests the
+/// rate limit refused are not recorded, so a flood cannot fill the log.
+struct AuditMiddleware: RouterMiddleware {
+    typealias Context = APIRequestContext
+    let audit: AuditLog
+    let clock: any WallClock
+
+    func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
+        let mutating = request.method != .get && request.method != .head && request.method != .options
+        do {
+            let response = try await next(request, context)
+            if mutating { await record(request, context, status: Int(response.status.code)) }
+            return response
+        } catch {
+            let status = Int(ProblemMiddleware.classify(error, requestID: context.requestID, logger: nil).0.code)
+            if mutating || status == 401 { await record(request, context, status: status) }
+            throw error
+        }
+    }
+
+    private func record(_ request: Request, _ context: APIRequestContext, status: Int) async {
+        let path = request.uri.path
+        let target = path.utf8.count <= 256 ? path : String(decoding: path.utf8.prefix(256), as: UTF8.self) + "…"
+        let failure: String? = context.principal == nil ? "\(context.authenticationFailure ?? .missing)" : nil
+        await audit.record(AuditRecord(time: clock.now(), subject: context.principal?.subject ?? "", tokenID: context.principal?.tokenID,
+                                       action: "\(request.method.rawValue) \(context.endpointPath ?? "unmatched")", target: target,
+                                       remoteAddress: context.remoteAddress, status: status, failure: status == 401 ? failure : nil,
+                                       requestID: context.requestID))
     }
 }
 

@@ -123,6 +123,11 @@ enum Wire {
                     maxPriority: view.record.maxPriority)
     }
 
+    static func audit(_ record: AuditRecord) -> AuditRecordWire {
+        AuditRecordWire(sequence: record.sequence ?? 0, time: time(record.time), subject: record.subject, tokenId: record.tokenID, action: record.action,
+                        target: record.target, remoteAddress: record.remoteAddress, status: record.status, failure: record.failure, requestId: record.requestID)
+    }
+
     static func token(_ view: ControlPlane.TokenView) -> TokenWire {
         let r = view.record
         return TokenWire(id: r.id, name: r.name, kind: r.kind.rawValue, subject: r.subject, clusterAdmin: r.clusterAdmin, prefix: r.displayPrefix,

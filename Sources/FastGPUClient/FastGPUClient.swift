@@ -145,6 +145,10 @@ package struct FastGPUClient: Sendable {
 
     package func tokens() async throws -> TokenListWire { try await call(.GET, "/v1/tokens") }
 
+    package func audit(after: Int64, limit: Int, subject: String?) async throws -> AuditListWire {
+        try await call(.GET, "/v1/audit?after=\(after)&limit=\(limit)" + (subject.map { "&subject=\(Self.escape($0))" } ?? ""))
+    }
+
     package func createToken(_ body: CreateTokenBody) async throws -> TokenWire { try await call(.POST, "/v1/tokens", body: body) }
 
     package func revokeToken(_ id: UInt64) async throws -> TokenWire { try await call(.POST, "/v1/tokens/\(id)/revoke") }

@@ -47,6 +47,8 @@ public actor ControlPlane {
     public nonisolated let tokens = TokenTable()
     /// Durable jobs, the queue and memberships for readers; see `ReadModel`.
     public nonisolated let reads: ReadModel
+    /// Who did what: the API appends a record for every mutating request and refused credential.
+    public nonisolated let audit: AuditLog
     public nonisolated let configuration: ControlPlaneConfiguration
     let store: any ClusterStore
     nonisolated let clock: any WallClock
@@ -110,6 +112,7 @@ public actor ControlPlane {
         self.configuration = configuration
         self.logger = logger
         reads = ReadModel(maxPageSize: configuration.maxPageSize)
+        audit = AuditLog(store: store, logger: logger)
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         livenessNotBefore = clock.now() + configuration.startupGrace
         let stored = try await store.load()

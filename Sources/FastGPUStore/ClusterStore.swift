@@ -18,6 +18,7 @@ public enum StoreWrite: Hashable, Sendable {
     case saveAllocation(AllocationRecord)
     case appendEvent(EventRecord)
     case appendLog(LogChunkRecord)
+    case appendAudit(AuditRecord)
     /// Idempotency keys older than the retention are forgotten: a retry after that is a new job.
     case expireIdempotencyKeys(before: Timestamp)
     case setMeta(StoreMeta)
@@ -83,6 +84,8 @@ public protocol ClusterStore: Sendable {
     func allocations(job: JobID) async throws -> [AllocationRecord]
     /// One allocation, live or ended.
     func allocation(_ id: AllocationID) async throws -> AllocationRecord?
+    /// Audit records after `sequence`, oldest first; only `subject`'s when given.
+    func audit(after sequence: Int64, limit: Int, subject: String?) async throws -> [AuditRecord]
 }
 
 /// A log chunk with its position in the store, which only grows: a reader passes the last

@@ -290,3 +290,40 @@ public struct StoreMeta: Hashable, Sendable, Codable {
         self.nextAllocationID = nextAllocationID
     }
 }
+
+/// Who did what to which object, when, from where, and the outcome: one mutating request or one
+/// refused credential. Append-only; never holds a secret (no bodies, no headers, no tokens).
+public struct AuditRecord: Hashable, Sendable, Codable {
+    /// Assigned by the store, increasing; nil before it is written.
+    public var sequence: Int64?
+    public var time: Timestamp
+    /// The token's subject (`alice`, `node:gpu-7`); empty when no valid token came.
+    public var subject: String
+    /// The token's id; nil when no valid token came.
+    public var tokenID: UInt64?
+    /// `POST /v1/jobs/{id}/cancel`: the method and the route as documented.
+    public var action: String
+    /// The path as requested (`/v1/jobs/42/cancel`): the object acted on.
+    public var target: String
+    /// The caller's IP address.
+    public var remoteAddress: String
+    /// The HTTP status answered.
+    public var status: Int
+    /// Why a credential was refused (`expired`, `revoked`, ...); nil otherwise.
+    public var failure: String?
+    public var requestID: String
+
+    public init(sequence: Int64? = nil, time: Timestamp, subject: String, tokenID: UInt64?, action: String, target: String,
+                remoteAddress: String, status: Int, failure: String?, requestID: String) {
+        self.sequence = sequence
+        self.time = time
+        self.subject = subject
+        self.tokenID = tokenID
+        self.action = action
+        self.target = target
+        self.remoteAddress = remoteAddress
+        self.status = status
+        self.failure = failure
+        self.requestID = requestID
+    }
+}

@@ -149,6 +149,21 @@ public final class SQLiteClusterStore: ClusterStore {
             // Existing projects get the safe default: no preempting other projects' work.
             try db.alter(table: "project") { t in t.add(column: "maxPriority", .text).notNull().defaults(to: "normal") }
         }
+        migrator.registerMigration("v3: audit log") { db in
+            try db.create(table: "audit") { t in
+                t.autoIncrementedPrimaryKey("sequence")
+                t.column("time", .integer).notNull()
+                t.column("subject", .text).notNull()
+                t.column("tokenID", .integer)
+                t.column("action", .text).notNull()
+                t.column("target", .text).notNull()
+                t.column("remoteAddress", .text).notNull()
+                t.column("status", .integer).notNull()
+                t.column("failure", .text)
+                t.column("requestID", .text).notNull()
+            }
+            try db.create(index: "audit_by_subject", on: "audit", columns: ["subject", "sequence"])
+        }
         return migrator
     }
 
@@ -188,6 +203,7 @@ public final class SQLiteClusterStore: ClusterStore {
                 case .saveAllocation(let record): try record.upsert(db)
                 case .appendEvent(let record): try record.insert(db)
                 case .appendLog(let record): try record.insert(db, onConflict: .ignore)
+                case .appendAudit(let record): try record.insert(db)
                 case .expireIdempotencyKeys(let before):
                     _ = try IdempotencyRecord.filter(Column("createdAt") < before.millisecondsSinceEpoch).deleteAll(db)
                 case .setMeta(let meta):
@@ -224,6 +240,14 @@ public final class SQLiteClusterStore: ClusterStore {
 extension SQLiteClusterStore {
     public func allocation(_ id: AllocationID) async throws -> AllocationRecord? {
         try await pool.read { db in try AllocationRecord.fetchOne(db, key: id.rawValue) }
+    }
+
+    public func audit(after sequence: Int64, limit: Int, subject: String?) async throws -> [AuditRecord] {
+        try await pool.read { db in
+            var request = AuditRecord.filter(Column("sequence") > sequence)
+            if let subject { request = request.filter(Column("subject") == subject) }
+            return try request.order(Column("sequence")).limit(limit).fetchAll(db)
+        }
     }
 }
 
@@ -280,4 +304,8 @@ extension IdempotencyRecord: FetchableRecord, PersistableRecord {
 
 extension LogChunkRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "logChunk"
+}
+
+extension AuditRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "audit"
 }

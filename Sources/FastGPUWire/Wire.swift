@@ -823,3 +823,42 @@ package struct ProblemWire: Codable, Sendable, Equatable {
     }
 }
 
+
+/// One audit record: who did what to which object, when, from where, and the outcome.
+package struct AuditRecordWire: Codable, Sendable, Equatable {
+    package var sequence: Int64
+    package var time: String
+    package var subject: String
+    package var tokenId: UInt64?
+    package var action: String
+    package var target: String
+    package var remoteAddress: String
+    package var status: Int
+    package var failure: String?
+    package var requestId: String
+
+    package init(sequence: Int64, time: String, subject: String, tokenId: UInt64?, action: String, target: String, remoteAddress: String,
+                 status: Int, failure: String?, requestId: String) {
+        self.sequence = sequence
+        self.time = time
+        self.subject = subject
+        self.tokenId = tokenId
+        self.action = action
+        self.target = target
+        self.remoteAddress = remoteAddress
+        self.status = status
+        self.failure = failure
+        self.requestId = requestId
+    }
+}
+
+package struct AuditListWire: Codable, Sendable, Equatable {
+    package var items: [AuditRecordWire]
+    /// Pass as `after` for the next page; absent on the last one.
+    package var next: Int64?
+
+    package init(items: [AuditRecordWire], next: Int64?) {
+        self.items = items
+        self.next = next
+    }
+}

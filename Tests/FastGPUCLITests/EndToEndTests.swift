@@ -204,19 +204,21 @@ extension Optional {
         return kill(pid, 0) != 0 || stat.split(separator: ")").last?.split(separator: " ").first == "Z"
     }
 
-    /// A job that ignores SIGTERM and tells its pid through a FIFO. Its wrapper shell dies on
-    /// the SIGTERM at once; the job itself does not.
-    static func stubbornJob(_ fifo: String) -> [String] {
-        ["sh", "-c", "trap '' TERM; echo $$ > \(fifo); exec sleep 300"]
-    }
-
-    @Test(.timeLimit(.minutes(1))) func aCancelledJobThatIgnoresSIGTERMIsKilledAfterTheGrace() throws {
+    /// A cluster of one agent with a 1 s stop grace, running a job that ignores SIGTERM; the
+    /// job tells its pid through a FIFO. Its wrapper shell dies on the SIGTERM at once; the job
+    /// itself does not.
+    static func stubbornJob(extra: String = "") throws -> (cluster: LocalCluster, job: Int, pid: Int32) {
         let cluster = try LocalCluster()
         try cluster.startAgent("n1", extra: ["--stop-grace", "1"])
         cluster.waitForAgent("n1", "registered as node")
         let fifo = cluster.mkfifo("stubborn-pid")
-        let job = try cluster.submit(Self.stubbornJob(fifo))
+        let job = try cluster.submit(["sh", "-c", "trap '' TERM; echo $$ > \(fifo); exec sleep 300"], extra: extra)
         let pid = Int32(try readFIFO(fifo).orThrow("the job never wrote its pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        return (cluster, job, pid)
+    }
+
+    @Test(.timeLimit(.minutes(1))) func aCancelledJobThatIgnoresSIGTERMIsKilledAfterTheGrace() throws {
+        let (cluster, job, pid) = try Self.stubbornJob()
         #expect(pid > 0 && !Self.isGone(pid))
         _ = try cluster.post("/v1/jobs/\(job)/cancel")
         // The agent says it is stopped only once no process of it is left.
@@ -226,12 +228,7 @@ extension Optional {
     }
 
     @Test(.timeLimit(.minutes(1))) func aJobPastItsRuntimeLimitFailsOnlyOnceItsProcessIsGone() throws {
-        let cluster = try LocalCluster()
-        try cluster.startAgent("n1", extra: ["--stop-grace", "1"])
-        cluster.waitForAgent("n1", "registered as node")
-        let fifo = cluster.mkfifo("stubborn-pid")
-        let job = try cluster.submit(Self.stubbornJob(fifo), extra: #","maxRuntimeSeconds":1"#)
-        let pid = Int32(try readFIFO(fifo).orThrow("the job never wrote its pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let (cluster, job, pid) = try Self.stubbornJob(extra: #","maxRuntimeSeconds":1"#)
         #expect(pid > 0)
         // Following the logs ends when the job has finished.
         _ = try cluster.followLogs(job)
@@ -242,12 +239,7 @@ extension Optional {
     }
 
     @Test(.timeLimit(.minutes(1))) func aRestartedAgentKillsTheStubbornJobItNoLongerRuns() throws {
-        let cluster = try LocalCluster()
-        try cluster.startAgent("n1", extra: ["--stop-grace", "1"])
-        cluster.waitForAgent("n1", "registered as node")
-        let fifo = cluster.mkfifo("stubborn-pid")
-        let job = try cluster.submit(Self.stubbornJob(fifo))
-        let pid = Int32(try readFIFO(fifo).orThrow("the job never wrote its pid").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let (cluster, job, pid) = try Self.stubbornJob()
         cluster.killAgent("n1")
         // Cancelled while its agent is dead: the restarted agent adopts it, finds it no longer
         // assigned, and ends every process of it.

@@ -143,6 +143,20 @@ struct ClusterStoreConformance {
         let rest = try await store.events(job: JobID(1), after: first.last!.sequence!, limit: 10)
         #expect(rest.map(\.message) == ["3", "4", "5"])
     }
+
+    func auditRecordsAppendAndPageBySequenceAndSubject() async throws {
+        let (store, reopen) = try make()
+        let records = (1...4).map { i in
+            AuditRecord(time: Self.t0, subject: i % 2 == 0 ? "bob" : "alice", tokenID: UInt64(i), action: "POST /v1/jobs", target: "/v1/jobs",
+                        remoteAddress: "10.0.0.\(i)", status: 201, failure: nil, requestID: "r\(i)")
+        }
+        try await store.commit(StoreBatch(records.map { .appendAudit($0) }))
+        let all = try await reopen().audit(after: 0, limit: 10, subject: nil)
+        #expect(all.map(\.requestID) == ["r1", "r2", "r3", "r4"])
+        #expect(all.map { $0.sequence ?? 0 } == all.map { $0.sequence ?? 0 }.sorted() && Set(all.map(\.sequence)).count == 4)
+        #expect(try await store.audit(after: 0, limit: 10, subject: "bob").map(\.requestID) == ["r2", "r4"])
+        #expect(try await store.audit(after: all[1].sequence!, limit: 1, subject: nil).map(\.requestID) == ["r3"])
+    }
 }
 
 @Suite("SQLite store")
@@ -163,6 +177,7 @@ struct SQLiteClusterStoreTests {
     @Test func aBatchIsAllOrNothing() async throws { try await conformance.aBatchIsAllOrNothing() }
     @Test func logsPageInOrderAndIgnoreRepeats() async throws { try await conformance.logsPageInOrderAndIgnoreRepeats() }
     @Test func eventsPageBySequence() async throws { try await conformance.eventsPageBySequence() }
+    @Test func auditRecordsAppendAndPageBySequenceAndSubject() async throws { try await conformance.auditRecordsAppendAndPageBySequenceAndSubject() }
 
     @Test func theFileIsWALWithFullSynchronousCommits() async throws {
         let path = Self.directory() + "/fastgpu.db"

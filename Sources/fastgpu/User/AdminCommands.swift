@@ -291,3 +291,25 @@ struct TokensCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `fastgpu audit`: the newest audit records (cluster admins).
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Who did what: mutating requests and refused credentials, oldest first (cluster admins).")
+    @OptionGroup var connection: ClientOptions
+    @OptionGroup var format: OutputOptions
+    @Option(help: "Only this subject's records (a token's subject, or node:NAME).") var subject: String?
+    @Option(help: "Records after this sequence number.") var after: Int64 = 0
+    @Option(help: "At most this many records (1 to 1000).") var limit = 100
+
+    func run() async throws {
+        guard (1...1000).contains(limit), after >= 0 else { throw CommandFailure("--limit must be 1 to 1000 and --after not negative") }
+        let page = try await connection.client().audit(after: after, limit: limit, subject: subject)
+        if format.json { return try Output.json(page) }
+        Output.write(Output.table(["SEQ", "TIME", "WHO", "ACTION", "TARGET", "FROM", "STATUS"], page.items.map { r in
+            [String(r.sequence), r.time, r.subject.isEmpty ? "(\(r.failure ?? "anonymous"))" : r.subject, r.action, r.target, r.remoteAddress, String(r.status)]
+        }))
+        if let next = page.next { Output.write("more: fastgpu audit --after \(next)\n") }
+    }
+}
