@@ -134,7 +134,11 @@ public struct APIServer: Sendable {
             if key != nil {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys]
-                hash = sha256Hex(Array(try encoder.encode(body)))
+                // Secret values enter the hash only as keyed fingerprints: the stored hash must
+                // not be a plain hash of a secret.
+                var hashed = body
+                hashed.secrets = body.secrets?.mapValues { cp.secretBox.fingerprint($0) }
+                hash = sha256Hex(Array(try encoder.encode(hashed)))
             }
             let (view, created) = try await cp.submit(submission, by: principal, idempotencyKey: key, requestHash: hash)
             var response = try json(Wire.job(view, now: clock.now()), status: created ? .created : .ok)
@@ -412,6 +416,24 @@ public struct APIServer: Sendable {
                 ceiling = parsed
             }
             return try json(Wire.project(try await cp.updateProject(try pathParameter(context, "name"), weight: body.weight, maxPriority: ceiling, by: principal)))
+        }
+        // A project's secret store: names for members, values only ever to agents.
+        route(.get, "/v1/projects/{name}/secrets") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(SecretListWire(items: try await cp.secrets(of: try pathParameter(context, "name"), by: principal).map(Wire.secret)))
+        }
+        route(.put, "/v1/projects/{name}/secrets/{secret}") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(SecretBody.self, from: try await body(of: &request))
+            let record = try await cp.setSecret(project: try pathParameter(context, "name"), name: try pathParameter(context, "secret"), value: body.value, by: principal)
+            guard let record else { throw APIProblem(status: .internalServerError, title: "Internal error", detail: "the secret was not stored") }
+            return try json(Wire.secret(record))
+        }
+        route(.delete, "/v1/projects/{name}/secrets/{secret}") { _, context in
+            let principal = try context.requirePrincipal()
+            _ = try await cp.setSecret(project: try pathParameter(context, "name"), name: try pathParameter(context, "secret"), value: nil, by: principal)
+            return Response(status: .noContent)
         }
         route(.put, "/v1/projects/{name}/members/{subject}") { request, context in
             let principal = try context.requirePrincipal()

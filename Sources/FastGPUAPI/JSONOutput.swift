@@ -154,6 +154,7 @@ extension JobWire: JSONWritable {
         out.field("spot", spot)
         out.field("command", command)
         out.field("env", env)
+        if let secrets { out.field("secrets", secrets) }
         out.field("tasks", tasks)
         out.field("gang", gang)
         out.field("gpus", gpus)

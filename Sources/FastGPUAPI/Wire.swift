@@ -92,7 +92,12 @@ enum Wire {
             maxRuntimeSeconds: job.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, estimatedRuntimeSeconds: job.runtimeEstimate.map { $0.wholeMilliseconds / 1000 },
             maxAttempts: view.launch.maxAttempts, attempts: (job.attempts + group.count - 1) / max(1, group.count), submittedAt: time(job.submitTime), finishedAt: view.finishedAt.map(time),
             allocations: view.allocations.map(allocation),
-            queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time)) })
+            queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time)) },
+            secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted())
+    }
+
+    static func secret(_ record: SecretRecord) -> SecretWire {
+        SecretWire(name: record.name, updatedAt: time(record.updatedAt), updatedBy: record.updatedBy)
     }
 
     static func node(_ view: NodeView) -> NodeWire {
@@ -213,7 +218,7 @@ extension JobSubmissionBody {
     /// Checks that the job can be started as written: no NUL (execve cuts a string there),
     /// environment names a shell can read, and the whole launch within `Limits.launchBytes`.
     func checkLaunchSize() throws {
-        guard command.count <= Limits.commandArguments, (env?.count ?? 0) <= Limits.entries else {
+        guard command.count <= Limits.commandArguments, (env?.count ?? 0) + (secrets?.count ?? 0) + (secretRefs?.count ?? 0) <= Limits.entries else {
             throw WireError(description: "a job has at most \(Limits.commandArguments) command arguments and \(Limits.entries) env entries")
         }
         var bytes = 0
@@ -221,7 +226,7 @@ extension JobSubmissionBody {
             guard !argument.utf8.contains(0) else { throw WireError(description: "a command argument holds a NUL byte") }
             bytes += argument.utf8.count + 1
         }
-        for (name, value) in env ?? [:] {
+        for (name, value) in (env ?? [:]).merging(secrets ?? [:], uniquingKeysWith: { first, _ in first }).merging(secretRefs ?? [:], uniquingKeysWith: { first, _ in first }) {
             guard Self.isEnvironmentName(name) else {
                 throw WireError(description: "env name \(name.utf8.count <= 64 ? name : String(name.prefix(32)) + "…") must be letters, digits, '_', '-' or '.', not starting with a digit, at most 256 bytes")
             }
@@ -271,6 +276,7 @@ extension JobSubmissionBody {
                               gang: gang ?? (tasks > 1), placement: placement)
         return JobSubmission(project: project, name: name, taskGroups: [group], priority: priority, spot: spot ?? false,
                              runtimeEstimate: estimatedRuntimeSeconds.map { .seconds($0) }, runtimeLimit: maxRuntimeSeconds.map { .seconds($0) },
-                             launch: JobLaunch(command: command, environment: env ?? [:], maxAttempts: attempts))
+                             launch: JobLaunch(command: command, environment: env ?? [:], maxAttempts: attempts),
+                             secrets: secrets ?? [:], secretRefs: secretRefs ?? [:])
     }
 }

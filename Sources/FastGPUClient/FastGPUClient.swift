@@ -131,6 +131,18 @@ package struct FastGPUClient: Sendable {
 
     package func createProject(_ body: CreateProjectBody) async throws -> ProjectWire { try await call(.POST, "/v1/projects", body: body) }
 
+    package func secrets(project: String) async throws -> SecretListWire {
+        try await call(.GET, "/v1/projects/\(Self.escape(project))/secrets")
+    }
+
+    package func setSecret(project: String, name: String, value: String) async throws -> SecretWire {
+        try await call(.PUT, "/v1/projects/\(Self.escape(project))/secrets/\(Self.escape(name))", body: SecretBody(value: value))
+    }
+
+    package func removeSecret(project: String, name: String) async throws {
+        let _: NoContent = try await call(.DELETE, "/v1/projects/\(Self.escape(project))/secrets/\(Self.escape(name))")
+    }
+
     package func updateProject(_ name: String, _ body: UpdateProjectBody) async throws -> ProjectWire {
         try await call(.PATCH, "/v1/projects/\(Self.escape(name))", body: body)
     }

@@ -49,6 +49,8 @@ public actor ControlPlane {
     public nonisolated let reads: ReadModel
     /// Who did what: the API appends a record for every mutating request and refused credential.
     public nonisolated let audit: AuditLog
+    /// Seals jobs' and projects' secrets for the store; opens them for assignments.
+    public nonisolated let secretBox: SecretBox
     public nonisolated let configuration: ControlPlaneConfiguration
     let store: any ClusterStore
     nonisolated let clock: any WallClock
@@ -71,6 +73,8 @@ public actor ControlPlane {
     private var reports: [AllocationID: AllocationReport] = [:]
     private var jobOrder: [JobID] = []
     private var idempotency: [String: IdempotencyRecord] = [:]
+    /// Each project's secret store, sealed.
+    private var projectSecrets: [ProjectID: [String: SecretRecord]] = [:]
     private var nextJobID: UInt64 = 1
     private var nextNodeID: UInt64 = 1
     private var nextProjectID: UInt64 = 1
@@ -105,9 +109,13 @@ public actor ControlPlane {
     private(set) var livenessNotBefore: Timestamp
 
     /// Rebuilds the control plane from the store (empty on first start).
-    public init(store: any ClusterStore, clock: any WallClock = SystemWallClock(), configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(),
+    /// `secretBox` holds the key secrets are sealed with: the same key must come back after a
+    /// restart (`SecretBox.loadOrCreate`), or stored secrets no longer open.
+    public init(store: any ClusterStore, secretBox: SecretBox, clock: any WallClock = SystemWallClock(),
+                configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(),
                 logger: Logger = Logger(label: "fastgpu.control-plane")) async throws {
         self.store = store
+        self.secretBox = secretBox
         self.clock = clock
         self.configuration = configuration
         self.logger = logger
@@ -153,6 +161,7 @@ public actor ControlPlane {
         }
         for allocation in stored.liveAllocations { reports[allocation.id] = allocation.report }
         for record in stored.idempotencyKeys { idempotency[Self.idempotencySlot(record.subject, record.key)] = record }
+        for secret in stored.secrets { projectSecrets[secret.projectID, default: [:]][secret.name] = secret }
         let snapshot = ClusterSnapshot(
             index: stored.meta?.stateIndex ?? 0, nextAllocationID: stored.meta?.nextAllocationID ?? 1, nodes: nodes,
             jobs: stored.jobs.map(\.spec), allocations: stored.liveAllocations.map(\.allocation),
@@ -197,6 +206,91 @@ public actor ControlPlane {
 
     private func requireClusterAdmin(_ principal: Principal) throws(ControlPlaneError) {
         guard principal.clusterAdmin else { throw .forbidden("only a cluster admin may do this") }
+    }
+
+    // MARK: - Secrets
+
+    /// The job's secrets sealed for it: inline values, and values of the project's secret
+    /// store named by `secretRefs` (read now: a later change to the store does not reach a
+    /// job already submitted, as a retried task must run with what its first attempt had).
+    private func sealSecrets(of submission: JobSubmission, job: JobID, project: ProjectID) throws -> [String: String] {
+        var sealed: [String: String] = [:]
+        for (name, value) in submission.secrets {
+            guard submission.launch.environment[name] == nil else { throw ControlPlaneError.invalid("\(name) is both in env and in secrets") }
+            sealed[name] = try secretBox.seal(value, for: Self.secretContext(job: job, name: name))
+        }
+        for (name, secretName) in submission.secretRefs {
+            guard submission.launch.environment[name] == nil, submission.secrets[name] == nil else {
+                throw ControlPlaneError.invalid("\(name) is given twice (env, secrets, secretRefs)")
+            }
+            guard let stored = projectSecrets[project]?[secretName] else {
+                throw ControlPlaneError.invalid("the project has no secret named \(secretName)")
+            }
+            let value = try secretBox.open(stored.sealed, for: Self.secretContext(project: project, name: secretName))
+            sealed[name] = try secretBox.seal(value, for: Self.secretContext(job: job, name: name))
+        }
+        return sealed
+    }
+
+    static func secretContext(job: JobID, name: String) -> String { "job:\(job.rawValue):\(name)" }
+    static func secretContext(project: ProjectID, name: String) -> String { "project:\(project.rawValue):\(name)" }
+
+    /// The names of a project's secrets, for its members.
+    public func secrets(of projectName: String, by principal: Principal) throws -> [SecretRecord] {
+        let id = try visibleProject(projectName, by: principal)
+        return (projectSecrets[id] ?? [:]).values.sorted { $0.name < $1.name }.map { record in
+            var shown = record
+            shown.sealed = ""
+            return shown
+        }
+    }
+
+    /// Sets (or, with nil, removes) a secret of a project's store: project admins.
+    public func setSecret(project projectName: String, name: String, value: String?, by principal: Principal) async throws -> SecretRecord? {
+        try checkWritable()
+        let id = try visibleProject(projectName, by: principal)
+        guard let role = role(of: principal, in: id), role >= .admin else { throw ControlPlaneError.forbidden("only a project admin may change its secrets") }
+        guard Self.isSecretName(name) else { throw ControlPlaneError.invalid("a secret's name is 1 to 128 letters, digits, '-', '_' or '.'") }
+        let now = clock.now()
+        guard let value else {
+            guard projectSecrets[id]?.removeValue(forKey: name) != nil else { throw ControlPlaneError.notFound("secret \(name) not found") }
+            pending.direct.append(.removeSecret(id, name: name))
+            pending.events.append(EventRecord(time: now, kind: "secret-removed", message: "secret \(name) of project \(projectName) removed by \(principal.subject)"))
+            try await awaitDurable()
+            return nil
+        }
+        guard value.utf8.count <= 64 * 1024 else { throw ControlPlaneError.invalid("a secret is at most 64 KiB") }
+        guard (projectSecrets[id]?.count ?? 0) < 1000 || projectSecrets[id]?[name] != nil else { throw ControlPlaneError.invalid("a project has at most 1000 secrets") }
+        let record = SecretRecord(projectID: id, name: name, sealed: try secretBox.seal(value, for: Self.secretContext(project: id, name: name)),
+                                  updatedAt: now, updatedBy: principal.subject)
+        projectSecrets[id, default: [:]][name] = record
+        pending.direct.append(.saveSecret(record))
+        pending.events.append(EventRecord(time: now, kind: "secret-set", message: "secret \(name) of project \(projectName) set by \(principal.subject)"))
+        try await awaitDurable()
+        var shown = record
+        shown.sealed = ""
+        return shown
+    }
+
+    static func isSecretName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 128
+            && name.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
+    }
+
+    /// The launch as its agent gets it: secrets opened into the environment. A secret that does
+    /// not open (the key file was replaced) is left out and logged by name, never by value.
+    private func launchForAgent(_ launch: JobLaunch, job: JobID) -> JobLaunch {
+        guard !launch.sealedSecrets.isEmpty else { return launch }
+        var opened = launch
+        opened.sealedSecrets = [:]
+        for (name, sealed) in launch.sealedSecrets {
+            do {
+                opened.environment[name] = try secretBox.open(sealed, for: Self.secretContext(job: job, name: name))
+            } catch {
+                logger.error("a secret of a job does not open; the job runs without it", metadata: ["job": "\(job.rawValue)", "name": "\(name)"])
+            }
+        }
+        return opened
     }
 
     /// The job, if the caller may see it; a job of another project is "not found", not "forbidden".
@@ -252,6 +346,8 @@ public actor ControlPlane {
         guard submission.launch.maxAttempts >= 1 else { throw ControlPlaneError.invalid("maxAttempts must be at least 1") }
         let now = clock.now()
         let id = JobID(nextJobID)
+        var launch = submission.launch
+        launch.sealedSecrets = try sealSecrets(of: submission, job: id, project: project)
         let job = Job(id: id, name: submission.name, project: project, submitter: principal.subject, priority: submission.priority,
                       spot: submission.spot, taskGroups: submission.taskGroups, runtimeEstimate: submission.runtimeEstimate,
                       runtimeLimit: submission.runtimeLimit, submitTime: now)
@@ -259,7 +355,7 @@ public actor ControlPlane {
         do { try apply(.submit(job), now: now) } catch { throw ControlPlaneError.invalid(error.description) }
         nextJobID += 1
         waitingEstimate[project, default: 0] += 1
-        launches[id] = submission.launch
+        launches[id] = launch
         jobOrder.append(id)
         var record: IdempotencyRecord?
         if let key = idempotencyKey {
@@ -612,7 +708,8 @@ public actor ControlPlane {
                 masterAddress = node.labels[Self.addressLabel] ?? node.name
                 masterPort = 20_000 + Int(job.id.rawValue % 20_000)
             }
-            result.append(Assignment(allocation: allocation, jobName: job.name, launch: launch, groupSize: group.count, rank: allocation.task.index, peers: peers,
+            result.append(Assignment(allocation: allocation, jobName: job.name, launch: launchForAgent(launch, job: job.id), groupSize: group.count,
+                                     rank: allocation.task.index, peers: peers,
                                      runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort))
         }
         return Assignments(index: nodeVersions[id] ?? 0, allocations: result)

@@ -11,9 +11,16 @@ public struct JobSubmission: Hashable, Sendable {
     public var runtimeEstimate: Duration?
     public var runtimeLimit: Duration?
     public var launch: JobLaunch
+    /// Secret environment values as given (sealed before anything is stored).
+    public var secrets: [String: String]
+    /// Environment names taken from the project's secret store: env name → secret name.
+    public var secretRefs: [String: String]
 
     public init(project: String, name: String? = nil, taskGroups: [TaskGroup], priority: PriorityClass = .normal, spot: Bool = false,
-                runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, launch: JobLaunch) {
+                runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, launch: JobLaunch,
+                secrets: [String: String] = [:], secretRefs: [String: String] = [:]) {
+        self.secrets = secrets
+        self.secretRefs = secretRefs
         self.project = project
         self.name = name
         self.taskGroups = taskGroups

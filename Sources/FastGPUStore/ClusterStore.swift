@@ -19,6 +19,8 @@ public enum StoreWrite: Hashable, Sendable {
     case appendEvent(EventRecord)
     case appendLog(LogChunkRecord)
     case appendAudit(AuditRecord)
+    case saveSecret(SecretRecord)
+    case removeSecret(ProjectID, name: String)
     /// Idempotency keys older than the retention are forgotten: a retry after that is a new job.
     case expireIdempotencyKeys(before: Timestamp)
     case setMeta(StoreMeta)
@@ -47,9 +49,12 @@ public struct StoredState: Hashable, Sendable {
     /// Live allocations only; ended ones stay in the store for history.
     public var liveAllocations: [AllocationRecord]
     public var idempotencyKeys: [IdempotencyRecord]
+    public var secrets: [SecretRecord]
 
     public init(meta: StoreMeta? = nil, projects: [ProjectRecord] = [], members: [MemberRecord] = [], tokens: [TokenRecord] = [], nodes: [NodeRecord] = [],
-                gpus: [GPURecord] = [], jobs: [JobRecord] = [], liveAllocations: [AllocationRecord] = [], idempotencyKeys: [IdempotencyRecord] = []) {
+                gpus: [GPURecord] = [], jobs: [JobRecord] = [], liveAllocations: [AllocationRecord] = [], idempotencyKeys: [IdempotencyRecord] = [],
+                secrets: [SecretRecord] = []) {
+        self.secrets = secrets
         self.meta = meta
         self.projects = projects
         self.members = members

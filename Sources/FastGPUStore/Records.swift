@@ -12,11 +12,44 @@ public struct JobLaunch: Hashable, Sendable, Codable {
     public var environment: [String: String]
     /// How many allocations a task may use up before a lost task fails the job (≥ 1).
     public var maxAttempts: Int
+    /// Secret environment values, sealed (AES-GCM, base64) by the control plane's `SecretBox`
+    /// for this job: never returned by the API, opened only for the agent that runs an allocation.
+    public var sealedSecrets: [String: String]
 
-    public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3) {
+    public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:]) {
         self.command = command
         self.environment = environment
         self.maxAttempts = maxAttempts
+        self.sealedSecrets = sealedSecrets
+    }
+
+    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        command = try c.decode([String].self, forKey: .command)
+        environment = try c.decode([String: String].self, forKey: .environment)
+        maxAttempts = try c.decode(Int.self, forKey: .maxAttempts)
+        // Rows written before secrets existed have none.
+        sealedSecrets = try c.decodeIfPresent([String: String].self, forKey: .sealedSecrets) ?? [:]
+    }
+}
+
+/// A secret of a project's secret store, sealed for `project:ID:NAME`. Jobs of the project
+/// refer to it by name (`secretRefs`); its value is never read back through the API.
+public struct SecretRecord: Hashable, Sendable, Codable {
+    public var projectID: ProjectID
+    public var name: String
+    public var sealed: String
+    public var updatedAt: Timestamp
+    public var updatedBy: String
+
+    public init(projectID: ProjectID, name: String, sealed: String, updatedAt: Timestamp, updatedBy: String) {
+        self.projectID = projectID
+        self.name = name
+        self.sealed = sealed
+        self.updatedAt = updatedAt
+        self.updatedBy = updatedBy
     }
 }
 

@@ -164,6 +164,16 @@ public final class SQLiteClusterStore: ClusterStore {
             }
             try db.create(index: "audit_by_subject", on: "audit", columns: ["subject", "sequence"])
         }
+        migrator.registerMigration("v4: project secrets") { db in
+            try db.create(table: "secret") { t in
+                t.column("projectID", .integer).notNull().references("project", onDelete: .cascade)
+                t.column("name", .text).notNull()
+                t.column("sealed", .text).notNull()
+                t.column("updatedAt", .integer).notNull()
+                t.column("updatedBy", .text).notNull()
+                t.primaryKey(["projectID", "name"])
+            }
+        }
         return migrator
     }
 
@@ -179,7 +189,8 @@ public final class SQLiteClusterStore: ClusterStore {
                 gpus: try GPURecord.order(Column("nodeID"), Column("index")).fetchAll(db),
                 jobs: try JobRecord.order(Column("id")).fetchAll(db),
                 liveAllocations: try AllocationRecord.filter(Column("live") == true).order(Column("id")).fetchAll(db),
-                idempotencyKeys: try IdempotencyRecord.fetchAll(db))
+                idempotencyKeys: try IdempotencyRecord.fetchAll(db),
+                secrets: try SecretRecord.order(Column("projectID"), Column("name")).fetchAll(db))
         }
     }
 
@@ -204,6 +215,9 @@ public final class SQLiteClusterStore: ClusterStore {
                 case .appendEvent(let record): try record.insert(db)
                 case .appendLog(let record): try record.insert(db, onConflict: .ignore)
                 case .appendAudit(let record): try record.insert(db)
+                case .saveSecret(let record): try record.upsert(db)
+                case .removeSecret(let project, let name):
+                    _ = try SecretRecord.filter(Column("projectID") == project.rawValue && Column("name") == name).deleteAll(db)
                 case .expireIdempotencyKeys(let before):
                     _ = try IdempotencyRecord.filter(Column("createdAt") < before.millisecondsSinceEpoch).deleteAll(db)
                 case .setMeta(let meta):
@@ -304,6 +318,10 @@ extension IdempotencyRecord: FetchableRecord, PersistableRecord {
 
 extension LogChunkRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "logChunk"
+}
+
+extension SecretRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "secret"
 }
 
 extension AuditRecord: FetchableRecord, PersistableRecord {

@@ -90,9 +90,13 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
     package var maxRuntimeSeconds: Int64?
     package var estimatedRuntimeSeconds: Int64?
     package var maxAttempts: Int?
+    /// Secret environment values: stored encrypted, never returned, given only to the agent.
+    package var secrets: [String: String]?
+    /// Environment names taken from the project's secret store: env name → secret name.
+    package var secretRefs: [String: String]?
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts
+        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs
     }
 
     package init(from decoder: any Decoder) throws {
@@ -110,9 +114,14 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
         maxRuntimeSeconds = try c.decodeIfPresent(Int64.self, forKey: .maxRuntimeSeconds)
         estimatedRuntimeSeconds = try c.decodeIfPresent(Int64.self, forKey: .estimatedRuntimeSeconds)
         maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts)
+        secrets = try c.decodeIfPresent([String: String].self, forKey: .secrets)
+        secretRefs = try c.decodeIfPresent([String: String].self, forKey: .secretRefs)
     }
 
-    package init(project: String, name: String? = nil, command: [String], env: [String: String]? = nil, resources: ResourcesBody? = nil, tasks: Int? = nil, gang: Bool? = nil, placement: String? = nil, priority: String? = nil, spot: Bool? = nil, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int? = nil) {
+    package init(project: String, name: String? = nil, command: [String], env: [String: String]? = nil, resources: ResourcesBody? = nil, tasks: Int? = nil, gang: Bool? = nil, placement: String? = nil, priority: String? = nil, spot: Bool? = nil, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int? = nil,
+                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil) {
+        self.secrets = secrets
+        self.secretRefs = secretRefs
         self.project = project
         self.name = name
         self.command = command
@@ -469,9 +478,12 @@ package struct JobWire: Codable, Sendable, Equatable {
     package var finishedAt: String?
     package var allocations: [AllocationWire]
     package var queue: QueueWire?
+    /// The names of the job's secret environment values; their values are never returned.
+    package var secrets: [String]?
 
-    package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil) {
+    package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil, secrets: [String]? = nil) {
         self.id = id
+        self.secrets = secrets
         self.name = name
         self.project = project
         self.submitter = submitter
@@ -861,4 +873,37 @@ package struct AuditListWire: Codable, Sendable, Equatable {
         self.items = items
         self.next = next
     }
+}
+
+/// `PUT /v1/projects/{name}/secrets/{secret}`: the value to store.
+package struct SecretBody: Codable, Sendable, Equatable {
+    package var value: String
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case value }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        value = try c.decode(String.self, forKey: .value)
+    }
+
+    package init(value: String) { self.value = value }
+}
+
+/// A secret of a project's store as the API shows it: never its value.
+package struct SecretWire: Codable, Sendable, Equatable {
+    package var name: String
+    package var updatedAt: String
+    package var updatedBy: String
+
+    package init(name: String, updatedAt: String, updatedBy: String) {
+        self.name = name
+        self.updatedAt = updatedAt
+        self.updatedBy = updatedBy
+    }
+}
+
+package struct SecretListWire: Codable, Sendable, Equatable {
+    package var items: [SecretWire]
+
+    package init(items: [SecretWire]) { self.items = items }
 }

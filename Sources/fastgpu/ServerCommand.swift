@@ -91,7 +91,11 @@ struct LocalServer {
         }
         let store: SQLiteClusterStore
         do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw CommandFailure("\(error)") }
-        let controlPlane = try await ControlPlane(store: store, configuration: configuration, logger: logger)
+        // Secrets are sealed with a key kept beside the database, in a file of its own (0600):
+        // back both up, and keep them apart.
+        let secretBox: SecretBox
+        do { secretBox = try SecretBox.loadOrCreate(at: directory + "/secret-key") } catch { throw CommandFailure("\(error)") }
+        let controlPlane = try await ControlPlane(store: store, secretBox: secretBox, configuration: configuration, logger: logger)
         if let token = try await controlPlane.bootstrapIfEmpty() {
             let path = directory + "/admin-token"
             guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {

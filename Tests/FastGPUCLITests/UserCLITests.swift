@@ -49,6 +49,29 @@ final class UserCLITests {
         #expect(ok.status == 0 && ok.output.isEmpty, "\(ok.errors)")
     }
 
+    @Test func aSecretReachesTheJobAndNeverItsListings() throws {
+        let value = "s3cr3t-\(UInt64.random(in: 0...UInt64.max))"
+        var environment = ["FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin, "HF_TOKEN": value]
+        // From this shell's environment (not the command line), and from the project's store.
+        let stored = Process()
+        stored.executableURL = URL(fileURLWithPath: "/bin/sh")
+        stored.arguments = ["-c", "printf %s \"$HF_TOKEN\" | timeout 60 \(CLITests.binary.path) secrets set default hf"]
+        stored.environment = environment.merging(["HOME": home, "PATH": "/usr/bin:/bin"]) { _, new in new }
+        try stored.run()
+        stored.waitUntilExit()
+        #expect(stored.terminationStatus == 0)
+        let run = try fastgpu(["run", "--secret", "HF_TOKEN", "--secret-ref", "FROM_STORE=hf", "--",
+                               "sh", "-c", "test \"$HF_TOKEN\" = \"$FROM_STORE\" && echo ${#HF_TOKEN} chars"], environment: environment)
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output == "\(value.count) chars\n")
+        environment["HF_TOKEN"] = nil
+        let listed = try fastgpu(["jobs", "ls", "--all", "--output", "json"], environment: environment)
+        let shown = try fastgpu(["jobs", "show", "1"], environment: environment)
+        let secrets = try fastgpu(["secrets", "ls", "default"], environment: environment)
+        #expect(secrets.output.contains("hf"))
+        for text in [run.output + run.errors, listed.output, shown.output, secrets.output] { #expect(!text.contains(value)) }
+    }
+
     @Test func detachThenFollowShowAndList() throws {
         let detached = try fastgpu(["run", "-d", "--gpus", "1", "--env", "WHO=tester", "--", "sh", "-c", "echo hi $WHO"])
         #expect(detached.status == 0, "\(detached.errors)")

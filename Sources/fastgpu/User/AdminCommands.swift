@@ -313,3 +313,57 @@ struct AuditCommand: AsyncParsableCommand {
         if let next = page.next { Output.write("more: fastgpu audit --after \(next)\n") }
     }
 }
+
+/// `fastgpu secrets`: a project's secret store. Values go in, never come out.
+struct SecretsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "secrets",
+        abstract: "A project's secrets: stored encrypted, used by jobs with --secret-ref, never shown again.",
+        subcommands: [List.self, Set.self, Remove.self],
+        defaultSubcommand: List.self)
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "The names of a project's secrets.")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+        @Argument(help: "The project.") var project: String
+
+        func run() async throws {
+            let secrets = try await connection.client().secrets(project: project)
+            if format.json { return try Output.json(secrets) }
+            Output.write(Output.table(["NAME", "UPDATED", "BY"], secrets.items.map { [$0.name, WireTime.age($0.updatedAt), $0.updatedBy] }))
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set", abstract: "Store a secret (project admins); its value is read from standard input.",
+            discussion: "printf %s \"$HF_TOKEN\" | fastgpu secrets set vision hf-token   # then: fastgpu run --secret-ref HF_TOKEN=hf-token ...")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project.") var project: String
+        @Argument(help: "The secret's name.") var name: String
+
+        func run() async throws {
+            // From standard input, never from an argument: arguments show in ps and shell history.
+            let data = FileHandle.standardInput.readDataToEndOfFile()
+            guard data.count <= 64 * 1024 else { throw CommandFailure("a secret is at most 64 KiB") }
+            var value = String(decoding: data, as: UTF8.self)
+            if value.hasSuffix("\n") { value.removeLast() }
+            guard !value.isEmpty else { throw CommandFailure("no value on standard input: printf %s \"$VALUE\" | fastgpu secrets set \(project) \(name)") }
+            let secret = try await connection.client().setSecret(project: project, name: name, value: value)
+            Output.write("secret \(secret.name) of \(project) stored\n")
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a secret (jobs already submitted keep their copy).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project.") var project: String
+        @Argument(help: "The secret's name.") var name: String
+
+        func run() async throws {
+            try await connection.client().removeSecret(project: project, name: name)
+            Output.write("secret \(name) of \(project) removed\n")
+        }
+    }
+}

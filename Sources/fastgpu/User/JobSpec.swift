@@ -19,6 +19,10 @@ struct JobSpec: Equatable {
     var maxRuntime: String?
     var retry: Int?
     var env: [String: String] = [:]
+    /// Secret env values: encrypted on the server, never shown, given only to the agent.
+    var secrets: [String: String] = [:]
+    /// Env names taken from the project's secret store: ENV → secret name.
+    var secretRefs: [String: String] = [:]
     var command: [String] = []
 
     /// Fields of `other` that are set replace those of `self`; environments are merged.
@@ -37,6 +41,8 @@ struct JobSpec: Equatable {
         spec.maxRuntime = other.maxRuntime ?? maxRuntime
         spec.retry = other.retry ?? retry
         spec.env.merge(other.env) { _, new in new }
+        spec.secrets.merge(other.secrets) { _, new in new }
+        spec.secretRefs.merge(other.secretRefs) { _, new in new }
         if !other.command.isEmpty { spec.command = other.command }
         return spec
     }
@@ -70,15 +76,17 @@ struct JobSpec: Equatable {
         if let nodes { guard (1...4096).contains(nodes) else { throw CommandFailure("--nodes must be 1 to 4096, not \(nodes)") } }
         if let priority { guard ["low", "normal", "high"].contains(priority) else { throw CommandFailure("--priority must be low, normal or high, not '\(priority)'") } }
         if let retry { guard (0...99).contains(retry) else { throw CommandFailure("--retry must be 0 to 99 (retries after the first attempt), not \(retry)") } }
-        for key in env.keys {
-            guard key.range(of: #"^[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression) != nil else { throw CommandFailure("--env name '\(key)' is not a valid variable name") }
+        for (flag, keys) in [("--env", env.keys), ("--secret", secrets.keys), ("--secret-ref", secretRefs.keys)] {
+            for key in keys {
+                guard key.range(of: #"^[A-Za-z_][A-Za-z0-9_]*$"#, options: .regularExpression) != nil else { throw CommandFailure("\(flag) name '\(key)' is not a valid variable name") }
+            }
         }
         return JobSubmissionBody(
             project: project ?? defaultProject, name: name, command: command, env: env.isEmpty ? nil : env,
             resources: resources == ResourcesBody() ? nil : resources,
             tasks: nodes, gang: (nodes ?? 1) > 1 ? true : nil, priority: priority, spot: spot,
             maxRuntimeSeconds: try maxRuntime.map { try Self.parseSeconds($0, flag: "--max-runtime") },
-            maxAttempts: retry.map { $0 + 1 })
+            maxAttempts: retry.map { $0 + 1 }, secrets: secrets.isEmpty ? nil : secrets, secretRefs: secretRefs.isEmpty ? nil : secretRefs)
     }
 
     // MARK: Values
@@ -155,7 +163,7 @@ struct JobSpec: Equatable {
     }
 
     /// `K=V`, or `K` alone to pass this shell's value of K.
-    static func parseEnv(_ items: [String]) throws -> [String: String] {
+    static func parseEnv(_ items: [String], flag: String = "--env") throws -> [String: String] {
         var env: [String: String] = [:]
         for item in items {
             if let equals = item.firstIndex(of: "=") {
@@ -163,7 +171,7 @@ struct JobSpec: Equatable {
             } else if let value = ProcessInfo.processInfo.environment[item] {
                 env[item] = value
             } else {
-                throw CommandFailure("--env \(item): give K=V, or the name of a variable set in this shell")
+                throw CommandFailure("\(flag) \(item): give K=V, or the name of a variable set in this shell")
             }
         }
         return env
@@ -189,7 +197,7 @@ struct JobSpec: Equatable {
 ///     spot: false
 ///     max_runtime: 12h
 enum TaskFile {
-    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "run", "retry", "priority", "spot", "max_runtime"]
+    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime"]
     static let resourceKeys: Set<String> = ["gpus", "gpu_memory", "mig", "cpus", "memory"]
 
     static func load(path: String) throws -> JobSpec {
@@ -238,6 +246,21 @@ enum TaskFile {
             spec.env = try JobSpec.parseEnv(list.map { "\($0)" })
         default:
             throw CommandFailure("\(path): env must be a mapping (KEY: value) or a list of KEY=value")
+        }
+        // `secrets:` takes values (KEY: value) or names of this shell's variables (a list), so a
+        // task file need not hold the value itself; `secret_refs:` names the project's secrets.
+        switch top["secrets"] {
+        case nil: break
+        case let map as [String: Any]:
+            for (key, value) in map { spec.secrets[key] = try string(value, "secrets.\(key)", path) }
+        case let list as [Any]:
+            spec.secrets = try JobSpec.parseEnv(list.map { "\($0)" }, flag: "secrets")
+        default:
+            throw CommandFailure("\(path): secrets must be a mapping (KEY: value) or a list of KEY or KEY=value")
+        }
+        if let refs = top["secret_refs"] {
+            guard let map = refs as? [String: Any] else { throw CommandFailure("\(path): secret_refs must be a mapping (ENV_NAME: secret-name)") }
+            for (key, value) in map { spec.secretRefs[key] = try string(value, "secret_refs.\(key)", path) }
         }
         switch top["run"] {
         case nil: break

@@ -102,6 +102,7 @@ struct JobsCommand: AsyncParsableCommand {
             if let limit = job.maxRuntimeSeconds { text += "  max runtime  \(WireTime.span(Double(limit)))\n" }
             if let finished = job.finishedAt { text += "  finished     \(finished)\n" }
             if !job.env.isEmpty { text += "  env          " + job.env.keys.sorted().map { "\($0)=\(job.env[$0]!)" }.joined(separator: " ") + "\n" }
+            if let secrets = job.secrets, !secrets.isEmpty { text += "  secrets      " + secrets.joined(separator: " ") + " (values hidden)\n" }
             if let queue = job.queue {
                 text += "  queue        #\(queue.position)" + (WireTime.until(queue.estimatedStart).map { ", estimated start \($0)" } ?? "") + "\n"
                 if let reason = queue.reason { text += "  waiting for  \(ReasonText.plain(reason.message))\n" }

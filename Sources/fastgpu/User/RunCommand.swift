@@ -61,6 +61,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("env"), help: ArgumentHelp("K=V, or K to pass this shell's value (repeatable).", valueName: "K=V"))
     var env: [String] = []
 
+    @Option(name: .customLong("secret"), help: ArgumentHelp("A secret env value: K to pass this shell's value (best: it stays out of ps and history), or K=V. Encrypted on the server, never shown (repeatable).", valueName: "K"))
+    var secret: [String] = []
+
+    @Option(name: .customLong("secret-ref"), help: ArgumentHelp("K=NAME: env K from the project's secret NAME (fastgpu secrets set) (repeatable).", valueName: "K=NAME"))
+    var secretRef: [String] = []
+
     @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A task file (YAML) with the same meaning as the flags.", valueName: "task.yaml"))
     var file: String?
 
@@ -88,6 +94,13 @@ struct RunCommand: AsyncParsableCommand {
         flags.maxRuntime = maxRuntime
         flags.retry = retry
         flags.env = try JobSpec.parseEnv(env)
+        flags.secrets = try JobSpec.parseEnv(secret, flag: "--secret")
+        for item in secretRef {
+            guard let equals = item.firstIndex(of: "="), equals != item.startIndex, item.index(after: equals) != item.endIndex else {
+                throw CommandFailure("--secret-ref \(item): give ENV_NAME=secret-name")
+            }
+            flags.secretRefs[String(item[..<equals])] = String(item[item.index(after: equals)...])
+        }
         flags.command = command
         let base = try file.map { try TaskFile.load(path: $0) } ?? JobSpec()
         return base.overridden(by: flags)

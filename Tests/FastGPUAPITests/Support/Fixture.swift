@@ -17,6 +17,8 @@ struct Fixture {
     let controlPlane: ControlPlane
     let scheduling: SchedulingService
     let admin: String
+    /// The key a restarted control plane gets again, as a server reads its secret-key file.
+    let secretBox: SecretBox
 
     static func temporaryDatabase() -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-api-\(UInt64.random(in: 0...UInt64.max))").path
@@ -26,15 +28,19 @@ struct Fixture {
 
     static func make(path: String? = nil, configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), clock: ManualClock = ManualClock()) async throws -> Fixture {
         let path = path ?? temporaryDatabase()
-        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), clock: clock, configuration: configuration)
+        let secretBox = SecretBox.random()
+        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration)
         let admin = try await controlPlane.bootstrapIfEmpty() ?? ""
-        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin)
+        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin,
+                       secretBox: secretBox)
     }
 
     /// The same database opened by a new control plane, as after a restart.
     func restarted() async throws -> Fixture {
-        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), clock: clock, configuration: self.controlPlane.configuration)
-        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin)
+        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock,
+                                                  configuration: self.controlPlane.configuration)
+        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin,
+                       secretBox: secretBox)
     }
 
     @discardableResult
