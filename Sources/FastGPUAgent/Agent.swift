@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import NIOSSL
 import Foundation
 public import Logging
 
@@ -22,6 +23,8 @@ public struct AgentConfiguration: Sendable {
     public var superviseInterval: Duration = .milliseconds(100)
     /// Enforce each allocation's CPU and memory through cgroups where the machine allows.
     public var cgroups = true
+    /// PEM file of the CA that signed an https control plane's certificate (nil: the system's roots).
+    public var caFile: String?
 
     public init(server: String, joinToken: String?, dataDirectory: String, nodeName: String, address: String, probe: any DeviceProbe,
                 cpuMillis: Int, memoryMiB: Int) {
@@ -98,7 +101,13 @@ public actor Agent {
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
         self.configuration = configuration
         self.logger = logger
-        http = HTTPClient(eventLoopGroupProvider: .singleton)
+        var settings = HTTPClient.Configuration()
+        if let caFile = configuration.caFile {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(caFile)
+            settings.tlsConfiguration = tls
+        }
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: settings)
         client = AgentClient(server: configuration.server, http: http)
     }
 

@@ -4,6 +4,9 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
 
 /// A client of the v1 API, shared by the `fastgpu` command-line tool and the agent. Bodies are the
 /// `FastGPUWire` structs the server itself encodes and decodes, so client and server agree by
@@ -13,8 +16,31 @@ package struct FastGPUClient: Sendable {
     package let server: String
     package var token: String?
     let http: HTTPClient
+    /// The CA file the client trusts for https (nil: the system's roots); the reachability
+    /// check shakes hands with it, so a certificate it does not trust fails at once.
+    let caFile: String?
 
-    package init(server: String, token: String?, http: HTTPClient = .shared) {
+    /// An HTTP client that trusts the certificate authorities in `caFile` (PEM) for a server
+    /// with a private CA (`fastgpu server --tls-cert`), or the shared one (the system's roots)
+    /// when nil. One per file for the life of the process: an HTTPClient must never be
+    /// released without a shutdown.
+    package static func http(caFile: String?) throws -> HTTPClient {
+        guard let caFile else { return .shared }
+        return try trustingClients.withLock { clients in
+            if let client = clients[caFile] { return client }
+            guard FileManager.default.isReadableFile(atPath: caFile) else { throw ClientError.badReply("cannot read the CA file \(caFile)") }
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.trustRoots = .file(caFile)
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: tls))
+            clients[caFile] = client
+            return client
+        }
+    }
+
+    private static let trustingClients = Mutex<[String: HTTPClient]>([:])
+
+    package init(server: String, token: String?, http: HTTPClient = .shared, caFile: String? = nil) {
+        self.caFile = caFile
         var server = server
         while server.hasSuffix("/") { server.removeLast() }
         self.server = server
@@ -29,10 +55,39 @@ package struct FastGPUClient: Sendable {
         guard let url = URL(string: server), let host = url.host else { throw ClientError.badReply("'\(server)' is not a server URL") }
         let port = url.port ?? (url.scheme == "https" ? 443 : 80)
         do {
-            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            var tlsContext: NIOSSLContext?
+            if url.scheme == "https" {
+                // AsyncHTTPClient retries a refused handshake until its deadline (30 s): a
+                // certificate the client does not trust is better said at once.
+                var tls = TLSConfiguration.makeClientConfiguration()
+                if let caFile { tls.trustRoots = .file(caFile) }
+                tlsContext = try NIOSSLContext(configuration: tls)
+            }
+            let context = tlsContext
+            // Made after everything that may throw: a promise must be completed on every path.
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let handshake = loop.makePromise(of: Void.self)
+            let hostname = host.contains(":") || host.split(separator: ".").allSatisfy({ Int($0) != nil }) ? nil : host
+            let connecting = ClientBootstrap(group: loop)
                 .connectTimeout(.milliseconds(timeout.wholeMilliseconds))
-                .connect(host: host, port: port).get()
-            try? await channel.close().get()
+                .channelInitializer { channel in
+                    guard let context else { return channel.eventLoop.makeSucceededVoidFuture() }
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: context, serverHostname: hostname))
+                        try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(done: handshake))
+                    }
+                }
+                .connect(host: host, port: port)
+            let channel: any Channel
+            do {
+                channel = try await connecting.get()
+            } catch {
+                handshake.fail(error)
+                throw error
+            }
+            if context == nil { handshake.succeed() }
+            defer { channel.close(promise: nil) }
+            try await handshake.futureResult.get()
         } catch {
             throw ClientError.unreachable(server: server, reason: Self.short(error))
         }
@@ -311,5 +366,29 @@ extension Duration {
     package var wholeMilliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}
+
+/// Completes its promise when the TLS handshake completes, fails it when the connection fails
+/// or closes first.
+private final class HandshakeWatcher: ChannelInboundHandler {
+    typealias InboundIn = NIOAny
+    let done: EventLoopPromise<Void>
+
+    init(done: EventLoopPromise<Void>) { self.done = done }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted? = event as? TLSUserEvent { done.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        done.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.fail(ChannelError.eof)
+        context.fireChannelInactive()
     }
 }

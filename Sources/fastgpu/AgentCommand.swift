@@ -45,6 +45,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Flag(name: .customLong("no-cgroups"), help: "Do not enforce jobs' CPU and memory requests through cgroups.")
     var noCgroups = false
 
+    @Option(help: ArgumentHelp("PEM file of the CA that signed an https server's certificate.", valueName: "file"))
+    var caFile: String?
+
     @Option(help: "Seconds a stopped job gets between SIGTERM and SIGKILL (0 to 3600).")
     var stopGrace = 10
 
@@ -71,6 +74,10 @@ struct AgentCommand: AsyncParsableCommand {
         configuration.cgroups = !noCgroups
         guard (0...3600).contains(stopGrace) else { throw ValidationError("--stop-grace must be 0 to 3600 seconds") }
         configuration.stopGrace = .seconds(stopGrace)
+        if let caFile {
+            guard FileManager.default.isReadableFile(atPath: caFile) else { throw CommandFailure("cannot read the CA file \(caFile)") }
+            configuration.caFile = caFile
+        }
         do {
             try await Agent(configuration: configuration, logger: logger).run()
         } catch {

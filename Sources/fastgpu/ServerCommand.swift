@@ -5,6 +5,8 @@ import FastGPUStore
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import HummingbirdTLS
+import NIOSSL
 import Logging
 import ServiceLifecycle
 
@@ -41,6 +43,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds before a lost task is retried (doubling per attempt, at most 300).")
     var retryBackoff = 10
 
+    @Option(help: ArgumentHelp("PEM certificate (chain) to serve https with; needs --tls-key.", valueName: "file"))
+    var tlsCert: String?
+
+    @Option(help: ArgumentHelp("PEM private key of --tls-cert.", valueName: "file"))
+    var tlsKey: String?
+
     @Option(help: "Requests per second one user token may send (bursts of twice that; 0: no limit). Cluster admins are exempt.")
     var rateLimit = 50
 
@@ -56,6 +64,7 @@ struct ServerCommand: AsyncParsableCommand {
         var limits = RequestLimits()
         limits.requestsPerSecond = rateLimit
         limits.burst = rateLimit * 2
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         var configuration = ControlPlaneConfiguration()
         configuration.maxPendingJobsPerProject = maxPendingJobs
         configuration.heartbeatTTL = .seconds(heartbeatTTL)
@@ -64,7 +73,8 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.retryBackoff = .seconds(retryBackoff)
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, configuration: configuration, limits: limits, logger: logger) { url, directory in
+        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, configuration: configuration, limits: limits,
+                                                tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }, logger: logger) { url, directory in
             // Unbuffered: whoever started the server (a script, a test) reads this line.
             FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (data in \(directory))\n".utf8))
         }
@@ -81,7 +91,8 @@ struct LocalServer {
     var controlPlane: ControlPlane
     var directory: String
 
-    static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, limits: RequestLimits = RequestLimits(), logger: Logger,
+    static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, limits: RequestLimits = RequestLimits(),
+                     tls: TLSFiles? = nil, logger: Logger,
                      onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void) async throws -> LocalServer {
         let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
         do {
@@ -111,20 +122,41 @@ struct LocalServer {
         let cap = limits.connectionCap(descriptorLimit: descriptors)
         let perAddress = ConnectionsPerAddress(limit: min(cap, limits.maxConnectionsPerAddress))
         logger.info("accepting at most \(cap) connections (descriptor limit \(descriptors)); idle ones close after \(limits.idleTimeout)")
+        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [perAddress.handler()],
+                                                                   idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds))))
+        let scheme = tls == nil ? "http" : "https"
         let app = Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [perAddress.handler()],
-                                                idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds)))),
+            server: try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0.configuration) } ?? http1,
             configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu",
                                  availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: logger)),
             onServerRunning: { channel in
                 let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                onRunning("http://\(address)", directory)
+                onRunning("\(scheme)://\(address)", directory)
             },
             logger: logger)
         return LocalServer(
             services: [app, SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger), LivenessService(controlPlane: controlPlane, logger: logger)],
             controlPlane: controlPlane, directory: directory)
+    }
+}
+
+/// The certificate and key `fastgpu server` serves https with, read at start so that a bad
+/// file is one clear line before anything listens.
+struct TLSFiles {
+    let configuration: TLSConfiguration
+
+    init(certificate: String, key: String) throws {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            guard !chain.isEmpty else { throw CommandFailure("\(certificate) holds no PEM certificate") }
+            let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
+        } catch let failure as CommandFailure {
+            throw failure
+        } catch {
+            throw CommandFailure("cannot use --tls-cert \(certificate) and --tls-key \(key): \(error)")
+        }
     }
 }
 

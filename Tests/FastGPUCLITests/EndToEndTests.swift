@@ -11,9 +11,14 @@ final class LocalCluster {
     var admin = ""
     var joinToken = ""
     var agents: [String: (process: Process, log: LineReader)] = [:]
+    /// The CA of an https server: curl and the agents trust it.
+    let caFile: String?
+    var scheme = "http"
 
-    init(serverArguments: [String] = []) throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-e2e-\(UInt64.random(in: 0...UInt64.max))").path
+    init(serverArguments: [String] = [], caFile: String? = nil, directory: String? = nil) throws {
+        self.caFile = caFile
+        self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-e2e-\(UInt64.random(in: 0...UInt64.max))").path
+        let directory = self.directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         server.executableURL = CLITests.binary
         server.arguments = ["server", "--data-dir", directory + "/server", "--port", "0", "--log-level", "warning"] + serverArguments
@@ -21,8 +26,9 @@ final class LocalCluster {
         server.standardOutput = out
         server.standardError = FileHandle.nullDevice
         try server.run()
-        let line = LineReader(out.fileHandleForReading).waitFor { $0.contains("listening on http://127.0.0.1:") } ?? ""
-        guard let range = line.range(of: "http://127.0.0.1:") else { throw ServerProcessTests.CLIError("server did not start") }
+        let line = LineReader(out.fileHandleForReading).waitFor { $0.contains("listening on http") } ?? ""
+        guard let range = line.range(of: "://127.0.0.1:") else { throw ServerProcessTests.CLIError("server did not start") }
+        scheme = line.contains("https://") ? "https" : "http"
         port = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
         admin = try String(contentsOfFile: directory + "/server/admin-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         joinToken = try json(post("/v1/tokens", #"{"name":"e2e","kind":"join"}"#))["token"] as? String ?? ""
@@ -33,13 +39,13 @@ final class LocalCluster {
         if server.isRunning { kill(server.processIdentifier, SIGKILL) }
     }
 
-    var url: String { "http://127.0.0.1:\(port)" }
+    var url: String { "\(scheme)://127.0.0.1:\(port)" }
 
     func startAgent(_ name: String, gpus: String = "4xH100-80GB", register: Bool = true, extra: [String] = []) throws {
         let process = Process()
         process.executableURL = CLITests.binary
         process.arguments = ["agent", "--server", url, "--data-dir", directory + "/agent-\(name)", "--name", name, "--simulate-gpus", gpus, "--log-level", "info"]
-            + (register ? ["--join-token", joinToken] : []) + extra
+            + (register ? ["--join-token", joinToken] : []) + (caFile.map { ["--ca-file", $0] } ?? []) + extra
         let errors = Pipe()
         process.standardOutput = FileHandle.nullDevice
         process.standardError = errors
@@ -60,7 +66,7 @@ final class LocalCluster {
     }
 
     func curl(_ arguments: [String]) throws -> String {
-        try ServerProcessTests.curl(["-H", "Authorization: Bearer \(admin)"] + arguments)
+        try ServerProcessTests.curl(["-H", "Authorization: Bearer \(admin)"] + (caFile.map { ["--cacert", $0] } ?? []) + arguments)
     }
 
     func post(_ path: String, _ body: String = "{}") throws -> String { try curl(["-X", "POST", url + path, "-d", body]) }

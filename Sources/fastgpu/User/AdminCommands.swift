@@ -14,6 +14,7 @@ struct LoginCommand: AsyncParsableCommand {
     @Option(help: "An API token (or --token-file, or FASTGPU_TOKEN).") var token: String?
     @Option(help: "A file holding the token, such as DATA-DIR/admin-token.") var tokenFile: String?
     @Option(help: "The project to use when none is named.") var project: String?
+    @Option(help: "PEM file of the CA that signed an https server's certificate; saved with the login.") var caFile: String?
 
     func run() async throws {
         var secret = token ?? ProcessInfo.processInfo.environment["FASTGPU_TOKEN"]
@@ -23,13 +24,14 @@ struct LoginCommand: AsyncParsableCommand {
         }
         if secret == nil, server == CLIConfig.localServer { secret = CLIConfig.localAdminToken() }
         guard let secret, !secret.isEmpty else { throw CommandFailure("give --token TOKEN or --token-file FILE") }
-        let client = try await ClientOptions.parse(["--server", server, "--token", secret]).client()
+        let caPath = caFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let client = try await ClientOptions.parse(["--server", server, "--token", secret] + (caPath.map { ["--ca-file", $0] } ?? [])).client()
         // Any authenticated read proves the URL and the token.
         let projects = try await client.projects()
         if let project, !projects.items.contains(where: { $0.name == project }) {
             throw CommandFailure("project '\(project)' does not exist or is not yours; yours: \(projects.items.map(\.name).joined(separator: ", "))")
         }
-        try CLIConfig(server: client.server, token: secret, project: project).save()
+        try CLIConfig(server: client.server, token: secret, project: project, caFile: caPath).save()
         Output.write("logged in to \(client.server); projects: \(projects.items.map(\.name).joined(separator: ", ")); saved to \(CLIConfig.path)\n")
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AsyncHTTPClient
 import FastGPUClient
 import FastGPUWire
 import Foundation
@@ -14,6 +15,9 @@ struct ClientOptions: ParsableArguments {
     @Option(help: ArgumentHelp("An API token (default: the one `fastgpu login` saved).", valueName: "token"))
     var token: String?
 
+    @Option(help: ArgumentHelp("PEM file of the CA that signed an https server's certificate (or FASTGPU_CA_FILE; login saves it).", valueName: "file"))
+    var caFile: String?
+
     /// A client of the server, which is known to listen.
     func client() async throws -> FastGPUClient {
         let config = CLIConfig.load()
@@ -27,7 +31,10 @@ struct ClientOptions: ParsableArguments {
         guard let token, !token.isEmpty else {
             throw CommandFailure("no API token: run `fastgpu login --server \(server) --token TOKEN`, or set FASTGPU_TOKEN")
         }
-        let client = FastGPUClient(server: server, token: token)
+        let caFile = self.caFile ?? environment["FASTGPU_CA_FILE"] ?? config.caFile
+        let http: HTTPClient
+        do { http = try FastGPUClient.http(caFile: caFile) } catch { throw CommandFailure("\(error)") }
+        let client = FastGPUClient(server: server, token: token, http: http, caFile: caFile)
         try await client.checkReachable()
         return client
     }
@@ -53,6 +60,7 @@ struct CLIConfig: Codable {
     var server: String?
     var token: String?
     var project: String?
+    var caFile: String?
 
     static let localServer = "http://127.0.0.1:8470"
 
