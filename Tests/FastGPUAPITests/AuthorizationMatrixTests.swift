@@ -1,0 +1,138 @@
+import FastGPUAPI
+import FastGPUControlPlane
+import FastGPUModel
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Testing
+
+/// Every route of the API against every kind of caller that should not get through: no token,
+/// a malformed one, an expired one, a revoked one, a viewer (for writes), a member of another
+/// project, a join token, and another node's credential. A violation is a 2xx to a caller the
+/// route does not allow, a 401 that should be a 403/404 or the reverse, or any 5xx. The table
+/// must name every registered route, so a new endpoint cannot be added without its row.
+@Suite("API: the authorization matrix")
+struct AuthorizationMatrixTests {
+    enum Caller: String, CaseIterable {
+        case anonymous, malformed, expired, revoked, viewer, otherProject, joinToken, otherNode
+    }
+
+    /// One row: a route, a request on it, and the callers that may succeed.
+    struct Row {
+        var method: HTTPRequest.Method
+        var route: String
+        var path: String
+        var body: String?
+        var allowed: Set<Caller>
+    }
+
+    @Test func noCallerGetsThroughWhereItShouldNot() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            // Project `vision`: a job running on node n1 (allocation 1), a secret; `speech` is another project.
+            let viewer = try await api.member("victor", of: "vision", role: "viewer")
+            let otherProject = try await api.member("bob", of: "speech", role: "admin")
+            let job = try await api.submit(fixture.admin, project: "vision")
+            let target = try await api.register("n1", gpus: 2)
+            let otherNode = try await api.register("n2", gpus: 2)
+            _ = try await api.post("/v1/nodes/\(otherNode.id)/cordon", token: fixture.admin)
+            try await fixture.schedule()
+            let allocation = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0]?["id"]?.int ?? 0
+            #expect(allocation > 0)
+            #expect(try await api.call(.put, "/v1/projects/vision/secrets/key", token: fixture.admin, body: #"{"value":"v"}"#).status == .ok)
+            let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string ?? ""
+            let expiring = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"short","subject":"victor","expiresInSeconds":1}"#).json["token"]?.string ?? ""
+            let revoked = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"gone","subject":"victor"}"#).json
+            _ = try await api.post("/v1/tokens/\(revoked["id"]?.int ?? 0)/revoke", token: fixture.admin)
+            fixture.clock.advance(by: .seconds(2))
+            let tokens: [Caller: String?] = [
+                .anonymous: nil, .malformed: "not-a-token", .expired: expiring, .revoked: revoked["token"]?.string,
+                .viewer: viewer, .otherProject: otherProject, .joinToken: join, .otherNode: otherNode.token,
+            ]
+
+            let n = target.id
+            let users: Set<Caller> = [.viewer, .otherProject]
+            let rows: [Row] = [
+                Row(method: .get, route: "/healthz", path: "/healthz", allowed: Set(Caller.allCases)),
+                Row(method: .get, route: "/readyz", path: "/readyz", allowed: Set(Caller.allCases)),
+                Row(method: .get, route: "/metrics", path: "/metrics", allowed: Set(Caller.allCases)),
+                Row(method: .get, route: "/openapi.yaml", path: "/openapi.yaml", allowed: Set(Caller.allCases)),
+                Row(method: .post, route: "/v1/jobs", path: "/v1/jobs", body: #"{"project":"vision","command":["x"]}"#, allowed: []),
+                Row(method: .get, route: "/v1/jobs", path: "/v1/jobs", allowed: users),
+                Row(method: .get, route: "/v1/jobs/{id}", path: "/v1/jobs/\(job)", allowed: [.viewer]),
+                Row(method: .post, route: "/v1/jobs/{id}/cancel", path: "/v1/jobs/\(job)/cancel", allowed: []),
+                Row(method: .get, route: "/v1/jobs/{id}/events", path: "/v1/jobs/\(job)/events", allowed: [.viewer]),
+                Row(method: .get, route: "/v1/jobs/{id}/logs", path: "/v1/jobs/\(job)/logs", allowed: [.viewer]),
+                Row(method: .get, route: "/v1/queue", path: "/v1/queue", allowed: users),
+                Row(method: .get, route: "/v1/nodes", path: "/v1/nodes", allowed: users),
+                Row(method: .get, route: "/v1/nodes/{id}", path: "/v1/nodes/\(n)", allowed: users),
+                Row(method: .post, route: "/v1/nodes/{id}/cordon", path: "/v1/nodes/\(n)/cordon", allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/uncordon", path: "/v1/nodes/\(n)/uncordon", allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/drain", path: "/v1/nodes/\(n)/drain", allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/replace", path: "/v1/nodes/\(n)/replace", allowed: []),
+                // A join token registers a new name; nobody here may take n1's.
+                Row(method: .post, route: "/v1/nodes/register", path: "/v1/nodes/register",
+                    body: #"{"name":"n1","cpuMillis":1000,"memoryMiB":1024,"gpus":[{"model":"H100-80GB","memoryMiB":81559},{"model":"H100-80GB","memoryMiB":81559}]}"#, allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/heartbeat", path: "/v1/nodes/\(n)/heartbeat", body: "{}", allowed: []),
+                Row(method: .get, route: "/v1/nodes/{id}/assignments", path: "/v1/nodes/\(n)/assignments", allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/status", path: "/v1/nodes/\(n)/allocations/\(allocation)/status",
+                    body: #"{"epoch":1,"state":"exited","exitCode":0}"#, allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/logs", path: "/v1/nodes/\(n)/allocations/\(allocation)/logs",
+                    body: #"{"chunks":[{"sequence":0,"stream":"stdout","text":"forged\n"}]}"#, allowed: []),
+                Row(method: .get, route: "/v1/projects", path: "/v1/projects", allowed: users),
+                Row(method: .post, route: "/v1/projects", path: "/v1/projects", body: #"{"name":"mine"}"#, allowed: []),
+                Row(method: .get, route: "/v1/projects/{name}", path: "/v1/projects/vision", allowed: [.viewer]),
+                Row(method: .patch, route: "/v1/projects/{name}", path: "/v1/projects/vision", body: #"{"maxPriority":"high"}"#, allowed: []),
+                Row(method: .get, route: "/v1/projects/{name}/secrets", path: "/v1/projects/vision/secrets", allowed: [.viewer]),
+                Row(method: .put, route: "/v1/projects/{name}/secrets/{secret}", path: "/v1/projects/vision/secrets/key", body: #"{"value":"stolen"}"#, allowed: []),
+                Row(method: .delete, route: "/v1/projects/{name}/secrets/{secret}", path: "/v1/projects/vision/secrets/key", allowed: []),
+                Row(method: .put, route: "/v1/projects/{name}/members/{subject}", path: "/v1/projects/vision/members/mallory", body: #"{"role":"admin"}"#, allowed: []),
+                Row(method: .delete, route: "/v1/projects/{name}/members/{subject}", path: "/v1/projects/vision/members/victor", allowed: []),
+                Row(method: .get, route: "/v1/audit", path: "/v1/audit", allowed: []),
+                Row(method: .get, route: "/v1/tokens", path: "/v1/tokens", allowed: users),
+                Row(method: .post, route: "/v1/tokens", path: "/v1/tokens", body: #"{"name":"mine"}"#, allowed: users),
+                Row(method: .post, route: "/v1/tokens/{id}/revoke", path: "/v1/tokens/1/revoke", allowed: []),
+            ]
+
+            let registered = Set(fixture.routes().routes.map { "\($0.method.uppercased()) \($0.path)" })
+            let covered = Set(rows.map { "\($0.method.rawValue) \($0.route)" })
+            #expect(registered.subtracting(covered).sorted() == [], "every route has its row in the matrix")
+
+            var violations: [String] = []
+            var checked = 0
+            for row in rows {
+                for caller in Caller.allCases {
+                    let reply = try await api.call(row.method, row.path, token: tokens[caller] ?? nil, body: row.body)
+                    checked += 1
+                    let code = Int(reply.status.code)
+                    let credentialless: Set<Caller> = [.anonymous, .malformed, .expired, .revoked]
+                    let ok: Bool
+                    if row.allowed.contains(caller) {
+                        ok = (200..<300).contains(code)
+                    } else if credentialless.contains(caller) {
+                        ok = code == 401
+                    } else {
+                        ok = code == 403 || code == 404 || code == 409
+                    }
+                    if !ok || code >= 500 { violations.append("\(row.method.rawValue) \(row.path) as \(caller.rawValue): \(code) \(reply.detail)") }
+                }
+            }
+            #expect(violations == [], "\(violations.joined(separator: "\n"))")
+            #expect(checked == rows.count * Caller.allCases.count)
+
+            // What the allowed callers got holds nothing of another project's.
+            let bobsJobs = try await api.get("/v1/jobs", token: otherProject).json["items"]?.array ?? []
+            #expect(bobsJobs.isEmpty)
+            #expect(try await api.get("/v1/queue", token: otherProject).json["items"]?.array.count == 0)
+            #expect(try await api.get("/v1/projects", token: otherProject).json["items"]?.array.compactMap { $0["name"]?.string } == ["speech"])
+            // Nothing the denied callers sent took effect.
+            let after = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
+            #expect(after["state"]?.string == "running")
+            #expect(try await api.get("/v1/jobs/\(job)/logs", token: fixture.admin).text.isEmpty, "no forged log line")
+            #expect(try await api.get("/v1/nodes/\(n)", token: fixture.admin).json["state"]?.string == "ready")
+            #expect(try await api.get("/v1/projects/vision", token: fixture.admin).json["maxPriority"]?.string == "normal")
+            #expect(try await api.get("/v1/projects/vision/secrets", token: fixture.admin).json["items"]?.array.count == 1)
+            #expect(try await api.get("/v1/nodes/\(n)/assignments", token: target.token).status == .ok, "n1's own credential still works")
+        }
+    }
+}
