@@ -82,7 +82,8 @@ public struct APIServer: Sendable {
         let index = RouteIndex()
         router.add(middleware: ProblemMiddleware(metrics: metrics, routes: index))
         router.add(middleware: AuthenticationMiddleware(tokens: controlPlane.tokens, clock: clock))
-        router.add(middleware: RateLimitMiddleware(limits: limits, buckets: RequestBuckets(), clock: clock))
+        let buckets = RequestBuckets()
+        router.add(middleware: RateLimitMiddleware(limits: limits, buckets: buckets, clock: clock))
         router.add(middleware: AuditMiddleware(audit: controlPlane.audit, clock: clock))
         var table = RouteTable()
         let cp = controlPlane
@@ -90,6 +91,7 @@ public struct APIServer: Sendable {
         let document = Self.openAPIDocument
         let metrics = self.metrics
         let longPolls = self.longPolls
+        let limits = self.limits
 
         func route(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> Response) {
             table.add(method, path)
@@ -180,7 +182,9 @@ public struct APIServer: Sendable {
                 }
             }
             let now = clock.now()
-            return try json(JobListWire(items: page.jobs.map { Wire.job($0, now: now) }, next: page.next.map { String($0.rawValue) }))
+            let reply = try json(JobListWire(items: page.jobs.map { Wire.job($0, now: now) }, next: page.next.map { String($0.rawValue) }))
+            RateLimitMiddleware.chargeReply(bytes: reply.body.contentLength ?? 0, to: principal, limits: limits, buckets: buckets, clock: clock)
+            return reply
         }
         route(.get, "/v1/jobs/{id}") { request, context in
             let principal = try context.requirePrincipal()

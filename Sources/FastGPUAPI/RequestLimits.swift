@@ -57,6 +57,14 @@ final class RequestBuckets: Sendable {
 
     private let buckets = Mutex<[String: Bucket]>([:])
 
+    func debitLocked(_ milliTokens: Int64, key: String, floor: Int64) {
+        buckets.withLock { table in
+            guard var bucket = table[key] else { return }
+            bucket.milliTokens = max(floor, bucket.milliTokens - milliTokens)
+            table[key] = bucket
+        }
+    }
+
     /// Takes `cost` requests from `key`'s bucket; nil when taken, else the seconds until they are there.
     func take(_ cost: Int, key: String, perSecond: Int, burst: Int, now: Timestamp) -> Int? {
         guard perSecond > 0 else { return nil }
@@ -79,6 +87,16 @@ final class RequestBuckets: Sendable {
             let perSecondMilli = Int64(perSecond) * 1000
             return Int((missing + perSecondMilli - 1) / perSecondMilli)
         }
+    }
+}
+
+extension RequestBuckets {
+    /// Charges `cost` more to `key` once a reply's size is known, down to a debt of one burst:
+    /// the next requests wait until it is paid back.
+    func debit(_ cost: Int, key: String, perSecond: Int, burst: Int, now: Timestamp) {
+        guard perSecond > 0, cost > 0 else { return }
+        _ = take(0, key: key, perSecond: perSecond, burst: burst, now: now)
+        debitLocked(Int64(cost) * 1000, key: key, floor: -Int64(max(burst, 1)) * 1000)
     }
 }
 
@@ -126,6 +144,14 @@ struct RateLimitMiddleware: RouterMiddleware {
     let limits: RequestLimits
     let buckets: RequestBuckets
     let clock: any WallClock
+
+    /// Charges a reply's size to its caller: one request more per 16 KiB of a job page (the
+    /// encoding of large pages is what a flood of them costs the server). Admins are exempt.
+    static func chargeReply(bytes: Int, to principal: Principal, limits: RequestLimits, buckets: RequestBuckets, clock: any WallClock) {
+        guard !principal.clusterAdmin else { return }
+        let perSecond = principal.kind == .node ? limits.nodeRequestsPerSecond : limits.requestsPerSecond
+        buckets.debit(bytes / 16_384, key: "token:\(principal.tokenID)", perSecond: perSecond, burst: max(limits.burst, perSecond * 2), now: clock.now())
+    }
 
     func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
         // Health, readiness, metrics and the document are outside the API: probes must not be refused.

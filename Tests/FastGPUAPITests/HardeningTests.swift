@@ -190,6 +190,23 @@ struct HardeningTests {
         }
     }
 
+    @Test func aLargeReplyIsChargedByItsSize() async throws {
+        let fixture = try await Fixture.make()
+        var limits = RequestLimits()
+        limits.requestsPerSecond = 5
+        limits.burst = 10
+        try await fixture.test(limits: limits) { api in
+            let alice = try await api.member("alice", of: "default", role: "member")
+            let padding = String(repeating: "x", count: 60_000)
+            for _ in 0..<5 { _ = try await api.submit(fixture.admin, extra: #","env":{"PAD":"\#(padding)"}"#) }
+            // ~300 KB of jobs: 1 request up front, then one more per 16 KiB once its size is known.
+            #expect(try await api.get("/v1/jobs?limit=5", token: alice).status == .ok)
+            #expect(try await api.get("/v1/jobs?limit=1", token: alice).status == .tooManyRequests, "the page's size is owed first")
+            fixture.clock.advance(by: .seconds(6))
+            #expect(try await api.get("/v1/jobs?limit=1", token: alice).status == .ok, "paid back at the token's rate")
+        }
+    }
+
     // Finding 4: ~20,000 open long polls ran the server out of descriptors.
     @Test func longPollsAreCappedPerToken() async throws {
         let fixture = try await Fixture.make()
