@@ -161,7 +161,9 @@ public struct APIServer: Sendable {
             }
             var limit = 100
             if let text = nonEmpty(query["limit"]) {
-                guard let value = Int(text), value >= 1 else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be a positive integer") }
+                guard let value = Int(text), (1...1_000_000).contains(value) else {
+                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be 1 to 1000000 (a page holds at most 500)")
+                }
                 limit = value
             }
             var after: JobID?
@@ -218,7 +220,7 @@ public struct APIServer: Sendable {
             guard let after = Int64(nonEmpty(query["after"]) ?? "0"), after >= 0 else {
                 throw APIProblem(status: .badRequest, title: "Bad request", detail: "after must be an event sequence number")
             }
-            guard let limit = Int(nonEmpty(query["limit"]) ?? "100"), limit >= 1 else {
+            guard let limit = Int(nonEmpty(query["limit"]) ?? "100"), (1...1_000_000).contains(limit) else {
                 throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be a positive integer")
             }
             let events = try await cp.events(of: try jobID(context), by: principal, after: after, limit: limit)
