@@ -438,7 +438,7 @@ public struct APIServer: Sendable {
         }
         route(.delete, "/v1/projects/{name}/secrets/{secret}") { _, context in
             let principal = try context.requirePrincipal()
-            _ = try await cp.setSecret(project: try pathParameter(context, "name"), name: try pathParameter(context, "secret"), value: nil, by: principal)
+            try await cp.setSecret(project: try pathParameter(context, "name"), name: try pathParameter(context, "secret"), value: nil, by: principal)
             return Response(status: .noContent)
         }
         route(.put, "/v1/projects/{name}/members/{subject}") { request, context in

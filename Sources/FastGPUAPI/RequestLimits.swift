@@ -57,46 +57,43 @@ final class RequestBuckets: Sendable {
 
     private let buckets = Mutex<[String: Bucket]>([:])
 
-    func debitLocked(_ milliTokens: Int64, key: String, floor: Int64) {
-        buckets.withLock { table in
-            guard var bucket = table[key] else { return }
-            bucket.milliTokens = max(floor, bucket.milliTokens - milliTokens)
-            table[key] = bucket
-        }
-    }
-
     /// Takes `cost` requests from `key`'s bucket; nil when taken, else the seconds until they are there.
     func take(_ cost: Int, key: String, perSecond: Int, burst: Int, now: Timestamp) -> Int? {
         guard perSecond > 0 else { return nil }
-        let nowMs = now.millisecondsSinceEpoch
-        let capacity = Int64(max(burst, cost)) * 1000
         let needed = Int64(cost) * 1000
-        return buckets.withLock { table in
-            if table.count > 50_000 { table = table.filter { $0.value.milliTokens < capacity } }
-            var bucket = table[key] ?? Bucket(milliTokens: capacity, at: nowMs)
-            let elapsed = max(0, nowMs - bucket.at)
-            bucket.milliTokens = min(capacity, bucket.milliTokens + elapsed * Int64(perSecond))
-            bucket.at = nowMs
+        return withBucket(key, perSecond: perSecond, capacity: Int64(max(burst, cost)) * 1000, now: now) { bucket in
             if bucket.milliTokens >= needed {
                 bucket.milliTokens -= needed
-                table[key] = bucket
                 return nil
             }
-            table[key] = bucket
-            let missing = needed - bucket.milliTokens
             let perSecondMilli = Int64(perSecond) * 1000
-            return Int((missing + perSecondMilli - 1) / perSecondMilli)
+            return Int((needed - bucket.milliTokens + perSecondMilli - 1) / perSecondMilli)
         }
     }
-}
 
-extension RequestBuckets {
     /// Charges `cost` more to `key` once a reply's size is known, down to a debt of one burst:
     /// the next requests wait until it is paid back.
     func debit(_ cost: Int, key: String, perSecond: Int, burst: Int, now: Timestamp) {
         guard perSecond > 0, cost > 0 else { return }
-        _ = take(0, key: key, perSecond: perSecond, burst: burst, now: now)
-        debitLocked(Int64(cost) * 1000, key: key, floor: -Int64(max(burst, 1)) * 1000)
+        let capacity = Int64(max(burst, 1)) * 1000
+        withBucket(key, perSecond: perSecond, capacity: capacity, now: now) { bucket in
+            bucket.milliTokens = max(-capacity, bucket.milliTokens - Int64(cost) * 1000)
+        }
+    }
+
+    /// Refills `key`'s bucket for the time since it was last touched, then lets `body` spend it.
+    @discardableResult
+    private func withBucket<T>(_ key: String, perSecond: Int, capacity: Int64, now: Timestamp, _ body: (inout Bucket) -> T) -> T {
+        let nowMs = now.millisecondsSinceEpoch
+        return buckets.withLock { table in
+            if table.count > 50_000 { table = table.filter { $0.value.milliTokens < capacity } }
+            var bucket = table[key] ?? Bucket(milliTokens: capacity, at: nowMs)
+            bucket.milliTokens = min(capacity, bucket.milliTokens + max(0, nowMs - bucket.at) * Int64(perSecond))
+            bucket.at = nowMs
+            let result = body(&bucket)
+            table[key] = bucket
+            return result
+        }
     }
 }
 

@@ -96,8 +96,8 @@ enum Wire {
             secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted())
     }
 
-    static func secret(_ record: SecretRecord) -> SecretWire {
-        SecretWire(name: record.name, updatedAt: time(record.updatedAt), updatedBy: record.updatedBy)
+    static func secret(_ view: SecretView) -> SecretWire {
+        SecretWire(name: view.name, updatedAt: time(view.updatedAt), updatedBy: view.updatedBy)
     }
 
     static func node(_ view: NodeView) -> NodeWire {

@@ -212,11 +212,11 @@ public actor Agent {
 
     func heartbeat() async throws {
         guard let state else { return }
-        // Every workload this agent holds and has not been told to stop, started or about to be:
-        // the control plane treats an allocation missing from this list as lost. One stopping
-        // for its runtime limit is still listed: it ends with exit code 124 once no process of
-        // it is left, not as lost (and retried) while its grace runs.
-        let running = state.workloads.values.filter { $0.stoppingSince == nil || $0.limitExceeded }.map { (allocation: $0.allocation, epoch: $0.epoch) }
+        // Every workload this agent holds, started, about to be, or stopping: the control plane
+        // treats a live allocation missing from this list as lost. (One it has already ended is
+        // ignored there; one stopping for its runtime limit is still live and ends with 124
+        // once no process of it is left, not as lost and retried while its grace runs.)
+        let running = state.workloads.values.map { (allocation: $0.allocation, epoch: $0.epoch) }
         _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running)
     }
 
@@ -290,7 +290,7 @@ public actor Agent {
         try save()
         for id in fresh {
             guard let workload = self.state?.workloads[id] else { continue }
-            start(workload)
+            launch(workload)
         }
     }
 
@@ -367,7 +367,7 @@ public actor Agent {
     /// Spawns the workload; one that cannot be spawned (a command that does not exist, an
     /// environment execve refuses) fails its allocation with the reason in its stderr, once,
     /// instead of being tried again on every tick.
-    private func start(_ workload: Workload) {
+    private func launch(_ workload: Workload) {
         do {
             try spawn(workload)
             logger.info("started allocation \(workload.allocation) of job \(workload.job)")
@@ -442,7 +442,7 @@ public actor Agent {
                 }
                 if !claimed && !spawned.contains(id) && workload.stoppingSince == nil {
                     // Recorded by an agent that died before spawning it: spawn it now.
-                    start(workload)
+                    launch(workload)
                 }
                 if workload.stoppingSince != nil && !claimed && Self.exitCode(in: workload.directory) == nil {
                     self.state?.workloads[id] = nil
@@ -587,10 +587,6 @@ public actor Agent {
 
     /// Alive and not a zombie (a re-attached workload is not our child, and PID 1 may not reap it).
     static func isAlive(_ pid: Int32) -> Bool {
-        guard kill(pid, 0) == 0 else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return true }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.first != "Z"
+        kill(pid, 0) == 0 && WorkloadProcesses.Stat(pid: pid)?.isZombie != true
     }
 }

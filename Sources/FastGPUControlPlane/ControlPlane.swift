@@ -73,8 +73,8 @@ public actor ControlPlane {
     private var reports: [AllocationID: AllocationReport] = [:]
     private var jobOrder: [JobID] = []
     private var idempotency: [String: IdempotencyRecord] = [:]
-    /// Each project's secret store, sealed.
-    private var projectSecrets: [ProjectID: [String: SecretRecord]] = [:]
+    /// Each project's secret store, and the sealing of jobs' secrets.
+    private var projectSecrets: ProjectSecrets
     private var nextJobID: UInt64 = 1
     private var nextNodeID: UInt64 = 1
     private var nextProjectID: UInt64 = 1
@@ -116,6 +116,7 @@ public actor ControlPlane {
                 logger: Logger = Logger(label: "fastgpu.control-plane")) async throws {
         self.store = store
         self.secretBox = secretBox
+        projectSecrets = ProjectSecrets(box: secretBox, stored: [])
         self.clock = clock
         self.configuration = configuration
         self.logger = logger
@@ -161,7 +162,7 @@ public actor ControlPlane {
         }
         for allocation in stored.liveAllocations { reports[allocation.id] = allocation.report }
         for record in stored.idempotencyKeys { idempotency[Self.idempotencySlot(record.subject, record.key)] = record }
-        for secret in stored.secrets { projectSecrets[secret.projectID, default: [:]][secret.name] = secret }
+        projectSecrets = ProjectSecrets(box: secretBox, stored: stored.secrets)
         let snapshot = ClusterSnapshot(
             index: stored.meta?.stateIndex ?? 0, nextAllocationID: stored.meta?.nextAllocationID ?? 1, nodes: nodes,
             jobs: stored.jobs.map(\.spec), allocations: stored.liveAllocations.map(\.allocation),
@@ -174,7 +175,7 @@ public actor ControlPlane {
         durableIndex = state.index
         for id in nodeRecords.keys { nodeVersions[id] = state.index }
         reads.publish(jobs: jobOrder.compactMap { try? view(of: $0) }, queue: [], members: members, projectIDs: projectIDs)
-        for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
+        recountWaiting()
         if !state.waiting.isEmpty { wake() }
     }
 
@@ -210,87 +211,31 @@ public actor ControlPlane {
 
     // MARK: - Secrets
 
-    /// The job's secrets sealed for it: inline values, and values of the project's secret
-    /// store named by `secretRefs` (read now: a later change to the store does not reach a
-    /// job already submitted, as a retried task must run with what its first attempt had).
-    private func sealSecrets(of submission: JobSubmission, job: JobID, project: ProjectID) throws -> [String: String] {
-        var sealed: [String: String] = [:]
-        for (name, value) in submission.secrets {
-            guard submission.launch.environment[name] == nil else { throw ControlPlaneError.invalid("\(name) is both in env and in secrets") }
-            sealed[name] = try secretBox.seal(value, for: Self.secretContext(job: job, name: name))
-        }
-        for (name, secretName) in submission.secretRefs {
-            guard submission.launch.environment[name] == nil, submission.secrets[name] == nil else {
-                throw ControlPlaneError.invalid("\(name) is given twice (env, secrets, secretRefs)")
-            }
-            guard let stored = projectSecrets[project]?[secretName] else {
-                throw ControlPlaneError.invalid("the project has no secret named \(secretName)")
-            }
-            let value = try secretBox.open(stored.sealed, for: Self.secretContext(project: project, name: secretName))
-            sealed[name] = try secretBox.seal(value, for: Self.secretContext(job: job, name: name))
-        }
-        return sealed
-    }
-
-    static func secretContext(job: JobID, name: String) -> String { "job:\(job.rawValue):\(name)" }
-    static func secretContext(project: ProjectID, name: String) -> String { "project:\(project.rawValue):\(name)" }
-
     /// The names of a project's secrets, for its members.
-    public func secrets(of projectName: String, by principal: Principal) throws -> [SecretRecord] {
-        let id = try visibleProject(projectName, by: principal)
-        return (projectSecrets[id] ?? [:]).values.sorted { $0.name < $1.name }.map { record in
-            var shown = record
-            shown.sealed = ""
-            return shown
-        }
+    public func secrets(of projectName: String, by principal: Principal) throws -> [SecretView] {
+        projectSecrets.names(of: try visibleProject(projectName, by: principal))
     }
 
     /// Sets (or, with nil, removes) a secret of a project's store: project admins.
-    public func setSecret(project projectName: String, name: String, value: String?, by principal: Principal) async throws -> SecretRecord? {
+    @discardableResult
+    public func setSecret(project projectName: String, name: String, value: String?, by principal: Principal) async throws -> SecretView? {
         try checkWritable()
         let id = try visibleProject(projectName, by: principal)
         guard let role = role(of: principal, in: id), role >= .admin else { throw ControlPlaneError.forbidden("only a project admin may change its secrets") }
-        guard Self.isSecretName(name) else { throw ControlPlaneError.invalid("a secret's name is 1 to 128 letters, digits, '-', '_' or '.'") }
         let now = clock.now()
-        guard let value else {
-            guard projectSecrets[id]?.removeValue(forKey: name) != nil else { throw ControlPlaneError.notFound("secret \(name) not found") }
+        var stored: SecretRecord?
+        if let value {
+            let record = try projectSecrets.set(name, to: value, in: id, by: principal.subject, now: now)
+            pending.direct.append(.saveSecret(record))
+            stored = record
+        } else {
+            try projectSecrets.remove(name, from: id)
             pending.direct.append(.removeSecret(id, name: name))
-            pending.events.append(EventRecord(time: now, kind: "secret-removed", message: "secret \(name) of project \(projectName) removed by \(principal.subject)"))
-            try await awaitDurable()
-            return nil
         }
-        guard value.utf8.count <= 64 * 1024 else { throw ControlPlaneError.invalid("a secret is at most 64 KiB") }
-        guard (projectSecrets[id]?.count ?? 0) < 1000 || projectSecrets[id]?[name] != nil else { throw ControlPlaneError.invalid("a project has at most 1000 secrets") }
-        let record = SecretRecord(projectID: id, name: name, sealed: try secretBox.seal(value, for: Self.secretContext(project: id, name: name)),
-                                  updatedAt: now, updatedBy: principal.subject)
-        projectSecrets[id, default: [:]][name] = record
-        pending.direct.append(.saveSecret(record))
-        pending.events.append(EventRecord(time: now, kind: "secret-set", message: "secret \(name) of project \(projectName) set by \(principal.subject)"))
+        pending.events.append(EventRecord(time: now, kind: value == nil ? "secret-removed" : "secret-set",
+                                          message: "secret \(name) of project \(projectName) \(value == nil ? "removed" : "set") by \(principal.subject)"))
         try await awaitDurable()
-        var shown = record
-        shown.sealed = ""
-        return shown
-    }
-
-    static func isSecretName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 128
-            && name.utf8.allSatisfy { ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d || $0 == 0x5f || $0 == 0x2e }
-    }
-
-    /// The launch as its agent gets it: secrets opened into the environment. A secret that does
-    /// not open (the key file was replaced) is left out and logged by name, never by value.
-    private func launchForAgent(_ launch: JobLaunch, job: JobID) -> JobLaunch {
-        guard !launch.sealedSecrets.isEmpty else { return launch }
-        var opened = launch
-        opened.sealedSecrets = [:]
-        for (name, sealed) in launch.sealedSecrets {
-            do {
-                opened.environment[name] = try secretBox.open(sealed, for: Self.secretContext(job: job, name: name))
-            } catch {
-                logger.error("a secret of a job does not open; the job runs without it", metadata: ["job": "\(job.rawValue)", "name": "\(name)"])
-            }
-        }
-        return opened
+        return stored.map(ProjectSecrets.view)
     }
 
     /// The job, if the caller may see it; a job of another project is "not found", not "forbidden".
@@ -347,7 +292,7 @@ public actor ControlPlane {
         let now = clock.now()
         let id = JobID(nextJobID)
         var launch = submission.launch
-        launch.sealedSecrets = try sealSecrets(of: submission, job: id, project: project)
+        launch.sealedSecrets = try projectSecrets.seal(submission, job: id, project: project)
         let job = Job(id: id, name: submission.name, project: project, submitter: principal.subject, priority: submission.priority,
                       spot: submission.spot, taskGroups: submission.taskGroups, runtimeEstimate: submission.runtimeEstimate,
                       runtimeLimit: submission.runtimeLimit, submitTime: now)
@@ -497,14 +442,18 @@ public actor ControlPlane {
                                     estimatedStart: start))
         }
         pending.queueChanged = true
-        waitingEstimate = [:]
-        for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
+        recountWaiting()
         try await awaitDurable()
         return committed
     }
 
     private func waitingJobs(of project: ProjectID) -> Int {
         state.waiting.reduce(0) { count, id in count + (state.jobs[id]?.project == project ? 1 : 0) }
+    }
+
+    private func recountWaiting() {
+        waitingEstimate = [:]
+        for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
     }
 
     /// A job backing off becomes placeable at a time, not on an event: wake the scheduler then.
@@ -581,12 +530,7 @@ public actor ControlPlane {
         pending.nodes.insert(id)
         // One credential per node: a new registration revokes the old one (a copy left on a
         // reinstalled machine, or a leaked one, stops working).
-        for var old in tokenRecords.values.sorted(by: { $0.id < $1.id }) where old.kind == .node && old.nodeID == id && old.revokedAt == nil {
-            old.revokedAt = now
-            tokenRecords[old.id] = old
-            pending.direct.append(.saveToken(old))
-            tokens.put(old)
-        }
+        revokeCredentials(of: id, now: now)
         let secret = issueToken(name: "node \(name)", kind: .node, subject: "node:\(name)", clusterAdmin: false, nodeID: id, expiresAt: nil, now: now)
         wake()
         try await awaitDurable()
@@ -601,16 +545,9 @@ public actor ControlPlane {
         try requireClusterAdmin(principal)
         guard let node = state.node(id) else { throw ControlPlaneError.notFound("\(id) not found") }
         let now = clock.now()
-        for var old in tokenRecords.values.sorted(by: { $0.id < $1.id }) where old.kind == .node && old.nodeID == id && old.revokedAt == nil {
-            old.revokedAt = now
-            tokenRecords[old.id] = old
-            pending.direct.append(.saveToken(old))
-            tokens.put(old)
-        }
+        revokeCredentials(of: id, now: now)
         if node.state != .down {
-            for allocationID in node.allocations.sorted() { try lose(allocationID, why: "\(node.name) is being replaced", now: now) }
-            stateBeforeDown[id] = node.state
-            try apply(.setNodeState(id, .down, at: now), now: now)
+            try takeDown(node, why: "\(node.name) is being replaced", now: now)
             wake()
         }
         pending.nodes.insert(id)
@@ -708,7 +645,7 @@ public actor ControlPlane {
                 masterAddress = node.labels[Self.addressLabel] ?? node.name
                 masterPort = 20_000 + Int(job.id.rawValue % 20_000)
             }
-            result.append(Assignment(allocation: allocation, jobName: job.name, launch: launchForAgent(launch, job: job.id), groupSize: group.count,
+            result.append(Assignment(allocation: allocation, jobName: job.name, launch: projectSecrets.opened(launch, job: job.id, logger: logger), groupSize: group.count,
                                      rank: allocation.task.index, peers: peers,
                                      runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort))
         }
@@ -819,12 +756,7 @@ public actor ControlPlane {
         for node in state.nodes where node.state != .down {
             let last = lastHeartbeat[node.id] ?? .zero
             guard now.milliseconds(since: last) > deadline.wholeMilliseconds else { continue }
-            for allocationID in node.allocations.sorted() {
-                try lose(allocationID, why: "\(node.name) missed its heartbeats", now: now)
-            }
-            stateBeforeDown[node.id] = node.state
-            try apply(.setNodeState(node.id, .down, at: now), now: now)
-            nodeRecords[node.id]?.state = .down
+            try takeDown(node, why: "\(node.name) missed its heartbeats", now: now)
             pending.events.append(EventRecord(time: now, kind: "node-down", nodeID: node.id,
                                               message: "\(node.name) missed heartbeats for \(now.milliseconds(since: last)) ms"))
             downed.append(node.id)
@@ -834,6 +766,25 @@ public actor ControlPlane {
             try await awaitDurable()
         }
         return downed
+    }
+
+    /// Marks a node down: its allocations are lost (requeued after their backoff) and what an
+    /// operator had set on it (cordoned, draining) comes back with it.
+    private func takeDown(_ node: Node, why: String, now: Timestamp) throws {
+        for allocationID in node.allocations.sorted() { try lose(allocationID, why: why, now: now) }
+        stateBeforeDown[node.id] = node.state
+        try apply(.setNodeState(node.id, .down, at: now), now: now)
+    }
+
+    /// Revokes every credential of the node: its agent is refused from the next request on,
+    /// even before the store has it (revoking errs on the safe side).
+    private func revokeCredentials(of node: NodeID, now: Timestamp) {
+        for var old in tokenRecords.values.sorted(by: { $0.id < $1.id }) where old.kind == .node && old.nodeID == node && old.revokedAt == nil {
+            old.revokedAt = now
+            tokenRecords[old.id] = old
+            pending.direct.append(.saveToken(old))
+            tokens.put(old)
+        }
     }
 
     /// Ends an allocation its node no longer runs. The task is requeued after a backoff that

@@ -99,11 +99,9 @@ struct AuthorizationMatrixTests {
             #expect(registered.subtracting(covered).sorted() == [], "every route has its row in the matrix")
 
             var violations: [String] = []
-            var checked = 0
             for row in rows {
                 for caller in Caller.allCases {
                     let reply = try await api.call(row.method, row.path, token: tokens[caller] ?? nil, body: row.body)
-                    checked += 1
                     let code = Int(reply.status.code)
                     let credentialless: Set<Caller> = [.anonymous, .malformed, .expired, .revoked]
                     let ok: Bool
@@ -118,7 +116,6 @@ struct AuthorizationMatrixTests {
                 }
             }
             #expect(violations == [], "\(violations.joined(separator: "\n"))")
-            #expect(checked == rows.count * Caller.allCases.count)
 
             // What the allowed callers got holds nothing of another project's.
             let bobsJobs = try await api.get("/v1/jobs", token: otherProject).json["items"]?.array ?? []
