@@ -89,8 +89,14 @@ let package = Package(
         ),
         .target(
             name: "FastGPUStore",
+            dependencies: ["FastGPUModel"],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FastGPUStoreSQLite",
             dependencies: [
                 "FastGPUModel",
+                "FastGPUStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
             swiftSettings: strictSettings
@@ -148,6 +154,7 @@ let package = Package(
                 "FastGPUWorkloads",
                 "FastGPUSimulator",
                 "FastGPUStore",
+                "FastGPUStoreSQLite",
                 "FastGPUControlPlane",
                 "FastGPUAPI",
                 "FastGPUAgent",
@@ -186,18 +193,19 @@ let package = Package(
         ),
         .testTarget(
             name: "FastGPUStoreTests",
-            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUTestSupport"],
+            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "FastGPUAPITests",
             dependencies: [
-                "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUControlPlane", "FastGPUAPI", "FastGPUWire", "FastGPUTestSupport",
+                "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUControlPlane", "FastGPUAPI", "FastGPUWire", "FastGPUTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Yams", package: "Yams"),
             ],
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -340,11 +340,18 @@ public struct APIServer: Sendable {
             var request = request
             let body = try decode(HeartbeatBody.self, from: try await body(of: &request))
             var health: [Int: GPUHealth] = [:]
-            for gpu in body.gpus ?? [] { health[gpu.index] = gpu.healthy ? .healthy : .unhealthy(reason: gpu.reason ?? "reported unhealthy") }
+            var telemetry: [Int: GPUTelemetry] = [:]
+            for gpu in body.gpus ?? [] {
+                health[gpu.index] = gpu.healthy ? .healthy : .unhealthy(reason: gpu.reason ?? "reported unhealthy")
+                // Readings outside what any GPU draws or counts are dropped, not stored.
+                let power = gpu.powerWatts.flatMap { $0.isFinite && $0 >= 0 && $0 < 100_000 ? $0 : nil }
+                let energy = gpu.energyMillijoules.flatMap { $0 >= 0 ? $0 : nil }
+                if power != nil || energy != nil { telemetry[gpu.index] = GPUTelemetry(powerWatts: power, energyMillijoules: energy) }
+            }
             let running = body.running.map { list in
                 Dictionary(list.map { (AllocationID($0.allocation), Epoch($0.epoch)) }, uniquingKeysWith: { first, _ in first })
             }
-            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, running: running, by: principal)
+            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, telemetry: telemetry, running: running, by: principal)
             return try json(HeartbeatWire(assignmentIndex: index))
         }
         route(.get, "/v1/nodes/{id}/assignments") { request, context in

@@ -232,6 +232,16 @@ public final class APIMetrics: SchedulingObserver, Sendable {
         registry.makeGauge(name: "fastgpu_gpus_total").set(Double(stats.gpusTotal))
         registry.makeGauge(name: "fastgpu_gpus_allocated").set(Double(stats.gpusAllocatedMilli) / 1000)
         registry.makeGauge(name: "fastgpu_state_index").set(Double(stats.stateIndex))
+        for gpu in stats.gpus {
+            let labels = [("node", gpu.node), ("gpu", String(gpu.index)), ("model", gpu.model)]
+            registry.makeGauge(name: "fastgpu_gpu_allocated", labels: labels).set(Double(gpu.allocatedMilli) / 1000)
+            registry.makeGauge(name: "fastgpu_gpu_healthy", labels: labels).set(gpu.healthy ? 1.0 : 0.0)
+            if let watts = gpu.telemetry?.powerWatts { registry.makeGauge(name: "fastgpu_gpu_power_watts", labels: labels).set(Double(watts)) }
+            if let energy = gpu.telemetry?.energyMillijoules {
+                // The driver's counter since it loaded: use increase(), not the value.
+                registry.makeGauge(name: "fastgpu_gpu_energy_joules", labels: labels).set(Double(energy) / 1000)
+            }
+        }
         return registry.emitToString()
     }
 }

@@ -116,7 +116,9 @@ enum Wire {
                 var reason: String?
                 if case .unhealthy(let why) = gpu.health { reason = why }
                 return GPUWire(index: gpu.index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, healthy: gpu.isHealthy, healthReason: reason,
-                               migEnabled: gpu.migEnabled, usage: usage, freeMilli: gpu.freeMilli)
+                               migEnabled: gpu.migEnabled, usage: usage, freeMilli: gpu.freeMilli, island: gpu.island,
+                               powerWatts: view.telemetry[gpu.index]?.powerWatts,
+                               energyJoules: view.telemetry[gpu.index]?.energyMillijoules.map { Double($0) / 1000 })
             },
             allocations: node.allocations.map(\.rawValue).sorted(), registeredAt: time(view.record.registeredAt), lastHeartbeatAt: view.lastHeartbeatAt.map(time))
     }
@@ -141,7 +143,7 @@ enum Wire {
 
     static func event(_ e: EventRecord) -> EventWire {
         EventWire(sequence: e.sequence ?? 0, time: time(e.time), kind: e.kind, job: e.jobID?.rawValue, node: e.nodeID?.rawValue,
-                  allocation: e.allocationID?.rawValue, message: e.message)
+                  allocation: e.allocationID?.rawValue, message: EventText.message(e.event, at: e.time), actor: e.actor)
     }
 }
 

@@ -15,6 +15,8 @@ public struct AgentConfiguration: Sendable {
     public var cpuMillis: Int
     public var memoryMiB: Int
     public var heartbeatInterval: Duration = .seconds(1)
+    /// How often the GPUs are probed again for health, power and energy (sent with the next heartbeat).
+    public var probeInterval: Duration = .seconds(10)
     /// Between SIGTERM and SIGKILL when a workload is stopped.
     public var stopGrace: Duration = .seconds(10)
     /// Seconds a blocking assignment query waits.
@@ -91,6 +93,7 @@ public actor Agent {
     let client: AgentClient
     private var state: LocalState?
     private var gpus: [ProbedGPU] = []
+    private var lastProbe = ContinuousClock.now
     private var assignmentIndex: UInt64 = 0
     /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
     private var spawned: Set<UInt64> = []
@@ -133,6 +136,31 @@ public actor Agent {
 
     /// The node id once registered.
     public var nodeID: UInt64? { state?.nodeID }
+
+    /// Reads the GPUs again, off the actor (nvidia-smi takes a while): health, power and energy
+    /// move; the list itself does not. A GPU the driver no longer lists is unhealthy; a probe
+    /// that fails keeps what was last read.
+    private func probeAgain() async {
+        lastProbe = .now
+        let probe = configuration.probe
+        let result = await Task.detached { Result { try probe.probe() } }.value
+        switch result {
+        case .success(let fresh):
+            gpus = gpus.map { old in
+                guard var now = fresh.first(where: { $0.index == old.index }) else {
+                    var gone = old
+                    gone.healthy = false
+                    gone.healthReason = "no longer listed by the driver"
+                    gone.powerWatts = nil
+                    return gone
+                }
+                now.island = now.island ?? old.island
+                return now
+            }
+        case .failure(let error):
+            logger.warning("probing the GPUs failed; their last reading stands", metadata: ["error": "\(error)"])
+        }
+    }
 
     func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory + "/allocations", withIntermediateDirectories: true)
@@ -211,6 +239,8 @@ public actor Agent {
     }
 
     func heartbeat() async throws {
+        guard state != nil else { return }
+        if ContinuousClock.now - lastProbe >= configuration.probeInterval { await probeAgain() }
         guard let state else { return }
         // Every workload this agent holds, started, about to be, or stopping: the control plane
         // treats a live allocation missing from this list as lost. (One it has already ended is

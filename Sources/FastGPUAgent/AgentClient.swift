@@ -21,13 +21,14 @@ struct AgentClient: Sendable {
 
     func register(joinToken: String, name: String, cpuMillis: Int, memoryMiB: Int, labels: [String: String], gpus: [ProbedGPU]) async throws -> Registered {
         let body = RegisterNodeBody(name: name, cpuMillis: cpuMillis, memoryMiB: memoryMiB, labels: labels,
-                                    gpus: gpus.map { GPUBody(uuid: $0.uuid, model: $0.model, memoryMiB: max(0, $0.memoryMiB), migEnabled: $0.migEnabled,
+                                    gpus: gpus.map { GPUBody(uuid: $0.uuid, model: $0.model, memoryMiB: max(0, $0.memoryMiB), island: $0.island, migEnabled: $0.migEnabled,
                                                              healthy: $0.healthy ? nil : false, healthReason: $0.healthReason) })
         return try await refused { try await client(joinToken).registerNode(body) }
     }
 
     func heartbeat(node: UInt64, token: String, gpus: [ProbedGPU], running: [(allocation: UInt64, epoch: UInt64)]) async throws -> HeartbeatWire {
-        let body = HeartbeatBody(gpus: gpus.map { GPUHealthBody(index: $0.index, healthy: $0.healthy, reason: $0.healthReason) },
+        let body = HeartbeatBody(gpus: gpus.map { GPUHealthBody(index: $0.index, healthy: $0.healthy, reason: $0.healthReason,
+                                                                powerWatts: $0.powerWatts, energyMillijoules: $0.energyMillijoules) },
                                  running: running.map { RunningAllocationBody(allocation: $0.allocation, epoch: $0.epoch) })
         return try await refused { try await client(token).heartbeat(node: node, body) }
     }

@@ -19,9 +19,14 @@ public struct ProbedGPU: Hashable, Sendable {
     public var energyMillijoules: Int64?
     /// MIG instances that exist on the GPU now, with the UUIDs `CUDA_VISIBLE_DEVICES` takes.
     public var migDevices: [MIGDevice]
+    /// Its NVLink island: GPUs with the same number reach each other over NVLink (from
+    /// `nvidia-smi topo -m`); nil where the topology could not be read.
+    public var island: Int?
 
     public init(index: Int, uuid: String, productName: String, model: String, memoryMiB: Int, migEnabled: Bool = false, healthy: Bool = true,
-                healthReason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil, migDevices: [MIGDevice] = []) {
+                healthReason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil, migDevices: [MIGDevice] = [],
+                island: Int? = nil) {
+        self.island = island
         self.index = index
         self.uuid = uuid
         self.productName = productName
@@ -110,6 +115,11 @@ public struct NvidiaSMIProbe: DeviceProbe {
             let listing = try NvidiaSMIParser.parseList(try run(["-L"]))
             for i in gpus.indices { gpus[i].migDevices = listing[gpus[i].index] ?? [] }
         }
+        // Islands matter only to place multi-GPU tasks well: a topology that cannot be read
+        // leaves them unknown rather than failing the probe.
+        if let topology = try? run(["topo", "-m"]), let islands = try? NvidiaSMIParser.parseTopology(topology) {
+            for i in gpus.indices { gpus[i].island = islands[gpus[i].index] }
+        }
         return gpus
     }
 
@@ -169,6 +179,48 @@ public enum NvidiaSMIParser {
                 powerWatts: value("power.draw").flatMap(Double.init), energyMillijoules: value("total_energy_consumption").flatMap(Int64.init)))
         }
         return gpus
+    }
+
+    /// Parses `nvidia-smi topo -m` into an NVLink island per GPU index: GPUs joined by NVLink
+    /// (`NV#`, directly or through others, as on an NVSwitch board) share an island; a GPU
+    /// reached only over PCIe or the SMP link (`PIX`, `PXB`, `PHB`, `NODE`, `SYS`) is an island
+    /// of its own. Islands are numbered 0, 1, ... in the order of their lowest GPU index.
+    public static func parseTopology(_ output: String) throws -> [Int: Int] {
+        let lines = output.split(whereSeparator: \.isNewline).map(String.init)
+        guard let headerAt = lines.firstIndex(where: { $0.split(whereSeparator: \.isWhitespace).first.map { $0.hasPrefix("GPU") } == true && $0.first?.isWhitespace == true }) else {
+            throw ProbeError("nvidia-smi topo -m: no GPU header line")
+        }
+        // Device columns are the header's words before `CPU Affinity`; the rows carry one value per column first.
+        let columns = Array(lines[headerAt].split(whereSeparator: \.isWhitespace).prefix { $0 != "CPU" && $0 != "NUMA" }).map(String.init)
+        func gpuIndex(_ word: Substring) -> Int? { word.hasPrefix("GPU") ? Int(word.dropFirst(3)) : nil }
+        var parent: [Int: Int] = [:]
+        func root(_ i: Int) -> Int {
+            var i = i
+            while let p = parent[i], p != i { i = p }
+            return i
+        }
+        for line in lines[(headerAt + 1)...] {
+            if line.hasPrefix("Legend") { break }
+            let words = line.split(whereSeparator: \.isWhitespace)
+            guard let name = words.first, let row = gpuIndex(name) else { continue }
+            guard words.count > columns.count else { throw ProbeError("nvidia-smi topo -m: short row: \(line)") }
+            if parent[row] == nil { parent[row] = row }
+            for (column, header) in columns.enumerated() {
+                guard let other = gpuIndex(Substring(header)), words[column + 1].hasPrefix("NV") else { continue }
+                if parent[other] == nil { parent[other] = other }
+                let (a, b) = (root(row), root(other))
+                if a != b { parent[max(a, b)] = min(a, b) }
+            }
+        }
+        guard !parent.isEmpty else { throw ProbeError("nvidia-smi topo -m: no GPU rows") }
+        var number: [Int: Int] = [:]
+        var islands: [Int: Int] = [:]
+        for gpu in parent.keys.sorted() {
+            let r = root(gpu)
+            if number[r] == nil { number[r] = number.count }
+            islands[gpu] = number[r]
+        }
+        return islands
     }
 
     /// Parses `nvidia-smi -L`: MIG instances per GPU index.

@@ -88,21 +88,20 @@ public struct LivenessService: Service {
     }
 
     public func run() async throws {
-        let clock = ContinuousClock()
-        var last = clock.now
+        let clock = controlPlane.clock
+        var last = clock.now()
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do { try await Task.sleep(for: tick) } catch { return }
-            let now = clock.now
+            do { try await clock.sleep(for: tick) } catch { return }
+            let now = clock.now()
             // A tick later than its period by more than a heartbeat TTL: this process was paused.
-            if now - last > tick + controlPlane.configuration.heartbeatTTL {
-                logger.warning("liveness check was paused; giving every node a fresh grace period", metadata: ["gap": "\(now - last)"])
+            let late = now.milliseconds(since: last) - tick.wholeMilliseconds
+            if late > controlPlane.configuration.heartbeatTTL.wholeMilliseconds {
+                logger.warning("liveness check was paused; giving every node a fresh grace period", metadata: ["late_ms": "\(late)"])
                 await controlPlane.forgiveHeartbeatGap()
             }
             last = now
             do {
-                await controlPlane.wakeIfBackoffDue()
-                try await controlPlane.expireIdempotencyKeys()
-                let downed = try await controlPlane.checkLiveness()
+                let downed = try await controlPlane.tick()
                 if !downed.isEmpty { logger.warning("nodes down: missed heartbeats", metadata: ["nodes": "\(downed)"]) }
             } catch {
                 logger.error("liveness check failed", metadata: ["error": "\(error)"])

@@ -73,6 +73,21 @@ public struct NodeView: Hashable, Sendable {
     /// The node with its current usage.
     public var node: Node
     public var lastHeartbeatAt: Timestamp?
+    /// Each GPU's last power and energy reading, by index.
+    public var telemetry: [Int: GPUTelemetry] = [:]
+}
+
+/// What an agent last read from a GPU beyond its health. Not scheduling input: kept beside the
+/// cluster state, in memory, and exported (`nodes show`, `/metrics`).
+public struct GPUTelemetry: Hashable, Sendable {
+    public var powerWatts: Double?
+    /// Energy since the driver loaded, in millijoules.
+    public var energyMillijoules: Int64?
+
+    public init(powerWatts: Double?, energyMillijoules: Int64?) {
+        self.powerWatts = powerWatts
+        self.energyMillijoules = energyMillijoules
+    }
 }
 
 /// One allocation as its agent must run it.
@@ -139,4 +154,22 @@ public struct ControlPlaneStats: Hashable, Sendable {
     public var stateIndex: UInt64
     public var durableIndex: UInt64
     public var storeFailed: Bool
+    /// Every GPU of every node, for per-GPU metrics.
+    public var gpus: [GPUStat] = []
+}
+
+/// One GPU as `/metrics` exports it.
+public struct GPUStat: Hashable, Sendable {
+    public var node: String
+    public var index: Int
+    public var model: String
+    public var healthy: Bool
+    /// Milli-GPUs allocated (1000: all of it).
+    public var allocatedMilli: Int
+    public var telemetry: GPUTelemetry?
+}
+
+extension Allocation {
+    /// What its agent last said about a live allocation: nothing yet, or that it runs.
+    var report: AllocationReport { runningSince == nil ? .assigned : .running }
 }

@@ -15,6 +15,9 @@ public struct Allocation: Hashable, Sendable, Identifiable, Codable {
     public var startTime: Timestamp
     /// When backfill and preemption expect it to end; `distantFuture` when the job gave no estimate.
     public var expectedEnd: Timestamp
+    /// When its agent reported the workload running (`startTime` is when the plan committed);
+    /// nil until then. Written by `ClusterState.apply(.allocationStarted)`.
+    public internal(set) var runningSince: Timestamp?
 
     public init(id: AllocationID, task: TaskRef, node: NodeID, devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int,
                 project: ProjectID, priority: PriorityClass, spot: Bool, milliGPUs: Int, epoch: Epoch, startTime: Timestamp, expectedEnd: Timestamp) {
@@ -46,4 +49,14 @@ public enum AllocationOutcome: Hashable, Sendable, Codable {
     case preempted
     /// Stopped because the user cancelled the job.
     case cancelled
+}
+
+/// What the agent last said about an allocation.
+public enum AllocationReport: String, Hashable, Sendable, Codable {
+    /// Committed; the agent has not confirmed it yet.
+    case assigned
+    case running
+    case exited
+    /// The control plane ended it (preempted, cancelled, lost) and told the agent to stop.
+    case stopping
 }

@@ -85,6 +85,26 @@ extension ClusterState {
     }
 }
 
+extension Job {
+    /// The job with its finish time filled in where a row from before that field had none
+    /// (the store knew it from its own column). A finish time already set wins.
+    public func restoringFinishedAt(_ time: Timestamp?) -> Job {
+        var job = self
+        if job.finishedAt == nil && job.state.isFinished { job.finishedAt = time }
+        return job
+    }
+}
+
+extension Allocation {
+    /// The allocation with its running time filled in where a row from before that field had
+    /// none but its agent had confirmed it running: `startTime` is the best that is known.
+    public func restoringRunning(_ confirmed: Bool) -> Allocation {
+        var allocation = self
+        if confirmed && allocation.runningSince == nil { allocation.runningSince = allocation.startTime }
+        return allocation
+    }
+}
+
 extension GPU {
     /// The device as the probe reports it: no allocation on it (MIG mode kept, empty).
     var withoutUsage: GPU {

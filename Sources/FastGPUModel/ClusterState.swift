@@ -57,7 +57,9 @@ public enum ClusterChange: Sendable, Codable {
     case setProject(ProjectID, weight: Int)
     case submit(Job)
     case commit(VerifiedPlan, at: Timestamp)
-    case endAllocation(AllocationID, AllocationOutcome, at: Timestamp)
+    /// The agent reported the allocation's workload running (once; later reports change nothing).
+    case allocationStarted(AllocationID, epoch: Epoch, at: Timestamp)
+    case endAllocation(AllocationID, AllocationOutcome, at: Timestamp, cause: EndCause = .exited)
     case cancel(JobID, at: Timestamp)
     /// Holds a waiting job back until `until` (the control plane's retry backoff after a loss).
     case deferJob(JobID, until: Timestamp)
@@ -78,6 +80,7 @@ public enum ClusterChangeError: Error, Hashable, Sendable, CustomStringConvertib
     /// The plan was verified against another state index.
     case stalePlan(verifiedAt: UInt64, current: UInt64)
     case placementRefused(TaskRef, String)
+    case staleEpoch(AllocationID, Epoch)
 
     public var description: String {
         switch self {
@@ -91,6 +94,7 @@ public enum ClusterChangeError: Error, Hashable, Sendable, CustomStringConvertib
         case .invalidWeight(let w): "weight \(w) must be at least 1"
         case .stalePlan(let at, let current): "plan verified at index \(at), state is at \(current)"
         case .placementRefused(let task, let why): "placement of \(task) refused: \(why)"
+        case .staleEpoch(let id, let epoch): "\(id) is not at epoch \(epoch.rawValue)"
         }
     }
 }
@@ -121,16 +125,12 @@ public struct ClusterState: Sendable {
     /// The weight of a project; 1 for a project the state has not been told about.
     public func weight(of project: ProjectID) -> Int { projects[project]?.weight ?? 1 }
 
-    /// Applies one change, all or nothing. Returns the allocations the change ended (preempted,
-    /// lost, cancelled), so that the caller can tell their agents.
+    /// Applies one change, all or nothing, and returns what happened: the allocations it
+    /// created, started and ended (with how and why), the jobs it queued, requeued or cancelled,
+    /// the nodes and GPUs whose state changed. Nothing happened when it throws.
     @discardableResult
-    public mutating func apply(_ change: ClusterChange) throws(ClusterChangeError) -> [Allocation] {
-        try applyReportingEnds(change).map(\.allocation)
-    }
-
-    /// Applies one change like `apply(_:)`, and says how each allocation it ended ended.
-    public mutating func applyReportingEnds(_ change: ClusterChange) throws(ClusterChangeError) -> [EndedAllocation] {
-        var ended: [EndedAllocation] = []
+    public mutating func apply(_ change: ClusterChange) throws(ClusterChangeError) -> [ClusterEvent] {
+        var events: [ClusterEvent] = []
         switch change {
         case .registerNode(let node):
             guard nodeSlots[node.id] == nil else { throw .duplicateNode(node.id) }
@@ -141,22 +141,26 @@ public struct ClusterState: Sendable {
             }
             nodeSlots[node.id] = nodes.count
             nodes.append(node)
+            events.append(.nodeRegistered(node.id, name: node.name, gpus: node.gpus.count, again: false))
 
         case .setNodeState(let id, let state, let now):
             guard let slot = nodeSlots[id] else { throw .unknownNode(id) }
             if state == .down {
                 // A down node holds nothing: its allocations are lost and their tasks requeued.
-                for allocationID in nodes[slot].allocations {
+                for allocationID in nodes[slot].allocations.sorted() {
                     if let allocation = allocations[allocationID] {
-                        ended += end(allocation, outcome: .lost, at: now)
+                        events += end(allocation, outcome: .lost, at: now, cause: .nodeDown)
                     }
                 }
             }
+            let before = nodes[slot].state
             nodes[slot].state = state
+            if before != state { events.append(.nodeStateChanged(id, from: before, to: state)) }
 
         case .setGPUHealth(let id, let gpu, let health):
             guard let slot = nodeSlots[id] else { throw .unknownNode(id) }
             guard nodes[slot].gpus.indices.contains(gpu) else { throw .invalidNode(id, "no gpu\(gpu)") }
+            if nodes[slot].gpus[gpu].health != health { events.append(.gpuHealthChanged(id, gpu: gpu, health)) }
             nodes[slot].setHealth(health, ofGPU: gpu)
 
         case .setProject(let id, let weight):
@@ -171,27 +175,40 @@ public struct ClusterState: Sendable {
             fresh.liveAllocations = [:]
             fresh.completedTasks = []
             fresh.notBefore = nil
+            fresh.finishedAt = nil
             jobs[job.id] = fresh
+            events.append(.submitted(job.id, project: job.project))
             waiting.insert(job.id)
             if projects[job.project] == nil { projects[job.project] = ProjectAccount(id: job.project) }
 
         case .commit(let plan, let now):
             guard plan.verifiedAt == index else { throw .stalePlan(verifiedAt: plan.verifiedAt, current: index) }
             try checkGangsComplete(plan)
-            ended += try commit(plan, at: now)
+            events += try commit(plan, at: now)
 
-        case .endAllocation(let id, let outcome, let now):
+        case .allocationStarted(let id, let epoch, let now):
+            guard var allocation = allocations[id] else { throw .unknownAllocation(id) }
+            guard allocation.epoch == epoch else { throw .staleEpoch(id, epoch) }
+            if allocation.runningSince == nil {
+                allocation.runningSince = now
+                allocations[id] = allocation
+                events.append(.started(id, task: allocation.task, node: allocation.node))
+            }
+
+        case .endAllocation(let id, let outcome, let now, let cause):
             guard let allocation = allocations[id] else { throw .unknownAllocation(id) }
-            ended += end(allocation, outcome: outcome, at: now)
+            events += end(allocation, outcome: outcome, at: now, cause: cause)
 
         case .cancel(let id, let now):
             guard var job = jobs[id] else { throw .unknownJob(id) }
             guard !job.state.isFinished else { break }
             job.state = .cancelled
+            job.finishedAt = now
             jobs[id] = job
             waiting.remove(id)
+            events.append(.cancelled(id))
             for allocationID in job.liveAllocations.values.sorted() {
-                if let allocation = allocations[allocationID] { ended += end(allocation, outcome: .cancelled, at: now) }
+                if let allocation = allocations[allocationID] { events += end(allocation, outcome: .cancelled, at: now, cause: .cancelled) }
             }
 
         case .deferJob(let id, let until):
@@ -199,6 +216,7 @@ public struct ClusterState: Sendable {
             guard !job.state.isFinished else { break }
             job.notBefore = until
             jobs[id] = job
+            events.append(.requeued(id, notBefore: until))
 
         case .decayUsage(let keep):
             let keep = Int64(max(0, min(1000, keep)))
@@ -209,7 +227,7 @@ public struct ClusterState: Sendable {
             }
         }
         index += 1
-        return ended
+        return events
     }
 
     /// Why a submitted job can never be accepted as written, or nil.
@@ -249,14 +267,14 @@ public struct ClusterState: Sendable {
         }
     }
 
-    private mutating func commit(_ plan: VerifiedPlan, at now: Timestamp) throws(ClusterChangeError) -> [EndedAllocation] {
+    private mutating func commit(_ plan: VerifiedPlan, at now: Timestamp) throws(ClusterChangeError) -> [ClusterEvent] {
         // Check everything before changing anything: placements are staged per touched node on
         // copies after the preemptions' releases, and written back only when all of them fit.
         var staged: [Int: Node] = [:]
-        var releasing: [Allocation] = []
+        var releasing: [(victim: Allocation, beneficiary: JobID)] = []
         for preemption in plan.preemptions {
             guard let victim = allocations[preemption.allocation], victim.epoch == preemption.epoch else { continue }
-            releasing.append(victim)
+            releasing.append((victim, preemption.beneficiary))
             guard let slot = nodeSlots[victim.node] else { continue }
             var node = staged[slot] ?? nodes[slot]
             node.release(victim)
@@ -288,9 +306,9 @@ public struct ClusterState: Sendable {
         // Everything fits: end the victims (and the gang partners they take along) on the real
         // state, then take the new allocations' devices. Ending only frees capacity, so every
         // reservation checked above still fits.
-        var ended: [EndedAllocation] = []
-        for victim in releasing where allocations[victim.id] != nil {
-            ended += end(victim, outcome: .preempted, at: now)
+        var events: [ClusterEvent] = []
+        for (victim, beneficiary) in releasing where allocations[victim.id] != nil {
+            events += end(victim, outcome: .preempted, at: now, cause: .preempted(for: beneficiary))
         }
         for allocation in created {
             let shortage = nodes[nodeSlots[allocation.node]!].reserve(allocation)
@@ -305,22 +323,23 @@ public struct ClusterState: Sendable {
             job.state = .running
             jobs[job.id] = job
             if !job.isWaiting { waiting.remove(job.id) }
+            events.append(.placed(allocation))
         }
         nextAllocationID = nextID
-        return ended
+        return events
     }
 
     /// Ends one allocation and, where the job cannot go on without it, its gang partners.
-    private mutating func end(_ allocation: Allocation, outcome: AllocationOutcome, at now: Timestamp) -> [EndedAllocation] {
-        guard allocations.removeValue(forKey: allocation.id) != nil else { return [] }
+    private mutating func end(_ allocation: Allocation, outcome: AllocationOutcome, at now: Timestamp, cause: EndCause) -> [ClusterEvent] {
+        guard let allocation = allocations.removeValue(forKey: allocation.id) else { return [] }
         if let slot = nodeSlots[allocation.node] { nodes[slot].release(allocation) }
-        var ended = [EndedAllocation(allocation: allocation, outcome: outcome)]
+        var events: [ClusterEvent] = [.ended(allocation, outcome, cause: cause)]
         let runMilliseconds = now.milliseconds(since: allocation.startTime)
         var account = projects[allocation.project] ?? ProjectAccount(id: allocation.project)
         account.usage.add(milliGPUs: allocation.milliGPUs, cpuMillis: allocation.cpuMillis, memoryMiB: allocation.memoryMiB, milliseconds: runMilliseconds)
         projects[allocation.project] = account
 
-        guard var job = jobs[allocation.task.job] else { return ended }
+        guard var job = jobs[allocation.task.job] else { return events }
         job.liveAllocations[allocation.task] = nil
         job.attainedMilliGPUMilliseconds = ResourceUsage.saturating(job.attainedMilliGPUMilliseconds, plus: Int64(allocation.milliGPUs), times: runMilliseconds)
         let gang = job.taskGroups[allocation.task.group].gang
@@ -348,6 +367,7 @@ public struct ClusterState: Sendable {
                 job.state = job.liveAllocations.isEmpty ? .pending : .running
             }
         }
+        if job.state.isFinished && job.finishedAt == nil { job.finishedAt = now }
         jobs[job.id] = job
         if job.isWaiting { waiting.insert(job.id) } else { waiting.remove(job.id) }
 
@@ -357,20 +377,9 @@ public struct ClusterState: Sendable {
                 .filter { partnersOutcome == .cancelled || $0.key.group == allocation.task.group }
                 .values.sorted()
             for partner in partners {
-                if let other = allocations[partner] { ended += end(other, outcome: partnersOutcome, at: now) }
+                if let other = allocations[partner] { events += end(other, outcome: partnersOutcome, at: now, cause: .partnerEnded(partner: allocation.id)) }
             }
         }
-        return ended
-    }
-}
-
-/// An allocation a change ended, and how.
-public struct EndedAllocation: Hashable, Sendable {
-    public var allocation: Allocation
-    public var outcome: AllocationOutcome
-
-    public init(allocation: Allocation, outcome: AllocationOutcome) {
-        self.allocation = allocation
-        self.outcome = outcome
+        return events
     }
 }

@@ -91,6 +91,8 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     public internal(set) var completedTasks: Set<TaskRef> = []
     /// Requeued work waits until then before the scheduler considers it again (retry backoff).
     public internal(set) var notBefore: Timestamp?
+    /// When it reached a finished state (succeeded, failed, cancelled).
+    public internal(set) var finishedAt: Timestamp?
 
     public init(id: JobID, name: String? = nil, project: ProjectID, submitter: String = "", priority: PriorityClass = .normal, spot: Bool = false,
                 taskGroups: [TaskGroup], runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, submitTime: Timestamp) {

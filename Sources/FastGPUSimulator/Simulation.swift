@@ -412,7 +412,7 @@ struct Engine {
         let verified = PlanVerifier().verify(plan, against: state)
         let ended: [Allocation]
         do {
-            ended = try state.apply(.commit(verified, at: at))
+            ended = try state.apply(.commit(verified, at: at)).endedAllocations
         } catch {
             // Verified against this very state: a refusal is a scheduler bug, not an input problem.
             preconditionFailure("a verified plan was refused: \(error)")

@@ -5,36 +5,6 @@ public import FastGPUModel
 // task groups, an allocation's devices) are stored as JSON columns; everything that is filtered,
 // joined or ordered on has its own column.
 
-/// What a job runs: the part of a job that the scheduler never reads and the agent needs.
-public struct JobLaunch: Hashable, Sendable, Codable {
-    /// argv; the first element is the program.
-    public var command: [String]
-    public var environment: [String: String]
-    /// How many allocations a task may use up before a lost task fails the job (≥ 1).
-    public var maxAttempts: Int
-    /// Secret environment values, sealed (AES-GCM, base64) by the control plane's `SecretBox`
-    /// for this job: never returned by the API, opened only for the agent that runs an allocation.
-    public var sealedSecrets: [String: String]
-
-    public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:]) {
-        self.command = command
-        self.environment = environment
-        self.maxAttempts = maxAttempts
-        self.sealedSecrets = sealedSecrets
-    }
-
-    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        command = try c.decode([String].self, forKey: .command)
-        environment = try c.decode([String: String].self, forKey: .environment)
-        maxAttempts = try c.decode(Int.self, forKey: .maxAttempts)
-        // Rows written before secrets existed have none.
-        sealedSecrets = try c.decodeIfPresent([String: String].self, forKey: .sealedSecrets) ?? [:]
-    }
-}
-
 /// A secret of a project's secret store, sealed for `project:ID:NAME`. Jobs of the project
 /// refer to it by name (`secretRefs`); its value is never read back through the API.
 public struct SecretRecord: Hashable, Sendable, Codable {
@@ -51,18 +21,6 @@ public struct SecretRecord: Hashable, Sendable, Codable {
         self.updatedAt = updatedAt
         self.updatedBy = updatedBy
     }
-}
-
-public enum MemberRole: String, Hashable, Sendable, Codable, CaseIterable, Comparable {
-    /// Reads the project's objects.
-    case viewer
-    /// Also submits and cancels jobs.
-    case member
-    /// Also manages the project's members.
-    case admin
-
-    private var rank: Int { switch self { case .viewer: 0; case .member: 1; case .admin: 2 } }
-    public static func < (lhs: MemberRole, rhs: MemberRole) -> Bool { lhs.rank < rhs.rank }
 }
 
 public struct ProjectRecord: Hashable, Sendable, Codable {
@@ -96,15 +54,6 @@ public struct MemberRecord: Hashable, Sendable, Codable {
         self.subject = subject
         self.role = role
     }
-}
-
-public enum TokenKind: String, Hashable, Sendable, Codable {
-    /// A person's (or a service account's) API token; its rights come from memberships.
-    case user
-    /// Lets an agent register a node.
-    case join
-    /// A node's own credential, issued at registration.
-    case node
 }
 
 public struct TokenRecord: Hashable, Sendable, Codable {
@@ -202,27 +151,17 @@ public struct JobRecord: Hashable, Sendable, Codable {
     public var spec: Job
     public var launch: JobLaunch
 
-    public init(job: Job, launch: JobLaunch, finishedAt: Timestamp?) {
+    public init(job: Job, launch: JobLaunch) {
         self.id = job.id
         self.projectID = job.project
         self.name = job.name
         self.submitter = job.submitter
         self.state = job.state
         self.submitTime = job.submitTime
-        self.finishedAt = finishedAt
+        self.finishedAt = job.finishedAt
         self.spec = job
         self.launch = launch
     }
-}
-
-/// What the agent last said about an allocation.
-public enum AllocationReport: String, Hashable, Sendable, Codable {
-    /// Committed; the agent has not confirmed it yet.
-    case assigned
-    case running
-    case exited
-    /// The control plane ended it (preempted, cancelled, lost) and told the agent to stop.
-    case stopping
 }
 
 public struct AllocationRecord: Hashable, Sendable, Codable {
@@ -251,25 +190,27 @@ public struct AllocationRecord: Hashable, Sendable, Codable {
     }
 }
 
-public struct EventRecord: Hashable, Sendable, Codable {
+/// One event of the cluster's history: what happened (typed), when, and who asked for it.
+public struct EventRecord: Hashable, Sendable {
     /// Assigned by the store, increasing; nil before it is written.
     public var sequence: Int64?
     public var time: Timestamp
-    public var kind: String
-    public var jobID: JobID?
-    public var nodeID: NodeID?
-    public var allocationID: AllocationID?
-    public var message: String
+    public var event: ClusterEvent
+    /// The subject of the token whose request caused it; nil for the control plane's own
+    /// decisions (a scheduling pass, liveness).
+    public var actor: String?
 
-    public init(sequence: Int64? = nil, time: Timestamp, kind: String, jobID: JobID? = nil, nodeID: NodeID? = nil, allocationID: AllocationID? = nil, message: String) {
+    public init(sequence: Int64? = nil, time: Timestamp, event: ClusterEvent, actor: String? = nil) {
         self.sequence = sequence
         self.time = time
-        self.kind = kind
-        self.jobID = jobID
-        self.nodeID = nodeID
-        self.allocationID = allocationID
-        self.message = message
+        self.event = event
+        self.actor = actor
     }
+
+    public var kind: String { event.kind }
+    public var jobID: JobID? { event.job }
+    public var nodeID: NodeID? { event.node }
+    public var allocationID: AllocationID? { event.allocation }
 }
 
 public struct IdempotencyRecord: Hashable, Sendable, Codable {
@@ -287,11 +228,6 @@ public struct IdempotencyRecord: Hashable, Sendable, Codable {
         self.jobID = jobID
         self.createdAt = createdAt
     }
-}
-
-public enum LogStream: String, Hashable, Sendable, Codable {
-    case stdout
-    case stderr
 }
 
 public struct LogChunkRecord: Hashable, Sendable, Codable {

@@ -204,20 +204,28 @@ package struct GPUHealthBody: Codable, Sendable, Equatable {
     package var index: Int
     package var healthy: Bool
     package var reason: String?
+    /// Power draw now, in watts, as the driver reads it.
+    package var powerWatts: Double?
+    /// Energy used since the driver loaded, in millijoules (a counter: it only grows until a reload).
+    package var energyMillijoules: Int64?
 
-    package enum CodingKeys: String, CodingKey, CaseIterable { case index, healthy, reason }
+    package enum CodingKeys: String, CodingKey, CaseIterable { case index, healthy, reason, powerWatts, energyMillijoules }
 
     package init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         index = try c.decode(Int.self, forKey: .index)
         healthy = try c.decode(Bool.self, forKey: .healthy)
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
+        powerWatts = try c.decodeIfPresent(Double.self, forKey: .powerWatts)
+        energyMillijoules = try c.decodeIfPresent(Int64.self, forKey: .energyMillijoules)
     }
 
-    package init(index: Int, healthy: Bool, reason: String? = nil) {
+    package init(index: Int, healthy: Bool, reason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil) {
         self.index = index
         self.healthy = healthy
         self.reason = reason
+        self.powerWatts = powerWatts
+        self.energyMillijoules = energyMillijoules
     }
 }
 
@@ -555,8 +563,12 @@ package struct EventWire: Codable, Sendable, Equatable {
     package var node: UInt64?
     package var allocation: UInt64?
     package var message: String
+    /// Who asked for what happened (a token's subject); absent for the control plane's own decisions.
+    package var actor: String?
 
-    package init(sequence: Int64, time: String, kind: String, job: UInt64? = nil, node: UInt64? = nil, allocation: UInt64? = nil, message: String) {
+    package init(sequence: Int64, time: String, kind: String, job: UInt64? = nil, node: UInt64? = nil, allocation: UInt64? = nil, message: String,
+                 actor: String? = nil) {
+        self.actor = actor
         self.sequence = sequence
         self.time = time
         self.kind = kind
@@ -605,8 +617,17 @@ package struct GPUWire: Codable, Sendable, Equatable {
     /// `free`, `whole`, `shared` or `mig`.
     package var usage: String
     package var freeMilli: Int
+    /// NVLink island: GPUs of one node with the same number reach each other over NVLink.
+    package var island: Int?
+    /// As the agent last read them; absent where the driver does not report them.
+    package var powerWatts: Double?
+    package var energyJoules: Double?
 
-    package init(index: Int, uuid: String, model: String, memoryMiB: Int, healthy: Bool, healthReason: String? = nil, migEnabled: Bool, usage: String, freeMilli: Int) {
+    package init(index: Int, uuid: String, model: String, memoryMiB: Int, healthy: Bool, healthReason: String? = nil, migEnabled: Bool, usage: String, freeMilli: Int,
+                 island: Int? = nil, powerWatts: Double? = nil, energyJoules: Double? = nil) {
+        self.island = island
+        self.powerWatts = powerWatts
+        self.energyJoules = energyJoules
         self.index = index
         self.uuid = uuid
         self.model = model

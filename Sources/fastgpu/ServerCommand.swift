@@ -2,6 +2,7 @@ import ArgumentParser
 import FastGPUAPI
 import FastGPUControlPlane
 import FastGPUStore
+import FastGPUStoreSQLite
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -106,16 +107,15 @@ struct LocalServer {
         // back both up, and keep them apart.
         let secretBox: SecretBox
         do { secretBox = try SecretBox.loadOrCreate(at: directory + "/secret-key") } catch { throw CommandFailure("\(error)") }
-        let controlPlane = try await ControlPlane(store: store, secretBox: secretBox, configuration: configuration, logger: logger)
-        if let token = try await controlPlane.bootstrapIfEmpty() {
+        let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: configuration, limits: limits, logger: logger)
+        if let token = assembly.bootstrapToken {
             let path = directory + "/admin-token"
             guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
                 throw CommandFailure("cannot write the admin token to \(path); remove \(directory)/fastgpu.db and start again")
             }
             logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
         }
-        let metrics = APIMetrics()
-        let (router, _) = APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits).makeRouter()
+        let (router, _) = assembly.api.makeRouter()
         // Connections are capped below the descriptor limit (raised to its hard maximum first),
         // so a flood of connections queues in the kernel instead of starving the store of files.
         let descriptors = raiseDescriptorLimit()
@@ -135,9 +135,7 @@ struct LocalServer {
                 onRunning("\(scheme)://\(address)", directory)
             },
             logger: logger)
-        return LocalServer(
-            services: [app, SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger), LivenessService(controlPlane: controlPlane, logger: logger)],
-            controlPlane: controlPlane, directory: directory)
+        return LocalServer(services: [app, assembly.scheduling, assembly.liveness], controlPlane: assembly.controlPlane, directory: directory)
     }
 }
 

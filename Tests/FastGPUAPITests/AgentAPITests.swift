@@ -195,8 +195,10 @@ struct AgentAPITests {
             #expect(lost["state"]?.string == "pending")
             #expect(lost["allocations"]?[0]?["outcome"]?.string == "lost")
             #expect(try await api.get("/v1/jobs/\(other)", token: fixture.admin).json["state"]?.string == "running")
-            let events = try await api.get("/v1/jobs/\(job)/events", token: fixture.admin).json["items"]?.array.compactMap { $0["message"]?.string } ?? []
-            #expect(events.last?.hasSuffix("lost (the agent on gpu-01 no longer runs it); requeued, retried in 10 s") == true)
+            let events = try await api.get("/v1/jobs/\(job)/events", token: fixture.admin).json["items"]?.array ?? []
+            #expect(events.suffix(2).compactMap { $0["kind"]?.string } == ["lost", "requeued"])
+            #expect(events.suffix(2).compactMap { $0["message"]?.string } == ["alloc-\(assigned[0]["allocation"]?["id"]?.int ?? 0) lost: its agent no longer runs it",
+                                                                             "requeued; retried in 10 s"])
         }
     }
 
@@ -220,8 +222,9 @@ struct AgentAPITests {
             _ = try await fixture.controlPlane.checkLiveness()
             let failed = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
             #expect(failed["state"]?.string == "failed")
-            let events = try await api.get("/v1/jobs/\(job)/events", token: fixture.admin).json["items"]?.array.compactMap { $0["message"]?.string } ?? []
-            #expect(events.contains { $0.contains("out of attempts") })
+            let events = try await api.get("/v1/jobs/\(job)/events", token: fixture.admin).json["items"]?.array ?? []
+            #expect(events.last?["kind"]?.string == "failed")
+            #expect(events.last?["message"]?.string?.contains("out of attempts") == true)
         }
     }
 

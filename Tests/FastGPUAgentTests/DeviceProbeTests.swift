@@ -19,6 +19,19 @@ import Testing
         #expect(gpus[4].energyMillijoules == 1_957_723_004)
     }
 
+    @Test func nvlinkIslandsComeFromTheTopologyMatrix() throws {
+        #expect(try NvidiaSMIParser.parseTopology(try Self.fixture("hgx-h100x8.topo.txt")) == Dictionary(uniqueKeysWithValues: (0..<8).map { ($0, 0) }),
+                "NVSwitch: one island; NIC columns and rows are not GPUs")
+        #expect(try NvidiaSMIParser.parseTopology(try Self.fixture("pcie-nvlink-pairs.topo.txt")) == [0: 0, 1: 0, 2: 1, 3: 1])
+        #expect(try NvidiaSMIParser.parseTopology(try Self.fixture("pcie-only.topo.txt")) == Dictionary(uniqueKeysWithValues: (0..<8).map { ($0, $0) }),
+                "PCIe only: every GPU its own island")
+        // A chain (0-1 and 1-2 bonded, 0-2 over PCIe) is one island.
+        let chain = "\tGPU0\tGPU1\tGPU2\tCPU Affinity\nGPU0\t X \tNV2\tSYS\t0-7\nGPU1\tNV2\t X \tNV2\t0-7\nGPU2\tSYS\tNV2\t X \t0-7\n"
+        #expect(try NvidiaSMIParser.parseTopology(chain) == [0: 0, 1: 0, 2: 0])
+        #expect(throws: ProbeError.self) { try NvidiaSMIParser.parseTopology("No devices were found\n") }
+        #expect(throws: ProbeError.self) { try NvidiaSMIParser.parseTopology("\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \n") }
+    }
+
     @Test func migInstancesComeFromTheListing() throws {
         var gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("a100-mig.query.csv"))
         let listing = try NvidiaSMIParser.parseList(try Self.fixture("a100-mig.list.txt"))

@@ -44,7 +44,7 @@ import Testing
                                       jobs: [Job.make(1).gpus(8).tasks(2, gang: true).build()])
         try commit(&state, [place(1, index: 0, node: 1, (0..<8).map { .whole(gpu: $0) }, gang: true),
                             place(1, index: 1, node: 2, (0..<8).map { .whole(gpu: $0) }, gang: true)])
-        let ended = try state.apply(.setNodeState(NodeID(1), .down, at: .seconds(5)))
+        let ended = try state.apply(.setNodeState(NodeID(1), .down, at: .seconds(5))).endedAllocations
         #expect(ended.count == 2)
         #expect(state.allocations.isEmpty)
         #expect(state.jobs[JobID(1)]?.state == .pending)
@@ -59,7 +59,7 @@ import Testing
         let byTask = Dictionary(uniqueKeysWithValues: state.allocations.values.map { ($0.task.index, $0.id) })
         try state.apply(.endAllocation(byTask[0]!, .succeeded, at: .seconds(5)))
         #expect(state.jobs[JobID(1)]?.state == .running)
-        let ended = try state.apply(.endAllocation(byTask[1]!, .lost, at: .seconds(6)))
+        let ended = try state.apply(.endAllocation(byTask[1]!, .lost, at: .seconds(6))).endedAllocations
         #expect(Set(ended.map(\.task.index)) == [1, 2])
         let job = try #require(state.jobs[JobID(1)])
         #expect(job.state == .pending && job.completedTasks.isEmpty)
@@ -70,7 +70,7 @@ import Testing
         var state = ClusterState.make(nodes: [Node.make(1).gpus(8).build()], jobs: [Job.make(1).gpus(1).tasks(3).build()])
         try commit(&state, (0..<3).map { place(1, index: $0, node: 1, [.whole(gpu: $0)]) })
         let first = state.allocations.values.min { $0.id < $1.id }!
-        let ended = try state.apply(.endAllocation(first.id, .failed(exitCode: 3), at: .seconds(1)))
+        let ended = try state.apply(.endAllocation(first.id, .failed(exitCode: 3), at: .seconds(1))).endedAllocations
         #expect(ended.count == 3)
         #expect(state.jobs[JobID(1)]?.state == .failed)
         #expect(state.waiting.isEmpty)
@@ -91,7 +91,7 @@ import Testing
     @Test func cancelStopsEverythingAndTheJobLeavesTheQueue() throws {
         var state = ClusterState.make(nodes: [Node.make(1).gpus(2).build()], jobs: [Job.make(1).gpus(1).tasks(2).build()])
         try commit(&state, [place(1, index: 0, node: 1, [.whole(gpu: 0)])])
-        let ended = try state.apply(.cancel(JobID(1), at: .seconds(3)))
+        let ended = try state.apply(.cancel(JobID(1), at: .seconds(3))).endedAllocations
         #expect(ended.map(\.task.index) == [0])
         #expect(state.jobs[JobID(1)]?.state == .cancelled)
         #expect(state.waiting.isEmpty && state.allocations.isEmpty)

@@ -1,5 +1,6 @@
 import FastGPUModel
 import FastGPUStore
+import FastGPUStoreSQLite
 import FastGPUTestSupport
 import Foundation
 import Testing
@@ -18,7 +19,7 @@ struct ClusterStoreConformance {
 
     static func job(_ id: UInt64, project: UInt64 = 1) -> JobRecord {
         let job = Job.make(id).project(project).gpus(1).build()
-        return JobRecord(job: job, launch: JobLaunch(command: ["python", "train.py"], environment: ["A": "1"]), finishedAt: nil)
+        return JobRecord(job: job, launch: JobLaunch(command: ["python", "train.py"], environment: ["A": "1"]))
     }
 
     static func node(_ id: UInt64) -> (NodeRecord, [GPURecord]) {
@@ -52,9 +53,10 @@ struct ClusterStoreConformance {
             .submitJob(Self.job(2), idempotency: nil),
             .saveAllocation(Self.allocation(1, job: 1, node: 1, live: true)),
             .saveAllocation(Self.allocation(2, job: 2, node: 1, live: false)),
-            .appendEvent(EventRecord(time: Self.t0, kind: "submitted", jobID: JobID(1), message: "one")),
-            .appendEvent(EventRecord(time: Self.t0, kind: "placed", jobID: JobID(1), message: "two")),
-            .appendEvent(EventRecord(time: Self.t0, kind: "submitted", jobID: JobID(2), message: "other job")),
+            .appendEvent(EventRecord(time: Self.t0, event: .submitted(JobID(1), project: ProjectID(1)), actor: "alice")),
+            .appendEvent(EventRecord(time: Self.t0, event: .ended(Self.allocation(1, job: 1, node: 1, live: true).allocation, .failed(exitCode: 3),
+                                                                  cause: .preempted(for: JobID(2))))),
+            .appendEvent(EventRecord(time: Self.t0, event: .submitted(JobID(2), project: ProjectID(1)))),
             .setMeta(StoreMeta(stateIndex: 12, nextAllocationID: 3)),
         ]))
         for candidate in [store, try reopen()] {
@@ -68,7 +70,12 @@ struct ClusterStoreConformance {
             #expect(loaded.jobs == [Self.job(1), Self.job(2)])
             #expect(loaded.liveAllocations == [Self.allocation(1, job: 1, node: 1, live: true)], "ended allocations are history, not state")
             #expect(loaded.idempotencyKeys == [key])
-            #expect(try await candidate.events(job: JobID(1), after: 0, limit: 10).map(\.message) == ["one", "two"])
+            let events = try await candidate.events(job: JobID(1), after: 0, limit: 10)
+            #expect(events.map(\.event) == [.submitted(JobID(1), project: ProjectID(1)),
+                                             .ended(Self.allocation(1, job: 1, node: 1, live: true).allocation, .failed(exitCode: 3), cause: .preempted(for: JobID(2)))],
+                    "events come back typed, as written")
+            #expect(events.map(\.actor) == ["alice", nil])
+            #expect(events.map(\.nodeID) == [nil, NodeID(1)])
             #expect(try await candidate.allocations(job: JobID(2)) == [Self.allocation(2, job: 2, node: 1, live: false)])
             #expect(try await candidate.allocation(AllocationID(2)) == Self.allocation(2, job: 2, node: 1, live: false))
             #expect(try await candidate.allocation(AllocationID(9)) == nil)
@@ -96,7 +103,7 @@ struct ClusterStoreConformance {
         let fresh = IdempotencyRecord(subject: "a", key: "k2", requestHash: "h2", jobID: JobID(1), createdAt: Self.t0 + .seconds(100))
         var second = Self.job(2)
         second.spec = Job.make(2).project(1).gpus(1).build()
-        try await store.commit(StoreBatch([.submitJob(second, idempotency: old), .appendEvent(EventRecord(time: Self.t0, kind: "x", message: "m"))]))
+        try await store.commit(StoreBatch([.submitJob(second, idempotency: old), .appendEvent(EventRecord(time: Self.t0, event: .nodeReplaced(NodeID(1))))]))
         var reused = old
         reused.requestHash = "h3"
         try await store.commit(StoreBatch([.submitJob(Self.job(3), idempotency: reused), .submitJob(Self.job(4), idempotency: fresh)]))
@@ -137,11 +144,12 @@ struct ClusterStoreConformance {
 
     func eventsPageBySequence() async throws {
         let (store, _) = try make()
-        try await store.commit(StoreBatch((1...5).map { .appendEvent(EventRecord(time: Self.t0, kind: "k", jobID: JobID(1), message: "\($0)")) }))
+        let requeued = { (n: Int) in ClusterEvent.requeued(JobID(1), notBefore: Self.t0 + .seconds(n)) }
+        try await store.commit(StoreBatch((1...5).map { .appendEvent(EventRecord(time: Self.t0, event: requeued($0))) }))
         let first = try await store.events(job: JobID(1), after: 0, limit: 2)
-        #expect(first.map(\.message) == ["1", "2"])
+        #expect(first.map(\.event) == [requeued(1), requeued(2)])
         let rest = try await store.events(job: JobID(1), after: first.last!.sequence!, limit: 10)
-        #expect(rest.map(\.message) == ["3", "4", "5"])
+        #expect(rest.map(\.event) == [requeued(3), requeued(4), requeued(5)])
     }
 
     func auditRecordsAppendAndPageBySequenceAndSubject() async throws {

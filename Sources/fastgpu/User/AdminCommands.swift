@@ -94,8 +94,10 @@ struct NodesCommand: AsyncParsableCommand {
 
                 """
             if !node.labels.isEmpty { text += "  labels       " + node.labels.keys.sorted().map { "\($0)=\(node.labels[$0]!)" }.joined(separator: " ") + "\n" }
-            text += "\nGPUs:\n" + Output.table(["INDEX", "MODEL", "MEMORY", "USE", "FREE", "HEALTH", "UUID"], node.gpus.map { gpu in
-                [String(gpu.index), gpu.model + (gpu.migEnabled ? " (MIG)" : ""), "\(gpu.memoryMiB) MiB", gpu.usage, String(format: "%.3g", Double(gpu.freeMilli) / 1000),
+            text += "\nGPUs:\n" + Output.table(["INDEX", "MODEL", "MEMORY", "ISLAND", "USE", "FREE", "POWER", "ENERGY", "HEALTH", "UUID"], node.gpus.map { gpu in
+                [String(gpu.index), gpu.model + (gpu.migEnabled ? " (MIG)" : ""), "\(gpu.memoryMiB) MiB", gpu.island.map(String.init) ?? "-", gpu.usage,
+                 String(format: "%.3g", Double(gpu.freeMilli) / 1000), gpu.powerWatts.map { String(format: "%.0f W", $0) } ?? "-",
+                 gpu.energyJoules.map { String(format: "%.1f kWh", $0 / 3_600_000) } ?? "-",
                  gpu.healthy ? "ok" : "unhealthy: " + (gpu.healthReason ?? "?"), gpu.uuid]
             })
             Output.write(text)

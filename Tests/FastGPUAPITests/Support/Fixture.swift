@@ -2,6 +2,7 @@ import FastGPUAPI
 import FastGPUControlPlane
 import FastGPUModel
 import FastGPUStore
+import FastGPUStoreSQLite
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -29,18 +30,16 @@ struct Fixture {
     static func make(path: String? = nil, configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), clock: ManualClock = ManualClock()) async throws -> Fixture {
         let path = path ?? temporaryDatabase()
         let secretBox = SecretBox.random()
-        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration)
-        let admin = try await controlPlane.bootstrapIfEmpty() ?? ""
-        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin,
+        let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration)
+        return Fixture(path: path, clock: clock, controlPlane: assembly.controlPlane, scheduling: assembly.scheduling, admin: assembly.bootstrapToken ?? "",
                        secretBox: secretBox)
     }
 
     /// The same database opened by a new control plane, as after a restart.
     func restarted() async throws -> Fixture {
-        let controlPlane = try await ControlPlane(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock,
-                                                  configuration: self.controlPlane.configuration)
-        return Fixture(path: path, clock: clock, controlPlane: controlPlane, scheduling: SchedulingService(controlPlane: controlPlane), admin: admin,
-                       secretBox: secretBox)
+        let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock,
+                                                      configuration: controlPlane.configuration)
+        return Fixture(path: path, clock: clock, controlPlane: assembly.controlPlane, scheduling: assembly.scheduling, admin: admin, secretBox: secretBox)
     }
 
     @discardableResult

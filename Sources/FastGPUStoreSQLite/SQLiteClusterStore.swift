@@ -1,4 +1,5 @@
 public import FastGPUModel
+public import FastGPUStore
 import Foundation
 public import GRDB
 
@@ -174,6 +175,23 @@ public final class SQLiteClusterStore: ClusterStore {
                 t.primaryKey(["projectID", "name"])
             }
         }
+        migrator.registerMigration("v5: typed events") { db in
+            // Events are stored as typed JSON (`payload`) with who caused them; rows written
+            // before keep their sentence in `message` and read back as `.recorded`.
+            try db.alter(table: "event") { t in
+                t.add(column: "payload", .text)
+                t.add(column: "actor", .text)
+            }
+        }
+        migrator.registerMigration("v6: log positions of the store's own") { db in
+            // A log line's position was its SQLite rowid; it is now a column the store assigns,
+            // so that another store (and a VACUUM) keeps the cursors clients hold. Existing
+            // lines keep the positions they were read at.
+            try db.alter(table: "logChunk") { t in t.add(column: "position", .integer) }
+            try db.execute(sql: "UPDATE logChunk SET position = rowid")
+            try db.create(index: "log_by_position", on: "logChunk", columns: ["jobID", "position"])
+            try db.create(index: "log_position", on: "logChunk", columns: ["position"])
+        }
         return migrator
     }
 
@@ -197,6 +215,7 @@ public final class SQLiteClusterStore: ClusterStore {
     public func commit(_ batch: StoreBatch) async throws {
         guard !batch.isEmpty else { return }
         try await pool.write { db in
+            var nextPosition: Int64?
             for write in batch.writes {
                 switch write {
                 case .saveProject(let record): try record.upsert(db)
@@ -212,8 +231,15 @@ public final class SQLiteClusterStore: ClusterStore {
                     try idempotency?.upsert(db)
                 case .saveJob(let record): try record.upsert(db)
                 case .saveAllocation(let record): try record.upsert(db)
-                case .appendEvent(let record): try record.insert(db)
-                case .appendLog(let record): try record.insert(db, onConflict: .ignore)
+                case .appendEvent(let record): try EventRow(record).insert(db)
+                case .appendLog(let record):
+                    // Positions only grow: one writer, and the next is one past the largest.
+                    if nextPosition == nil { nextPosition = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(position), 0) + 1 FROM logChunk") ?? 1 }
+                    try db.execute(sql: """
+                        INSERT OR IGNORE INTO logChunk (allocationID, sequence, jobID, stream, time, text, position) VALUES (?, ?, ?, ?, ?, ?, ?)
+                        """, arguments: [record.allocationID.rawValue, record.sequence, record.jobID.rawValue, record.stream.rawValue,
+                                        record.time.millisecondsSinceEpoch, record.text, nextPosition])
+                    if db.changesCount > 0 { nextPosition! += 1 }
                 case .appendAudit(let record): try record.insert(db)
                 case .saveSecret(let record): try record.upsert(db)
                 case .removeSecret(let project, let name):
@@ -229,16 +255,16 @@ public final class SQLiteClusterStore: ClusterStore {
 
     public func events(job: JobID, after sequence: Int64, limit: Int) async throws -> [EventRecord] {
         try await pool.read { db in
-            try EventRecord.filter(Column("jobID") == job.rawValue && Column("sequence") > sequence)
-                .order(Column("sequence")).limit(limit).fetchAll(db)
+            try EventRow.filter(Column("jobID") == job.rawValue && Column("sequence") > sequence)
+                .order(Column("sequence")).limit(limit).fetchAll(db).map { try $0.record() }
         }
     }
 
     public func logs(job: JobID, after position: Int64, limit: Int) async throws -> [StoredLogChunk] {
-        // The table's rowid is the position: one writer, so a later commit gets larger rowids
-        // (nothing is ever deleted from the end), and a repeated chunk (INSERT OR IGNORE) none.
+        // Positions are assigned at commit, increasing: a later commit gets larger ones, and a
+        // repeated chunk (INSERT OR IGNORE) none.
         try await pool.read { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT rowid AS position, * FROM logChunk WHERE jobID = ? AND rowid > ? ORDER BY rowid LIMIT ?",
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM logChunk WHERE jobID = ? AND position > ? ORDER BY position LIMIT ?",
                                         arguments: [job.rawValue, position, limit])
             return try rows.map { row in StoredLogChunk(position: row["position"], chunk: try LogChunkRecord(row: row)) }
         }
@@ -308,8 +334,41 @@ extension AllocationRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "allocation"
 }
 
-extension EventRecord: FetchableRecord, PersistableRecord {
-    public static let databaseTableName = "event"
+/// An event's row: the ids it is queried by in their own columns, the event itself as JSON.
+struct EventRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "event"
+    var sequence: Int64?
+    var time: Timestamp
+    var kind: String
+    var jobID: JobID?
+    var nodeID: NodeID?
+    var allocationID: AllocationID?
+    /// The sentence of an event written before v5; empty since.
+    var message: String
+    var payload: String?
+    var actor: String?
+
+    init(_ record: EventRecord) throws {
+        sequence = record.sequence
+        time = record.time
+        kind = record.kind
+        jobID = record.jobID
+        nodeID = record.nodeID
+        allocationID = record.allocationID
+        message = ""
+        payload = String(decoding: try JSONEncoder().encode(record.event), as: UTF8.self)
+        actor = record.actor
+    }
+
+    func record() throws -> EventRecord {
+        let event: ClusterEvent
+        if let payload {
+            event = try JSONDecoder().decode(ClusterEvent.self, from: Data(payload.utf8))
+        } else {
+            event = .recorded(kind: kind, message: message)
+        }
+        return EventRecord(sequence: sequence, time: time, event: event, actor: actor)
+    }
 }
 
 extension IdempotencyRecord: FetchableRecord, PersistableRecord {

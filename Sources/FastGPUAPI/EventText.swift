@@ -1,0 +1,51 @@
+public import FastGPUModel
+
+/// Events become sentences here, at the edge, and nowhere else: the control plane and the
+/// store keep them typed (`ClusterEvent`).
+public enum EventText {
+    /// The event in words; `time` is when it happened (a retry's delay is told from it).
+    public static func message(_ event: ClusterEvent, at time: Timestamp) -> String {
+        switch event {
+        case .submitted(_, let project): "submitted to \(project)"
+        case .placed(let a):
+            "task \(a.task.group)/\(a.task.index) placed on \(a.node) with \(a.devices.isEmpty ? "no GPU" : a.devices.map(\.description).joined(separator: ", ")) as \(a.id)"
+        case .started(let id, _, _): "\(id) started"
+        case .ended(let a, let outcome, let cause): "\(a.id) " + ended(outcome, cause)
+        case .requeued(_, let notBefore): "requeued; retried in \(max(0, notBefore.milliseconds(since: time)) / 1000) s"
+        case .cancelled: "cancelled"
+        case .nodeRegistered(_, let name, let gpus, let again): again ? "\(name) registered again" : "\(name) registered with \(gpus) GPUs"
+        case .nodeStateChanged(let node, let from, let to):
+            from == .down ? "\(node) is back (\(to.rawValue))" : to == .down ? "\(node) is down; its allocations are lost" : "\(node) is \(to.rawValue)"
+        case .nodeReplaced(let node): "\(node)'s credential revoked; it awaits a new registration"
+        case .gpuHealthChanged(let node, let gpu, let health): "gpu\(gpu) of \(node) is \(health == .healthy ? "healthy" : "unhealthy")"
+        case .projectChanged(let project, let weight, let maxPriority): "\(project): weight \(weight), max priority \(maxPriority)"
+        case .secretChanged(let project, let name, let removed): "secret \(name) of \(project) \(removed ? "removed" : "set")"
+        case .recorded(_, let message): message
+        }
+    }
+
+    static func ended(_ outcome: AllocationOutcome, _ cause: EndCause) -> String {
+        switch (outcome, cause) {
+        case (.succeeded, _): "exited with code 0"
+        case (.failed(let code), .exited): "exited with code \(code)"
+        case (.failed, .outOfAttempts): "lost, out of attempts: the job failed"
+        case (.failed, .partnerEnded(let partner)): "stopped: \(partner) of its job failed"
+        case (.failed, _): "failed"
+        case (.lost, _): "lost: \(why(cause))"
+        case (.preempted, _): "preempted: \(why(cause))"
+        case (.cancelled, _): "stopped: \(why(cause))"
+        }
+    }
+
+    static func why(_ cause: EndCause) -> String {
+        switch cause {
+        case .exited: "its process exited"
+        case .agentLostIt: "its agent no longer runs it"
+        case .nodeDown: "its node went down"
+        case .outOfAttempts: "no attempt left"
+        case .preempted(let beneficiary): "made room for \(beneficiary)"
+        case .cancelled: "its job was cancelled"
+        case .partnerEnded(let partner): "\(partner) of its gang ended"
+        }
+    }
+}

@@ -1,0 +1,30 @@
+public import FastGPUControlPlane
+public import FastGPUStore
+public import Logging
+
+/// The one composition root: a control plane over a store, its API, and the services that run
+/// it (scheduling loop, liveness). `fastgpu server` and `fastgpu up` serve it over HTTP; the tests
+/// build the very same thing on a temporary database and a hand-moved clock.
+public struct ServerAssembly: Sendable {
+    public let controlPlane: ControlPlane
+    public let metrics: APIMetrics
+    public let api: APIServer
+    public let scheduling: SchedulingService
+    public let liveness: LivenessService
+    /// The cluster-admin token created on the first start (shown once), nil on later starts.
+    public let bootstrapToken: String?
+
+    /// `secretBox` must hold the same key on every start (`SecretBox.loadOrCreate`), or stored
+    /// secrets no longer open.
+    public static func build(store: any ClusterStore, secretBox: SecretBox, clock: any WallClock = SystemWallClock(),
+                             configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), limits: RequestLimits = RequestLimits(),
+                             logger: Logger = Logger(label: "fastgpu.server")) async throws -> ServerAssembly {
+        let controlPlane = try await ControlPlane(store: store, secretBox: secretBox, clock: clock, configuration: configuration, logger: logger)
+        let token = try await controlPlane.bootstrapIfEmpty()
+        let metrics = APIMetrics()
+        return ServerAssembly(
+            controlPlane: controlPlane, metrics: metrics, api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock),
+            scheduling: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger),
+            liveness: LivenessService(controlPlane: controlPlane, logger: logger), bootstrapToken: token)
+    }
+}

@@ -1,0 +1,67 @@
+public import FastGPUModel
+public import FastGPUScheduler
+public import FastGPUStore
+
+// The plan applier: a scheduling pass's plan is verified against the current state and committed.
+extension ControlPlane {
+    // MARK: - Scheduling
+
+    /// A copy of the state for one scheduling pass, and the time of the pass.
+    public func schedulingInput() -> (state: ClusterState, now: Timestamp) { (state, clock.now()) }
+
+    /// Verifies a plan against the current state, commits what still holds, records the queue,
+    /// and returns once the commit is durable. Returns how many placements were committed.
+    @discardableResult
+    public func commit(_ plan: Plan, estimates: [JobID: Timestamp], now: Timestamp) async throws -> Int {
+        try checkWritable()
+        let verified = PlanVerifier().verify(plan, against: state)
+        var committed = 0
+        if !verified.isEmpty {
+            try apply(.commit(verified, at: now), now: now)
+            committed = verified.placements.count
+        }
+        if !verified.rejected.isEmpty { wake() }
+        scheduleWakeForBackoffs(plan, now: now)
+        queue = []
+        for pendingJob in plan.pending.sorted(by: { $0.position < $1.position }) {
+            guard let job = state.jobs[pendingJob.job], job.isWaiting else { continue }
+            var start = estimates[pendingJob.job]
+            if start == nil, case .notNow(_, _, _, let reasonStart) = pendingJob.reason { start = reasonStart }
+            queue.append(QueueEntry(job: pendingJob.job, project: job.project, position: queue.count + 1, reason: pendingJob.reason,
+                                    estimatedStart: start))
+        }
+        pending.queueChanged = true
+        recountWaiting()
+        try await awaitDurable()
+        return committed
+    }
+
+    func waitingJobs(of project: ProjectID) -> Int {
+        state.waiting.reduce(0) { count, id in count + (state.jobs[id]?.project == project ? 1 : 0) }
+    }
+
+    func recountWaiting() {
+        waitingEstimate = [:]
+        for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
+    }
+
+    /// A job backing off becomes placeable at a time, not on an event: wake the scheduler then.
+    func scheduleWakeForBackoffs(_ plan: Plan, now: Timestamp) {
+        let earliest = plan.pending.compactMap { pending -> Timestamp? in
+            if case .notNow(.backoff(let until), _, _, _) = pending.reason { return until }
+            return nil
+        }.min()
+        guard let earliest, earliest < (backoffWake ?? .distantFuture) else { return }
+        backoffWake = earliest
+    }
+
+    /// Wakes the scheduler when the earliest retry backoff has run out; the liveness service
+    /// asks every tick, on the injected clock. True when it woke it.
+    @discardableResult
+    public func wakeIfBackoffDue() -> Bool {
+        guard let due = backoffWake, clock.now() >= due else { return false }
+        backoffWake = nil
+        wake()
+        return true
+    }
+}

@@ -1,0 +1,54 @@
+public import FastGPUModel
+
+/// Allocations the control plane ended (cancelled, preempted, stopped with a failed partner)
+/// whose processes its agent may still be stopping: the GPUs they held are free in the cluster
+/// state (the scheduler may place new work on them at once), but the work placed there is not
+/// handed to the agent until the agent reports the old allocation gone. So a workload that
+/// ignores SIGTERM and runs out its stop grace never shares a GPU with its successor.
+///
+/// An agent that reports what it runs (`running` in its heartbeat) clears an entry by no
+/// longer listing it; a node that goes down or registers again clears all of its entries (it
+/// holds nothing). Kept in memory: after a control-plane restart the agents' first heartbeats
+/// are the truth, and entries are not rebuilt.
+struct StoppingAllocations {
+    /// Per node: each stopping allocation and the GPU indices it held.
+    private var byNode: [NodeID: [AllocationID: Set<Int>]] = [:]
+    /// Nodes whose agents list what they run: only they can say an allocation is gone, so
+    /// only their work is held back (an agent that never lists would wait forever).
+    private var listing: Set<NodeID> = []
+
+    /// Records an allocation that ended while its process may still run.
+    mutating func add(_ allocation: Allocation, cause: EndCause) {
+        switch cause {
+        case .cancelled, .preempted, .partnerEnded:
+            let gpus = Set(allocation.devices.map(\.gpuIndex))
+            guard !gpus.isEmpty else { return }
+            byNode[allocation.node, default: [:]][allocation.id] = gpus
+        case .exited, .agentLostIt, .nodeDown, .outOfAttempts:
+            // Its process is gone already (it exited, its agent says so, or its node holds nothing).
+            return
+        }
+    }
+
+    /// The agent on `node` runs exactly `running` now: entries it no longer lists are gone.
+    /// Returns whether anything was cleared.
+    mutating func agentRuns(_ running: Set<AllocationID>, on node: NodeID) -> Bool {
+        listing.insert(node)
+        guard let entries = byNode[node] else { return false }
+        let kept = entries.filter { running.contains($0.key) }
+        guard kept.count < entries.count else { return false }
+        byNode[node] = kept.isEmpty ? nil : kept
+        return true
+    }
+
+    /// The node holds nothing any more (down, or its machine registered again).
+    mutating func clear(_ node: NodeID) { byNode[node] = nil }
+
+    /// The GPU indices of `node` that a stopping allocation may still use.
+    func busyGPUs(on node: NodeID) -> Set<Int> {
+        guard listing.contains(node) else { return [] }
+        return byNode[node]?.values.reduce(into: Set<Int>()) { $0.formUnion($1) } ?? []
+    }
+
+    func isStopping(_ id: AllocationID, on node: NodeID) -> Bool { byNode[node]?[id] != nil }
+}

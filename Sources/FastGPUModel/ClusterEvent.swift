@@ -1,0 +1,194 @@
+/// Something that happened to the cluster, as a value: what `ClusterState.apply(_:)` returns for
+/// every change it makes, and what the control plane records, publishes and (later) meters.
+///
+/// Events are facts, not sentences: text is made from them only at the edge (the API's event
+/// list, the CLI). Who asked for a change is not part of the fact; the control plane records it
+/// beside the event.
+public enum ClusterEvent: Hashable, Sendable {
+    // Jobs and their allocations.
+    case submitted(JobID, project: ProjectID)
+    /// A committed plan created the allocation (task, node, devices, epoch).
+    case placed(Allocation)
+    /// Its agent reported the workload's process running.
+    case started(AllocationID, task: TaskRef, node: NodeID)
+    /// The allocation ended, how, and why.
+    case ended(Allocation, AllocationOutcome, cause: EndCause)
+    /// A lost task waits for its retry backoff before it may be placed again.
+    case requeued(JobID, notBefore: Timestamp)
+    case cancelled(JobID)
+
+    // Nodes.
+    case nodeRegistered(NodeID, name: String, gpus: Int, again: Bool)
+    case nodeStateChanged(NodeID, from: NodeState, to: NodeState)
+    /// A cluster admin revoked the node's credential so that another machine may take its name.
+    case nodeReplaced(NodeID)
+    case gpuHealthChanged(NodeID, gpu: Int, GPUHealth)
+
+    // Projects.
+    case projectChanged(ProjectID, weight: Int, maxPriority: String)
+    case secretChanged(ProjectID, name: String, removed: Bool)
+
+    /// An event written before events were typed (a database from schema v4 or older): its
+    /// kind and sentence as they were stored.
+    case recorded(kind: String, message: String)
+
+    /// The job the event is about, for per-job history.
+    public var job: JobID? {
+        switch self {
+        case .submitted(let job, _), .requeued(let job, _), .cancelled(let job): job
+        case .placed(let allocation), .ended(let allocation, _, _): allocation.task.job
+        case .started(_, let task, _): task.job
+        default: nil
+        }
+    }
+
+    public var node: NodeID? {
+        switch self {
+        case .placed(let allocation), .ended(let allocation, _, _): allocation.node
+        case .started(_, _, let node): node
+        case .nodeRegistered(let node, _, _, _), .nodeStateChanged(let node, _, _), .nodeReplaced(let node), .gpuHealthChanged(let node, _, _): node
+        default: nil
+        }
+    }
+
+    public var allocation: AllocationID? {
+        switch self {
+        case .placed(let allocation), .ended(let allocation, _, _): allocation.id
+        case .started(let id, _, _): id
+        default: nil
+        }
+    }
+
+    /// A stable, short name for filtering and display (`placed`, `lost`, `node-down`).
+    public var kind: String {
+        switch self {
+        case .submitted: "submitted"
+        case .placed: "placed"
+        case .started: "started"
+        case .ended(_, let outcome, let cause):
+            switch (outcome, cause) {
+            case (.succeeded, _), (.failed, .exited): "exited"
+            case (.failed, _): "failed"
+            case (.lost, _): "lost"
+            case (.preempted, _): "preempted"
+            case (.cancelled, _): "stopped"
+            }
+        case .requeued: "requeued"
+        case .cancelled: "cancelled"
+        case .nodeRegistered: "node-registered"
+        case .nodeStateChanged(_, _, let to): "node-\(to.rawValue)"
+        case .nodeReplaced: "node-replaced"
+        case .gpuHealthChanged: "gpu-health"
+        case .projectChanged: "project-updated"
+        case .secretChanged(_, _, let removed): removed ? "secret-removed" : "secret-set"
+        case .recorded(let kind, _): kind
+        }
+    }
+}
+
+/// Why an allocation ended, beside how (`AllocationOutcome`).
+public enum EndCause: Hashable, Sendable, Codable {
+    /// Its agent reported the process's exit.
+    case exited
+    /// Its agent no longer runs it (the process died with the agent, say).
+    case agentLostIt
+    /// Its node went down (missed heartbeats, registered again, or replaced).
+    case nodeDown
+    /// Lost with no attempt left: the job failed.
+    case outOfAttempts
+    /// A plan stopped it to make room for this job.
+    case preempted(for: JobID)
+    /// Its job was cancelled.
+    case cancelled
+    /// Another allocation of its gang or its job ended, and it cannot go on without it.
+    case partnerEnded(partner: AllocationID)
+}
+
+extension Array where Element == ClusterEvent {
+    /// The allocations these events ended, in order.
+    public var endedAllocations: [Allocation] {
+        compactMap { if case .ended(let allocation, _, _) = $0 { allocation } else { nil } }
+    }
+}
+
+/// Events are stored as JSON objects with a `type` and named fields, written out here by hand
+/// so that renaming a Swift case or label cannot silently change what is on disk.
+extension ClusterEvent: Codable {
+    private enum Key: String, CodingKey {
+        case type, job, project, allocation, allocationID, task, node, outcome, cause, notBefore
+        case name, gpus, again, from, to, gpu, health, weight, maxPriority, removed, kind, message
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        switch self {
+        case .submitted(let job, let project):
+            try c.encode("submitted", forKey: .type); try c.encode(job, forKey: .job); try c.encode(project, forKey: .project)
+        case .placed(let allocation):
+            try c.encode("placed", forKey: .type); try c.encode(allocation, forKey: .allocation)
+        case .started(let id, let task, let node):
+            try c.encode("started", forKey: .type); try c.encode(id, forKey: .allocationID); try c.encode(task, forKey: .task); try c.encode(node, forKey: .node)
+        case .ended(let allocation, let outcome, let cause):
+            try c.encode("ended", forKey: .type); try c.encode(allocation, forKey: .allocation)
+            try c.encode(outcome, forKey: .outcome); try c.encode(cause, forKey: .cause)
+        case .requeued(let job, let notBefore):
+            try c.encode("requeued", forKey: .type); try c.encode(job, forKey: .job); try c.encode(notBefore, forKey: .notBefore)
+        case .cancelled(let job):
+            try c.encode("cancelled", forKey: .type); try c.encode(job, forKey: .job)
+        case .nodeRegistered(let node, let name, let gpus, let again):
+            try c.encode("nodeRegistered", forKey: .type); try c.encode(node, forKey: .node); try c.encode(name, forKey: .name)
+            try c.encode(gpus, forKey: .gpus); try c.encode(again, forKey: .again)
+        case .nodeStateChanged(let node, let from, let to):
+            try c.encode("nodeStateChanged", forKey: .type); try c.encode(node, forKey: .node); try c.encode(from, forKey: .from); try c.encode(to, forKey: .to)
+        case .nodeReplaced(let node):
+            try c.encode("nodeReplaced", forKey: .type); try c.encode(node, forKey: .node)
+        case .gpuHealthChanged(let node, let gpu, let health):
+            try c.encode("gpuHealthChanged", forKey: .type); try c.encode(node, forKey: .node); try c.encode(gpu, forKey: .gpu); try c.encode(health, forKey: .health)
+        case .projectChanged(let project, let weight, let maxPriority):
+            try c.encode("projectChanged", forKey: .type); try c.encode(project, forKey: .project)
+            try c.encode(weight, forKey: .weight); try c.encode(maxPriority, forKey: .maxPriority)
+        case .secretChanged(let project, let name, let removed):
+            try c.encode("secretChanged", forKey: .type); try c.encode(project, forKey: .project)
+            try c.encode(name, forKey: .name); try c.encode(removed, forKey: .removed)
+        case .recorded(let kind, let message):
+            try c.encode("recorded", forKey: .type); try c.encode(kind, forKey: .kind); try c.encode(message, forKey: .message)
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        let type = try c.decode(String.self, forKey: .type)
+        switch type {
+        case "submitted": self = .submitted(try c.decode(JobID.self, forKey: .job), project: try c.decode(ProjectID.self, forKey: .project))
+        case "placed": self = .placed(try c.decode(Allocation.self, forKey: .allocation))
+        case "started":
+            self = .started(try c.decode(AllocationID.self, forKey: .allocationID), task: try c.decode(TaskRef.self, forKey: .task),
+                            node: try c.decode(NodeID.self, forKey: .node))
+        case "ended":
+            self = .ended(try c.decode(Allocation.self, forKey: .allocation), try c.decode(AllocationOutcome.self, forKey: .outcome),
+                          cause: try c.decode(EndCause.self, forKey: .cause))
+        case "requeued": self = .requeued(try c.decode(JobID.self, forKey: .job), notBefore: try c.decode(Timestamp.self, forKey: .notBefore))
+        case "cancelled": self = .cancelled(try c.decode(JobID.self, forKey: .job))
+        case "nodeRegistered":
+            self = .nodeRegistered(try c.decode(NodeID.self, forKey: .node), name: try c.decode(String.self, forKey: .name),
+                                   gpus: try c.decode(Int.self, forKey: .gpus), again: try c.decode(Bool.self, forKey: .again))
+        case "nodeStateChanged":
+            self = .nodeStateChanged(try c.decode(NodeID.self, forKey: .node), from: try c.decode(NodeState.self, forKey: .from),
+                                     to: try c.decode(NodeState.self, forKey: .to))
+        case "nodeReplaced": self = .nodeReplaced(try c.decode(NodeID.self, forKey: .node))
+        case "gpuHealthChanged":
+            self = .gpuHealthChanged(try c.decode(NodeID.self, forKey: .node), gpu: try c.decode(Int.self, forKey: .gpu),
+                                     try c.decode(GPUHealth.self, forKey: .health))
+        case "projectChanged":
+            self = .projectChanged(try c.decode(ProjectID.self, forKey: .project), weight: try c.decode(Int.self, forKey: .weight),
+                                   maxPriority: try c.decode(String.self, forKey: .maxPriority))
+        case "secretChanged":
+            self = .secretChanged(try c.decode(ProjectID.self, forKey: .project), name: try c.decode(String.self, forKey: .name),
+                                  removed: try c.decode(Bool.self, forKey: .removed))
+        case "recorded": self = .recorded(kind: try c.decode(String.self, forKey: .kind), message: try c.decode(String.self, forKey: .message))
+        default:
+            // Written by a newer server: kept, shown by its type, never a failed read.
+            self = .recorded(kind: type, message: "")
+        }
+    }
+}
