@@ -209,6 +209,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "FastGPUControlPlaneTests",
+            dependencies: ["FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUControlPlane", "FastGPUTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "FastGPUCLITests",
             dependencies: ["fastgpu"],
             swiftSettings: strictSettings

@@ -54,6 +54,19 @@ import Testing
         }
     }
 
+    /// The store's protocol target names no database library: a PostgreSQL store goes beside
+    /// the SQLite one, and the control plane cannot reach past the protocol into GRDB.
+    @Test(arguments: ["FastGPUStore", "FastGPUControlPlane", "FastGPUAPI"])
+    func noDatabaseLibraryBehindTheStoreProtocol(target: String) throws {
+        let files = try Self.sources(of: target)
+        #expect(!files.isEmpty)
+        for file in files {
+            for line in try String(contentsOf: file, encoding: .utf8).split(separator: "\n") where line.contains("import GRDB") || line.contains("import SQLite") {
+                Issue.record("\(target)/\(file.lastPathComponent): \(line)")
+            }
+        }
+    }
+
     /// The check itself must catch what it is for: a test that cannot fail is worse than none.
     @Test func forbiddenPatternsCatchTheirExamples() throws {
         let examples = ["let t = Date()", "let id = UUID()", "var g = SystemRandomNumberGenerator()", "Int.random(in: 0..<3)",
