@@ -12,8 +12,11 @@ CONNECTIONS=${CONNECTIONS:-64}
 PORT=${PORT:-18470}
 command -v wrk >/dev/null || { echo "bench-api: wrk is missing (apt-get install wrk)" >&2; exit 1; }
 
-swift build -c release --product fastgpu >/dev/null
-BIN=.build/release/fastgpu
+# BIN=path/to/fastgpu measures that binary instead (an A/B of two builds on one machine).
+if [ -z "${BIN:-}" ]; then
+  swift build -c release --product fastgpu >/dev/null
+  BIN=.build/release/fastgpu
+fi
 DIR=$(mktemp -d /tmp/fastgpu-bench.XXXXXX)
 "$BIN" server --data-dir "$DIR" --port "$PORT" --log-level error >"$DIR/server.log" 2>&1 &
 PID=$!

@@ -29,8 +29,9 @@ SLURM_DIR=${SLURM_DIR:-$ROOT/../shared/peers/slurm}
 rm -rf "$OUT"; mkdir -p "$OUT"
 
 run_fastgpu() {
-  swift build -c release --product fastgpu >/dev/null
-  local bin=$ROOT/.build/release/fastgpu dir=$OUT/fastgpu-state
+  # BIN=path/to/fastgpu measures that binary instead (an A/B of two builds on one machine).
+  local bin=${BIN:-$ROOT/.build/release/fastgpu} dir=$OUT/fastgpu-state
+  [ -n "${BIN:-}" ] || swift build -c release --product fastgpu >/dev/null
   mkdir -p "$dir"
   "$bin" server --data-dir "$dir/server" --port "$PORT" --log-level error >"$dir/server.log" 2>&1 &
   local server=$!

@@ -78,7 +78,16 @@ enum Wire {
         return AllocationWire(id: a.id.rawValue, node: a.node.rawValue, taskGroup: a.task.group, taskIndex: a.task.index,
                               devices: a.devices.map(\.description), cpuMillis: a.cpuMillis, memoryMiB: a.memoryMiB, epoch: a.epoch.rawValue,
                               live: view.live, report: view.report.rawValue, outcome: outcome, exitCode: code,
-                              startedAt: time(a.startTime), endedAt: view.endedAt.map(time))
+                              startedAt: time(a.startTime), endedAt: view.endedAt.map(time), slots: a.devices.map(slot),
+                              runningSince: a.runningSince.map(time))
+    }
+
+    static func slot(_ device: DeviceAssignment) -> DeviceSlotWire {
+        switch device {
+        case .whole(let gpu): DeviceSlotWire(gpu: gpu, kind: "whole")
+        case .share(let gpu, let milli, let memory): DeviceSlotWire(gpu: gpu, kind: "share", milli: milli, memoryMiB: memory)
+        case .mig(let gpu, let profile, let start, _): DeviceSlotWire(gpu: gpu, kind: "mig", profile: profile, start: start)
+        }
     }
 
     static func job(_ view: JobView, now: Timestamp) -> JobWire {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOSSL
+import FastGPUWire
 import Foundation
 public import Logging
 
@@ -330,7 +331,7 @@ public actor Agent {
         let inherited = ProcessInfo.processInfo.environment
         env["PATH"] = env["PATH"] ?? inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         env["HOME"] = env["HOME"] ?? inherited["HOME"] ?? "/"
-        env["CUDA_VISIBLE_DEVICES"] = cudaVisibleDevices(assignment.allocation.devices)
+        env["CUDA_VISIBLE_DEVICES"] = cudaVisibleDevices(assignment.allocation.slots ?? assignment.allocation.devices.compactMap(DeviceSlotWire.init(display:)))
         env["FASTGPU_JOB_ID"] = String(assignment.job)
         env["FASTGPU_JOB_NAME"] = assignment.jobName
         env["FASTGPU_ALLOCATION_ID"] = String(assignment.allocation.id)
@@ -345,20 +346,17 @@ public actor Agent {
         return env
     }
 
-    /// `gpu0`, `gpu3[500m,20480MiB]` → indices; `gpu1/mig:1g.10gb@2` → that MIG instance's UUID.
-    func cudaVisibleDevices(_ devices: [String]) -> String {
+    /// Whole GPUs and shares → their indices; a MIG slot → that MIG instance's UUID.
+    func cudaVisibleDevices(_ slots: [DeviceSlotWire]) -> String {
         var used: Set<String> = []
-        return devices.map { device -> String in
-            let digits = device.dropFirst(3).prefix { $0.isNumber }
-            guard let index = Int(digits) else { return device }
-            guard let mig = device.range(of: "/mig:") else { return String(index) }
-            let profile = device[mig.upperBound...].prefix { $0 != "@" }
-            let instances = gpus.first { $0.index == index }?.migDevices.filter { $0.profile == profile } ?? []
+        return slots.map { slot -> String in
+            guard slot.kind == "mig", let profile = slot.profile else { return String(slot.gpu) }
+            let instances = gpus.first { $0.index == slot.gpu }?.migDevices.filter { $0.profile == profile } ?? []
             if let instance = instances.first(where: { !used.contains($0.uuid) }) {
                 used.insert(instance.uuid)
                 return instance.uuid
             }
-            return "MIG-sim-gpu\(index)-\(device[mig.upperBound...])"
+            return "MIG-sim-gpu\(slot.gpu)-\(profile)@\(slot.start ?? 0)"
         }.joined(separator: ",")
     }
 

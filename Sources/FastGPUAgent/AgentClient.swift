@@ -60,3 +60,17 @@ struct AgentClient: Sendable {
         }
     }
 }
+
+extension DeviceSlotWire {
+    /// Reads the display form (`gpu0`, `gpu3[500m,20480MiB]`, `gpu1/mig:1g.10gb@2`) of a server
+    /// that sends no typed slots yet.
+    init?(display device: String) {
+        guard device.hasPrefix("gpu"), let index = Int(device.dropFirst(3).prefix { $0.isNumber }) else { return nil }
+        if let mig = device.range(of: "/mig:") {
+            let rest = device[mig.upperBound...]
+            self.init(gpu: index, kind: "mig", profile: String(rest.prefix { $0 != "@" }), start: rest.split(separator: "@").last.flatMap { Int($0) })
+        } else {
+            self.init(gpu: index, kind: device.contains("[") ? "share" : "whole")
+        }
+    }
+}

@@ -216,6 +216,7 @@ public final class SQLiteClusterStore: ClusterStore {
         guard !batch.isEmpty else { return }
         try await pool.write { db in
             var nextPosition: Int64?
+            let encoder = JSONEncoder()
             for write in batch.writes {
                 switch write {
                 case .saveProject(let record): try record.upsert(db)
@@ -231,7 +232,7 @@ public final class SQLiteClusterStore: ClusterStore {
                     try idempotency?.upsert(db)
                 case .saveJob(let record): try record.upsert(db)
                 case .saveAllocation(let record): try record.upsert(db)
-                case .appendEvent(let record): try EventRow(record).insert(db)
+                case .appendEvent(let record): try EventRow(record, encoder: encoder).insert(db)
                 case .appendLog(let record):
                     // Positions only grow: one writer, and the next is one past the largest.
                     if nextPosition == nil { nextPosition = try Int64.fetchOne(db, sql: "SELECT COALESCE(MAX(position), 0) + 1 FROM logChunk") ?? 1 }
@@ -348,7 +349,7 @@ struct EventRow: Codable, FetchableRecord, PersistableRecord {
     var payload: String?
     var actor: String?
 
-    init(_ record: EventRecord) throws {
+    init(_ record: EventRecord, encoder: JSONEncoder) throws {
         sequence = record.sequence
         time = record.time
         kind = record.kind
@@ -356,7 +357,7 @@ struct EventRow: Codable, FetchableRecord, PersistableRecord {
         nodeID = record.nodeID
         allocationID = record.allocationID
         message = ""
-        payload = String(decoding: try JSONEncoder().encode(record.event), as: UTF8.self)
+        payload = String(decoding: try encoder.encode(record.event), as: UTF8.self)
         actor = record.actor
     }
 

@@ -428,12 +428,40 @@ package struct QueueWire: Codable, Sendable, Equatable {
     }
 }
 
+/// One device slot of an allocation, typed: the agent maps it to `CUDA_VISIBLE_DEVICES` without
+/// parsing the display text in `devices`.
+package struct DeviceSlotWire: Codable, Sendable, Equatable {
+    package var gpu: Int
+    /// `whole`, `share` or `mig`.
+    package var kind: String
+    /// A share's milli-GPUs and memory.
+    package var milli: Int?
+    package var memoryMiB: Int?
+    /// A MIG instance's profile (`1g.10gb`) and first slot.
+    package var profile: String?
+    package var start: Int?
+
+    package init(gpu: Int, kind: String, milli: Int? = nil, memoryMiB: Int? = nil, profile: String? = nil, start: Int? = nil) {
+        self.gpu = gpu
+        self.kind = kind
+        self.milli = milli
+        self.memoryMiB = memoryMiB
+        self.profile = profile
+        self.start = start
+    }
+}
+
 package struct AllocationWire: Codable, Sendable, Equatable {
     package var id: UInt64
     package var node: UInt64
     package var taskGroup: Int
     package var taskIndex: Int
+    /// For people: `gpu0`, `gpu3[500m,20480MiB]`, `gpu1/mig:1g.10gb@2`.
     package var devices: [String]
+    /// The same devices, typed, for programs.
+    package var slots: [DeviceSlotWire]?
+    /// When its agent reported the workload running (`startedAt` is when it was placed).
+    package var runningSince: String?
     package var cpuMillis: Int
     package var memoryMiB: Int
     package var epoch: UInt64
@@ -444,7 +472,10 @@ package struct AllocationWire: Codable, Sendable, Equatable {
     package var startedAt: String
     package var endedAt: String?
 
-    package init(id: UInt64, node: UInt64, taskGroup: Int, taskIndex: Int, devices: [String], cpuMillis: Int, memoryMiB: Int, epoch: UInt64, live: Bool, report: String, outcome: String? = nil, exitCode: Int32? = nil, startedAt: String, endedAt: String? = nil) {
+    package init(id: UInt64, node: UInt64, taskGroup: Int, taskIndex: Int, devices: [String], cpuMillis: Int, memoryMiB: Int, epoch: UInt64, live: Bool, report: String, outcome: String? = nil, exitCode: Int32? = nil, startedAt: String, endedAt: String? = nil,
+                 slots: [DeviceSlotWire]? = nil, runningSince: String? = nil) {
+        self.slots = slots
+        self.runningSince = runningSince
         self.id = id
         self.node = node
         self.taskGroup = taskGroup
