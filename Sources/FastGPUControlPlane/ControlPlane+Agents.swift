@@ -153,7 +153,7 @@ extension ControlPlane {
         for allocationID in node.allocations.sorted() {
             guard let allocation = state.allocations[allocationID], allocation.epoch.rawValue <= durableIndex,
                   allocation.runningSince != nil || !allocation.devices.contains(where: { stoppingGPUs.contains($0.gpuIndex) }),
-                  let job = state.jobs[allocation.task.job], let launch = launches[job.id] else { continue }
+                  let job = state.jobs[allocation.task.job], let launch = state.launches[job.id] else { continue }
             let group = job.taskGroups[allocation.task.group]
             var peers: [NodeID] = []
             if group.count > 1 {

@@ -48,10 +48,9 @@ extension ControlPlane {
                       spot: submission.spot, taskGroups: submission.taskGroups, runtimeEstimate: submission.runtimeEstimate,
                       runtimeLimit: submission.runtimeLimit, submitTime: now)
         if let why = ClusterState.validate(job) { throw ControlPlaneError.invalid(why) }
-        do { try apply(.submit(job), now: now, by: principal.subject) } catch { throw ControlPlaneError.invalid(error.description) }
+        do { try apply(.submit(job, launch: launch), now: now, by: principal.subject) } catch { throw ControlPlaneError.invalid(error.description) }
         nextJobID += 1
         waitingEstimate[project, default: 0] += 1
-        launches[id] = launch
         var record: IdempotencyRecord?
         if let key = idempotencyKey {
             let stored = IdempotencyRecord(subject: principal.subject, key: key, requestHash: requestHash, jobID: id, createdAt: now)
@@ -69,7 +68,8 @@ extension ControlPlane {
         try reads.job(id, by: principal)
     }
 
-    /// The job with its ended allocations too (read from the store when there are any).
+    /// The job with its ended allocations too: from its history, or, for a job whose history
+    /// predates the field (a database from schema v4), from the store.
     public nonisolated func jobWithHistory(_ id: JobID, by principal: Principal) async throws -> JobView {
         var view = try reads.job(id, by: principal)
         if view.job.attempts > view.allocations.count {
@@ -134,11 +134,16 @@ extension ControlPlane {
 
     /// The job as the read model keeps it; its queue place is added at read time.
     func view(of id: JobID) throws(ControlPlaneError) -> JobView {
-        guard let job = state.jobs[id], let launch = launches[id] else { throw .notFound("\(id) not found") }
+        guard let job = state.jobs[id], let launch = state.launches[id] else { throw .notFound("\(id) not found") }
+        let ended = job.history.map { attempt in
+            AllocationView(allocation: attempt.allocation, live: false, report: attempt.cause == .exited ? .exited : .stopping,
+                           outcome: attempt.outcome, endedAt: attempt.endedAt)
+        }
         let live = job.liveAllocations.values.sorted().compactMap { allocationID -> AllocationView? in
             guard let allocation = state.allocations[allocationID] else { return nil }
             return AllocationView(allocation: allocation, live: true, report: allocation.report, outcome: nil, endedAt: nil)
         }
-        return JobView(job: job, projectName: projects[job.project]?.name ?? "\(job.project)", launch: launch, finishedAt: job.finishedAt, allocations: live, queue: nil)
+        return JobView(job: job, projectName: projects[job.project]?.name ?? "\(job.project)", launch: launch, finishedAt: job.finishedAt,
+                       allocations: (ended + live).sorted { $0.allocation.id < $1.allocation.id }, queue: nil)
     }
 }

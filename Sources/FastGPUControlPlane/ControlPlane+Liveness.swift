@@ -56,24 +56,13 @@ extension ControlPlane {
     /// Ends an allocation its node no longer runs. The task is requeued after a backoff that
     /// doubles with each attempt, or, once out of attempts, fails its job.
     func lose(_ allocationID: AllocationID, cause: EndCause, now: Timestamp) throws {
-        guard let allocation = state.allocations[allocationID], let job = state.jobs[allocation.task.job], let launch = launches[job.id] else { return }
-        let tries = job.attempts / max(1, job.taskCount)
-        if tries >= launch.maxAttempts {
-            try apply(.endAllocation(allocationID, .failed(exitCode: -1), at: now, cause: .outOfAttempts), now: now)
-            return
-        }
-        try apply(.endAllocation(allocationID, .lost, at: now, cause: cause), now: now)
-        let backoff = Self.backoff(attempt: tries, base: configuration.retryBackoff, cap: configuration.retryBackoffCap)
-        if state.jobs[job.id]?.isWaiting == true, backoff > .zero {
-            try apply(.deferJob(job.id, until: now + backoff), now: now)
-        }
+        guard state.allocations[allocationID] != nil else { return }
+        try apply(.loseAllocation(allocationID, at: now, cause: cause, retry: configuration.retryPolicy), now: now)
     }
 
-    /// `base × 2^(attempt − 1)`, at most `cap`.
+    /// `base × 2^(attempt − 1)`, at most `cap` (the model's `RetryPolicy`).
     static func backoff(attempt: Int, base: Duration, cap: Duration) -> Duration {
-        var delay = base
-        for _ in 1..<max(1, attempt) where delay < cap { delay = delay * 2 }
-        return min(delay, cap)
+        RetryPolicy(base: base, cap: cap).backoff(attempt: attempt)
     }
 
     /// Forgets idempotency keys past their retention, in memory and in the store.

@@ -40,7 +40,6 @@ public actor ControlPlane {
     var gpuTelemetry: [NodeID: [Int: GPUTelemetry]] = [:]
     /// When a wake-up for the earliest retry backoff is due (nil: none pending).
     var backoffWake: Timestamp?
-    var launches: [JobID: JobLaunch] = [:]
     var idempotency: [String: IdempotencyRecord] = [:]
     /// Each project's secret store, and the sealing of jobs' secrets.
     var projectSecrets: ProjectSecrets
@@ -120,7 +119,6 @@ public actor ControlPlane {
                               allowsCrossProjectSharing: record.allowsCrossProjectSharing))
         }
         for job in stored.jobs {
-            launches[job.id] = job.launch
             nextJobID = max(nextJobID, job.id.rawValue + 1)
         }
         for record in stored.idempotencyKeys { idempotency[Self.idempotencySlot(record.subject, record.key)] = record }
@@ -129,7 +127,8 @@ public actor ControlPlane {
             index: stored.meta?.stateIndex ?? 0, nextAllocationID: stored.meta?.nextAllocationID ?? 1, nodes: nodes,
             jobs: stored.jobs.map { $0.spec.restoringFinishedAt($0.finishedAt) },
             allocations: stored.liveAllocations.map { $0.allocation.restoringRunning($0.report == .running) },
-            projects: stored.projects.map { ProjectAccount(id: $0.id, weight: $0.weight, usage: $0.usage) })
+            projects: stored.projects.map { ProjectAccount(id: $0.id, weight: $0.weight, usage: $0.usage) },
+            launches: Dictionary(stored.jobs.map { ($0.id, $0.launch) }, uniquingKeysWith: { first, _ in first }))
         do {
             state = try ClusterState(restoring: snapshot)
         } catch {

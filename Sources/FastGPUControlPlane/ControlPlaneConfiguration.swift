@@ -1,3 +1,4 @@
+public import FastGPUModel
 public import FastGPUScheduler
 
 public struct ControlPlaneConfiguration: Sendable {
@@ -17,6 +18,7 @@ public struct ControlPlaneConfiguration: Sendable {
     /// How long a retried submission with the same Idempotency-Key returns the first job.
     public var idempotencyRetention: Duration = .seconds(24 * 3600)
     public var retryBackoffCap: Duration = .seconds(300)
+    public var retryPolicy: RetryPolicy { RetryPolicy(base: retryBackoff, cap: retryBackoffCap) }
     /// Jobs one project may have waiting at once; a submission beyond it is refused (429), so
     /// one project's flood cannot fill the server's memory or the others' queue.
     public var maxPendingJobsPerProject = 10_000

@@ -28,7 +28,7 @@ extension ControlPlane {
             pending.projects.insert(id)
         case .decayUsage:
             pending.projects.formUnion(state.projects.keys)
-        case .submit, .commit, .allocationStarted, .endAllocation, .cancel, .deferJob:
+        case .submit, .commit, .allocationStarted, .endAllocation, .loseAllocation, .cancel, .deferJob:
             break
         }
         for event in events {
@@ -137,13 +137,13 @@ extension ControlPlane {
         }
         var jobs = pending.jobs
         for (id, idempotency) in pending.submitted.sorted(by: { $0.key < $1.key }) {
-            guard let job = state.jobs[id], let launch = launches[id] else { continue }
+            guard let job = state.jobs[id], let launch = state.launches[id] else { continue }
             batch.append(.submitJob(JobRecord(job: job, launch: launch), idempotency: idempotency))
             jobs.remove(id)
             pending.jobsChanged.insert(id)
         }
         for id in jobs.sorted() {
-            guard let job = state.jobs[id], let launch = launches[id] else { continue }
+            guard let job = state.jobs[id], let launch = state.launches[id] else { continue }
             batch.append(.saveJob(JobRecord(job: job, launch: launch)))
             pending.jobsChanged.insert(id)
         }

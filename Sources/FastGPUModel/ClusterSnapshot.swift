@@ -12,8 +12,11 @@ public struct ClusterSnapshot: Hashable, Sendable, Codable {
     public var jobs: [Job]
     public var allocations: [Allocation]
     public var projects: [ProjectAccount]
+    public var launches: [JobID: JobLaunch]
 
-    public init(index: UInt64, nextAllocationID: UInt64, nodes: [Node], jobs: [Job], allocations: [Allocation], projects: [ProjectAccount]) {
+    public init(index: UInt64, nextAllocationID: UInt64, nodes: [Node], jobs: [Job], allocations: [Allocation], projects: [ProjectAccount],
+                launches: [JobID: JobLaunch] = [:]) {
+        self.launches = launches
         self.index = index
         self.nextAllocationID = nextAllocationID
         self.nodes = nodes
@@ -32,7 +35,8 @@ extension ClusterState {
                                      labels: $0.labels, state: $0.state, allowsCrossProjectSharing: $0.allowsCrossProjectSharing) },
             jobs: jobs.values.sorted { $0.id < $1.id },
             allocations: allocations.values.sorted { $0.id < $1.id },
-            projects: projects.values.sorted { $0.id < $1.id })
+            projects: projects.values.sorted { $0.id < $1.id },
+            launches: launches)
     }
 
     /// Rebuilds a state from a snapshot, re-deriving node usage and each job's live allocations.
@@ -80,6 +84,7 @@ extension ClusterState {
             }
             if job.isWaiting { waiting.insert(job.id) }
         }
+        for (id, launch) in snapshot.launches where jobs[id] != nil { launches[id] = launch }
         index = snapshot.index
         nextAllocationID = snapshot.nextAllocationID
     }

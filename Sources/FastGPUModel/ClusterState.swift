@@ -55,7 +55,8 @@ public enum ClusterChange: Sendable, Codable {
     case setNodeState(NodeID, NodeState, at: Timestamp)
     case setGPUHealth(NodeID, gpu: Int, GPUHealth)
     case setProject(ProjectID, weight: Int)
-    case submit(Job)
+    /// A new job, with what it runs (the simulator's jobs run nothing and have no launch).
+    case submit(Job, launch: JobLaunch? = nil)
     case commit(VerifiedPlan, at: Timestamp)
     /// The agent reported the allocation's workload running (once; later reports change nothing).
     case allocationStarted(AllocationID, epoch: Epoch, at: Timestamp)
@@ -63,6 +64,9 @@ public enum ClusterChange: Sendable, Codable {
     case cancel(JobID, at: Timestamp)
     /// Holds a waiting job back until `until` (the control plane's retry backoff after a loss).
     case deferJob(JobID, until: Timestamp)
+    /// Its node or agent no longer runs the allocation: the task is retried after the policy's
+    /// backoff, or, once the job's attempts (`JobLaunch.maxAttempts`) are used up, fails its job.
+    case loseAllocation(AllocationID, at: Timestamp, cause: EndCause, retry: RetryPolicy)
     /// Multiplies every project's usage by `keepPermille`/1000 (a half-life step for fair share).
     case decayUsage(keepPermille: Int)
 }
@@ -111,6 +115,8 @@ public struct ClusterState: Sendable {
     public internal(set) var nodes: [Node] = []
     private var nodeSlots: [NodeID: Int] = [:]
     public internal(set) var jobs: [JobID: Job] = [:]
+    /// What each job runs; the scheduler never reads it.
+    public internal(set) var launches: [JobID: JobLaunch] = [:]
     public internal(set) var allocations: [AllocationID: Allocation] = [:]
     public internal(set) var projects: [ProjectID: ProjectAccount] = [:]
     /// Jobs with tasks that need an allocation: the scheduler's input queue, unordered.
@@ -167,15 +173,21 @@ public struct ClusterState: Sendable {
             guard weight >= 1 else { throw .invalidWeight(weight) }
             projects[id, default: ProjectAccount(id: id)].weight = weight
 
-        case .submit(let job):
+        case .submit(let job, let launch):
             guard jobs[job.id] == nil else { throw .duplicateJob(job.id) }
             if let why = Self.validate(job) { throw .invalidJob(job.id, why) }
+            if let launch {
+                guard !launch.command.isEmpty else { throw .invalidJob(job.id, "a job needs a command") }
+                guard launch.maxAttempts >= 1 else { throw .invalidJob(job.id, "maxAttempts must be at least 1") }
+                launches[job.id] = launch
+            }
             var fresh = job
             fresh.state = .pending
             fresh.liveAllocations = [:]
             fresh.completedTasks = []
             fresh.notBefore = nil
             fresh.finishedAt = nil
+            fresh.history = []
             jobs[job.id] = fresh
             events.append(.submitted(job.id, project: job.project))
             waiting.insert(job.id)
@@ -209,6 +221,21 @@ public struct ClusterState: Sendable {
             events.append(.cancelled(id))
             for allocationID in job.liveAllocations.values.sorted() {
                 if let allocation = allocations[allocationID] { events += end(allocation, outcome: .cancelled, at: now, cause: .cancelled) }
+            }
+
+        case .loseAllocation(let id, let now, let cause, let retry):
+            guard let allocation = allocations[id], let job = jobs[allocation.task.job] else { throw .unknownAllocation(id) }
+            let tries = job.attempts / max(1, job.taskCount)
+            if tries >= launches[job.id]?.maxAttempts ?? .max {
+                events += end(allocation, outcome: .failed(exitCode: -1), at: now, cause: .outOfAttempts)
+            } else {
+                events += end(allocation, outcome: .lost, at: now, cause: cause)
+                let backoff = retry.backoff(attempt: tries)
+                if var requeued = jobs[job.id], requeued.isWaiting, backoff > .zero {
+                    requeued.notBefore = now + backoff
+                    jobs[job.id] = requeued
+                    events.append(.requeued(job.id, notBefore: now + backoff))
+                }
             }
 
         case .deferJob(let id, let until):
@@ -341,6 +368,7 @@ public struct ClusterState: Sendable {
 
         guard var job = jobs[allocation.task.job] else { return events }
         job.liveAllocations[allocation.task] = nil
+        job.history.append(Attempt(allocation: allocation, outcome: outcome, cause: cause, endedAt: now))
         job.attainedMilliGPUMilliseconds = ResourceUsage.saturating(job.attainedMilliGPUMilliseconds, plus: Int64(allocation.milliGPUs), times: runMilliseconds)
         let gang = job.taskGroups[allocation.task.group].gang
         var partnersOutcome: AllocationOutcome?

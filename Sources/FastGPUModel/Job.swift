@@ -93,6 +93,9 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     public internal(set) var notBefore: Timestamp?
     /// When it reached a finished state (succeeded, failed, cancelled).
     public internal(set) var finishedAt: Timestamp?
+    /// Every allocation of the job that ended, oldest first. Rows written before the history
+    /// existed have none: their ended allocations are in the store only.
+    public internal(set) var history: [Attempt] = []
 
     public init(id: JobID, name: String? = nil, project: ProjectID, submitter: String = "", priority: PriorityClass = .normal, spot: Bool = false,
                 taskGroups: [TaskGroup], runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, submitTime: Timestamp) {
@@ -106,6 +109,35 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
         self.runtimeEstimate = runtimeEstimate
         self.runtimeLimit = runtimeLimit
         self.submitTime = submitTime
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, project, submitter, priority, spot, taskGroups, runtimeEstimate, runtimeLimit, submitTime
+        case state, attempts, attainedMilliGPUMilliseconds, liveAllocations, completedTasks, notBefore, finishedAt, history
+    }
+
+    /// Written out so that fields added later (`finishedAt`, `history`) read as absent from rows
+    /// that predate them.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(JobID.self, forKey: .id)
+        name = try c.decode(String.self, forKey: .name)
+        project = try c.decode(ProjectID.self, forKey: .project)
+        submitter = try c.decode(String.self, forKey: .submitter)
+        priority = try c.decode(PriorityClass.self, forKey: .priority)
+        spot = try c.decode(Bool.self, forKey: .spot)
+        taskGroups = try c.decode([TaskGroup].self, forKey: .taskGroups)
+        runtimeEstimate = try c.decodeIfPresent(Duration.self, forKey: .runtimeEstimate)
+        runtimeLimit = try c.decodeIfPresent(Duration.self, forKey: .runtimeLimit)
+        submitTime = try c.decode(Timestamp.self, forKey: .submitTime)
+        state = try c.decode(JobState.self, forKey: .state)
+        attempts = try c.decode(Int.self, forKey: .attempts)
+        attainedMilliGPUMilliseconds = try c.decode(Int64.self, forKey: .attainedMilliGPUMilliseconds)
+        liveAllocations = try c.decode([TaskRef: AllocationID].self, forKey: .liveAllocations)
+        completedTasks = try c.decode(Set<TaskRef>.self, forKey: .completedTasks)
+        notBefore = try c.decodeIfPresent(Timestamp.self, forKey: .notBefore)
+        finishedAt = try c.decodeIfPresent(Timestamp.self, forKey: .finishedAt)
+        history = try c.decodeIfPresent([Attempt].self, forKey: .history) ?? []
     }
 
     public var taskCount: Int { taskGroups.reduce(0) { $0 + $1.count } }

@@ -76,3 +76,59 @@ import Testing
         #expect(ClusterEvent.nodeStateChanged(NodeID(1), from: .ready, to: .down).kind == "node-down")
     }
 }
+
+/// Retries and the attempt history are the reducer's: the control plane says only why a task
+/// was lost and with which retry policy.
+@Suite struct AttemptTests {
+    func running(_ maxAttempts: Int, tasks: Int = 1) throws -> ClusterState {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(4).build()])
+        try state.apply(.submit(Job.make(1).gpus(1).tasks(tasks).build(), launch: JobLaunch(command: ["train"], maxAttempts: maxAttempts)))
+        let placements = (0..<tasks).map { Placement(task: TaskRef(job: JobID(1), group: 0, index: $0), node: NodeID(1), devices: [.whole(gpu: $0)],
+                                                     cpuMillis: 0, memoryMiB: 0, gang: false) }
+        try state.apply(.commit(PlanVerifier().verify(Plan(basedOn: state.index, placements: placements), against: state), at: .seconds(1)))
+        return state
+    }
+
+    @Test func aLostTaskIsRequeuedAfterItsBackoffAndRemembered() throws {
+        var state = try running(3)
+        let allocation = try #require(state.allocations.values.first)
+        let events = try state.apply(.loseAllocation(allocation.id, at: .seconds(5), cause: .nodeDown, retry: RetryPolicy(base: .seconds(10), cap: .seconds(300))))
+        #expect(events == [.ended(allocation, .lost, cause: .nodeDown), .requeued(JobID(1), notBefore: .seconds(15))])
+        let job = try #require(state.jobs[JobID(1)])
+        #expect(job.state == .pending && job.notBefore == .seconds(15))
+        #expect(job.history == [Attempt(allocation: allocation, outcome: .lost, cause: .nodeDown, endedAt: .seconds(5))])
+        #expect(state.launches[JobID(1)]?.command == ["train"])
+    }
+
+    @Test func theLastAttemptLostFailsTheJob() throws {
+        var state = try running(1)
+        let allocation = try #require(state.allocations.values.first)
+        let events = try state.apply(.loseAllocation(allocation.id, at: .seconds(5), cause: .agentLostIt, retry: RetryPolicy()))
+        #expect(events == [.ended(allocation, .failed(exitCode: -1), cause: .outOfAttempts)])
+        #expect(state.jobs[JobID(1)]?.state == .failed)
+        #expect(state.jobs[JobID(1)]?.finishedAt == .seconds(5))
+    }
+
+    @Test func aJobWithoutALaunchRetriesForeverAndABadLaunchIsRefused() throws {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(1).build()], jobs: [Job.make(1).gpus(1).build()])
+        for round in 0..<5 {
+            try state.apply(.commit(PlanVerifier().verify(Plan(basedOn: state.index, placements: [
+                Placement(task: TaskRef(job: JobID(1), group: 0, index: 0), node: NodeID(1), devices: [.whole(gpu: 0)], cpuMillis: 0, memoryMiB: 0, gang: false)]),
+                against: state), at: .seconds(Int64(round))))
+            let allocation = try #require(state.allocations.values.first)
+            try state.apply(.loseAllocation(allocation.id, at: .seconds(Int64(round)), cause: .nodeDown, retry: .immediate))
+        }
+        #expect(state.jobs[JobID(1)]?.state == .pending, "the simulator's jobs have no attempt limit")
+        #expect(state.jobs[JobID(1)]?.history.count == 5)
+        #expect(throws: ClusterChangeError.invalidJob(JobID(2), "a job needs a command")) {
+            try state.apply(.submit(Job.make(2).gpus(1).build(), launch: JobLaunch(command: [])))
+        }
+        #expect(state.jobs[JobID(2)] == nil)
+    }
+
+    @Test func backoffDoublesUpToItsCap() {
+        let policy = RetryPolicy(base: .seconds(10), cap: .seconds(300))
+        #expect([1, 2, 4, 40].map(policy.backoff(attempt:)) == [.seconds(10), .seconds(20), .seconds(80), .seconds(300)])
+        #expect(RetryPolicy.immediate.backoff(attempt: 3) == .zero)
+    }
+}
