@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import NIOSSL
+import FastGPUClient
 import FastGPUWire
 import Foundation
 public import Logging
@@ -180,22 +181,14 @@ public actor Agent {
         guard let join = configuration.joinToken else {
             throw AgentClient.Failure(status: 0, description: "no saved credential in \(statePath) and no --join-token to register with")
         }
-        var attempt = 0
-        var registered: AgentClient.Registered
-        while true {
-            do {
-                registered = try await client.register(joinToken: join, name: configuration.nodeName, cpuMillis: configuration.cpuMillis,
-                                                       memoryMiB: configuration.memoryMiB, labels: ["fastgpu.io/address": configuration.address], gpus: gpus)
-                break
-            } catch let failure as AgentClient.Failure {
-                throw failure
-            } catch {
-                // The server is not reachable (yet): an agent may start before its server.
-                attempt += 1
-                if attempt == 1 || attempt % 20 == 0 { logger.notice("waiting for the server at \(configuration.server): \(error)") }
-                if attempt >= 240 { throw error }
-                try await Task.sleep(for: .milliseconds(250))
-            }
+        // An agent may start before its server: a server that does not answer (yet) is waited
+        // for, for a minute; one that answers with a refusal is not.
+        let (client, gpus, configuration, logger) = (client, gpus, configuration, logger)
+        let registered = try await retrying(attempts: 240, every: .milliseconds(250), when: { !($0 is AgentClient.Failure) }, onRetry: { attempt, error in
+            if attempt == 1 || attempt % 20 == 0 { logger.notice("waiting for the server at \(configuration.server): \(error)") }
+        }) {
+            try await client.register(joinToken: join, name: configuration.nodeName, cpuMillis: configuration.cpuMillis,
+                                      memoryMiB: configuration.memoryMiB, labels: ["fastgpu.io/address": configuration.address], gpus: gpus)
         }
         state = LocalState(server: configuration.server, nodeID: registered.node.id, token: registered.token, workloads: [:])
         try save()

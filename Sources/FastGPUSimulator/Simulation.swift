@@ -98,10 +98,10 @@ public struct SimulationPolicy: Sendable {
             SchedulerConfiguration(policy: policy, backfill: backfill, preemption: preemption, seed: seed, preemptionSearchesPerPass: 64)
         }
         switch name {
-        case "fifo": return SimulationPolicy(name: name, configuration: config(FIFOPolicy(), preemption: false), estimates: .none)
+        case "fifo": return SimulationPolicy(name: name, configuration: config(QueuePolicies.named("fifo")!, preemption: false), estimates: .none)
         case "sjf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestJobFirstPolicy(), preemption: false), estimates: .oracle)
         case "srtf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(), preemption: true), estimates: .oracle)
-        case "las": return SimulationPolicy(name: name, configuration: config(LeastAttainedServicePolicy(), preemption: true), estimates: .none)
+        case "las": return SimulationPolicy(name: name, configuration: config(QueuePolicies.named("las")!, preemption: true), estimates: .none)
         case "fastgpu":
             // Grace of 8 restart penalties (4 min at the default 30 s): on Helios and mixed-120 it
             // cut preemptions by 3× and 29→0 and improved mean JCT; on Philly it cost ~3 %.
@@ -113,7 +113,7 @@ public struct SimulationPolicy: Sendable {
             return policy
         case "srtf-predicted":
             return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(overdue: .asLongAgain, bandedPreemption: true), preemption: true), estimates: .history)
-        case "fair-share": return SimulationPolicy(name: name, configuration: config(FairSharePolicy(), backfill: .easy, preemption: true), estimates: .history)
+        case "fair-share": return SimulationPolicy(name: name, configuration: config(QueuePolicies.named("fair-share")!, backfill: .easy, preemption: true), estimates: .history)
         default: return nil
         }
     }

@@ -15,7 +15,7 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("gpus-per-node"), help: "GPUs per node.") var gpusPerNode = 8
     @Option(name: .customLong("gpu-model"), help: "GPU model of every node.") var gpuModel = "H100-80GB"
     @Option(help: "Pending jobs, with GPU counts drawn from the Philly trace's distribution.") var jobs = 200
-    @Option(help: "Queue policy: fifo, fair-share, sjf, las.") var policy = "fair-share"
+    @Option(help: "Queue policy: fifo, fair-share, sjf, srtf, las.") var policy = "fair-share"
     @Option(help: "Backfill: strict, easy, greedy.") var backfill = "easy"
     @Option(help: "Seed for the synthetic queue and the tie-breaks.") var seed: UInt64 = 1
     @Option(help: "How many pending jobs to list with their reasons.") var show = 8
@@ -24,18 +24,8 @@ struct PlanCommand: ParsableCommand {
         guard nodes >= 1, nodes <= 100_000 else { throw ValidationError("--nodes must be between 1 and 100000") }
         guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
         guard jobs >= 0, jobs <= 1_000_000 else { throw ValidationError("--jobs must be between 0 and 1000000") }
-        guard Self.policy(named: policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use fifo, fair-share, sjf or las") }
+        guard QueuePolicies.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(QueuePolicies.names.joined(separator: ", "))") }
         guard BackfillMode(rawValue: backfill) != nil else { throw ValidationError("unknown --backfill '\(backfill)'; use strict, easy or greedy") }
-    }
-
-    static func policy(named name: String) -> (any QueuePolicy)? {
-        switch name {
-        case "fifo": FIFOPolicy()
-        case "fair-share": FairSharePolicy()
-        case "sjf": ShortestJobFirstPolicy()
-        case "las": LeastAttainedServicePolicy()
-        default: nil
-        }
     }
 
     func run() throws {
@@ -45,7 +35,7 @@ struct PlanCommand: ParsableCommand {
         var state = ClusterState()
         for node in cluster { try state.apply(.registerNode(node)) }
         for job in queue { try state.apply(.submit(job)) }
-        let configuration = SchedulerConfiguration(policy: Self.policy(named: policy)!, backfill: BackfillMode(rawValue: backfill)!, seed: seed)
+        let configuration = SchedulerConfiguration(policy: QueuePolicies.named(policy)!, backfill: BackfillMode(rawValue: backfill)!, seed: seed)
         // The synthetic jobs arrive one per second; the pass runs when the last has arrived.
         let now = Timestamp.seconds(Int64(jobs))
         let plan = Scheduler(configuration: configuration).process(state, now: now)

@@ -171,3 +171,12 @@ import Testing
         #expect(try run(weighs: true) == 0)
     }
 }
+
+@Suite struct QueuePolicyRegistryTests {
+    @Test func everyListedNameIsAPolicyAndNothingElseIs() {
+        for name in QueuePolicies.names { #expect(QueuePolicies.named(name) != nil, "\(name)") }
+        #expect(QueuePolicies.named("FIFO") == nil)
+        #expect(QueuePolicies.named("") == nil)
+        #expect(Set(QueuePolicies.names).count == QueuePolicies.names.count)
+    }
+}

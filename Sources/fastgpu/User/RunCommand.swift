@@ -293,14 +293,5 @@ enum ReasonText {
 
 /// Calls again, once a second, while the server is out of reach (a restart), up to `times` times.
 func retryingWhileUnreachable<T>(times: Int = 60, _ call: () async throws -> T) async throws -> T {
-    var failures = 0
-    while true {
-        do {
-            return try await call()
-        } catch let error as ClientError {
-            guard case .unreachable = error, failures < times else { throw error }
-            failures += 1
-            try await Task.sleep(for: .seconds(1))
-        }
-    }
+    try await retrying(attempts: times, every: .seconds(1), when: { ($0 as? ClientError)?.isUnreachable == true }, call)
 }
