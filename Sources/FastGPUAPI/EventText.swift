@@ -3,23 +3,26 @@ public import FastGPUModel
 /// Events become sentences here, at the edge, and nowhere else: the control plane and the
 /// store keep them typed (`ClusterEvent`).
 public enum EventText {
-    /// The event in words; `time` is when it happened (a retry's delay is told from it).
-    public static func message(_ event: ClusterEvent, at time: Timestamp) -> String {
-        switch event {
-        case .submitted(_, let project): "submitted to \(project)"
+    /// The event in words; `time` is when it happened (a retry's delay is told from it), and
+    /// nodes and projects are called by their names where `names` knows them.
+    public static func message(_ event: ClusterEvent, at time: Timestamp, names: EventNames = EventNames()) -> String {
+        let node = { (id: NodeID) in names.nodes[id] ?? id.description }
+        let project = { (id: ProjectID) in names.projects[id] ?? id.description }
+        return switch event {
+        case .submitted(_, let id): "submitted to \(project(id))"
         case .placed(let a):
-            "task \(a.task.group)/\(a.task.index) placed on \(a.node) with \(a.devices.isEmpty ? "no GPU" : a.devices.map(\.description).joined(separator: ", ")) as \(a.id)"
+            "task \(a.task.group)/\(a.task.index) placed on \(node(a.node)) with \(a.devices.isEmpty ? "no GPU" : a.devices.map(\.description).joined(separator: ", ")) as \(a.id)"
         case .started(let id, _, _): "\(id) started"
         case .ended(let a, let outcome, let cause): "\(a.id) " + ended(outcome, cause)
         case .requeued(_, let notBefore): "requeued; retried in \(max(0, notBefore.milliseconds(since: time)) / 1000) s"
         case .cancelled: "cancelled"
         case .nodeRegistered(_, let name, let gpus, let again): again ? "\(name) registered again" : "\(name) registered with \(gpus) GPUs"
-        case .nodeStateChanged(let node, let from, let to):
-            from == .down ? "\(node) is back (\(to.rawValue))" : to == .down ? "\(node) is down; its allocations are lost" : "\(node) is \(to.rawValue)"
-        case .nodeReplaced(let node): "\(node)'s credential revoked; it awaits a new registration"
-        case .gpuHealthChanged(let node, let gpu, let health): "gpu\(gpu) of \(node) is \(health == .healthy ? "healthy" : "unhealthy")"
-        case .projectChanged(let project, let weight, let maxPriority): "\(project): weight \(weight), max priority \(maxPriority)"
-        case .secretChanged(let project, let name, let removed): "secret \(name) of \(project) \(removed ? "removed" : "set")"
+        case .nodeStateChanged(let id, let from, let to):
+            from == .down ? "\(node(id)) is back (\(to.rawValue))" : to == .down ? "\(node(id)) is down; its allocations are lost" : "\(node(id)) is \(to.rawValue)"
+        case .nodeReplaced(let id): "\(node(id))'s credential revoked; it awaits a new registration"
+        case .gpuHealthChanged(let id, let gpu, let health): "gpu\(gpu) of \(node(id)) is \(health == .healthy ? "healthy" : "unhealthy")"
+        case .projectChanged(let id, let weight, let maxPriority): "\(project(id)): weight \(weight), max priority \(maxPriority)"
+        case .secretChanged(let id, let name, let removed): "secret \(name) of \(project(id)) \(removed ? "removed" : "set")"
         case .recorded(_, let message): message
         }
     }
@@ -47,5 +50,16 @@ public enum EventText {
         case .cancelled: "its job was cancelled"
         case .partnerEnded(let partner): "\(partner) of its gang ended"
         }
+    }
+}
+
+/// The names events are told with.
+public struct EventNames: Sendable {
+    public var nodes: [NodeID: String]
+    public var projects: [ProjectID: String]
+
+    public init(nodes: [NodeID: String] = [:], projects: [ProjectID: String] = [:]) {
+        self.nodes = nodes
+        self.projects = projects
     }
 }

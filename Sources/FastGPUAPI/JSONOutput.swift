@@ -129,6 +129,22 @@ extension AllocationWire: JSONWritable {
         out.field("taskGroup", taskGroup)
         out.field("taskIndex", taskIndex)
         out.field("devices", devices)
+        if let slots {
+            out.key("slots")
+            out.beginArray()
+            for slot in slots {
+                out.beginObject()
+                out.field("gpu", slot.gpu)
+                out.field("kind", slot.kind)
+                out.field("milli", slot.milli)
+                out.field("memoryMiB", slot.memoryMiB)
+                out.field("profile", slot.profile)
+                out.field("start", slot.start)
+                out.endObject()
+            }
+            out.endArray()
+        }
+        out.field("runningSince", runningSince)
         out.field("cpuMillis", cpuMillis)
         out.field("memoryMiB", memoryMiB)
         out.field("epoch", epoch)

@@ -121,7 +121,9 @@ extension APIServer {
                 throw APIProblem(status: .badRequest, title: "Bad request", detail: "limit must be a positive integer")
             }
             let events = try await cp.events(of: try jobID(context), by: principal, after: after, limit: limit)
-            return try json(EventListWire(items: events.map(Wire.event)))
+            let (nodes, projects) = await cp.names(of: events.map(\.event))
+            let names = EventNames(nodes: nodes, projects: projects)
+            return try json(EventListWire(items: events.map { Wire.event($0, names: names) }))
         }
         route(.get, "/v1/jobs/{id}/logs") { request, context in
             let principal = try context.requirePrincipal()

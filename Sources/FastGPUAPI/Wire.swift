@@ -150,9 +150,9 @@ enum Wire {
                          createdAt: time(r.createdAt), expiresAt: r.expiresAt.map(time), revokedAt: r.revokedAt.map(time), token: view.secret)
     }
 
-    static func event(_ e: EventRecord) -> EventWire {
+    static func event(_ e: EventRecord, names: EventNames = EventNames()) -> EventWire {
         EventWire(sequence: e.sequence ?? 0, time: time(e.time), kind: e.kind, job: e.jobID?.rawValue, node: e.nodeID?.rawValue,
-                  allocation: e.allocationID?.rawValue, message: EventText.message(e.event, at: e.time), actor: e.actor)
+                  allocation: e.allocationID?.rawValue, message: EventText.message(e.event, at: e.time, names: names), actor: e.actor)
     }
 }
 

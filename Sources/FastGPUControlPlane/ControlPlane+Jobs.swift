@@ -108,6 +108,20 @@ extension ControlPlane {
         return try await store.events(job: id, after: sequence, limit: max(1, min(limit, configuration.maxPageSize)))
     }
 
+    /// The names of the nodes and projects `events` are about, to tell them in words.
+    public func names(of events: [ClusterEvent]) -> (nodes: [NodeID: String], projects: [ProjectID: String]) {
+        var nodes: [NodeID: String] = [:]
+        var projects: [ProjectID: String] = [:]
+        for event in events {
+            if let id = event.node { nodes[id] = nodeRecords[id]?.name }
+            switch event {
+            case .submitted(_, let id), .projectChanged(let id, _, _), .secretChanged(let id, _, _): projects[id] = self.projects[id]?.name
+            default: break
+            }
+        }
+        return (nodes, projects)
+    }
+
     /// Log chunks after `position`, and whether the job had finished before they were read.
     public nonisolated func logs(of id: JobID, by principal: Principal, after position: Int64, limit: Int) async throws -> (chunks: [StoredLogChunk], finished: Bool) {
         // Whether the job had finished is read before the chunks: lines that arrive between

@@ -7,7 +7,8 @@ extension ControlPlane {
     // MARK: - Scheduling
 
     /// A copy of the state for one scheduling pass, and the time of the pass.
-    public func schedulingInput() -> (state: ClusterState, now: Timestamp) { (state, clock.now()) }
+    /// What allocations its agents are still stopping hold is held in it too.
+    public func schedulingInput() -> (state: ClusterState, now: Timestamp) { (state.holding(stopping.held), clock.now()) }
 
     /// Verifies a plan against the current state, commits what still holds, records the queue,
     /// and returns once the commit is durable. Returns how many placements were committed.

@@ -1,18 +1,18 @@
 public import FastGPUModel
 
 /// Allocations the control plane ended (cancelled, preempted, stopped with a failed partner)
-/// whose processes its agent may still be stopping: the GPUs they held are free in the cluster
-/// state (the scheduler may place new work on them at once), but the work placed there is not
-/// handed to the agent until the agent reports the old allocation gone. So a workload that
-/// ignores SIGTERM and runs out its stop grace never shares a GPU with its successor.
+/// whose processes its agent may still be stopping. Until the agent reports one gone, what it
+/// held is not free: scheduling passes see it held (`ClusterState.holding`), and work placed on
+/// its GPUs in the same plan that preempted it (the beneficiary) is not handed to the agent. So a
+/// workload that ignores SIGTERM and runs out its stop grace never shares a GPU with another.
 ///
 /// An agent that reports what it runs (`running` in its heartbeat) clears an entry by no
 /// longer listing it; a node that goes down or registers again clears all of its entries (it
 /// holds nothing). Kept in memory: after a control-plane restart the agents' first heartbeats
 /// are the truth, and entries are not rebuilt.
 struct StoppingAllocations {
-    /// Per node: each stopping allocation and the GPU indices it held.
-    private var byNode: [NodeID: [AllocationID: Set<Int>]] = [:]
+    /// Per node: each stopping allocation as it was when it ended.
+    private var byNode: [NodeID: [AllocationID: Allocation]] = [:]
     /// Nodes whose agents list what they run: only they can say an allocation is gone, so
     /// only their work is held back (an agent that never lists would wait forever).
     private var listing: Set<NodeID> = []
@@ -21,9 +21,7 @@ struct StoppingAllocations {
     mutating func add(_ allocation: Allocation, cause: EndCause) {
         switch cause {
         case .cancelled, .preempted, .partnerEnded:
-            let gpus = Set(allocation.devices.map(\.gpuIndex))
-            guard !gpus.isEmpty else { return }
-            byNode[allocation.node, default: [:]][allocation.id] = gpus
+            byNode[allocation.node, default: [:]][allocation.id] = allocation
         case .exited, .agentLostIt, .nodeDown, .outOfAttempts:
             // Its process is gone already (it exited, its agent says so, or its node holds nothing).
             return
@@ -47,7 +45,12 @@ struct StoppingAllocations {
     /// The GPU indices of `node` that a stopping allocation may still use.
     func busyGPUs(on node: NodeID) -> Set<Int> {
         guard listing.contains(node) else { return [] }
-        return byNode[node]?.values.reduce(into: Set<Int>()) { $0.formUnion($1) } ?? []
+        return byNode[node]?.values.reduce(into: Set<Int>()) { $0.formUnion($1.devices.map(\.gpuIndex)) } ?? []
+    }
+
+    /// Every stopping allocation of the nodes whose agents list what they run.
+    var held: [Allocation] {
+        listing.sorted().flatMap { node in (byNode[node] ?? [:]).values.sorted { $0.id < $1.id } }
     }
 
     func isStopping(_ id: AllocationID, on node: NodeID) -> Bool { byNode[node]?[id] != nil }

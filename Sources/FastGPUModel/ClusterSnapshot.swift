@@ -116,3 +116,20 @@ extension GPU {
         GPU(index: index, uuid: uuid, model: model, memoryMiB: memoryMiB, island: island, health: health, migEnabled: migEnabled)
     }
 }
+
+extension ClusterState {
+    /// The state with `held` allocations' devices, CPU and memory still taken on their nodes:
+    /// work that ended here but whose processes may still run (their agents are stopping them).
+    /// A scheduling pass on it places nothing on what they hold. They are not in `allocations`,
+    /// so nothing preempts them or plans with their end; an allocation whose devices another
+    /// has taken since (work a preemption placed there) adds nothing.
+    public func holding(_ held: [Allocation]) -> ClusterState {
+        guard !held.isEmpty else { return self }
+        var copy = self
+        for allocation in held {
+            guard let slot = copy.slot(of: allocation.node), copy.allocations[allocation.id] == nil else { continue }
+            _ = copy.nodes[slot].reserve(allocation, existing: true)
+        }
+        return copy
+    }
+}

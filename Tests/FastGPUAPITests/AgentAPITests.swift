@@ -26,6 +26,14 @@ struct AgentAPITests {
             #expect(try await api.get("/v1/jobs/\(two)", token: fixture.admin).json["state"]?.string == "pending")
             let placed = try await api.get("/v1/jobs/\(one)", token: fixture.admin).json
             #expect(placed["allocations"]?[0]?["devices"]?.array.compactMap(\.string) == ["gpu1"])
+            #expect(placed["allocations"]?[0]?["slots"]?[0]?["kind"]?.string == "whole")
+            #expect(placed["allocations"]?[0]?["slots"]?[0]?["gpu"]?.int == 1)
+            // Events are told with names, and say who asked.
+            let events = try await api.get("/v1/jobs/\(one)/events", token: fixture.admin).json["items"]?.array ?? []
+            #expect(events.first?["message"]?.string == "submitted to default")
+            #expect(events.first?["actor"]?.string == "admin")
+            #expect(events.last?["message"]?.string?.hasPrefix("task 0/0 placed on half-lost with gpu1") == true, "\(events)")
+            #expect(events.last?["actor"] == nil, "the scheduler placed it")
         }
     }
 

@@ -10,7 +10,10 @@ struct JSONOutputTests {
                 env: env, tasks: 2, gang: true, gpus: "2", gpuModel: nil, cpuMillis: 1000, memoryMiB: 1024, maxRuntimeSeconds: 60, estimatedRuntimeSeconds: nil,
                 maxAttempts: 3, attempts: 1, submittedAt: "2026-01-01T00:00:00.000Z", finishedAt: nil,
                 allocations: [AllocationWire(id: 1, node: 2, taskGroup: 0, taskIndex: 1, devices: ["gpu0", "gpu1"], cpuMillis: 1, memoryMiB: 2, epoch: 9, live: false,
-                                             report: "exited", outcome: "failed", exitCode: -9, startedAt: "s", endedAt: "e")],
+                                             report: "exited", outcome: "failed", exitCode: -9, startedAt: "s", endedAt: "e",
+                                             slots: [DeviceSlotWire(gpu: 0, kind: "whole"), DeviceSlotWire(gpu: 1, kind: "share", milli: 500, memoryMiB: 2048),
+                                                     DeviceSlotWire(gpu: 2, kind: "mig", profile: "1g.10gb", start: 3)],
+                                             runningSince: "r")],
                 queue: queue)
     }
 

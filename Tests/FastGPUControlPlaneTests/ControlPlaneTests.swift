@@ -96,29 +96,53 @@ struct ControlPlaneTests {
         #expect(await h.controlPlane.jobVersion(job) == version, "it returned for its timeout, not for a change")
     }
 
-    @Test func workOnAGPUAStoppedAllocationHoldsWaitsUntilTheAgentNoLongerRunsIt() async throws {
+    /// Runs one job on the node's only GPU, confirmed running by its agent; returns its allocation.
+    func runFirst(_ h: Harness, _ node: NodeID, _ agent: Principal, priority: PriorityClass = .normal) async throws -> (job: JobID, allocation: AllocationID, epoch: Epoch) {
+        let group = TaskGroup(resources: TaskResources(gpu: .whole(count: 1)))
+        let job = try await h.controlPlane.submit(JobSubmission(project: "default", taskGroups: [group], priority: priority, launch: JobLaunch(command: ["train"])),
+                                                  by: h.admin).view.job.id
+        try await h.scheduling.pass()
+        let allocation = try #require(try await h.assigned(node, agent).first)
+        let epoch = try #require(await h.controlPlane.snapshot().allocations.first?.epoch)
+        try await h.controlPlane.report(node: node, allocation: allocation, epoch: epoch, running: true, exitCode: nil, by: agent)
+        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [allocation: epoch], by: agent)
+        return (job, allocation, epoch)
+    }
+
+    @Test func aCancelledAllocationsGPUIsNotFreeUntilItsAgentNoLongerRunsIt() async throws {
         let h = try await Harness.make()
         let (node, agent) = try await h.node("gpu-1", gpus: 1)
-        let first = try await h.submit(gpus: 1)
-        try await h.scheduling.pass()
-        let old = try #require(try await h.assigned(node, agent).first)
-        let oldEpoch = try #require(await h.controlPlane.snapshot().allocations.first?.epoch)
-        try await h.controlPlane.report(node: node, allocation: old, epoch: oldEpoch, running: true, exitCode: nil, by: agent)
-        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [old: oldEpoch], by: agent)
-
+        let old = try await runFirst(h, node, agent)
         // Cancelled: its process may ignore SIGTERM for the whole stop grace.
-        _ = try await h.controlPlane.cancel(first, by: h.admin)
+        _ = try await h.controlPlane.cancel(old.job, by: h.admin)
         let second = try await h.submit(gpus: 1)
-        #expect(try await h.scheduling.pass() == 1, "the scheduler places the next job on the GPU at once")
-        #expect(try h.controlPlane.job(second, by: h.admin).job.state == .running)
-        #expect(try await h.assigned(node, agent).isEmpty, "but the agent does not get it while the old one may still run")
-        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [old: oldEpoch], by: agent)
-        #expect(try await h.assigned(node, agent).isEmpty, "still stopping")
+        #expect(try await h.scheduling.pass() == 0, "the GPU is held while the agent stops the old workload")
+        #expect(try h.controlPlane.job(second, by: h.admin).job.state == .pending)
+        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [old.allocation: old.epoch], by: agent)
+        #expect(try await h.scheduling.pass() == 0, "still stopping")
+
+        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [:], by: agent)
+        #expect(try await h.scheduling.pass() == 1, "gone from the agent: the GPU is free")
+        #expect(try await h.controlPlane.assignments(node: node, after: 0, wait: .zero, by: agent).allocations.map(\.allocation.task.job) == [second])
+    }
+
+    @Test func aPreemptionsBeneficiaryReachesTheAgentOnlyOnceTheVictimIsGone() async throws {
+        let h = try await Harness.make()
+        let (node, agent) = try await h.node("gpu-1", gpus: 1)
+        let victim = try await runFirst(h, node, agent, priority: .low)
+        let group = TaskGroup(resources: TaskResources(gpu: .whole(count: 1)))
+        let urgent = try await h.controlPlane.submit(JobSubmission(project: "default", taskGroups: [group], priority: .high, launch: JobLaunch(command: ["infer"])),
+                                                     by: h.admin).view.job.id
+        #expect(try await h.scheduling.pass() == 1, "one plan preempts the victim and places the urgent job on its GPU")
+        #expect(try h.controlPlane.job(urgent, by: h.admin).job.state == .running)
+        #expect(try await h.assigned(node, agent).isEmpty, "but the agent does not get it while the victim may still run")
+        #expect(try await h.scheduling.pass() == 0, "and no pass places anything else there meanwhile")
 
         let index = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [:], by: agent)
         let now = try await h.controlPlane.assignments(node: node, after: 0, wait: .zero, by: agent)
-        #expect(now.allocations.map(\.allocation.task.job) == [second], "gone from the agent: the next work goes")
+        #expect(now.allocations.map(\.allocation.task.job) == [urgent], "the victim is gone: the urgent job goes")
         #expect(index == now.index)
+        #expect(try h.controlPlane.job(victim.job, by: h.admin).job.state == .pending, "the victim waits to run again")
     }
 
     @Test func anAgentThatDoesNotListWhatItRunsIsNotHeldBack() async throws {

@@ -132,3 +132,20 @@ import Testing
         #expect(RetryPolicy.immediate.backoff(attempt: 3) == .zero)
     }
 }
+
+@Suite struct HoldingTests {
+    @Test func heldWorkKeepsItsDevicesForAPassAndNothingElse() throws {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(2).build()], jobs: [Job.make(1).gpus(1).build()])
+        let placement = Placement(task: TaskRef(job: JobID(1), group: 0, index: 0), node: NodeID(1), devices: [.whole(gpu: 0)], cpuMillis: 1000, memoryMiB: 1024, gang: false)
+        try state.apply(.commit(PlanVerifier().verify(Plan(basedOn: state.index, placements: [placement]), against: state), at: .seconds(1)))
+        let allocation = try #require(state.allocations.values.first)
+        #expect(state.holding([allocation]).node(NodeID(1)) == state.node(NodeID(1)), "a live allocation is held already")
+        try state.apply(.cancel(JobID(1), at: .seconds(2)))
+        #expect(state.node(NodeID(1))?.freeWholeGPUs == 2)
+        let held = state.holding([allocation])
+        #expect(held.node(NodeID(1))?.freeWholeGPUs == 1)
+        #expect(held.node(NodeID(1))?.allocatedCPUMillis == 1000)
+        #expect(held.allocations.isEmpty && held.index == state.index, "nothing to preempt or wait for, and the same state index")
+        #expect(state.node(NodeID(1))?.freeWholeGPUs == 2, "the state itself is untouched")
+    }
+}
