@@ -81,7 +81,8 @@ extension APIServer {
             let running = body.running.map { list in
                 Dictionary(list.map { (AllocationID($0.allocation), Epoch($0.epoch)) }, uniquingKeysWith: { first, _ in first })
             }
-            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, telemetry: telemetry, running: running, by: principal)
+            let index = try await cp.heartbeat(node: try nodeID(context), gpuHealth: health, telemetry: telemetry, running: running,
+                                               reconciled: body.assignmentIndex, by: principal)
             return try json(HeartbeatWire(assignmentIndex: index))
         }
         route(.get, "/v1/nodes/{id}/assignments") { request, context in

@@ -241,7 +241,9 @@ public actor Agent {
         // ignored there; one stopping for its runtime limit is still live and ends with 124
         // once no process of it is left, not as lost and retried while its grace runs.)
         let running = state.workloads.values.map { (allocation: $0.allocation, epoch: $0.epoch) }
-        _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running)
+        // Reconciling runs in one turn of this actor: `running` reflects every assignment change
+        // up to `assignmentIndex`, so the control plane may free what is not in it.
+        _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running, assignmentIndex: assignmentIndex)
     }
 
     private func assignmentLoop() async throws {

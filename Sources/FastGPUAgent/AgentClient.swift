@@ -26,10 +26,10 @@ struct AgentClient: Sendable {
         return try await refused { try await client(joinToken).registerNode(body) }
     }
 
-    func heartbeat(node: UInt64, token: String, gpus: [ProbedGPU], running: [(allocation: UInt64, epoch: UInt64)]) async throws -> HeartbeatWire {
+    func heartbeat(node: UInt64, token: String, gpus: [ProbedGPU], running: [(allocation: UInt64, epoch: UInt64)], assignmentIndex: UInt64) async throws -> HeartbeatWire {
         let body = HeartbeatBody(gpus: gpus.map { GPUHealthBody(index: $0.index, healthy: $0.healthy, reason: $0.healthReason,
                                                                 powerWatts: $0.powerWatts, energyMillijoules: $0.energyMillijoules) },
-                                 running: running.map { RunningAllocationBody(allocation: $0.allocation, epoch: $0.epoch) })
+                                 running: running.map { RunningAllocationBody(allocation: $0.allocation, epoch: $0.epoch) }, assignmentIndex: assignmentIndex)
         return try await refused { try await client(token).heartbeat(node: node, body) }
     }
 

@@ -89,8 +89,11 @@ extension ControlPlane {
     /// `running`, when the agent sends it, is every allocation it runs with its epoch: an
     /// allocation the agent confirmed running and no longer lists is lost (its process died
     /// with the agent, say) and its task requeued.
+    ///
+    /// `reconciled` is the assignment index the agent has acted on; an allocation being stopped
+    /// is gone only if the agent does not list it *and* has seen the assignments without it.
     public func heartbeat(node id: NodeID, gpuHealth: [Int: GPUHealth], telemetry: [Int: GPUTelemetry] = [:], running: [AllocationID: Epoch]? = nil,
-                          by principal: Principal) async throws -> UInt64 {
+                          reconciled: UInt64? = nil, by principal: Principal) async throws -> UInt64 {
         try checkWritable()
         try requireNode(id, principal)
         guard let node = state.node(id) else { throw ControlPlaneError.notFound("\(id) not found") }
@@ -109,7 +112,7 @@ extension ControlPlane {
             }
         }
         if let running {
-            if stopping.agentRuns(Set(running.keys), on: id) {
+            if stopping.agentRuns(Set(running.keys), on: id, reconciled: reconciled) {
                 // What waited for those GPUs goes to the agent now.
                 pending.nodesChanged.insert(id)
                 changed = true

@@ -49,7 +49,7 @@ extension ControlPlane {
                 pending.jobs.insert(allocation.task.job)
                 pending.projects.insert(allocation.project)
                 pending.nodesChanged.insert(allocation.node)
-                if state.node(allocation.node)?.state != .down { stopping.add(allocation, cause: cause) }
+                if state.node(allocation.node)?.state != .down { stopping.add(allocation, cause: cause, endedAt: state.index) }
             case .nodeStateChanged(let node, _, .down):
                 stopping.clear(node)
             default:

@@ -250,18 +250,23 @@ package struct RunningAllocationBody: Codable, Sendable, Equatable {
 package struct HeartbeatBody: Codable, Sendable, Equatable {
     package var gpus: [GPUHealthBody]?
     package var running: [RunningAllocationBody]?
+    /// The index of the last assignments the agent has acted on: `running` reflects every
+    /// assignment change up to it.
+    package var assignmentIndex: UInt64?
 
-    package enum CodingKeys: String, CodingKey, CaseIterable { case gpus, running }
+    package enum CodingKeys: String, CodingKey, CaseIterable { case gpus, running, assignmentIndex }
 
     package init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         gpus = try c.decodeIfPresent([GPUHealthBody].self, forKey: .gpus)
         running = try c.decodeIfPresent([RunningAllocationBody].self, forKey: .running)
+        assignmentIndex = try c.decodeIfPresent(UInt64.self, forKey: .assignmentIndex)
     }
 
-    package init(gpus: [GPUHealthBody]? = nil, running: [RunningAllocationBody]? = nil) {
+    package init(gpus: [GPUHealthBody]? = nil, running: [RunningAllocationBody]? = nil, assignmentIndex: UInt64? = nil) {
         self.gpus = gpus
         self.running = running
+        self.assignmentIndex = assignmentIndex
     }
 }
 

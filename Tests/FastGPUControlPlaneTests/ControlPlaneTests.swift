@@ -126,6 +126,24 @@ struct ControlPlaneTests {
         #expect(try await h.controlPlane.assignments(node: node, after: 0, wait: .zero, by: agent).allocations.map(\.allocation.task.job) == [second])
     }
 
+    @Test func aHeartbeatFromBeforeTheAgentSawTheStopDoesNotFreeTheGPU() async throws {
+        let h = try await Harness.make()
+        let (node, agent) = try await h.node("gpu-1", gpus: 1)
+        let old = try await runFirst(h, node, agent)
+        let seenBefore = try await h.controlPlane.assignments(node: node, after: 0, wait: .zero, by: agent).index
+        _ = try await h.controlPlane.cancel(old.job, by: h.admin)
+        let second = try await h.submit(gpus: 1)
+        // A heartbeat the agent built before it fetched the assignments without the old one: it
+        // does not list it (it may be starting it this very moment), and it must not free the GPU.
+        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [:], reconciled: seenBefore, by: agent)
+        #expect(try await h.scheduling.pass() == 0)
+        let seenAfter = try await h.controlPlane.assignments(node: node, after: 0, wait: .zero, by: agent).index
+        #expect(seenAfter > seenBefore)
+        _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], running: [:], reconciled: seenAfter, by: agent)
+        #expect(try await h.scheduling.pass() == 1, "the agent has seen the stop and runs nothing: the GPU is free")
+        #expect(try h.controlPlane.job(second, by: h.admin).job.state == .running)
+    }
+
     @Test func aPreemptionsBeneficiaryReachesTheAgentOnlyOnceTheVictimIsGone() async throws {
         let h = try await Harness.make()
         let (node, agent) = try await h.node("gpu-1", gpus: 1)
