@@ -5,76 +5,6 @@ import FastGPUWire
 import Foundation
 public import Logging
 
-public struct AgentConfiguration: Sendable {
-    public var server: String
-    public var joinToken: String?
-    /// Where the agent keeps its credential, its workloads' state and their output.
-    public var dataDirectory: String
-    public var nodeName: String
-    /// How peers reach this node (gangs' FASTGPU_MASTER_ADDR).
-    public var address: String
-    public var probe: any DeviceProbe
-    public var cpuMillis: Int
-    public var memoryMiB: Int
-    public var heartbeatInterval: Duration = .seconds(1)
-    /// How often the GPUs are probed again for health, power and energy (sent with the next heartbeat).
-    public var probeInterval: Duration = .seconds(10)
-    /// Between SIGTERM and SIGKILL when a workload is stopped.
-    public var stopGrace: Duration = .seconds(10)
-    /// Seconds a blocking assignment query waits.
-    public var pollWait: Int = 30
-    /// How often output files are shipped and exits looked for.
-    public var superviseInterval: Duration = .milliseconds(100)
-    /// Enforce each allocation's CPU and memory through cgroups where the machine allows.
-    public var cgroups = true
-    /// PEM file of the CA that signed an https control plane's certificate (nil: the system's roots).
-    public var caFile: String?
-
-    public init(server: String, joinToken: String?, dataDirectory: String, nodeName: String, address: String, probe: any DeviceProbe,
-                cpuMillis: Int, memoryMiB: Int) {
-        self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
-        self.joinToken = joinToken
-        self.dataDirectory = dataDirectory
-        self.nodeName = nodeName
-        self.address = address
-        self.probe = probe
-        self.cpuMillis = cpuMillis
-        self.memoryMiB = memoryMiB
-    }
-}
-
-/// What the agent keeps on disk so that an agent killed with -9 and started again re-attaches to
-/// its running workloads instead of starting second copies.
-struct LocalState: Codable {
-    var server: String
-    var nodeID: UInt64
-    var token: String
-    var workloads: [UInt64: Workload]
-}
-
-struct Workload: Codable, Equatable {
-    var allocation: UInt64
-    var epoch: UInt64
-    var job: UInt64
-    /// The wrapper's pid, read from the `pid` file it writes; 0 until known.
-    var pid: Int32
-    var command: [String]
-    var environment: [String: String]
-    var directory: String
-    var shipped: [String: UInt64]
-    var nextSequence: Int64
-    var reportedRunning: Bool
-    var stoppingSince: Date?
-    /// SIGTERM has been sent to the process group.
-    var signalled: Bool = false
-    /// When SIGKILL was first sent, after the grace.
-    var killedAt: Date? = nil
-    var deadline: Date?
-    var limitExceeded: Bool
-    /// The `cgroup.procs` files of the allocation's groups, which its wrapper joins.
-    var cgroups: [String]? = nil
-}
-
 /// The agent on a GPU server: registers its node, heartbeats, long-polls its assignments, runs
 /// each allocation as a process group with exactly its devices and context in the environment,
 /// ships its output, reports its exit, and stops what is no longer assigned.
@@ -93,15 +23,15 @@ public actor Agent {
     let logger: Logger
     let http: HTTPClient
     let client: AgentClient
-    private var state: LocalState?
-    private var gpus: [ProbedGPU] = []
-    private var lastProbe = ContinuousClock.now
-    private var assignmentIndex: UInt64 = 0
+    var state: LocalState?
+    var gpus: [ProbedGPU] = []
+    var lastProbe = ContinuousClock.now
+    var assignmentIndex: UInt64 = 0
     /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
-    private var spawned: Set<UInt64> = []
-    private var cgroups = Cgroups(mode: .unavailable("not detected yet"))
+    var spawned: Set<UInt64> = []
+    var cgroups = Cgroups(mode: .unavailable("not detected yet"))
     /// Wakes the supervisor before its next tick: a workload this agent spawned has exited.
-    private var wake: AsyncStream<Void>.Continuation?
+    var wake: AsyncStream<Void>.Continuation?
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
         self.configuration = configuration
@@ -142,7 +72,7 @@ public actor Agent {
     /// Reads the GPUs again, off the actor (nvidia-smi takes a while): health, power and energy
     /// move; the list itself does not. A GPU the driver no longer lists is unhealthy; a probe
     /// that fails keeps what was last read.
-    private func probeAgain() async {
+    func probeAgain() async {
         lastProbe = .now
         let probe = configuration.probe
         let result = await Task.detached { Result { try probe.probe() } }.value
@@ -203,7 +133,7 @@ public actor Agent {
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
-    private func save() throws {
+    func save() throws {
         guard let state else { return }
         let data = try JSONEncoder().encode(state)
         let temporary = statePath + ".tmp"
@@ -217,7 +147,7 @@ public actor Agent {
 
     // MARK: Loops
 
-    private func heartbeatLoop() async throws {
+    func heartbeatLoop() async throws {
         while !Task.isCancelled {
             do {
                 try await heartbeat()
@@ -246,7 +176,7 @@ public actor Agent {
         _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running, assignmentIndex: assignmentIndex)
     }
 
-    private func assignmentLoop() async throws {
+    func assignmentLoop() async throws {
         while !Task.isCancelled {
             guard let state else { return }
             do {
@@ -266,7 +196,7 @@ public actor Agent {
 
     /// Supervises on every tick, and at once when a workload this agent spawned exits: its GPUs
     /// go back to the scheduler without waiting for the tick.
-    private func supervisorLoop() async throws {
+    func supervisorLoop() async throws {
         let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.wake = wake
         let interval = configuration.superviseInterval
@@ -355,7 +285,7 @@ public actor Agent {
         }.joined(separator: ",")
     }
 
-    private func prepare(_ assignment: AgentClient.Assignment) throws -> Workload {
+    func prepare(_ assignment: AgentClient.Assignment) throws -> Workload {
         let directory = configuration.dataDirectory + "/allocations/\(assignment.allocation.id)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for file in ["stdout", "stderr"] where !FileManager.default.fileExists(atPath: directory + "/" + file) {
@@ -390,7 +320,7 @@ public actor Agent {
     /// Spawns the workload; one that cannot be spawned (a command that does not exist, an
     /// environment execve refuses) fails its allocation with the reason in its stderr, once,
     /// instead of being tried again on every tick.
-    private func launch(_ workload: Workload) {
+    func launch(_ workload: Workload) {
         do {
             try spawn(workload)
             logger.info("started allocation \(workload.allocation) of job \(workload.job)")
@@ -411,7 +341,7 @@ public actor Agent {
         FileManager.default.createFile(atPath: directory + "/exit-code", contents: Data("127\n".utf8))
     }
 
-    private func spawn(_ workload: Workload) throws {
+    func spawn(_ workload: Workload) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
         process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? []), "fastgpu-workload"] + workload.command
@@ -426,190 +356,4 @@ public actor Agent {
         spawned.insert(workload.allocation)
     }
 
-    // MARK: Supervising
-
-    func supervise() async {
-        guard let state else { return }
-        for id in state.workloads.keys.sorted() {
-            guard let workload = self.state?.workloads[id] else { continue }
-            do {
-                try await supervise(workload)
-            } catch {
-                logger.warning("allocation \(id): \(error)")
-            }
-        }
-        // Every tick would otherwise rewrite the state file; only a change is worth a write.
-        if self.state?.workloads != state.workloads {
-            try? save()
-            for (id, gone) in state.workloads where self.state?.workloads[id] == nil { Cgroups.remove(gone.cgroups ?? []) }
-        }
-    }
-
-    private func supervise(_ initial: Workload) async throws {
-        guard let state else { return }
-        var workload = initial
-        let id = workload.allocation
-        if workload.pid == 0 {
-            if let pid = Self.pid(in: workload.directory) {
-                workload.pid = pid
-            } else {
-                let claimed = FileManager.default.fileExists(atPath: workload.directory + "/claimed")
-                if claimed, let code = Self.exitCode(in: workload.directory) {
-                    // It could not be started: its reason is in its stderr.
-                    try await shipOutput(&workload)
-                    self.state?.workloads[id] = nil
-                    if workload.stoppingSince == nil {
-                        _ = try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
-                    }
-                    return
-                }
-                if !claimed && !spawned.contains(id) && workload.stoppingSince == nil {
-                    // Recorded by an agent that died before spawning it: spawn it now.
-                    launch(workload)
-                }
-                if workload.stoppingSince != nil && !claimed && Self.exitCode(in: workload.directory) == nil {
-                    self.state?.workloads[id] = nil
-                }
-                return
-            }
-            self.state?.workloads[id] = workload
-        }
-        if workload.stoppingSince == nil && !workload.reportedRunning {
-            do {
-                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil)
-            } catch let failure as AgentClient.Failure where failure.status == 409 {
-                // Stale: the control plane replaced this allocation; the next assignments stop it.
-            }
-            workload.reportedRunning = true
-        }
-        try await shipOutput(&workload)
-        // While this supervision waited on the network, a reconcile may have decided to stop the
-        // workload (and signalled it): decide on that, and do not write the stop away below.
-        adoptStopDecision(into: &workload)
-        let alive = Self.isAlive(workload.pid)
-        let cgroups = workload.cgroups ?? []
-        if let since = workload.stoppingSince {
-            // Stopped once every process of it is gone, not when its wrapper is: a process
-            // that ignores SIGTERM outlives the shell that ran it.
-            let left = WorkloadProcesses.members(group: workload.pid, cgroups: cgroups)
-            if left.isEmpty {
-                self.state?.workloads[id] = nil
-                logger.info("allocation \(id) stopped")
-                if workload.limitExceeded {
-                    try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 124)
-                }
-                return
-            }
-            if !workload.signalled {
-                // Adopted (its pid learnt) after the stop was decided: it gets its SIGTERM now.
-                WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: cgroups)
-                workload.signalled = true
-            } else if Duration.seconds(Date().timeIntervalSince(since)) >= configuration.stopGrace {
-                if workload.killedAt == nil {
-                    logger.info("allocation \(id): \(left.count) process(es) outlived the \(configuration.stopGrace) grace after SIGTERM; sending SIGKILL")
-                    workload.killedAt = Date()
-                }
-                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
-            }
-        } else if let deadline = workload.deadline, Date() > deadline {
-            logger.info("allocation \(id) passed its runtime limit; stopping it")
-            WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: cgroups)
-            workload.signalled = true
-            workload.stoppingSince = Date()
-            workload.limitExceeded = true
-        } else if let code = Self.exitCode(in: workload.directory) {
-            // The job's command is done; what it left behind (a background child) is not the
-            // job any more and holds its devices: it is killed before the exit is reported.
-            if !WorkloadProcesses.members(group: workload.pid, cgroups: cgroups).isEmpty {
-                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
-                self.state?.workloads[id] = workload
-                return
-            }
-            if code != 0, let limit = Cgroups.oomKilled(workload.cgroups ?? []) {
-                // Said where the person looks: the job's own error output.
-                let note = "fastgpu: the kernel killed the job for using more than its memory limit of \(limit >> 20) MiB (ask for more with --memory)\n"
-                if let handle = FileHandle(forWritingAtPath: workload.directory + "/stderr") {
-                    handle.seekToEndOfFile()
-                    handle.write(Data(note.utf8))
-                    try? handle.close()
-                }
-            }
-            try await shipOutput(&workload)
-            // Gone from the state before the report: a reconcile that runs meanwhile must not
-            // try to stop it. Should the report fail, the next heartbeat omits it and the
-            // control plane treats it as lost.
-            self.state?.workloads[id] = nil
-            do {
-                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
-            } catch let failure as AgentClient.Failure where failure.status == 409 {
-                logger.info("allocation \(id) exited after the control plane had ended it")
-            }
-            logger.info("allocation \(id) exited with \(code)")
-            return
-        } else if !alive {
-            // The wrapper itself was killed (not by us): what is left of the job goes too, and
-            // the failure is reported once nothing of it runs.
-            if !WorkloadProcesses.members(group: workload.pid, cgroups: cgroups).isEmpty {
-                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
-                self.state?.workloads[id] = workload
-                return
-            }
-            try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
-            self.state?.workloads[id] = nil
-            return
-        }
-        self.state?.workloads[id] = workload
-    }
-
-    /// Copies a stop that `reconcile` recorded into a copy of the workload taken before it.
-    /// Only `reconcile` and the runtime limit start a stop, and a stop is never undone.
-    private func adoptStopDecision(into workload: inout Workload) {
-        guard workload.stoppingSince == nil, let current = state?.workloads[workload.allocation], current.stoppingSince != nil else { return }
-        workload.stoppingSince = current.stoppingSince
-        workload.signalled = current.signalled
-    }
-
-    /// Ships what the workload wrote since the last upload, in order, each chunk numbered.
-    private func shipOutput(_ workload: inout Workload) async throws {
-        guard let state else { return }
-        var chunks: [(sequence: Int64, stream: String, text: String)] = []
-        var shipped = workload.shipped
-        var sequence = workload.nextSequence
-        for stream in ["stdout", "stderr"] {
-            guard let handle = FileHandle(forReadingAtPath: workload.directory + "/" + stream) else { continue }
-            defer { try? handle.close() }
-            let offset = shipped[stream] ?? 0
-            try handle.seek(toOffset: offset)
-            guard let data = try handle.read(upToCount: 256 * 1024), !data.isEmpty else { continue }
-            // Whole lines only, unless a line alone is larger than the read.
-            var end = data.count
-            if let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) { end = lastNewline + 1 } else if data.count < 256 * 1024 { continue }
-            chunks.append((sequence, stream, String(decoding: data.prefix(end), as: UTF8.self)))
-            sequence += 1
-            shipped[stream] = offset + UInt64(end)
-        }
-        guard !chunks.isEmpty else { return }
-        do {
-            try await client.uploadLogs(node: state.nodeID, token: state.token, allocation: workload.allocation, chunks: chunks)
-        } catch let failure as AgentClient.Failure where failure.status == 404 {
-            // The allocation is unknown to the control plane: its lines have nowhere to go.
-        }
-        workload.shipped = shipped
-        workload.nextSequence = sequence
-    }
-
-    static func pid(in directory: String) -> Int32? {
-        guard let data = FileManager.default.contents(atPath: directory + "/pid") else { return nil }
-        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    static func exitCode(in directory: String) -> Int32? {
-        guard let data = FileManager.default.contents(atPath: directory + "/exit-code") else { return nil }
-        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-    }
-
-    /// Alive and not a zombie (a re-attached workload is not our child, and PID 1 may not reap it).
-    static func isAlive(_ pid: Int32) -> Bool {
-        kill(pid, 0) == 0 && WorkloadProcesses.Stat(pid: pid)?.isZombie != true
-    }
 }

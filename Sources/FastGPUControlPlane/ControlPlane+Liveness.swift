@@ -60,11 +60,6 @@ extension ControlPlane {
         try apply(.loseAllocation(allocationID, at: now, cause: cause, retry: configuration.retryPolicy), now: now)
     }
 
-    /// `base × 2^(attempt − 1)`, at most `cap` (the model's `RetryPolicy`).
-    static func backoff(attempt: Int, base: Duration, cap: Duration) -> Duration {
-        RetryPolicy(base: base, cap: cap).backoff(attempt: attempt)
-    }
-
     /// Forgets idempotency keys past their retention, in memory and in the store.
     public func expireIdempotencyKeys() async throws {
         try checkWritable()

@@ -56,5 +56,4 @@ struct StoppingAllocations {
         listing.sorted().flatMap { node in (byNode[node] ?? [:]).values.map(\.allocation).sorted { $0.id < $1.id } }
     }
 
-    func isStopping(_ id: AllocationID, on node: NodeID) -> Bool { byNode[node]?[id] != nil }
 }

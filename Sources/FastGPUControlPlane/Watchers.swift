@@ -41,8 +41,6 @@ struct Watchers<Key: Hashable & Sendable> {
         for watchers in waiting.values { for watcher in watchers.values { watcher.resume() } }
         waiting = [:]
     }
-
-    var waiterCount: Int { waiting.values.reduce(0) { $0 + $1.count } }
 }
 
 /// What a blocking query waits on: a node's assignments (versioned by the state index of

@@ -211,11 +211,11 @@ struct AgentAPITests {
     }
 
     @Test func backoffDoublesPerAttemptUpToItsCap() {
-        #expect(ControlPlane.backoff(attempt: 1, base: .seconds(10), cap: .seconds(300)) == .seconds(10))
-        #expect(ControlPlane.backoff(attempt: 2, base: .seconds(10), cap: .seconds(300)) == .seconds(20))
-        #expect(ControlPlane.backoff(attempt: 4, base: .seconds(10), cap: .seconds(300)) == .seconds(80))
-        #expect(ControlPlane.backoff(attempt: 40, base: .seconds(10), cap: .seconds(300)) == .seconds(300))
-        #expect(ControlPlane.backoff(attempt: 3, base: .zero, cap: .seconds(300)) == .zero)
+        #expect(RetryPolicy(base: .seconds(10), cap: .seconds(300)).backoff(attempt: 1) == .seconds(10))
+        #expect(RetryPolicy(base: .seconds(10), cap: .seconds(300)).backoff(attempt: 2) == .seconds(20))
+        #expect(RetryPolicy(base: .seconds(10), cap: .seconds(300)).backoff(attempt: 4) == .seconds(80))
+        #expect(RetryPolicy(base: .seconds(10), cap: .seconds(300)).backoff(attempt: 40) == .seconds(300))
+        #expect(RetryPolicy(base: .zero, cap: .seconds(300)).backoff(attempt: 3) == .zero)
     }
 
     @Test func aTaskOutOfAttemptsFailsItsJob() async throws {

@@ -1,0 +1,194 @@
+import AsyncHTTPClient
+import NIOSSL
+import FastGPUClient
+import FastGPUWire
+import Foundation
+public import Logging
+
+// Supervision: exits, runtime limits, stops that end only when no process is left, output shipping.
+extension Agent {
+    func supervise() async {
+        guard let state else { return }
+        for id in state.workloads.keys.sorted() {
+            guard let workload = self.state?.workloads[id] else { continue }
+            do {
+                try await supervise(workload)
+            } catch {
+                logger.warning("allocation \(id): \(error)")
+            }
+        }
+        // Every tick would otherwise rewrite the state file; only a change is worth a write.
+        if self.state?.workloads != state.workloads {
+            try? save()
+            for (id, gone) in state.workloads where self.state?.workloads[id] == nil { Cgroups.remove(gone.cgroups ?? []) }
+        }
+    }
+
+    func supervise(_ initial: Workload) async throws {
+        guard let state else { return }
+        var workload = initial
+        let id = workload.allocation
+        if workload.pid == 0 {
+            if let pid = Self.pid(in: workload.directory) {
+                workload.pid = pid
+            } else {
+                let claimed = FileManager.default.fileExists(atPath: workload.directory + "/claimed")
+                if claimed, let code = Self.exitCode(in: workload.directory) {
+                    // It could not be started: its reason is in its stderr.
+                    try await shipOutput(&workload)
+                    self.state?.workloads[id] = nil
+                    if workload.stoppingSince == nil {
+                        _ = try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
+                    }
+                    return
+                }
+                if !claimed && !spawned.contains(id) && workload.stoppingSince == nil {
+                    // Recorded by an agent that died before spawning it: spawn it now.
+                    launch(workload)
+                }
+                if workload.stoppingSince != nil && !claimed && Self.exitCode(in: workload.directory) == nil {
+                    self.state?.workloads[id] = nil
+                }
+                return
+            }
+            self.state?.workloads[id] = workload
+        }
+        if workload.stoppingSince == nil && !workload.reportedRunning {
+            do {
+                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil)
+            } catch let failure as AgentClient.Failure where failure.status == 409 {
+                // Stale: the control plane replaced this allocation; the next assignments stop it.
+            }
+            workload.reportedRunning = true
+        }
+        try await shipOutput(&workload)
+        // While this supervision waited on the network, a reconcile may have decided to stop the
+        // workload (and signalled it): decide on that, and do not write the stop away below.
+        adoptStopDecision(into: &workload)
+        let alive = Self.isAlive(workload.pid)
+        let cgroups = workload.cgroups ?? []
+        if let since = workload.stoppingSince {
+            // Stopped once every process of it is gone, not when its wrapper is: a process
+            // that ignores SIGTERM outlives the shell that ran it.
+            let left = WorkloadProcesses.members(group: workload.pid, cgroups: cgroups)
+            if left.isEmpty {
+                self.state?.workloads[id] = nil
+                logger.info("allocation \(id) stopped")
+                if workload.limitExceeded {
+                    try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 124)
+                }
+                return
+            }
+            if !workload.signalled {
+                // Adopted (its pid learnt) after the stop was decided: it gets its SIGTERM now.
+                WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: cgroups)
+                workload.signalled = true
+            } else if Duration.seconds(Date().timeIntervalSince(since)) >= configuration.stopGrace {
+                if workload.killedAt == nil {
+                    logger.info("allocation \(id): \(left.count) process(es) outlived the \(configuration.stopGrace) grace after SIGTERM; sending SIGKILL")
+                    workload.killedAt = Date()
+                }
+                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
+            }
+        } else if let deadline = workload.deadline, Date() > deadline {
+            logger.info("allocation \(id) passed its runtime limit; stopping it")
+            WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: cgroups)
+            workload.signalled = true
+            workload.stoppingSince = Date()
+            workload.limitExceeded = true
+        } else if let code = Self.exitCode(in: workload.directory) {
+            // The job's command is done; what it left behind (a background child) is not the
+            // job any more and holds its devices: it is killed before the exit is reported.
+            if !WorkloadProcesses.members(group: workload.pid, cgroups: cgroups).isEmpty {
+                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
+                self.state?.workloads[id] = workload
+                return
+            }
+            if code != 0, let limit = Cgroups.oomKilled(workload.cgroups ?? []) {
+                // Said where the person looks: the job's own error output.
+                let note = "fastgpu: the kernel killed the job for using more than its memory limit of \(limit >> 20) MiB (ask for more with --memory)\n"
+                if let handle = FileHandle(forWritingAtPath: workload.directory + "/stderr") {
+                    handle.seekToEndOfFile()
+                    handle.write(Data(note.utf8))
+                    try? handle.close()
+                }
+            }
+            try await shipOutput(&workload)
+            // Gone from the state before the report: a reconcile that runs meanwhile must not
+            // try to stop it. Should the report fail, the next heartbeat omits it and the
+            // control plane treats it as lost.
+            self.state?.workloads[id] = nil
+            do {
+                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
+            } catch let failure as AgentClient.Failure where failure.status == 409 {
+                logger.info("allocation \(id) exited after the control plane had ended it")
+            }
+            logger.info("allocation \(id) exited with \(code)")
+            return
+        } else if !alive {
+            // The wrapper itself was killed (not by us): what is left of the job goes too, and
+            // the failure is reported once nothing of it runs.
+            if !WorkloadProcesses.members(group: workload.pid, cgroups: cgroups).isEmpty {
+                WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
+                self.state?.workloads[id] = workload
+                return
+            }
+            try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
+            self.state?.workloads[id] = nil
+            return
+        }
+        self.state?.workloads[id] = workload
+    }
+
+    /// Copies a stop that `reconcile` recorded into a copy of the workload taken before it.
+    /// Only `reconcile` and the runtime limit start a stop, and a stop is never undone.
+    func adoptStopDecision(into workload: inout Workload) {
+        guard workload.stoppingSince == nil, let current = state?.workloads[workload.allocation], current.stoppingSince != nil else { return }
+        workload.stoppingSince = current.stoppingSince
+        workload.signalled = current.signalled
+    }
+
+    /// Ships what the workload wrote since the last upload, in order, each chunk numbered.
+    func shipOutput(_ workload: inout Workload) async throws {
+        guard let state else { return }
+        var chunks: [(sequence: Int64, stream: String, text: String)] = []
+        var shipped = workload.shipped
+        var sequence = workload.nextSequence
+        for stream in ["stdout", "stderr"] {
+            guard let handle = FileHandle(forReadingAtPath: workload.directory + "/" + stream) else { continue }
+            defer { try? handle.close() }
+            let offset = shipped[stream] ?? 0
+            try handle.seek(toOffset: offset)
+            guard let data = try handle.read(upToCount: 256 * 1024), !data.isEmpty else { continue }
+            // Whole lines only, unless a line alone is larger than the read.
+            var end = data.count
+            if let lastNewline = data.lastIndex(of: UInt8(ascii: "\n")) { end = lastNewline + 1 } else if data.count < 256 * 1024 { continue }
+            chunks.append((sequence, stream, String(decoding: data.prefix(end), as: UTF8.self)))
+            sequence += 1
+            shipped[stream] = offset + UInt64(end)
+        }
+        guard !chunks.isEmpty else { return }
+        do {
+            try await client.uploadLogs(node: state.nodeID, token: state.token, allocation: workload.allocation, chunks: chunks)
+        } catch let failure as AgentClient.Failure where failure.status == 404 {
+            // The allocation is unknown to the control plane: its lines have nowhere to go.
+        }
+        workload.shipped = shipped
+        workload.nextSequence = sequence
+    }
+
+    static func pid(in directory: String) -> Int32? {
+        guard let data = FileManager.default.contents(atPath: directory + "/pid") else { return nil }
+        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    static func exitCode(in directory: String) -> Int32? {
+        guard let data = FileManager.default.contents(atPath: directory + "/exit-code") else { return nil }
+        return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Alive and not a zombie (a re-attached workload is not our child, and PID 1 may not reap it).
+    static func isAlive(_ pid: Int32) -> Bool {
+        kill(pid, 0) == 0 && WorkloadProcesses.Stat(pid: pid)?.isZombie != true
+    }
+}

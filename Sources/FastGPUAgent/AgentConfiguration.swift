@@ -1,0 +1,71 @@
+import Foundation
+
+public struct AgentConfiguration: Sendable {
+    public var server: String
+    public var joinToken: String?
+    /// Where the agent keeps its credential, its workloads' state and their output.
+    public var dataDirectory: String
+    public var nodeName: String
+    /// How peers reach this node (gangs' FASTGPU_MASTER_ADDR).
+    public var address: String
+    public var probe: any DeviceProbe
+    public var cpuMillis: Int
+    public var memoryMiB: Int
+    public var heartbeatInterval: Duration = .seconds(1)
+    /// How often the GPUs are probed again for health, power and energy (sent with the next heartbeat).
+    public var probeInterval: Duration = .seconds(10)
+    /// Between SIGTERM and SIGKILL when a workload is stopped.
+    public var stopGrace: Duration = .seconds(10)
+    /// Seconds a blocking assignment query waits.
+    public var pollWait: Int = 30
+    /// How often output files are shipped and exits looked for.
+    public var superviseInterval: Duration = .milliseconds(100)
+    /// Enforce each allocation's CPU and memory through cgroups where the machine allows.
+    public var cgroups = true
+    /// PEM file of the CA that signed an https control plane's certificate (nil: the system's roots).
+    public var caFile: String?
+
+    public init(server: String, joinToken: String?, dataDirectory: String, nodeName: String, address: String, probe: any DeviceProbe,
+                cpuMillis: Int, memoryMiB: Int) {
+        self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
+        self.joinToken = joinToken
+        self.dataDirectory = dataDirectory
+        self.nodeName = nodeName
+        self.address = address
+        self.probe = probe
+        self.cpuMillis = cpuMillis
+        self.memoryMiB = memoryMiB
+    }
+}
+
+/// What the agent keeps on disk so that an agent killed with -9 and started again re-attaches to
+/// its running workloads instead of starting second copies.
+struct LocalState: Codable {
+    var server: String
+    var nodeID: UInt64
+    var token: String
+    var workloads: [UInt64: Workload]
+}
+
+struct Workload: Codable, Equatable {
+    var allocation: UInt64
+    var epoch: UInt64
+    var job: UInt64
+    /// The wrapper's pid, read from the `pid` file it writes; 0 until known.
+    var pid: Int32
+    var command: [String]
+    var environment: [String: String]
+    var directory: String
+    var shipped: [String: UInt64]
+    var nextSequence: Int64
+    var reportedRunning: Bool
+    var stoppingSince: Date?
+    /// SIGTERM has been sent to the process group.
+    var signalled: Bool = false
+    /// When SIGKILL was first sent, after the grace.
+    var killedAt: Date? = nil
+    var deadline: Date?
+    var limitExceeded: Bool
+    /// The `cgroup.procs` files of the allocation's groups, which its wrapper joins.
+    var cgroups: [String]? = nil
+}
