@@ -171,6 +171,8 @@ extension JobWire: JSONWritable {
         out.field("command", command)
         out.field("env", env)
         if let secrets { out.field("secrets", secrets) }
+        if let image { out.field("image", image) }
+        if let network { out.field("network", network) }
         out.field("tasks", tasks)
         out.field("gang", gang)
         out.field("gpus", gpus)

@@ -104,7 +104,8 @@ extension APIServer {
                                       job: a.allocation.task.job.rawValue, jobName: a.jobName, command: a.launch.command, env: a.launch.environment,
                                       groupSize: a.groupSize, rank: a.rank, peers: a.peers.map(\.rawValue),
                                       maxRuntimeSeconds: a.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, gpuMemoryLimitMiB: shareLimit,
-                                      masterAddress: a.masterAddress, masterPort: a.masterPort)
+                                      masterAddress: a.masterAddress, masterPort: a.masterPort, project: a.project.rawValue,
+                                      image: a.launch.image, network: a.launch.network?.rawValue)
             }))
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/status") { request, context in

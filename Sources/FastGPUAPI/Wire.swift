@@ -102,7 +102,8 @@ enum Wire {
             maxAttempts: view.launch.maxAttempts, attempts: (job.attempts + group.count - 1) / max(1, group.count), submittedAt: time(job.submitTime), finishedAt: view.finishedAt.map(time),
             allocations: view.allocations.map(allocation),
             queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time)) },
-            secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted())
+            secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted(),
+            image: view.launch.image, network: view.launch.network?.rawValue)
     }
 
     static func secret(_ view: SecretView) -> SecretWire {
@@ -249,6 +250,27 @@ extension JobSubmissionBody {
         }
     }
 
+    /// An OCI image reference as `podman pull` takes it: `[registry[:port]/]path[:tag][@sha256:hex]`,
+    /// lower-case path components, at most 255 bytes. Checked here so that a typo is a 400, not a
+    /// job that fails on a node.
+    func checkedImage() throws -> String? {
+        guard let image else { return nil }
+        let pattern = #"^([a-zA-Z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"#
+        guard image.utf8.count <= 255, image.range(of: pattern, options: .regularExpression) != nil else {
+            throw WireError(description: "image must be an OCI image reference such as pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime or registry.example.com:5000/team/train@sha256:…, at most 255 bytes")
+        }
+        return image
+    }
+
+    func checkedNetwork() throws -> NetworkMode? {
+        guard let network else { return nil }
+        guard let mode = NetworkMode(rawValue: network) else { throw WireError(description: "network must be none, isolated or host, not '\(network.prefix(32))'") }
+        guard mode != .isolated || image != nil else {
+            throw WireError(description: "network isolated needs an image: a host process runs with none or host")
+        }
+        return mode
+    }
+
     /// Kubernetes' rule for an environment variable's name.
     static func isEnvironmentName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
@@ -287,7 +309,7 @@ extension JobSubmissionBody {
                               gang: gang ?? (tasks > 1), placement: placement)
         return JobSubmission(project: project, name: name, taskGroups: [group], priority: priority, spot: spot ?? false,
                              runtimeEstimate: estimatedRuntimeSeconds.map { .seconds($0) }, runtimeLimit: maxRuntimeSeconds.map { .seconds($0) },
-                             launch: JobLaunch(command: command, environment: env ?? [:], maxAttempts: attempts),
+                             launch: JobLaunch(command: command, environment: env ?? [:], maxAttempts: attempts, image: try checkedImage(), network: try checkedNetwork()),
                              secrets: secrets ?? [:], secretRefs: secretRefs ?? [:])
     }
 }

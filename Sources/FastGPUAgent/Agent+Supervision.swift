@@ -53,7 +53,14 @@ extension Agent {
             }
             self.state?.workloads[id] = workload
         }
-        if workload.stoppingSince == nil && !workload.reportedRunning {
+        // A container runs once its image is on the node: until the wrapper says `running`, it
+        // is pulling (or failing to), not running.
+        let phase = workload.sandbox?.kind == .container ? Self.phase(in: workload.directory) : "running"
+        if phase == "pulling" && workload.sawPulling != true {
+            logger.info("allocation \(id): pulling image \(workload.sandbox?.image ?? "")")
+            workload.sawPulling = true
+        }
+        if workload.stoppingSince == nil && !workload.reportedRunning && phase == "running" {
             do {
                 try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil)
             } catch let failure as AgentClient.Failure where failure.status == 409 {
@@ -71,6 +78,11 @@ extension Agent {
             // Stopped once every process of it is gone, not when its wrapper is: a process
             // that ignores SIGTERM outlives the shell that ran it.
             let left = WorkloadProcesses.members(group: workload.pid, cgroups: cgroups)
+            if left.isEmpty, let container = workload.sandbox?.container, let runtime = containerRuntime, cgroups.isEmpty {
+                // Without cgroups the container's processes are not the agent's to see: podman
+                // removes it, whatever is still running in it, before the stop counts as done.
+                await Task.detached { runtime.remove(container) }.value
+            }
             if left.isEmpty {
                 self.state?.workloads[id] = nil
                 logger.info("allocation \(id) stopped")
@@ -87,6 +99,9 @@ extension Agent {
                 if workload.killedAt == nil {
                     logger.info("allocation \(id): \(left.count) process(es) outlived the \(configuration.stopGrace) grace after SIGTERM; sending SIGKILL")
                     workload.killedAt = Date()
+                    if let container = workload.sandbox?.container, let runtime = containerRuntime {
+                        Task.detached { runtime.remove(container) }
+                    }
                 }
                 WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
             }
@@ -180,6 +195,11 @@ extension Agent {
     static func pid(in directory: String) -> Int32? {
         guard let data = FileManager.default.contents(atPath: directory + "/pid") else { return nil }
         return Int32(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// What the wrapper of a container says it is doing: `pulling`, `running`, or nil before either.
+    static func phase(in directory: String) -> String? {
+        FileManager.default.contents(atPath: directory + "/phase").map { String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) }
     }
 
     static func exitCode(in directory: String) -> Int32? {

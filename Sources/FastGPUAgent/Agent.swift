@@ -32,6 +32,10 @@ public actor Agent {
     var cgroups = Cgroups(mode: .unavailable("not detected yet"))
     /// Wakes the supervisor before its next tick: a workload this agent spawned has exited.
     var wake: AsyncStream<Void>.Continuation?
+    /// podman, where jobs with an image can run.
+    var containerRuntime: ContainerRuntime?
+    /// Host processes run as their project's user in their own namespaces.
+    var isolating = false
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
         self.configuration = configuration
@@ -102,6 +106,7 @@ public actor Agent {
         let instance = configuration.nodeName + "-" + Self.shortHash(configuration.dataDirectory)
         cgroups = configuration.cgroups ? Cgroups.detect(node: instance) : Cgroups(mode: .unavailable("turned off with --no-cgroups"))
         if cgroups.enforced { logger.notice("\(cgroups.summary)") } else { logger.warning("\(cgroups.summary)") }
+        try prepareIsolation()
         if let data = FileManager.default.contents(atPath: statePath), let saved = try? JSONDecoder().decode(LocalState.self, from: data),
            saved.server == configuration.server {
             state = saved
@@ -113,12 +118,14 @@ public actor Agent {
         }
         // An agent may start before its server: a server that does not answer (yet) is waited
         // for, for a minute; one that answers with a refusal is not.
+        var labels = ["fastgpu.io/address": configuration.address]
+        if containerRuntime != nil { labels["fastgpu.io/containers"] = "podman" }
         let (client, gpus, configuration, logger) = (client, gpus, configuration, logger)
         let registered = try await retrying(attempts: 240, every: .milliseconds(250), when: { !($0 is AgentClient.Failure) }, onRetry: { attempt, error in
             if attempt == 1 || attempt % 20 == 0 { logger.notice("waiting for the server at \(configuration.server): \(error)") }
         }) {
             try await client.register(joinToken: join, name: configuration.nodeName, cpuMillis: configuration.cpuMillis,
-                                      memoryMiB: configuration.memoryMiB, labels: ["fastgpu.io/address": configuration.address], gpus: gpus)
+                                      memoryMiB: configuration.memoryMiB, labels: labels, gpus: gpus)
         }
         state = LocalState(server: configuration.server, nodeID: registered.node.id, token: registered.token, workloads: [:])
         try save()
@@ -288,6 +295,7 @@ public actor Agent {
     func prepare(_ assignment: AgentClient.Assignment) throws -> Workload {
         let directory = configuration.dataDirectory + "/allocations/\(assignment.allocation.id)"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: directory + "/work", withIntermediateDirectories: true)
         for file in ["stdout", "stderr"] where !FileManager.default.fileExists(atPath: directory + "/" + file) {
             FileManager.default.createFile(atPath: directory + "/" + file, contents: nil)
         }
@@ -298,29 +306,37 @@ public actor Agent {
         } catch {
             logger.warning("allocation \(assignment.allocation.id): CPU and memory limits not applied: \(error)")
         }
-        return Workload(allocation: assignment.allocation.id, epoch: assignment.allocation.epoch, job: assignment.job, pid: 0,
-                        command: assignment.command, environment: environment(for: assignment),
-                        directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
-                        deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false,
-                        cgroups: groups.isEmpty ? nil : groups)
+        var workload = Workload(allocation: assignment.allocation.id, epoch: assignment.allocation.epoch, job: assignment.job, pid: 0,
+                                command: assignment.command, environment: environment(for: assignment),
+                                directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
+                                deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false,
+                                cgroups: groups.isEmpty ? nil : groups)
+        sandbox(&workload, for: assignment)
+        return workload
     }
 
     /// The wrapper: claim the directory or leave; record its pid; join the allocation's cgroups
     /// (a job that cannot be held to its limits does not run: exit 125); run; record the exit
     /// code. Files are written then renamed, so a reader never sees half of one.
-    static func wrapper(joining cgroups: [String] = []) -> String {
+    static func wrapper(joining cgroups: [String] = [], prelude: String? = nil) -> String {
         var script = #"mkdir claimed 2>/dev/null || exit 0; echo $$ > pid.tmp && mv pid.tmp pid; "#
         if !cgroups.isEmpty {
             let joins = cgroups.map { "echo $$ > '" + $0.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }.joined(separator: " && ")
             script += #"{ \#(joins); } 2>/dev/null || { echo "fastgpu: cannot join the job's cgroup" >>stderr; echo 125 > exit-code.tmp && mv exit-code.tmp exit-code; exit 125; }; "#
         }
-        return script + #""$@" >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
+        script += prelude ?? ""
+        return script + #"( cd work 2>/dev/null; exec "$@" ) >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
     }
 
     /// Spawns the workload; one that cannot be spawned (a command that does not exist, an
     /// environment execve refuses) fails its allocation with the reason in its stderr, once,
     /// instead of being tried again on every tick.
     func launch(_ workload: Workload) {
+        if let refusal = workload.refusal {
+            logger.error("cannot start allocation \(workload.allocation): \(refusal)")
+            Self.recordStartFailure(in: workload.directory, reason: refusal)
+            return
+        }
         do {
             try spawn(workload)
             logger.info("started allocation \(workload.allocation) of job \(workload.job)")
@@ -344,7 +360,8 @@ public actor Agent {
     func spawn(_ workload: Workload) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? []), "fastgpu-workload"] + workload.command
+        process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? [], prelude: workload.prelude), "fastgpu-workload"]
+            + (workload.launcher ?? []) + workload.command
         process.currentDirectoryURL = URL(fileURLWithPath: workload.directory)
         process.environment = workload.environment
         process.standardInput = FileHandle.nullDevice

@@ -24,6 +24,26 @@ public struct AgentConfiguration: Sendable {
     public var cgroups = true
     /// PEM file of the CA that signed an https control plane's certificate (nil: the system's roots).
     public var caFile: String?
+    /// Host processes as their project's user in their own namespaces (`auto`: when the agent
+    /// runs as root, which switching users needs), or as the agent's user (`off`).
+    public var isolation: Isolation = .auto
+    /// Containers for jobs that name an image (`auto`: where podman is installed); `required`:
+    /// every job runs in a container (the default image for one that names none), and the agent
+    /// does not start without a runtime.
+    public var containers: Containers = .auto
+    /// The image of a job that names none, on a node that requires containers.
+    public var defaultImage: String?
+    /// Where the GPUs' device nodes are.
+    public var deviceRoot = "/dev"
+    /// Project P's user is `projectUIDBase + P × 65,536`.
+    public var projectUIDBase: UInt32 = 200_000
+    /// The MPS control daemon's pipe directory (nil: `/tmp/nvidia-mps` when a daemon listens there).
+    public var mpsPipeDirectory: String?
+    /// More paths a workload must not see (`fastgpu up`: the server's data directory).
+    public var hiddenPaths: [String] = []
+
+    public enum Isolation: String, Sendable, CaseIterable { case auto, off }
+    public enum Containers: String, Sendable, CaseIterable { case auto, off, required }
 
     public init(server: String, joinToken: String?, dataDirectory: String, nodeName: String, address: String, probe: any DeviceProbe,
                 cpuMillis: Int, memoryMiB: Int) {
@@ -68,4 +88,14 @@ struct Workload: Codable, Equatable {
     var limitExceeded: Bool
     /// The `cgroup.procs` files of the allocation's groups, which its wrapper joins.
     var cgroups: [String]? = nil
+    /// How it runs (nil: a host process, as an agent before isolation wrote it).
+    var sandbox: WorkloadSandbox? = nil
+    /// What runs before the job's command: the namespace set-up or `podman run … IMAGE`.
+    var launcher: [String]? = nil
+    /// Shell run by the wrapper first (a container's image pull).
+    var prelude: String? = nil
+    /// Why this node cannot run it; it fails with this reason instead of starting.
+    var refusal: String? = nil
+    /// The `pulling` phase was logged.
+    var sawPulling: Bool? = nil
 }

@@ -148,9 +148,30 @@ struct Cgroups: Sendable {
         return nil
     }
 
+    /// The allocation's memory group (v1) or its group (v2) as a path inside its hierarchy, which
+    /// `podman run --cgroup-parent` takes: the container's own group is made inside it, so the
+    /// allocation's memory limit holds it and its processes are the allocation's.
+    static func containerParent(_ procsFiles: [String], mountinfo: String = "/proc/self/mountinfo") -> String? {
+        let mounts = (try? String(contentsOfFile: mountinfo, encoding: .utf8)) ?? ""
+        let candidates = mountPoints(mounts, type: "cgroup2") + mountPoints(mounts, type: "cgroup", option: "memory")
+        for file in procsFiles.reversed() {
+            let group = (file as NSString).deletingLastPathComponent
+            for mount in candidates where group.hasPrefix(mount + "/") {
+                if mountPoints(mounts, type: "cgroup2").contains(mount) && procsFiles.count > 1 { continue }
+                return String(group.dropFirst(mount.count))
+            }
+        }
+        return nil
+    }
+
     /// Removes an allocation's groups once its processes are gone (the kernel refuses before).
     static func remove(_ procsFiles: [String]) {
-        for file in procsFiles { rmdir((file as NSString).deletingLastPathComponent) }
+        for file in procsFiles {
+            let group = (file as NSString).deletingLastPathComponent
+            // A container's runtime leaves its own groups inside (`libpod-…`, `conmon`).
+            for child in WorkloadProcesses.subgroups(of: group).reversed() { rmdir(child) }
+            rmdir(group)
+        }
     }
 
     private func makeDirectory(_ path: String) throws {

@@ -45,11 +45,17 @@ public struct MIGDevice: Hashable, Sendable {
     public var profile: String
     public var deviceIndex: Int
     public var uuid: String
+    /// Its GPU instance and compute instance ids, which name its `nvidia-caps` device nodes
+    /// (`mig-minors`: `gpu0/gi1/access`, `gpu0/gi1/ci0/access`); nil where not read.
+    public var gpuInstance: Int?
+    public var computeInstance: Int?
 
-    public init(profile: String, deviceIndex: Int, uuid: String) {
+    public init(profile: String, deviceIndex: Int, uuid: String, gpuInstance: Int? = nil, computeInstance: Int? = nil) {
         self.profile = profile
         self.deviceIndex = deviceIndex
         self.uuid = uuid
+        self.gpuInstance = gpuInstance
+        self.computeInstance = computeInstance
     }
 }
 

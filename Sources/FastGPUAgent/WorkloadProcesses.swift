@@ -18,13 +18,35 @@ enum WorkloadProcesses {
             }
         }
         for path in cgroups {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
-            for line in text.split(separator: "\n") {
-                guard let pid = Int32(line), pid > 0, let stat = Stat(pid: pid), !stat.isZombie else { continue }
-                found.insert(pid)
+            // The group and the groups inside it: a container runtime makes its own there.
+            let group = (path as NSString).deletingLastPathComponent
+            for directory in [group] + subgroups(of: group) {
+                guard let text = try? String(contentsOfFile: directory + "/cgroup.procs", encoding: .utf8) else { continue }
+                for line in text.split(separator: "\n") {
+                    guard let pid = Int32(line), pid > 0, let stat = Stat(pid: pid), !stat.isZombie else { continue }
+                    found.insert(pid)
+                }
             }
         }
         return found.sorted()
+    }
+
+    /// Every group below `group`, parents before children.
+    static func subgroups(of group: String) -> [String] {
+        var result: [String] = []
+        var pending = [group]
+        while let next = pending.popLast() {
+            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: next) else { continue }
+            for entry in entries.sorted() {
+                let path = next + "/" + entry
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    result.append(path)
+                    pending.append(path)
+                }
+            }
+        }
+        return result
     }
 
     /// Sends `signal` to the process group and to every process of the workload's cgroups.

@@ -173,7 +173,7 @@ extension ControlPlane {
             }
             result.append(Assignment(allocation: allocation, jobName: job.name, launch: projectSecrets.opened(launch, job: job.id, logger: logger), groupSize: group.count,
                                      rank: allocation.task.index, peers: peers,
-                                     runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort))
+                                     runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort, project: job.project))
         }
         return Assignments(index: watchers.version(of: .node(id)), allocations: result)
     }

@@ -105,6 +105,8 @@ public struct Assignment: Hashable, Sendable {
     /// else its name) and a port derived from the job, what torchrun's rendezvous needs.
     public var masterAddress: String?
     public var masterPort: Int?
+    /// The job's project: the agent runs the workload as that project's user.
+    public var project: ProjectID
 }
 
 /// A node's whole desired set of allocations at a state index: the agent starts what is new

@@ -179,6 +179,9 @@ public struct ClusterState: Sendable {
             if let launch {
                 guard !launch.command.isEmpty else { throw .invalidJob(job.id, "a job needs a command") }
                 guard launch.maxAttempts >= 1 else { throw .invalidJob(job.id, "maxAttempts must be at least 1") }
+                guard launch.network != .isolated || launch.image != nil else {
+                    throw .invalidJob(job.id, "network isolated needs an image (a host process has none or host)")
+                }
                 launches[job.id] = launch
             }
             var fresh = job

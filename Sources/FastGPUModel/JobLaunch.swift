@@ -8,15 +8,24 @@ public struct JobLaunch: Hashable, Sendable, Codable {
     /// Secret environment values, sealed (AES-GCM, base64) by the control plane's `SecretBox`
     /// for this job: never returned by the API, opened only for the agent that runs an allocation.
     public var sealedSecrets: [String: String]
+    /// The OCI image the command runs in (`pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime`);
+    /// nil: a host process, as its project's user.
+    public var image: String?
+    /// The workload's network; nil: the runner's default (`isolated` in a container, `host` for a
+    /// host process).
+    public var network: NetworkMode?
 
-    public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:]) {
+    public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:],
+                image: String? = nil, network: NetworkMode? = nil) {
         self.command = command
         self.environment = environment
         self.maxAttempts = maxAttempts
         self.sealedSecrets = sealedSecrets
+        self.image = image
+        self.network = network
     }
 
-    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets }
+    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -25,7 +34,20 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         maxAttempts = try c.decode(Int.self, forKey: .maxAttempts)
         // Rows written before secrets existed have none.
         sealedSecrets = try c.decodeIfPresent([String: String].self, forKey: .sealedSecrets) ?? [:]
+        // And before images and networks: host processes on the host's network.
+        image = try c.decodeIfPresent(String.self, forKey: .image)
+        network = try c.decodeIfPresent(NetworkMode.self, forKey: .network)
     }
+}
+
+/// What a workload may reach on the network.
+public enum NetworkMode: String, Hashable, Sendable, Codable, CaseIterable {
+    /// Loopback only: no socket reaches the control plane, other jobs or the internet.
+    case none
+    /// Its own network namespace with outbound traffic through NAT; nothing reaches in (containers).
+    case isolated
+    /// The node's network: what multi-node NCCL needs.
+    case host
 }
 
 /// Which of a workload's output streams a log line came from.

@@ -54,9 +54,13 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
     package var secrets: [String: String]?
     /// Environment names taken from the project's secret store: env name → secret name.
     package var secretRefs: [String: String]?
+    /// An OCI image reference; nil: a host process.
+    package var image: String?
+    /// none, isolated or host.
+    package var network: String?
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs
+        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs, image, network
     }
 
     package init(from decoder: any Decoder) throws {
@@ -76,10 +80,14 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
         maxAttempts = try c.decodeIfPresent(Int.self, forKey: .maxAttempts)
         secrets = try c.decodeIfPresent([String: String].self, forKey: .secrets)
         secretRefs = try c.decodeIfPresent([String: String].self, forKey: .secretRefs)
+        image = try c.decodeIfPresent(String.self, forKey: .image)
+        network = try c.decodeIfPresent(String.self, forKey: .network)
     }
 
     package init(project: String, name: String? = nil, command: [String], env: [String: String]? = nil, resources: ResourcesBody? = nil, tasks: Int? = nil, gang: Bool? = nil, placement: String? = nil, priority: String? = nil, spot: Bool? = nil, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int? = nil,
-                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil) {
+                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil, image: String? = nil, network: String? = nil) {
+        self.image = image
+        self.network = network
         self.secrets = secrets
         self.secretRefs = secretRefs
         self.project = project
@@ -233,9 +241,14 @@ package struct JobWire: Codable, Sendable, Equatable {
     package var queue: QueueWire?
     /// The names of the job's secret environment values; their values are never returned.
     package var secrets: [String]?
+    package var image: String?
+    package var network: String?
 
-    package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil, secrets: [String]? = nil) {
+    package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil, secrets: [String]? = nil,
+                 image: String? = nil, network: String? = nil) {
         self.id = id
+        self.image = image
+        self.network = network
         self.secrets = secrets
         self.name = name
         self.project = project

@@ -293,8 +293,16 @@ package struct AssignmentWire: Codable, Sendable, Equatable {
     package var gpuMemoryLimitMiB: Int?
     package var masterAddress: String?
     package var masterPort: Int?
+    /// The job's project: its workloads run as that project's user on the node.
+    package var project: UInt64?
+    package var image: String?
+    package var network: String?
 
-    package init(allocation: AllocationWire, job: UInt64, jobName: String, command: [String], env: [String: String], groupSize: Int, rank: Int, peers: [UInt64], maxRuntimeSeconds: Int64? = nil, gpuMemoryLimitMiB: Int? = nil, masterAddress: String? = nil, masterPort: Int? = nil) {
+    package init(allocation: AllocationWire, job: UInt64, jobName: String, command: [String], env: [String: String], groupSize: Int, rank: Int, peers: [UInt64], maxRuntimeSeconds: Int64? = nil, gpuMemoryLimitMiB: Int? = nil, masterAddress: String? = nil, masterPort: Int? = nil,
+                 project: UInt64? = nil, image: String? = nil, network: String? = nil) {
+        self.project = project
+        self.image = image
+        self.network = network
         self.allocation = allocation
         self.job = job
         self.jobName = jobName

@@ -54,6 +54,27 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("auto: host processes run as their project's user with a private /tmp, unable to see other jobs (needs root); off: as the agent's user.", valueName: "auto|off"))
+    var isolation = "auto"
+
+    @Option(help: ArgumentHelp("auto: jobs that name an image run with podman where it is installed; off: never; required: every job runs in a container.", valueName: "auto|off|required"))
+    var containers = "auto"
+
+    @Flag(name: .customLong("require-containers"), help: "Every job runs in a container (same as --containers required); the agent does not start without podman.")
+    var requireContainers = false
+
+    @Option(help: ArgumentHelp("The image of a job that names none, where containers are required.", valueName: "image"))
+    var defaultImage: String?
+
+    @Option(help: ArgumentHelp("Where the GPUs' device nodes are.", valueName: "dir"))
+    var deviceRoot = "/dev"
+
+    @Option(help: ArgumentHelp("Project P's user is this + P × 65536.", valueName: "uid"))
+    var projectUidBase: UInt32 = 200_000
+
+    @Option(help: ArgumentHelp("The MPS control daemon's pipe directory (default: /tmp/nvidia-mps when a daemon listens there).", valueName: "dir"))
+    var mpsPipeDir: String?
+
     func run() async throws {
         let directory = dataDir ?? (CLIConfig.home + "/.fastgpu/agent")
         let nodeName = name ?? ProcessInfo.processInfo.hostName
@@ -78,6 +99,21 @@ struct AgentCommand: AsyncParsableCommand {
             guard FileManager.default.isReadableFile(atPath: caFile) else { throw CommandFailure("cannot read the CA file \(caFile)") }
             configuration.caFile = caFile
         }
+        guard let isolation = AgentConfiguration.Isolation(rawValue: isolation) else { throw CommandFailure("--isolation must be auto or off, not '\(isolation.prefix(32))'") }
+        guard let containers = AgentConfiguration.Containers(rawValue: requireContainers ? "required" : containers) else {
+            throw CommandFailure("--containers must be auto, off or required, not '\(containers.prefix(32))'")
+        }
+        guard projectUidBase >= 1000, projectUidBase < UInt32.max - 65_536 else { throw CommandFailure("--project-uid-base must be 1000 to \(UInt32.max - 65_537)") }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: deviceRoot, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw CommandFailure("--device-root \(deviceRoot) is not a directory")
+        }
+        configuration.isolation = isolation
+        configuration.containers = containers
+        configuration.defaultImage = defaultImage
+        configuration.deviceRoot = deviceRoot
+        configuration.projectUIDBase = projectUidBase
+        configuration.mpsPipeDirectory = mpsPipeDir
         do {
             try await Agent(configuration: configuration, logger: logger).run()
         } catch {

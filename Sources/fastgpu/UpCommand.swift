@@ -35,6 +35,12 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "notice"
 
+    @Flag(name: .customLong("require-containers"), help: "Every job runs in a container (with --default-image for jobs that name none); refuse to start without podman.")
+    var requireContainers = false
+
+    @Option(help: ArgumentHelp("The image of a job that names none, with --require-containers.", valueName: "image"))
+    var defaultImage: String?
+
     func validate() throws {
         guard (1...64).contains(nodes) else { throw ValidationError("--nodes must be 1 to 64") }
         if let cpus { guard (1...100_000).contains(cpus) else { throw ValidationError("--cpus must be 1 to 100000") } }
@@ -76,10 +82,14 @@ struct UpCommand: AsyncParsableCommand {
             // request (1 core a job); GPU servers commonly have 4 or more cores per GPU.
             let cores = ProcessInfo.processInfo.activeProcessorCount
             let offered = cpus ?? (specs.isEmpty ? cores : max(cores, 4 * ((try? probe.probe().count) ?? 0)))
-            let configuration = AgentConfiguration(
+            var configuration = AgentConfiguration(
                 server: "http://127.0.0.1:\(port)", joinToken: join, dataDirectory: server.directory + "/agents/\(name)", nodeName: name,
                 address: "127.0.0.1", probe: probe, cpuMillis: offered * 1000,
                 memoryMiB: Int(ProcessInfo.processInfo.physicalMemory / 1_048_576))
+            // The server's database, key file and admin token are no workload's to read.
+            configuration.hiddenPaths = [server.directory]
+            if requireContainers { configuration.containers = .required }
+            configuration.defaultImage = defaultImage
             agents.append(AgentService(agent: Agent(configuration: configuration, logger: logger)))
         }
         // Started in this order, stopped in reverse: the agents first, the API last.

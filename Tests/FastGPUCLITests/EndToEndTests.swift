@@ -17,7 +17,7 @@ final class LocalCluster {
 
     init(serverArguments: [String] = [], caFile: String? = nil, directory: String? = nil) throws {
         self.caFile = caFile
-        self.directory = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-e2e-\(UInt64.random(in: 0...UInt64.max))").path
+        self.directory = directory ?? Self.sharedDirectory("fastgpu-e2e")
         let directory = self.directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         server.executableURL = CLITests.binary
@@ -90,9 +90,22 @@ final class LocalCluster {
         }
     }
 
+    /// A FIFO any project's user may write: a job runs as its project's user, not the test's.
     func mkfifo(_ name: String) -> String {
         let path = directory + "/" + name
         _ = Foundation.mkfifo(path, 0o600)
+        chmod(path, 0o666)
+        return path
+    }
+
+    /// A new directory that workloads can reach: an isolated job has its own /tmp, so where the
+    /// agent isolates (as root) it is under /var/tmp, and open to every user as /tmp is (FIFOs and
+    /// markers in it talk to the jobs; the agents' own directories inside are theirs alone).
+    static func sharedDirectory(_ prefix: String) -> String {
+        let base = geteuid() == 0 ? "/var/tmp" : FileManager.default.temporaryDirectory.path
+        let path = base + "/\(prefix)-\(UInt64.random(in: 0...UInt64.max))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        chmod(path, 0o1777)
         return path
     }
 }

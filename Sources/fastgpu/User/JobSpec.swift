@@ -23,6 +23,9 @@ struct JobSpec: Equatable {
     var secrets: [String: String] = [:]
     /// Env names taken from the project's secret store: ENV → secret name.
     var secretRefs: [String: String] = [:]
+    /// An OCI image the command runs in; nil: a host process.
+    var image: String?
+    var network: String?
     var command: [String] = []
 
     /// Fields of `other` that are set replace those of `self`; environments are merged.
@@ -40,6 +43,8 @@ struct JobSpec: Equatable {
         spec.spot = other.spot ?? spot
         spec.maxRuntime = other.maxRuntime ?? maxRuntime
         spec.retry = other.retry ?? retry
+        spec.image = other.image ?? image
+        spec.network = other.network ?? network
         spec.env.merge(other.env) { _, new in new }
         spec.secrets.merge(other.secrets) { _, new in new }
         spec.secretRefs.merge(other.secretRefs) { _, new in new }
@@ -75,6 +80,15 @@ struct JobSpec: Equatable {
         if let memory { resources.memoryMiB = try Self.parseMiB(memory, flag: "--memory") }
         if let nodes { guard (1...4096).contains(nodes) else { throw CommandFailure("--nodes must be 1 to 4096, not \(nodes)") } }
         if let priority { guard ["low", "normal", "high"].contains(priority) else { throw CommandFailure("--priority must be low, normal or high, not '\(priority)'") } }
+        if let image {
+            guard !image.isEmpty, image.utf8.count <= 255, !image.contains(where: { $0.isWhitespace }) else {
+                throw CommandFailure("--image must be an image reference such as pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime, not '\(image.prefix(64))'")
+            }
+        }
+        if let network {
+            guard ["none", "isolated", "host"].contains(network) else { throw CommandFailure("--network must be none, isolated or host, not '\(network.prefix(32))'") }
+            guard network != "isolated" || image != nil else { throw CommandFailure("--network isolated needs --image: a host process runs with none or host") }
+        }
         if let retry { guard (0...99).contains(retry) else { throw CommandFailure("--retry must be 0 to 99 (retries after the first attempt), not \(retry)") } }
         for (flag, keys) in [("--env", env.keys), ("--secret", secrets.keys), ("--secret-ref", secretRefs.keys)] {
             for key in keys {
@@ -86,7 +100,8 @@ struct JobSpec: Equatable {
             resources: resources == ResourcesBody() ? nil : resources,
             tasks: nodes, gang: (nodes ?? 1) > 1 ? true : nil, priority: priority, spot: spot,
             maxRuntimeSeconds: try maxRuntime.map { try Self.parseSeconds($0, flag: "--max-runtime") },
-            maxAttempts: retry.map { $0 + 1 }, secrets: secrets.isEmpty ? nil : secrets, secretRefs: secretRefs.isEmpty ? nil : secretRefs)
+            maxAttempts: retry.map { $0 + 1 }, secrets: secrets.isEmpty ? nil : secrets, secretRefs: secretRefs.isEmpty ? nil : secretRefs,
+            image: image, network: network)
     }
 
     // MARK: Values
@@ -197,7 +212,7 @@ struct JobSpec: Equatable {
 ///     spot: false
 ///     max_runtime: 12h
 enum TaskFile {
-    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime"]
+    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime", "image", "network"]
     static let resourceKeys: Set<String> = ["gpus", "gpu_memory", "mig", "cpus", "memory"]
 
     static func load(path: String) throws -> JobSpec {
@@ -223,6 +238,8 @@ enum TaskFile {
         spec.retry = try int(top["retry"], "retry", path)
         spec.priority = try string(top["priority"], "priority", path)
         spec.maxRuntime = try string(top["max_runtime"], "max_runtime", path)
+        spec.image = try string(top["image"], "image", path)
+        spec.network = try string(top["network"], "network", path)
         if let spot = top["spot"] {
             guard let value = spot as? Bool else { throw CommandFailure("\(path): spot must be true or false") }
             spec.spot = value

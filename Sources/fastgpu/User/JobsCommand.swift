@@ -99,6 +99,8 @@ struct JobsCommand: AsyncParsableCommand {
                   submitted    \(job.submittedAt) (\(WireTime.age(job.submittedAt)))
 
                 """
+            if let image = job.image { text += "  image        \(image)\n" }
+            if let network = job.network { text += "  network      \(network)\n" }
             if let limit = job.maxRuntimeSeconds { text += "  max runtime  \(WireTime.span(Double(limit)))\n" }
             if let finished = job.finishedAt { text += "  finished     \(finished)\n" }
             if !job.env.isEmpty { text += "  env          " + job.env.keys.sorted().map { "\($0)=\(job.env[$0]!)" }.joined(separator: " ") + "\n" }

@@ -52,6 +52,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "New attempts when a node is lost under the job (a non-zero exit is final).")
     var retry: Int?
 
+    @Option(help: ArgumentHelp("Run the command in this OCI image (a container), e.g. pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime.", valueName: "image"))
+    var image: String?
+
+    @Option(help: ArgumentHelp("none (loopback only), isolated (containers' default: outbound only) or host (the node's network, for multi-node NCCL).", valueName: "mode"))
+    var network: String?
+
     @Option(help: "A name for the job.")
     var name: String?
 
@@ -93,6 +99,8 @@ struct RunCommand: AsyncParsableCommand {
         flags.spot = spot ? true : nil
         flags.maxRuntime = maxRuntime
         flags.retry = retry
+        flags.image = image
+        flags.network = network
         flags.env = try JobSpec.parseEnv(env)
         flags.secrets = try JobSpec.parseEnv(secret, flag: "--secret")
         for item in secretRef {

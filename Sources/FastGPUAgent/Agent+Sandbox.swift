@@ -1,0 +1,147 @@
+import FastGPUModel
+import FastGPUWire
+import Foundation
+public import Logging
+
+// Isolation: which runner a workload gets, its project's user, its devices and its walls.
+extension Agent {
+    /// Finds the container runtime and whether host processes can be isolated, says what holds,
+    /// and writes the node's CDI spec. A node that requires containers and has no runtime does
+    /// not start.
+    func prepareIsolation() throws {
+        switch configuration.containers {
+        case .off:
+            logger.notice("containers turned off: jobs that name an image fail on this node")
+        case .auto, .required:
+            switch ContainerRuntime.detect() {
+            case .success(let runtime):
+                containerRuntime = runtime
+                logger.notice("\(runtime.summary)")
+            case .failure(let why):
+                if configuration.containers == .required {
+                    throw AgentClient.Failure(status: 0, description: "--require-containers: \(why)")
+                }
+                logger.warning("no container runtime (\(why)): jobs run as host processes; a job that names an image fails here")
+            }
+        }
+        if configuration.containers == .required && configuration.defaultImage == nil {
+            logger.notice("containers required and no --default-image: a job that names no image fails here")
+        }
+        let root = geteuid() == 0
+        let tools = ["unshare", "setpriv"].allSatisfy { tool in
+            ["/usr/bin/", "/bin/", "/usr/sbin/"].contains { FileManager.default.isExecutableFile(atPath: $0 + tool) }
+        }
+        switch configuration.isolation {
+        case .off:
+            logger.warning("isolation turned off: host processes run as the agent's user and can see each other")
+        case .auto where !root:
+            logger.warning("the agent does not run as root: host processes run as its user, not their project's, and can see each other's files")
+        case .auto where !tools:
+            logger.warning("unshare or setpriv (util-linux) is missing: host processes are not isolated")
+        case .auto:
+            isolating = true
+            logger.notice("host processes run as their project's user (uid \(configuration.projectUIDBase) + project × 65536) with a private /tmp")
+        }
+        if isolating || containerRuntime != nil {
+            // Only root may enter: a workload of any project cannot read the credential or
+            // another allocation even where a namespace does not hide them.
+            chmod(configuration.dataDirectory, 0o700)
+        }
+        let node = deviceNode()
+        if let data = try? JSONSerialization.data(withJSONObject: GPUDeviceWiring.cdiSpec(node: node), options: [.prettyPrinted, .sortedKeys]) {
+            try? FileManager.default.createDirectory(atPath: configuration.dataDirectory + "/cdi", withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: configuration.dataDirectory + "/cdi/fastgpu.json", contents: data)
+        }
+    }
+
+    /// This node's devices as they are now.
+    func deviceNode() -> GPUDeviceWiring.Node {
+        let minors = (try? String(contentsOfFile: "/proc/driver/nvidia-caps/mig-minors", encoding: .utf8)).map(GPUDeviceWiring.parseMIGMinors) ?? [:]
+        let mps = configuration.mpsPipeDirectory
+            ?? (FileManager.default.fileExists(atPath: "/tmp/nvidia-mps/control") ? "/tmp/nvidia-mps" : nil)
+        return GPUDeviceWiring.Node(gpus: gpus, deviceRoot: configuration.deviceRoot, present: GPUDeviceWiring.presentDevices(under: configuration.deviceRoot),
+                                    migMinors: minors, mpsPipeDirectory: mps)
+    }
+
+    /// Decides how the workload runs and prepares its work directory for that user.
+    func sandbox(_ workload: inout Workload, for assignment: AgentClient.Assignment) {
+        let asked = assignment.network.flatMap(NetworkMode.init(rawValue:))
+        let image = assignment.image ?? (configuration.containers == .required ? configuration.defaultImage : nil)
+        let work = workload.directory + "/work"
+        let slots = assignment.allocation.slots ?? assignment.allocation.devices.compactMap(DeviceSlotWire.init(display:))
+        let node = deviceNode()
+        guard let uid = WorkloadSandbox.projectUID(project: assignment.project ?? 0, base: configuration.projectUIDBase) else {
+            workload.refusal = "project \(assignment.project ?? 0) has no user range on this node (uids from \(configuration.projectUIDBase) hold 65,536 per project)"
+            return
+        }
+        if let image {
+            guard let runtime = containerRuntime else {
+                workload.refusal = configuration.containers == .off
+                    ? "the job runs in image \(image), and containers are turned off on this node"
+                    : "the job runs in image \(image), and this node has no container runtime (podman)"
+                return
+            }
+            let network = asked ?? .isolated
+            let wiring = GPUDeviceWiring.wiring(for: slots, gpuMemoryLimitMiB: assignment.gpuMemoryLimitMiB, node: node, renumbered: true)
+            var environment = workload.environment.merging(wiring.environment) { _, new in new }
+            environment["FASTGPU_WORK_DIR"] = "/fastgpu/work"
+            if wiring.environment["CUDA_MPS_PIPE_DIRECTORY"] == nil { environment["CUDA_MPS_PIPE_DIRECTORY"] = nil }
+            // The image's own PATH and HOME, not the node's.
+            let names = environment.keys.filter { $0 != "PATH" && $0 != "HOME" }
+            let name = "fastgpu-\(Self.shortHash(configuration.dataDirectory))-a\(workload.allocation)"
+            var devices = wiring.deviceNodes
+            if let pipes = wiring.environment["CUDA_MPS_PIPE_DIRECTORY"] { devices.removeAll { $0 == pipes } }
+            var launcher = WorkloadSandbox.containerPrefix(
+                podman: runtime, name: name, image: image, uid: uid, work: work, devices: devices, environmentNames: names,
+                network: network, cpuMillis: assignment.allocation.cpuMillis, memoryMiB: assignment.allocation.memoryMiB,
+                cgroupParent: Cgroups.containerParent(workload.cgroups ?? []), limits: Self.processLimits())
+            if let pipes = wiring.environment["CUDA_MPS_PIPE_DIRECTORY"], let at = launcher.lastIndex(of: image) {
+                launcher.insert(contentsOf: ["--volume", "\(pipes):\(pipes)"], at: at)
+            }
+            chown(work, uid, uid)
+            chmod(work, 0o700)
+            workload.environment = environment
+            workload.launcher = launcher
+            workload.prelude = WorkloadSandbox.pullStep(podman: runtime, image: image)
+            workload.sandbox = WorkloadSandbox(kind: .container, uid: uid, image: image, container: name, network: network)
+            return
+        }
+        if configuration.containers == .required {
+            workload.refusal = "this node runs jobs only in containers: name an image (--image)"
+            return
+        }
+        let network = asked ?? .host
+        if network == .isolated {
+            workload.refusal = "network isolated needs an image (a container); a host process has none or host"
+            return
+        }
+        guard isolating else {
+            if network == .none {
+                workload.launcher = ["unshare", "--net", "--"]
+            }
+            workload.sandbox = WorkloadSandbox(kind: .host, network: network)
+            return
+        }
+        let wiring = GPUDeviceWiring.wiring(for: slots, gpuMemoryLimitMiB: assignment.gpuMemoryLimitMiB, node: node, renumbered: false)
+        workload.environment.merge(wiring.environment) { _, new in new }
+        // Its own home: the agent's is not its to read.
+        workload.environment["HOME"] = work
+        workload.environment["FASTGPU_WORK_DIR"] = work
+        chown(work, uid, uid)
+        chmod(work, 0o700)
+        workload.launcher = WorkloadSandbox.isolatedHostPrefix(uid: uid, work: work, hidden: [configuration.dataDirectory] + configuration.hiddenPaths,
+                                                               masked: wiring.maskedNodes, network: network)
+        workload.sandbox = WorkloadSandbox(kind: .isolatedHost, uid: uid, network: network)
+    }
+
+    /// The open-files and processes limits a container gets: the agent's own, processes at most
+    /// `kernel.pid_max` (podman would ask for more than a confined machine lets runc set).
+    static func processLimits() -> (files: Int, processes: Int) {
+        var files = rlimit(), processes = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
+        getrlimit(6, &processes) // RLIMIT_NPROC, which Glibc does not import as a name
+        func bounded(_ value: rlim_t, _ ceiling: Int) -> Int { value > rlim_t(Int.max) ? ceiling : min(Int(value), ceiling) }
+        let pidMax = (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 32_768
+        return (bounded(files.rlim_cur, 1 << 20), bounded(processes.rlim_cur, pidMax))
+    }
+}
