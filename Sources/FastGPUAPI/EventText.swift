@@ -12,6 +12,7 @@ public enum EventText {
         case .submitted(_, let id): "submitted to \(project(id))"
         case .placed(let a):
             "task \(a.task.group)/\(a.task.index) placed on \(node(a.node)) with \(a.devices.isEmpty ? "no GPU" : a.devices.map(\.description).joined(separator: ", ")) as \(a.id)"
+        case .pulling(let id, _, _, let image): "\(id) pulling image \(image)"
         case .started(let id, _, _): "\(id) started"
         case .ended(let a, let outcome, let cause): "\(a.id) " + ended(outcome, cause)
         case .requeued(_, let notBefore): "requeued; retried in \(max(0, notBefore.milliseconds(since: time)) / 1000) s"

@@ -112,14 +112,14 @@ extension APIServer {
             let principal = try context.requirePrincipal()
             var request = request
             let body = try decode(AllocationStatusBody.self, from: try await body(of: &request))
-            guard body.state == "running" || body.state == "exited" else {
-                throw APIProblem(status: .badRequest, title: "Bad request", detail: "state must be running or exited")
+            guard ["pulling", "running", "exited"].contains(body.state) else {
+                throw APIProblem(status: .badRequest, title: "Bad request", detail: "state must be pulling, running or exited")
             }
             if body.state == "exited" && body.exitCode == nil {
                 throw APIProblem(status: .badRequest, title: "Bad request", detail: "an exited allocation needs its exitCode")
             }
             try await cp.report(node: try nodeID(context), allocation: try allocationID(context), epoch: Epoch(body.epoch),
-                                running: body.state == "running", exitCode: body.exitCode, by: principal)
+                                running: body.state == "running", exitCode: body.exitCode, pulling: body.state == "pulling", by: principal)
             return Response(status: .noContent)
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/logs") { request, context in

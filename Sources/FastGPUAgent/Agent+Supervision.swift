@@ -56,8 +56,13 @@ extension Agent {
         // A container runs once its image is on the node: until the wrapper says `running`, it
         // is pulling (or failing to), not running.
         let phase = workload.sandbox?.kind == .container ? Self.phase(in: workload.directory) : "running"
-        if phase == "pulling" && workload.sawPulling != true {
+        if phase == "pulling" && workload.sawPulling != true && workload.stoppingSince == nil {
             logger.info("allocation \(id): pulling image \(workload.sandbox?.image ?? "")")
+            do {
+                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil, pulling: true)
+            } catch let failure as AgentClient.Failure where failure.status == 409 {
+                // Stale: the next assignments stop it.
+            }
             workload.sawPulling = true
         }
         if workload.stoppingSince == nil && !workload.reportedRunning && phase == "running" {

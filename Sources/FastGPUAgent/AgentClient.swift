@@ -37,8 +37,8 @@ struct AgentClient: Sendable {
         try await refused { try await client(token).assignments(node: node, after: index, wait: .seconds(wait)) }
     }
 
-    func report(node: UInt64, token: String, allocation: UInt64, epoch: UInt64, exitCode: Int32?) async throws {
-        let body = AllocationStatusBody(epoch: epoch, state: exitCode == nil ? "running" : "exited", exitCode: exitCode)
+    func report(node: UInt64, token: String, allocation: UInt64, epoch: UInt64, exitCode: Int32?, pulling: Bool = false) async throws {
+        let body = AllocationStatusBody(epoch: epoch, state: pulling ? "pulling" : exitCode == nil ? "running" : "exited", exitCode: exitCode)
         try await refused { try await client(token).report(node: node, allocation: allocation, body) }
     }
 

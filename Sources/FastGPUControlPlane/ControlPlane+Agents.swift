@@ -180,7 +180,8 @@ extension ControlPlane {
 
     /// An agent reports on an allocation. A report for an older epoch than the allocation's is
     /// refused: it comes from a copy the control plane has already replaced.
-    public func report(node id: NodeID, allocation allocationID: AllocationID, epoch: Epoch, running: Bool, exitCode: Int32?, by principal: Principal) async throws {
+    public func report(node id: NodeID, allocation allocationID: AllocationID, epoch: Epoch, running: Bool, exitCode: Int32?, pulling: Bool = false,
+                       by principal: Principal) async throws {
         try checkWritable()
         try requireNode(id, principal)
         let now = clock.now()
@@ -192,7 +193,10 @@ extension ControlPlane {
         guard allocation.epoch == epoch else {
             throw ControlPlaneError.conflict("stale epoch \(epoch.rawValue): \(allocationID) is at epoch \(allocation.epoch.rawValue)")
         }
-        if running {
+        if pulling {
+            guard allocation.runningSince == nil, allocation.pullingSince == nil else { return }
+            try apply(.allocationPulling(allocationID, epoch: epoch, at: now), now: now)
+        } else if running {
             guard allocation.runningSince == nil else { return }
             try apply(.allocationStarted(allocationID, epoch: epoch, at: now), now: now)
         } else {

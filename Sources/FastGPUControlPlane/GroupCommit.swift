@@ -28,7 +28,7 @@ extension ControlPlane {
             pending.projects.insert(id)
         case .decayUsage:
             pending.projects.formUnion(state.projects.keys)
-        case .submit, .commit, .allocationStarted, .endAllocation, .loseAllocation, .cancel, .deferJob:
+        case .submit, .commit, .allocationStarted, .allocationPulling, .endAllocation, .loseAllocation, .cancel, .deferJob:
             break
         }
         for event in events {
@@ -39,7 +39,7 @@ extension ControlPlane {
                 pending.jobs.insert(allocation.task.job)
                 pending.allocations.insert(allocation.id)
                 pending.nodesChanged.insert(allocation.node)
-            case .started(let id, let task, _):
+            case .started(let id, let task, _), .pulling(let id, let task, _, _):
                 pending.allocations.insert(id)
                 pending.jobsChanged.insert(task.job)
             case .ended(let allocation, let outcome, let cause):

@@ -173,5 +173,5 @@ public struct GPUStat: Hashable, Sendable {
 
 extension Allocation {
     /// What its agent last said about a live allocation: nothing yet, or that it runs.
-    var report: AllocationReport { runningSince == nil ? .assigned : .running }
+    var report: AllocationReport { runningSince != nil ? .running : pullingSince != nil ? .pulling : .assigned }
 }

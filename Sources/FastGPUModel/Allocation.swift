@@ -18,6 +18,9 @@ public struct Allocation: Hashable, Sendable, Identifiable, Codable {
     /// When its agent reported the workload running (`startTime` is when the plan committed);
     /// nil until then. Written by `ClusterState.apply(.allocationStarted)`.
     public internal(set) var runningSince: Timestamp?
+    /// When its agent began pulling the job's image; nil for a job without one, or one whose
+    /// image the node had. Written by `ClusterState.apply(.allocationPulling)`.
+    public internal(set) var pullingSince: Timestamp?
 
     public init(id: AllocationID, task: TaskRef, node: NodeID, devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int,
                 project: ProjectID, priority: PriorityClass, spot: Bool, milliGPUs: Int, epoch: Epoch, startTime: Timestamp, expectedEnd: Timestamp) {
@@ -55,6 +58,8 @@ public enum AllocationOutcome: Hashable, Sendable, Codable {
 public enum AllocationReport: String, Hashable, Sendable, Codable {
     /// Committed; the agent has not confirmed it yet.
     case assigned
+    /// Its agent is pulling the job's image.
+    case pulling
     case running
     case exited
     /// The control plane ended it (preempted, cancelled, lost) and told the agent to stop.

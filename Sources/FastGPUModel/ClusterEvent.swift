@@ -9,6 +9,8 @@ public enum ClusterEvent: Hashable, Sendable {
     case submitted(JobID, project: ProjectID)
     /// A committed plan created the allocation (task, node, devices, epoch).
     case placed(Allocation)
+    /// Its agent is pulling the workload's image onto the node (the allocation holds its devices).
+    case pulling(AllocationID, task: TaskRef, node: NodeID, image: String)
     /// Its agent reported the workload's process running.
     case started(AllocationID, task: TaskRef, node: NodeID)
     /// The allocation ended, how, and why.
@@ -37,7 +39,7 @@ public enum ClusterEvent: Hashable, Sendable {
         switch self {
         case .submitted(let job, _), .requeued(let job, _), .cancelled(let job): job
         case .placed(let allocation), .ended(let allocation, _, _): allocation.task.job
-        case .started(_, let task, _): task.job
+        case .started(_, let task, _), .pulling(_, let task, _, _): task.job
         default: nil
         }
     }
@@ -45,7 +47,7 @@ public enum ClusterEvent: Hashable, Sendable {
     public var node: NodeID? {
         switch self {
         case .placed(let allocation), .ended(let allocation, _, _): allocation.node
-        case .started(_, _, let node): node
+        case .started(_, _, let node), .pulling(_, _, let node, _): node
         case .nodeRegistered(let node, _, _, _), .nodeStateChanged(let node, _, _), .nodeReplaced(let node), .gpuHealthChanged(let node, _, _): node
         default: nil
         }
@@ -54,7 +56,7 @@ public enum ClusterEvent: Hashable, Sendable {
     public var allocation: AllocationID? {
         switch self {
         case .placed(let allocation), .ended(let allocation, _, _): allocation.id
-        case .started(let id, _, _): id
+        case .started(let id, _, _), .pulling(let id, _, _, _): id
         default: nil
         }
     }
@@ -64,6 +66,7 @@ public enum ClusterEvent: Hashable, Sendable {
         switch self {
         case .submitted: "submitted"
         case .placed: "placed"
+        case .pulling: "pulling"
         case .started: "started"
         case .ended(_, let outcome, let cause):
             switch (outcome, cause) {
@@ -115,7 +118,7 @@ extension Array where Element == ClusterEvent {
 /// so that renaming a Swift case or label cannot silently change what is on disk.
 extension ClusterEvent: Codable {
     private enum Key: String, CodingKey {
-        case type, job, project, allocation, allocationID, task, node, outcome, cause, notBefore
+        case type, job, project, allocation, allocationID, task, node, outcome, cause, notBefore, image
         case name, gpus, again, from, to, gpu, health, weight, maxPriority, removed, kind, message
     }
 
@@ -126,6 +129,9 @@ extension ClusterEvent: Codable {
             try c.encode("submitted", forKey: .type); try c.encode(job, forKey: .job); try c.encode(project, forKey: .project)
         case .placed(let allocation):
             try c.encode("placed", forKey: .type); try c.encode(allocation, forKey: .allocation)
+        case .pulling(let id, let task, let node, let image):
+            try c.encode("pulling", forKey: .type); try c.encode(id, forKey: .allocationID); try c.encode(task, forKey: .task); try c.encode(node, forKey: .node)
+            try c.encode(image, forKey: .image)
         case .started(let id, let task, let node):
             try c.encode("started", forKey: .type); try c.encode(id, forKey: .allocationID); try c.encode(task, forKey: .task); try c.encode(node, forKey: .node)
         case .ended(let allocation, let outcome, let cause):
@@ -161,6 +167,9 @@ extension ClusterEvent: Codable {
         switch type {
         case "submitted": self = .submitted(try c.decode(JobID.self, forKey: .job), project: try c.decode(ProjectID.self, forKey: .project))
         case "placed": self = .placed(try c.decode(Allocation.self, forKey: .allocation))
+        case "pulling":
+            self = .pulling(try c.decode(AllocationID.self, forKey: .allocationID), task: try c.decode(TaskRef.self, forKey: .task),
+                            node: try c.decode(NodeID.self, forKey: .node), image: try c.decode(String.self, forKey: .image))
         case "started":
             self = .started(try c.decode(AllocationID.self, forKey: .allocationID), task: try c.decode(TaskRef.self, forKey: .task),
                             node: try c.decode(NodeID.self, forKey: .node))

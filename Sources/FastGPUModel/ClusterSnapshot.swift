@@ -108,6 +108,13 @@ extension Allocation {
         if confirmed && allocation.runningSince == nil { allocation.runningSince = allocation.startTime }
         return allocation
     }
+
+    /// The allocation as stored while its image was being pulled.
+    public func restoringPulling(_ pulling: Bool) -> Allocation {
+        var allocation = self
+        if pulling && allocation.runningSince == nil && allocation.pullingSince == nil { allocation.pullingSince = allocation.startTime }
+        return allocation
+    }
 }
 
 extension GPU {

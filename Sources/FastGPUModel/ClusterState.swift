@@ -60,6 +60,8 @@ public enum ClusterChange: Sendable, Codable {
     case commit(VerifiedPlan, at: Timestamp)
     /// The agent reported the allocation's workload running (once; later reports change nothing).
     case allocationStarted(AllocationID, epoch: Epoch, at: Timestamp)
+    /// The agent reported it pulling the job's image (once, and never after it started).
+    case allocationPulling(AllocationID, epoch: Epoch, at: Timestamp)
     case endAllocation(AllocationID, AllocationOutcome, at: Timestamp, cause: EndCause = .exited)
     case cancel(JobID, at: Timestamp)
     /// Holds a waiting job back until `until` (the control plane's retry backoff after a loss).
@@ -208,6 +210,15 @@ public struct ClusterState: Sendable {
                 allocation.runningSince = now
                 allocations[id] = allocation
                 events.append(.started(id, task: allocation.task, node: allocation.node))
+            }
+
+        case .allocationPulling(let id, let epoch, let now):
+            guard var allocation = allocations[id] else { throw .unknownAllocation(id) }
+            guard allocation.epoch == epoch else { throw .staleEpoch(id, epoch) }
+            if allocation.runningSince == nil && allocation.pullingSince == nil {
+                allocation.pullingSince = now
+                allocations[id] = allocation
+                events.append(.pulling(id, task: allocation.task, node: allocation.node, image: launches[allocation.task.job]?.image ?? ""))
             }
 
         case .endAllocation(let id, let outcome, let now, let cause):

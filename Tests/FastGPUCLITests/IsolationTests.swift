@@ -189,5 +189,8 @@ struct IsolationTests {
         let view = try cluster.json(cluster.get("/v1/jobs/\(job)"))
         #expect(view["state"] as? String == "failed")
         #expect((view["allocations"] as? [[String: Any]])?.first?["exitCode"] as? Int == 125)
+        let events = try cluster.json(cluster.get("/v1/jobs/\(job)/events"))["items"] as? [[String: Any]] ?? []
+        #expect(events.contains { $0["kind"] as? String == "pulling" && ($0["message"] as? String)?.contains("pulling image localhost/fastgpu-no-such-image:1") == true },
+                "the pull is a phase of the job: \(events)")
     }
 }

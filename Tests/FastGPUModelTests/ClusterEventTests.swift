@@ -1,3 +1,4 @@
+import Foundation
 import FastGPUModel
 import FastGPUScheduler
 import FastGPUTestSupport
@@ -11,6 +12,30 @@ import Testing
 
     func place(_ job: UInt64, node: UInt64 = 1, _ devices: [DeviceAssignment]) -> Placement {
         Placement(task: TaskRef(job: JobID(job), group: 0, index: 0), node: NodeID(node), devices: devices, cpuMillis: 0, memoryMiB: 0, gang: false)
+    }
+
+    @Test func aContainerPullsItsImageBeforeItStarts() throws {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(1).build()])
+        let job = Job.make(1).gpus(1).build()
+        _ = try state.apply(.submit(job, launch: JobLaunch(command: ["python", "train.py"], image: "pytorch/pytorch:2.3.0")))
+        _ = try state.apply(.commit(plan(state, [place(1, [.whole(gpu: 0)])]), at: .seconds(10)))
+        let allocation = try #require(state.allocations.values.first)
+        let pulling = try state.apply(.allocationPulling(allocation.id, epoch: allocation.epoch, at: .seconds(11)))
+        #expect(pulling == [.pulling(allocation.id, task: allocation.task, node: NodeID(1), image: "pytorch/pytorch:2.3.0")])
+        #expect(try state.apply(.allocationPulling(allocation.id, epoch: allocation.epoch, at: .seconds(12))).isEmpty, "once")
+        #expect(state.allocations[allocation.id]?.pullingSince == .seconds(11))
+        #expect(state.allocations[allocation.id]?.runningSince == nil, "pulling is not running")
+        _ = try state.apply(.allocationStarted(allocation.id, epoch: allocation.epoch, at: .seconds(40)))
+        #expect(state.allocations[allocation.id]?.runningSince == .seconds(40))
+        let encoded = try JSONEncoder().encode(pulling[0])
+        #expect(try JSONDecoder().decode(ClusterEvent.self, from: encoded) == pulling[0])
+    }
+
+    @Test func aHostProcessCannotAskForAnIsolatedNetwork() {
+        var state = ClusterState.make(nodes: [Node.make(1).gpus(1).build()])
+        #expect(throws: ClusterChangeError.self) {
+            try state.apply(.submit(Job.make(1).gpus(1).build(), launch: JobLaunch(command: ["true"], network: .isolated)))
+        }
     }
 
     @Test func aJobsLifeIsItsEvents() throws {
@@ -27,6 +52,7 @@ import Testing
         #expect(state.allocations[allocation.id]?.runningSince == .seconds(13))
         #expect(try state.apply(.allocationStarted(allocation.id, epoch: allocation.epoch, at: .seconds(14))).isEmpty, "a repeated report says nothing new")
         #expect(state.allocations[allocation.id]?.runningSince == .seconds(13))
+        #expect(try state.apply(.allocationPulling(allocation.id, epoch: allocation.epoch, at: .seconds(14))).isEmpty, "no pulling after the start")
         #expect(throws: ClusterChangeError.staleEpoch(allocation.id, Epoch(99))) {
             try state.apply(.allocationStarted(allocation.id, epoch: Epoch(99), at: .seconds(15)))
         }
