@@ -102,7 +102,7 @@ extension Agent {
             chmod(work, 0o700)
             workload.environment = environment
             workload.launcher = launcher
-            workload.prelude = WorkloadSandbox.pullStep(podman: runtime, image: image)
+            workload.prelude = presentImages.contains(image) ? WorkloadSandbox.runningStep : WorkloadSandbox.pullStep(podman: runtime, image: image)
             workload.sandbox = WorkloadSandbox(kind: .container, uid: uid, image: image, container: name, network: network)
             return
         }
@@ -117,7 +117,8 @@ extension Agent {
         }
         guard isolating else {
             if network == .none {
-                workload.launcher = ["unshare", "--net", "--"]
+                // Without root, a user namespace (as the same user) is what lets it have a network namespace.
+                workload.launcher = geteuid() == 0 ? ["unshare", "--net", "--"] : ["unshare", "--user", "--map-current-user", "--net", "--"]
             }
             workload.sandbox = WorkloadSandbox(kind: .host, network: network)
             return

@@ -65,6 +65,7 @@ extension Agent {
             }
             workload.sawPulling = true
         }
+        if phase == "running", let image = workload.sandbox?.image { presentImages.insert(image) }
         if workload.stoppingSince == nil && !workload.reportedRunning && phase == "running" {
             do {
                 try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil)
@@ -123,6 +124,10 @@ extension Agent {
                 WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
                 self.state?.workloads[id] = workload
                 return
+            }
+            if code == 125, let image = workload.sandbox?.image {
+                // podman could not run it: perhaps the image went from the node; ask again next time.
+                presentImages.remove(image)
             }
             if code != 0, let limit = Cgroups.oomKilled(workload.cgroups ?? []) {
                 // Said where the person looks: the job's own error output.

@@ -100,4 +100,23 @@ import Testing
         let host = WorkloadSandbox.isolatedHostPrefix(uid: 265_536, work: "/w", hidden: [], masked: [], network: .host)
         #expect(!host.contains("--net"))
     }
+
+    /// On a machine with an NVIDIA driver: the wiring made from the real probe and the real
+    /// `/dev` names a node for every GPU and the control device, and nothing of another GPU.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: "/dev/nvidiactl") && FileManager.default.isExecutableFile(atPath: "/usr/bin/nvidia-smi"),
+                   "needs an NVIDIA GPU"))
+    func theRealDevicesAreWiredAsRecorded() throws {
+        let gpus = try NvidiaSMIProbe().probe()
+        try #require(!gpus.isEmpty)
+        let node = GPUDeviceWiring.Node(gpus: gpus, deviceRoot: "/dev", present: GPUDeviceWiring.presentDevices(under: "/dev"),
+                                        migMinors: (try? String(contentsOfFile: "/proc/driver/nvidia-caps/mig-minors", encoding: .utf8)).map(GPUDeviceWiring.parseMIGMinors) ?? [:],
+                                        mpsPipeDirectory: nil)
+        for gpu in gpus where !gpu.migEnabled {
+            let wiring = GPUDeviceWiring.wiring(for: [DeviceSlotWire(gpu: gpu.index, kind: "whole")], gpuMemoryLimitMiB: nil, node: node, renumbered: true)
+            #expect(wiring.deviceNodes.first == "/dev/nvidia\(gpu.index)", "GPU \(gpu.index)'s node exists under its index")
+            #expect(wiring.deviceNodes.contains("/dev/nvidiactl"))
+            #expect(wiring.maskedNodes.count == gpus.count - 1)
+            #expect(wiring.environment["CUDA_VISIBLE_DEVICES"] == "0")
+        }
+    }
 }
