@@ -13,7 +13,11 @@ extension Agent {
         case .off:
             logger.notice("containers turned off: jobs that name an image fail on this node")
         case .auto, .required:
-            switch ContainerRuntime.detect() {
+            // Each project's containers map root to its own uid range, which rootless podman
+            // cannot do without /etc/subuid entries per project: containers need root here.
+            let detected: Result<ContainerRuntime, ProbeError> = geteuid() == 0
+                ? ContainerRuntime.detect() : .failure(ProbeError("containers need the agent to run as root"))
+            switch detected {
             case .success(let runtime):
                 containerRuntime = runtime
                 logger.notice("\(runtime.summary)")
