@@ -180,6 +180,43 @@ struct IsolationTests {
         #expect(try Self.output(cluster, open)["reach"] == "yes", "the same probe reaches it on the host's network")
     }
 
+    /// The container's processes are the allocation's (its cgroup is inside the allocation's):
+    /// a cancel stops the container itself, not only the podman client, even one that ignores SIGTERM.
+    @Test(.timeLimit(.minutes(2)), .enabled(if: containersArePossible, "podman is not installed"))
+    func aCancelledContainerIsGoneBeforeItsGPUsAreFree() throws {
+        try Self.ensureImage()
+        let (cluster, _) = try Self.cluster()
+        let job = try Self.submit(cluster, "trap '' TERM; echo up > /fastgpu/work/up; sleep 300", extra: #","image":"\#(Self.image)""#)
+        let started = try cluster.waitForAgent("n1", "started allocation").orThrow("not started")
+        let allocation = started.split(separator: " ").drop { $0 != "allocation" }.dropFirst().first.map(String.init) ?? ""
+        let name = "fastgpu-"
+        // Running once its marker is in its work directory.
+        let marker = cluster.directory + "/agent-n1/allocations/\(allocation)/work/up"
+        let clock = ContinuousClock(), deadline = clock.now + .seconds(30)
+        while !FileManager.default.fileExists(atPath: marker) && clock.now < deadline { usleep(20_000) }
+        #expect(FileManager.default.fileExists(atPath: marker), "the container ran")
+        #expect(Self.run(["podman", "ps", "--format", "{{.Names}}"]).output.contains("-a\(allocation)\n"), "its container runs")
+        _ = try cluster.post("/v1/jobs/\(job)/cancel")
+        #expect(cluster.waitForAgent("n1", "allocation \(allocation) stopped") != nil)
+        let left = Self.run(["podman", "ps", "--format", "{{.Names}}"]).output
+        #expect(!left.split(separator: "\n").contains { $0.hasPrefix(name) && $0.hasSuffix("-a\(allocation)") }, "no container left: \(left)")
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aNodeWithoutContainersRefusesAnImageWithTheReason() throws {
+        let cluster = try LocalCluster()
+        try cluster.startAgent("n1", gpus: "1xH100-80GB", extra: ["--containers", "off"])
+        #expect(cluster.waitForAgent("n1", "registered as node") != nil)
+        let job = try Self.submit(cluster, "true", gpus: 0, extra: #","image":"\#(Self.image)""#)
+        let errors = try cluster.followLogs(job).filter { $0.stream == "stderr" }.map(\.text).joined()
+        #expect(errors.contains("the job runs in image \(Self.image), and containers are turned off on this node"), "\(errors)")
+        #expect(try cluster.json(cluster.get("/v1/jobs/\(job)"))["state"] as? String == "failed")
+        // A host process cannot ask for a network of its own: refused before it is queued.
+        let refused = try cluster.curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", cluster.url + "/v1/jobs",
+                                        "-d", #"{"project":"default","command":["true"],"network":"isolated"}"#])
+        #expect(refused == "400")
+    }
+
     @Test(.timeLimit(.minutes(2)), .enabled(if: containersArePossible, "podman is not installed"))
     func aMissingImageFailsWithAClearReason() throws {
         let (cluster, _) = try Self.cluster()
