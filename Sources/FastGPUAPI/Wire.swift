@@ -256,7 +256,10 @@ extension JobSubmissionBody {
     func checkedImage() throws -> String? {
         guard let image else { return nil }
         let pattern = #"^([a-zA-Z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"#
-        guard image.utf8.count <= 255, image.range(of: pattern, options: .regularExpression) != nil else {
+        // Letters or digits first (a leading '-' would be an option to podman); no line breaks
+        // (the pattern's `$` would allow one at the end).
+        guard image.utf8.count <= 255, image.first.map({ $0.isASCII && ($0.isLetter || $0.isNumber) }) == true,
+              !image.contains(where: \.isNewline), image.range(of: pattern, options: .regularExpression) != nil else {
             throw WireError(description: "image must be an OCI image reference such as pytorch/pytorch:2.3.0-cuda12.1-cudnn8-runtime or registry.example.com:5000/team/train@sha256:…, at most 255 bytes")
         }
         return image

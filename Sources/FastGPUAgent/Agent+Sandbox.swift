@@ -74,8 +74,13 @@ extension Agent {
         let work = workload.directory + "/work"
         let slots = assignment.allocation.slots ?? assignment.allocation.devices.compactMap(DeviceSlotWire.init(display:))
         let node = deviceNode()
-        guard let uid = WorkloadSandbox.projectUID(project: assignment.project ?? 0, base: configuration.projectUIDBase) else {
-            workload.refusal = "project \(assignment.project ?? 0) has no user range on this node (uids from \(configuration.projectUIDBase) hold 65,536 per project)"
+        let helper = [execHelper, "exec-env", "--fd", "4", "--"]
+        guard let project = assignment.project else {
+            workload.refusal = "the control plane did not say which project the job is of (upgrade it): its user is unknown"
+            return
+        }
+        guard let uid = WorkloadSandbox.projectUID(project: project, base: configuration.projectUIDBase) else {
+            workload.refusal = "project \(project) has no user range on this node (uids from \(configuration.projectUIDBase) hold 65,536 per project)"
             return
         }
         if let image {
@@ -91,12 +96,17 @@ extension Agent {
             environment["FASTGPU_WORK_DIR"] = "/fastgpu/work"
             if wiring.environment["CUDA_MPS_PIPE_DIRECTORY"] == nil { environment["CUDA_MPS_PIPE_DIRECTORY"] = nil }
             // The image's own PATH and HOME, not the node's.
-            let names = environment.keys.filter { $0 != "PATH" && $0 != "HOME" }
+            environment["PATH"] = nil
+            environment["HOME"] = nil
+            if let multiline = environment.first(where: { $0.value.contains(where: \.isNewline) }) {
+                workload.refusal = "env \(multiline.key) holds a newline, which a container's environment file cannot carry"
+                return
+            }
             let name = "fastgpu-\(Self.shortHash(configuration.dataDirectory))-a\(workload.allocation)"
             var devices = wiring.deviceNodes
             if let pipes = wiring.environment["CUDA_MPS_PIPE_DIRECTORY"] { devices.removeAll { $0 == pipes } }
             var launcher = WorkloadSandbox.containerPrefix(
-                podman: runtime, name: name, image: image, uid: uid, work: work, devices: devices, environmentNames: names,
+                podman: runtime, name: name, image: image, uid: uid, work: work, devices: devices, environmentFile: workload.directory + "/env.list",
                 network: network, cpuMillis: assignment.allocation.cpuMillis, memoryMiB: assignment.allocation.memoryMiB,
                 cgroupParent: Cgroups.containerParent(workload.cgroups ?? []), limits: Self.processLimits())
             if let pipes = wiring.environment["CUDA_MPS_PIPE_DIRECTORY"], let at = launcher.lastIndex(of: image) {
@@ -120,9 +130,11 @@ extension Agent {
             return
         }
         guard isolating else {
+            workload.launcher = helper
             if network == .none {
                 // Without root, a user namespace (as the same user) is what lets it have a network namespace.
-                workload.launcher = geteuid() == 0 ? ["unshare", "--net", "--"] : ["unshare", "--user", "--map-current-user", "--net", "--"]
+                workload.launcher = (geteuid() == 0 ? ["unshare", "--net", "--"] : ["unshare", "--user", "--map-current-user", "--net", "--"])
+                    + WorkloadSandbox.loopbackUp + helper
             }
             workload.sandbox = WorkloadSandbox(kind: .host, network: network)
             return
@@ -135,7 +147,7 @@ extension Agent {
         chown(work, uid, uid)
         chmod(work, 0o700)
         workload.launcher = WorkloadSandbox.isolatedHostPrefix(uid: uid, work: work, hidden: [configuration.dataDirectory] + configuration.hiddenPaths,
-                                                               masked: wiring.maskedNodes, network: network)
+                                                               masked: wiring.maskedNodes, network: network) + helper
         workload.sandbox = WorkloadSandbox(kind: .isolatedHost, uid: uid, network: network)
     }
 

@@ -84,10 +84,11 @@ extension Agent {
             // Stopped once every process of it is gone, not when its wrapper is: a process
             // that ignores SIGTERM outlives the shell that ran it.
             let left = WorkloadProcesses.members(group: workload.pid, cgroups: cgroups)
-            if left.isEmpty, let container = workload.sandbox?.container, let runtime = containerRuntime, cgroups.isEmpty {
-                // Without cgroups the container's processes are not the agent's to see: podman
-                // removes it, whatever is still running in it, before the stop counts as done.
-                await Task.detached { runtime.remove(container) }.value
+            if left.isEmpty {
+                // Its processes are gone (or, without cgroups, not the agent's to see): podman
+                // removes the container — whatever still runs in it, and its record, mounts and
+                // network — before the stop counts as done.
+                await removeContainer(of: workload)
             }
             if left.isEmpty {
                 self.state?.workloads[id] = nil
@@ -105,9 +106,7 @@ extension Agent {
                 if workload.killedAt == nil {
                     logger.info("allocation \(id): \(left.count) process(es) outlived the \(configuration.stopGrace) grace after SIGTERM; sending SIGKILL")
                     workload.killedAt = Date()
-                    if let container = workload.sandbox?.container, let runtime = containerRuntime {
-                        Task.detached { runtime.remove(container) }
-                    }
+                    await removeContainer(of: workload)
                 }
                 WorkloadProcesses.signal(SIGKILL, group: workload.pid, cgroups: cgroups)
             }
@@ -158,11 +157,18 @@ extension Agent {
                 self.state?.workloads[id] = workload
                 return
             }
+            await removeContainer(of: workload)
             try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
             self.state?.workloads[id] = nil
             return
         }
         self.state?.workloads[id] = workload
+    }
+
+    /// `podman rm --force` of a container workload, off the actor, awaited.
+    func removeContainer(of workload: Workload) async {
+        guard let container = workload.sandbox?.container, let runtime = containerRuntime else { return }
+        await Task.detached { runtime.remove(container) }.value
     }
 
     /// Copies a stop that `reconcile` recorded into a copy of the workload taken before it.

@@ -39,6 +39,11 @@ public actor Agent {
     /// Images a container of this agent has run from: the node has them, so the next job's
     /// wrapper does not ask podman first (~65 ms of its start).
     var presentImages: Set<String> = []
+    /// This agent's own executable, whose `exec-env` gives a workload its environment.
+    let execHelper: String = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    /// The wrapper runs as root with this environment, never the job's.
+    static let wrapperEnvironment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C",
+                                     "HOME": ProcessInfo.processInfo.environment["HOME"] ?? "/root"]
 
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fastgpu.agent")) {
         self.configuration = configuration
@@ -321,20 +326,29 @@ public actor Agent {
     /// The wrapper: claim the directory or leave; record its pid; join the allocation's cgroups
     /// (a job that cannot be held to its limits does not run: exit 125); run; record the exit
     /// code. Files are written then renamed, so a reader never sees half of one.
-    static func wrapper(joining cgroups: [String] = [], prelude: String? = nil) -> String {
+    static func wrapper(joining cgroups: [String] = [], prelude: String? = nil, environmentOnFD4: Bool = false) -> String {
         var script = #"mkdir claimed 2>/dev/null || exit 0; echo $$ > pid.tmp && mv pid.tmp pid; "#
         if !cgroups.isEmpty {
             let joins = cgroups.map { "echo $$ > '" + $0.replacingOccurrences(of: "'", with: #"'\''"#) + "'" }.joined(separator: " && ")
             script += #"{ \#(joins); } 2>/dev/null || { echo "fastgpu: cannot join the job's cgroup" >>stderr; echo 125 > exit-code.tmp && mv exit-code.tmp exit-code; exit 125; }; "#
         }
         script += prelude ?? ""
-        return script + #"( cd work 2>/dev/null; exec "$@" ) >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
+        // fd 4: the job's environment, opened here (as root) for `exec-env`, which runs as the job's user.
+        let environment = environmentOnFD4 ? "exec 4<env; " : ""
+        return script + #"( \#(environment)cd work 2>/dev/null; exec "$@" ) >>stdout 2>>stderr; code=$?; echo $code > exit-code.tmp && mv exit-code.tmp exit-code"#
     }
 
     /// Spawns the workload; one that cannot be spawned (a command that does not exist, an
     /// environment execve refuses) fails its allocation with the reason in its stderr, once,
     /// instead of being tried again on every tick.
     func launch(_ workload: Workload) {
+        var workload = workload
+        if workload.sandbox == nil && workload.refusal == nil {
+            // Recorded by an agent from before isolation, and never started: it runs as a plain
+            // host process only where this agent does not isolate.
+            if isolating { workload.refusal = "prepared by an older agent without isolation; submit it again" }
+            workload.launcher = [execHelper, "exec-env", "--fd", "4", "--"]
+        }
         if let refusal = workload.refusal {
             logger.error("cannot start allocation \(workload.allocation): \(refusal)")
             Self.recordStartFailure(in: workload.directory, reason: refusal)
@@ -346,6 +360,19 @@ public actor Agent {
         } catch {
             logger.error("cannot start allocation \(workload.allocation): \(error)")
             Self.recordStartFailure(in: workload.directory, reason: "\(error.localizedDescription)")
+        }
+    }
+
+    /// The job's environment in a file only root reads: NUL-separated for `exec-env`, or one
+    /// `NAME=VALUE` a line for podman's `--env-file` (values without newlines: checked when prepared).
+    static func writeEnvironment(_ environment: [String: String], to directory: String, lines: Bool) throws {
+        let entries = environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let text = lines ? entries.joined(separator: "\n") + "\n" : entries.joined(separator: "\0") + "\0"
+        let path = directory + (lines ? "/env.list" : "/env")
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]),
+              rename(temporary, path) == 0 else {
+            throw AgentClient.Failure(status: 0, description: "cannot write the job's environment to \(path)")
         }
     }
 
@@ -363,10 +390,12 @@ public actor Agent {
     func spawn(_ workload: Workload) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? [], prelude: workload.prelude), "fastgpu-workload"]
+        let container = workload.sandbox?.kind == .container
+        try Self.writeEnvironment(workload.environment, to: workload.directory, lines: container)
+        process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? [], prelude: workload.prelude, environmentOnFD4: !container), "fastgpu-workload"]
             + (workload.launcher ?? []) + workload.command
         process.currentDirectoryURL = URL(fileURLWithPath: workload.directory)
-        process.environment = workload.environment
+        process.environment = Self.wrapperEnvironment
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

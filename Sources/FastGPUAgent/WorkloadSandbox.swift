@@ -46,6 +46,9 @@ struct WorkloadSandbox: Codable, Equatable, Sendable {
         // is covered, wherever it lies (under /tmp with `fastgpu up --data-dir /tmp/…`).
         var script = "set -e; exec 3<\(quoted(work)); "
         script += "mount -t tmpfs -o mode=1777,nosuid,nodev,size=25% fastgpu-tmp /tmp; "
+        // The other places every user may write: a file left there would pass between projects.
+        script += "for shared in /var/tmp /dev/shm; do if [ -d $shared ]; then mount -t tmpfs -o mode=1777,nosuid,nodev,size=25% fastgpu-tmp $shared; fi; done; "
+        if network == .none { script += "ip link set lo up 2>/dev/null || /sbin/ip link set lo up; " }
         if !masked.isEmpty {
             // A device node bound over by an empty, mode-000 file cannot be opened.
             script += ": > /tmp/.fastgpu-masked; chmod 000 /tmp/.fastgpu-masked; "
@@ -56,16 +59,18 @@ struct WorkloadSandbox: Codable, Equatable, Sendable {
         script += "mount -t proc -o hidepid=invisible,nosuid,nodev,noexec proc /proc; "
         script += "cd \(quoted(work)); "
         script += #"exec setpriv --reuid=\#(uid) --regid=\#(uid) --clear-groups --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@""#
-        var arguments = ["unshare", "--mount", "--propagation", "private"]
+        // Its own System V IPC namespace too: no shared memory segment or queue of another project.
+        var arguments = ["unshare", "--mount", "--propagation", "private", "--ipc"]
         if network == .none { arguments.append("--net") }
         return arguments + ["--", "/bin/sh", "-c", script, "fastgpu-isolate"]
     }
 
     /// `podman run` for the job, up to and including the image; the command follows.
-    /// Env values are not on this command line (other users can read a process' arguments):
-    /// `-e NAME` takes each from podman's own environment, which is the workload's.
+    /// Env values are not on this command line (other users can read a process' arguments), nor
+    /// in podman's own environment (a job's `CONTAINERS_CONF` must not steer a root podman): they
+    /// are in a root-only file.
     static func containerPrefix(podman: ContainerRuntime, name: String, image: String, uid: UInt32, work: String,
-                                devices: [String], environmentNames: [String], network: NetworkMode,
+                                devices: [String], environmentFile: String, network: NetworkMode,
                                 cpuMillis: Int, memoryMiB: Int, cgroupParent: String?, limits: (files: Int, processes: Int)) -> [String] {
         var arguments = podman.global + ["run", "--rm", "--name", name, "--pull", "never", "--log-driver", "none",
                                          "--uidmap", "0:\(uid):65536", "--gidmap", "0:\(uid):65536",
@@ -77,7 +82,7 @@ struct WorkloadSandbox: Codable, Equatable, Sendable {
         if memoryMiB > 0 { arguments += ["--memory", "\(memoryMiB)m", "--memory-swap", "\(memoryMiB)m"] }
         if let cgroupParent { arguments += ["--cgroup-parent", cgroupParent] }
         for device in devices { arguments += ["--device", "\(device):\(device):rwm"] }
-        for name in environmentNames.sorted() { arguments += ["--env", name] }
+        arguments += ["--env-file", environmentFile]
         return arguments + [image]
     }
 
@@ -96,6 +101,9 @@ struct WorkloadSandbox: Codable, Equatable, Sendable {
     /// The step for an image the node is known to have.
     static let runningStep = "echo running > phase.tmp && mv phase.tmp phase; "
 
+    /// A new network namespace starts with loopback down: `none` means loopback only, not nothing.
+    static let loopbackUp = ["/bin/sh", "-c", #"ip link set lo up 2>/dev/null || /sbin/ip link set lo up 2>/dev/null; exec "$@""#, "fastgpu-lo"]
+
     static func quoted(_ text: String) -> String {
         "'" + text.replacingOccurrences(of: "'", with: #"'\''"#) + "'"
     }
@@ -109,8 +117,9 @@ struct ContainerRuntime: Codable, Equatable, Sendable {
     var version: String
 
     /// podman's arguments before its command.
-    /// No event log: nothing here reads it, and writing it costs each start ~25 ms.
-    var global: [String] { [podman] + (runtime.map { ["--runtime", $0] } ?? []) + ["--events-backend", "none"] }
+    /// No event log: nothing here reads it, and writing it costs each start ~25 ms. cgroupfs: the
+    /// container's group goes inside the allocation's, which systemd's manager would refuse.
+    var global: [String] { [podman] + (runtime.map { ["--runtime", $0] } ?? []) + ["--events-backend", "none", "--cgroup-manager", "cgroupfs"] }
 
     var summary: String { "containers: \(version)\(runtime.map { " with \(($0 as NSString).lastPathComponent)" } ?? "")" }
 
@@ -138,7 +147,7 @@ struct ContainerRuntime: Codable, Equatable, Sendable {
     func remove(_ name: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: podman)
-        process.arguments = Array(global.dropFirst()) + ["rm", "--force", "--time", "0", name]
+        process.arguments = Array(global.dropFirst()) + ["rm", "--force", "--ignore", "--time", "0", name]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try? process.run()

@@ -92,7 +92,8 @@ import Testing
     @Test func anIsolatedHostProcessDropsToItsUserLastAndNoneCutsTheNetwork() {
         let prefix = WorkloadSandbox.isolatedHostPrefix(uid: 265_536, work: "/data/allocations/7/work", hidden: ["/data"],
                                                         masked: ["/dev/nvidia1"], network: .none)
-        #expect(Array(prefix.prefix(5)) == ["unshare", "--mount", "--propagation", "private", "--net"])
+        #expect(Array(prefix.prefix(6)) == ["unshare", "--mount", "--propagation", "private", "--ipc", "--net"])
+        #expect(prefix[prefix.count - 2].contains("ip link set lo up"), "none is loopback, up")
         let script = prefix[prefix.count - 2]
         #expect(script.hasSuffix(#"exec setpriv --reuid=265536 --regid=265536 --clear-groups --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@""#))
         #expect(script.contains("mount --bind /tmp/.fastgpu-masked '/dev/nvidia1'"))

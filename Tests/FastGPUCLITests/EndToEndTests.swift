@@ -99,10 +99,10 @@ final class LocalCluster {
     }
 
     /// A new directory that workloads can reach: an isolated job has its own /tmp, so where the
-    /// agent isolates (as root) it is under /var/tmp, and open to every user as /tmp is (FIFOs and
+    /// agent isolates (as root) it is under /run (/var/tmp and /dev/shm are private too), and open to every user as /tmp is (FIFOs and
     /// markers in it talk to the jobs; the agents' own directories inside are theirs alone).
     static func sharedDirectory(_ prefix: String) -> String {
-        let base = geteuid() == 0 ? "/var/tmp" : FileManager.default.temporaryDirectory.path
+        let base = geteuid() == 0 ? "/run" : FileManager.default.temporaryDirectory.path
         let path = base + "/\(prefix)-\(UInt64.random(in: 0...UInt64.max))"
         try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         chmod(path, 0o1777)

@@ -85,7 +85,7 @@ struct IsolationTests {
         let (cluster, devices) = try Self.cluster()
         _ = try cluster.post("/v1/projects", #"{"name":"team-b"}"#)
         let ready = cluster.mkfifo("a-ready"), hold = cluster.mkfifo("a-hold")
-        let a = try Self.submit(cluster, "echo secret-of-a > secret.txt; echo $$ > \(ready); cat \(hold) > /dev/null",
+        let a = try Self.submit(cluster, "echo secret-of-a > secret.txt; echo a > /dev/shm/fastgpu-left-by-a; echo a > /var/tmp/fastgpu-left-by-a; echo $$ > \(ready); cat \(hold) > /dev/null",
                                 extra: #","env":{"AWS_SECRET_ACCESS_KEY":"secret-of-a"}"#)
         let pidA = try readFIFO(ready).orThrow("job A did not start").trimmingCharacters(in: .whitespacesAndNewlines)
         let agentDirectory = cluster.directory + "/agent-n1"
@@ -98,6 +98,8 @@ struct IsolationTests {
             [ -d /proc/\(pidA) ] && echo process=visible || echo process=hidden
             kill -0 \(pidA) 2>/dev/null && echo signal=sent || echo signal=denied
             echo tmp=$(ls -A /tmp | wc -l)
+            [ -e /dev/shm/fastgpu-left-by-a ] && echo shm=shared || echo shm=private
+            [ -e /var/tmp/fastgpu-left-by-a ] && echo vartmp=shared || echo vartmp=private
             own=\(devices)/nvidia$CUDA_VISIBLE_DEVICES
             cat $own >/dev/null 2>&1 && echo own=opened || echo own=denied
             other=0; for n in 0 1 2 3; do [ "$n" = "$CUDA_VISIBLE_DEVICES" ] && continue; cat \(devices)/nvidia$n >/dev/null 2>&1 && other=$((other+1)); done; echo others=$other
@@ -114,6 +116,8 @@ struct IsolationTests {
         #expect(facts["process"] == "hidden", "A's process")
         #expect(facts["signal"] == "denied", "signalling A")
         #expect(facts["tmp"] == "1", "a private /tmp (only the mask file in it): \(facts)")
+        #expect(facts["shm"] == "private" && facts["vartmp"] == "private", "/dev/shm and /var/tmp are its own: \(facts)")
+        #expect(!FileManager.default.fileExists(atPath: "/dev/shm/fastgpu-left-by-a"), "nor the node's")
         #expect(facts["own"] == "opened", "its own GPU")
         #expect(facts["others"] == "0", "no other GPU")
         #expect(facts["control"] == "opened", "the driver's control device")
