@@ -114,7 +114,12 @@ struct Cgroups: Sendable {
                 try Self.write(String(memoryMiB << 20), to: group + "/memory.max")
                 try? Self.write("0", to: group + "/memory.swap.max")
             }
-            return [group + "/cgroup.procs"]
+            // v2 keeps processes out of a group that hands controllers down: the wrapper joins a
+            // leaf, so a container runtime can make its own group beside it, under the limits.
+            try? Self.write("+cpu +memory", to: group + "/cgroup.subtree_control")
+            let leaf = group + "/" + Self.workloadLeaf
+            try makeDirectory(leaf)
+            return [leaf + "/cgroup.procs"]
         case .v1(let cpu, let memory):
             let cpuGroup = cpu + "/" + name, memoryGroup = memory + "/" + name
             try makeDirectory(cpuGroup)
@@ -135,7 +140,7 @@ struct Cgroups: Sendable {
     /// (`oom_kill` in v2's `memory.events` or v1's `memory.oom_control`).
     static func oomKilled(_ procsFiles: [String]) -> Int? {
         for file in procsFiles {
-            let group = (file as NSString).deletingLastPathComponent
+            let group = allocationGroup(of: file)
             for (events, limit) in [("memory.events", "memory.max"), ("memory.oom_control", "memory.limit_in_bytes")] {
                 guard let text = try? String(contentsOfFile: group + "/" + events, encoding: .utf8) else { continue }
                 let kills = text.split(separator: "\n").first { $0.hasPrefix("oom_kill ") }.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
@@ -148,6 +153,16 @@ struct Cgroups: Sendable {
         return nil
     }
 
+    /// The leaf of a v2 allocation group that its wrapper joins.
+    static let workloadLeaf = "workload"
+
+    /// The allocation's group of a `cgroup.procs` file its wrapper joins: its directory, or in
+    /// v2 the directory above the `workload` leaf.
+    static func allocationGroup(of procsFile: String) -> String {
+        let directory = (procsFile as NSString).deletingLastPathComponent
+        return (directory as NSString).lastPathComponent == workloadLeaf ? (directory as NSString).deletingLastPathComponent : directory
+    }
+
     /// The allocation's memory group (v1) or its group (v2) as a path inside its hierarchy, which
     /// `podman run --cgroup-parent` takes: the container's own group is made inside it, so the
     /// allocation's memory limit holds it and its processes are the allocation's.
@@ -155,7 +170,7 @@ struct Cgroups: Sendable {
         let mounts = (try? String(contentsOfFile: mountinfo, encoding: .utf8)) ?? ""
         let candidates = mountPoints(mounts, type: "cgroup2") + mountPoints(mounts, type: "cgroup", option: "memory")
         for file in procsFiles.reversed() {
-            let group = (file as NSString).deletingLastPathComponent
+            let group = allocationGroup(of: file)
             for mount in candidates where group.hasPrefix(mount + "/") {
                 if mountPoints(mounts, type: "cgroup2").contains(mount) && procsFiles.count > 1 { continue }
                 return String(group.dropFirst(mount.count))
@@ -167,7 +182,7 @@ struct Cgroups: Sendable {
     /// Removes an allocation's groups once its processes are gone (the kernel refuses before).
     static func remove(_ procsFiles: [String]) {
         for file in procsFiles {
-            let group = (file as NSString).deletingLastPathComponent
+            let group = allocationGroup(of: file)
             // A container's runtime leaves its own groups inside (`libpod-…`, `conmon`).
             for child in WorkloadProcesses.subgroups(of: group).reversed() { rmdir(child) }
             rmdir(group)

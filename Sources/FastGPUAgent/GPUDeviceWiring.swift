@@ -70,8 +70,12 @@ struct GPUDeviceWiring: Equatable, Sendable {
         }
         if !slots.isEmpty { for name in controlDevices { add(name) } }
         let allocated = Set(slots.map(\.gpu))
-        let masked = node.gpus.map(\.index).filter { !allocated.contains($0) }.sorted()
+        var masked = node.gpus.map(\.index).filter { !allocated.contains($0) }.sorted()
             .map { "nvidia\($0)" }.filter { node.present.contains($0) }.map { node.deviceRoot + "/" + $0 }
+        // Every MIG capability not its own (another project's instance on a shared GPU; the
+        // driver's config and monitor capabilities).
+        masked += node.present.filter { $0.hasPrefix("nvidia-caps/") }.sorted()
+            .map { node.deviceRoot + "/" + $0 }.filter { !nodes.contains($0) }
 
         var environment = ["CUDA_VISIBLE_DEVICES": visible.joined(separator: ",")]
         if let limit = gpuMemoryLimitMiB {

@@ -19,7 +19,7 @@ enum WorkloadProcesses {
         }
         for path in cgroups {
             // The group and the groups inside it: a container runtime makes its own there.
-            let group = (path as NSString).deletingLastPathComponent
+            let group = Cgroups.allocationGroup(of: path)
             for directory in [group] + subgroups(of: group) {
                 guard let text = try? String(contentsOfFile: directory + "/cgroup.procs", encoding: .utf8) else { continue }
                 for line in text.split(separator: "\n") {

@@ -33,6 +33,23 @@ import Testing
         #expect(cgroups.summary.hasPrefix("cgroup v1: CPU and memory limits enforced"))
     }
 
+    /// A container's group goes inside the allocation's: v1 names the memory group (the cpu one
+    /// may sit elsewhere in its hierarchy), v2 the group above the wrapper's leaf.
+    @Test func theContainersParentIsTheAllocationsGroupInItsHierarchy() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("cgparent-\(UInt64.random(in: 0...UInt64.max))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        let v2 = "1 0 0:40 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+        try v2.write(toFile: root + "/v2", atomically: true, encoding: .utf8)
+        try Self.hybrid.write(toFile: root + "/hybrid", atomically: true, encoding: .utf8)
+        let leaf = "/sys/fs/cgroup/system.slice/fastgpu-n/alloc-7/workload/cgroup.procs"
+        #expect(Cgroups.allocationGroup(of: leaf) == "/sys/fs/cgroup/system.slice/fastgpu-n/alloc-7")
+        #expect(Cgroups.containerParent([leaf], mountinfo: root + "/v2") == "/system.slice/fastgpu-n/alloc-7")
+        let v1 = ["/sys/fs/cgroup/cpu/fastgpu-n/alloc-7/cgroup.procs", "/sys/fs/cgroup/memory/process_api/b61d/fastgpu-n/alloc-7/cgroup.procs"]
+        #expect(Cgroups.allocationGroup(of: v1[0]) == "/sys/fs/cgroup/cpu/fastgpu-n/alloc-7")
+        #expect(Cgroups.containerParent(v1, mountinfo: root + "/hybrid") == "/process_api/b61d/fastgpu-n/alloc-7")
+        #expect(Cgroups.containerParent([], mountinfo: root + "/hybrid") == nil)
+    }
+
     @Test func noControllersMeansNoLimitsAndSaysSo() throws {
         let cgroups = Cgroups.detect(node: "n", selfCgroup: "/nonexistent", mountinfo: "/nonexistent")
         #expect(!cgroups.enforced)

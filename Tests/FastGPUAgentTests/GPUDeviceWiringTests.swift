@@ -34,7 +34,8 @@ import Testing
                                             gpuMemoryLimitMiB: nil, node: try Self.node(), renumbered: true)
         #expect(wiring.deviceNodes == ["/dev/nvidia2", "/dev/nvidia5", "/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset"])
         #expect(wiring.environment["CUDA_VISIBLE_DEVICES"] == "0,1")
-        #expect(wiring.maskedNodes == ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia6", "/dev/nvidia7"])
+        #expect(wiring.maskedNodes == ["/dev/nvidia0", "/dev/nvidia1", "/dev/nvidia3", "/dev/nvidia4", "/dev/nvidia6", "/dev/nvidia7",
+                                       "/dev/nvidia-caps/nvidia-cap1", "/dev/nvidia-caps/nvidia-cap2", "/dev/nvidia-caps/nvidia-cap30", "/dev/nvidia-caps/nvidia-cap31"])
         let host = GPUDeviceWiring.wiring(for: [DeviceSlotWire(gpu: 2, kind: "whole"), DeviceSlotWire(gpu: 5, kind: "whole")],
                                           gpuMemoryLimitMiB: nil, node: try Self.node(), renumbered: false)
         #expect(host.environment["CUDA_VISIBLE_DEVICES"] == "2,5", "a host process keeps the node's indices")
@@ -46,6 +47,8 @@ import Testing
         #expect(wiring.deviceNodes.prefix(3) == ["/dev/nvidia3", "/dev/nvidia-caps/nvidia-cap30", "/dev/nvidia-caps/nvidia-cap31"])
         #expect(!wiring.deviceNodes.contains("/dev/nvidia-caps/nvidia-cap3"), "not another GPU's instance")
         #expect(wiring.environment["CUDA_VISIBLE_DEVICES"] == "MIG-aaaa")
+        #expect(wiring.maskedNodes.filter { $0.contains("nvidia-caps") } == ["/dev/nvidia-caps/nvidia-cap1", "/dev/nvidia-caps/nvidia-cap2"],
+                "a host process cannot open another instance's or the driver's MIG capabilities")
     }
 
     @Test func aShareIsHeldByMPSWhereADaemonRunsAndSaysSoWhereNot() throws {
@@ -64,7 +67,7 @@ import Testing
     @Test func noGPUsMeansNoDeviceAtAll() throws {
         let wiring = GPUDeviceWiring.wiring(for: [], gpuMemoryLimitMiB: nil, node: try Self.node(), renumbered: true)
         #expect(wiring.deviceNodes.isEmpty)
-        #expect(wiring.maskedNodes.count == 8)
+        #expect(wiring.maskedNodes.count == 12)
         #expect(wiring.environment["CUDA_VISIBLE_DEVICES"] == "")
     }
 
@@ -116,7 +119,7 @@ import Testing
             let wiring = GPUDeviceWiring.wiring(for: [DeviceSlotWire(gpu: gpu.index, kind: "whole")], gpuMemoryLimitMiB: nil, node: node, renumbered: true)
             #expect(wiring.deviceNodes.first == "/dev/nvidia\(gpu.index)", "GPU \(gpu.index)'s node exists under its index")
             #expect(wiring.deviceNodes.contains("/dev/nvidiactl"))
-            #expect(wiring.maskedNodes.count == gpus.count - 1)
+            #expect(wiring.maskedNodes.filter { !$0.contains("nvidia-caps") }.count == gpus.count - 1)
             #expect(wiring.environment["CUDA_VISIBLE_DEVICES"] == "0")
         }
     }
