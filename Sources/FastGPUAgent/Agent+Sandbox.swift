@@ -42,9 +42,15 @@ extension Agent {
             logger.warning("the agent does not run as root: host processes run as its user, not their project's, and can see each other's files")
         case .auto where !tools:
             logger.warning("unshare or setpriv (util-linux) is missing: host processes are not isolated")
+        case .auto where !Self.kernelHidesProcesses():
+            logger.warning("this kernel is older than 5.8 (no per-mount hidepid): host processes are not isolated")
         case .auto:
             isolating = true
             logger.notice("host processes run as their project's user (uid \(configuration.projectUIDBase) + project × 65536) with a private /tmp")
+        }
+        if isolating || containerRuntime != nil,
+           let overlap = Self.subordinateOverlap(base: configuration.projectUIDBase, text: (try? String(contentsOfFile: "/etc/subuid", encoding: .utf8)) ?? "") {
+            logger.warning("/etc/subuid gives \(overlap) uids that projects' users have (from \(configuration.projectUIDBase)): choose a --project-uid-base above them")
         }
         if isolating || containerRuntime != nil {
             // Only root may enter: a workload of any project cannot read the credential or
@@ -149,6 +155,28 @@ extension Agent {
         workload.launcher = WorkloadSandbox.isolatedHostPrefix(uid: uid, work: work, hidden: [configuration.dataDirectory] + configuration.hiddenPaths,
                                                                masked: wiring.maskedNodes, network: network) + helper
         workload.sandbox = WorkloadSandbox(kind: .isolatedHost, uid: uid, network: network)
+    }
+
+    /// Linux 5.8 or later: each proc mount has its own `hidepid`.
+    static func kernelHidesProcesses() -> Bool {
+        var name = utsname()
+        uname(&name)
+        let text = withUnsafeBytes(of: &name.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let parts = text.split(separator: ".").prefix(2).map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        guard parts.count == 2 else { return false }
+        return parts[0] > 5 || (parts[0] == 5 && parts[1] >= 8)
+    }
+
+    /// The first `/etc/subuid` entry (`name:start:count`) whose range meets the projects' uids
+    /// (`base` up to the last project's range), as `name start-end`; nil when none does.
+    static func subordinateOverlap(base: UInt32, text: String) -> String? {
+        let end = UInt64(base) + 65_536 * 65_536
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: ":")
+            guard fields.count == 3, let start = UInt64(fields[1]), let count = UInt64(fields[2]), count > 0 else { continue }
+            if start < end && start + count > UInt64(base) { return "\(fields[0]) \(start)-\(start + count - 1)" }
+        }
+        return nil
     }
 
     /// The open-files and processes limits a container gets: the agent's own, processes at most

@@ -85,6 +85,12 @@ import Testing
         #expect(JSONSerialization.isValidJSONObject(spec))
     }
 
+    @Test func aSubordinateRangeThatMeetsTheProjectsUsersIsFound() {
+        #expect(Agent.subordinateOverlap(base: 200_000, text: "alice:100000:65536\nbob:165536:65536\n") == "bob 165536-231071")
+        #expect(Agent.subordinateOverlap(base: 200_000, text: "alice:100000:65536\n") == nil)
+        #expect(Agent.subordinateOverlap(base: 200_000, text: "junk\n:x:y\n") == nil)
+    }
+
     @Test func projectUsersHaveRangesOfTheirOwnWithin32Bits() {
         #expect(WorkloadSandbox.projectUID(project: 1, base: 200_000) == 265_536)
         #expect(WorkloadSandbox.projectUID(project: 2, base: 200_000) == 331_072)
