@@ -153,7 +153,7 @@ extension Agent {
         chown(work, uid, uid)
         chmod(work, 0o700)
         workload.launcher = WorkloadSandbox.isolatedHostPrefix(uid: uid, work: work, hidden: [configuration.dataDirectory] + configuration.hiddenPaths,
-                                                               masked: wiring.maskedNodes, network: network) + helper
+                                                               masked: wiring.maskedNodes, network: network, helper: execHelper) + helper
         workload.sandbox = WorkloadSandbox(kind: .isolatedHost, uid: uid, network: network)
     }
 

@@ -41,10 +41,13 @@ struct WorkloadSandbox: Codable, Equatable, Sendable {
     /// The arguments before the job's command for an isolated host process. Everything the
     /// namespace needs is done as root inside it, then `setpriv` drops to the project's user for
     /// good (no capabilities, no new privileges through setuid files).
-    static func isolatedHostPrefix(uid: UInt32, work: String, hidden: [String], masked: [String], network: NetworkMode) -> [String] {
+    static func isolatedHostPrefix(uid: UInt32, work: String, hidden: [String], masked: [String], network: NetworkMode, helper: String? = nil) -> [String] {
         // The work directory is held open (fd 3) and bound back from it once everything above it
         // is covered, wherever it lies (under /tmp with `fastgpu up --data-dir /tmp/…`).
         var script = "set -e; exec 3<\(quoted(work)); "
+        // The agent's `exec-env` may lie under a path covered below (a build under /tmp): it is
+        // held open (fd 5) and bound back at its own path if the covers hid it.
+        if let helper { script += "exec 5<\(quoted(helper)); " }
         script += "mount -t tmpfs -o mode=1777,nosuid,nodev,size=25% fastgpu-tmp /tmp; "
         // The other places every user may write: a file left there would pass between projects.
         script += "for shared in /var/tmp /dev/shm; do if [ -d $shared ]; then mount -t tmpfs -o mode=1777,nosuid,nodev,size=25% fastgpu-tmp $shared; fi; done; "
@@ -56,6 +59,11 @@ struct WorkloadSandbox: Codable, Equatable, Sendable {
         }
         for path in hidden { script += "if [ -e \(quoted(path)) ]; then mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev,noexec fastgpu-hidden \(quoted(path)); fi; " }
         script += "mkdir -p \(quoted(work)); mount --no-canonicalize --bind /proc/self/fd/3 \(quoted(work)); exec 3<&-; "
+        if let helper {
+            let directory = (helper as NSString).deletingLastPathComponent
+            script += "if [ ! -x \(quoted(helper)) ]; then mkdir -p \(quoted(directory)); : > \(quoted(helper)); "
+                + "mount --no-canonicalize --bind -o ro /proc/self/fd/5 \(quoted(helper)); fi; exec 5<&-; "
+        }
         script += "mount -t proc -o hidepid=invisible,nosuid,nodev,noexec proc /proc; "
         script += "cd \(quoted(work)); "
         script += #"exec setpriv --reuid=\#(uid) --regid=\#(uid) --clear-groups --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@""#

@@ -79,6 +79,13 @@ struct IsolationTests {
         return facts
     }
 
+    /// A file in the node's own /tmp, which no isolated job may see.
+    static let nodeTmpMarker: String = {
+        let path = "/tmp/fastgpu-node-file-\(getpid())"
+        FileManager.default.createFile(atPath: path, contents: Data("node\n".utf8), attributes: [.posixPermissions: 0o644])
+        return path
+    }()
+
     /// Project A's job holds a secret in its env and a file; project B's job, on the same node,
     /// tries to read them, the agent's credential, A's processes, and GPUs not its own.
     @Test(.timeLimit(.minutes(2))) func aHostJobRunsAsItsProjectsUserAndReachesNothingOfAnother() throws {
@@ -97,7 +104,7 @@ struct IsolationTests {
             cat /proc/\(pidA)/environ >/dev/null 2>&1 && echo environ=read || echo environ=denied
             [ -d /proc/\(pidA) ] && echo process=visible || echo process=hidden
             kill -0 \(pidA) 2>/dev/null && echo signal=sent || echo signal=denied
-            echo tmp=$(ls -A /tmp | wc -l)
+            [ -e \(Self.nodeTmpMarker) ] && echo tmp=shared || echo tmp=private
             [ -e /dev/shm/fastgpu-left-by-a ] && echo shm=shared || echo shm=private
             [ -e /var/tmp/fastgpu-left-by-a ] && echo vartmp=shared || echo vartmp=private
             own=\(devices)/nvidia$CUDA_VISIBLE_DEVICES
@@ -115,7 +122,7 @@ struct IsolationTests {
         #expect(facts["environ"] == "denied", "A's environment")
         #expect(facts["process"] == "hidden", "A's process")
         #expect(facts["signal"] == "denied", "signalling A")
-        #expect(facts["tmp"] == "1", "a private /tmp (only the mask file in it): \(facts)")
+        #expect(facts["tmp"] == "private", "a /tmp of its own, without the node's files: \(facts)")
         #expect(facts["shm"] == "private" && facts["vartmp"] == "private", "/dev/shm and /var/tmp are its own: \(facts)")
         #expect(!FileManager.default.fileExists(atPath: "/dev/shm/fastgpu-left-by-a"), "nor the node's")
         #expect(facts["own"] == "opened", "its own GPU")
