@@ -74,12 +74,11 @@ extension Agent {
     }
 
     /// Decides how the workload runs and prepares its work directory for that user.
-    func sandbox(_ workload: inout Workload, for assignment: AgentClient.Assignment) {
+    func sandbox(_ workload: inout Workload, for assignment: AgentClient.Assignment, node: GPUDeviceWiring.Node) {
         let asked = assignment.network.flatMap(NetworkMode.init(rawValue:))
         let image = assignment.image ?? (configuration.containers == .required ? configuration.defaultImage : nil)
         let work = workload.directory + "/work"
-        let slots = assignment.allocation.slots ?? assignment.allocation.devices.compactMap(DeviceSlotWire.init(display:))
-        let node = deviceNode()
+        let slots = assignment.slots
         let helper = [execHelper, "exec-env", "--fd", "4", "--"]
         guard let project = assignment.project else {
             workload.refusal = "the control plane did not say which project the job is of (upgrade it): its user is unknown"
@@ -114,7 +113,7 @@ extension Agent {
             var launcher = WorkloadSandbox.containerPrefix(
                 podman: runtime, name: name, image: image, uid: uid, work: work, devices: devices, environmentFile: workload.directory + "/env.list",
                 network: network, cpuMillis: assignment.allocation.cpuMillis, memoryMiB: assignment.allocation.memoryMiB,
-                cgroupParent: Cgroups.containerParent(workload.cgroups ?? []), limits: Self.processLimits())
+                cgroupParent: Cgroups.containerParent(workload.cgroups ?? []), limits: Self.processLimits)
             if let pipes = wiring.environment["CUDA_MPS_PIPE_DIRECTORY"], let at = launcher.lastIndex(of: image) {
                 launcher.insert(contentsOf: ["--volume", "\(pipes):\(pipes)"], at: at)
             }
@@ -145,8 +144,8 @@ extension Agent {
             workload.sandbox = WorkloadSandbox(kind: .host, network: network)
             return
         }
+        // Its devices are in its environment already (`environment(for:node:)`); the others are masked.
         let wiring = GPUDeviceWiring.wiring(for: slots, gpuMemoryLimitMiB: assignment.gpuMemoryLimitMiB, node: node, renumbered: false)
-        workload.environment.merge(wiring.environment) { _, new in new }
         // Its own home: the agent's is not its to read.
         workload.environment["HOME"] = work
         workload.environment["FASTGPU_WORK_DIR"] = work
@@ -179,14 +178,14 @@ extension Agent {
         return nil
     }
 
-    /// The open-files and processes limits a container gets: the agent's own, processes at most
+    /// The open-files and processes limits a container gets (read once): the agent's own, processes at most
     /// `kernel.pid_max` (podman would ask for more than a confined machine lets runc set).
-    static func processLimits() -> (files: Int, processes: Int) {
+    static let processLimits: (files: Int, processes: Int) = {
         var files = rlimit(), processes = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &files)
         getrlimit(6, &processes) // RLIMIT_NPROC, which Glibc does not import as a name
         func bounded(_ value: rlim_t, _ ceiling: Int) -> Int { value > rlim_t(Int.max) ? ceiling : min(Int(value), ceiling) }
         let pidMax = (try? String(contentsOfFile: "/proc/sys/kernel/pid_max", encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 32_768
         return (bounded(files.rlim_cur, 1 << 20), bounded(processes.rlim_cur, pidMax))
-    }
+    }()
 }

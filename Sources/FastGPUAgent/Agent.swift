@@ -265,18 +265,18 @@ public actor Agent {
         }
     }
 
-    /// The environment a workload sees: its devices and its place in the job, nothing of the agent's.
-    func environment(for assignment: AgentClient.Assignment) -> [String: String] {
+    /// The environment a workload sees: its devices (as the node numbers them; a container
+    /// renumbers) and its place in the job, nothing of the agent's.
+    func environment(for assignment: AgentClient.Assignment, node: GPUDeviceWiring.Node) -> [String: String] {
         var env = assignment.env
         let inherited = ProcessInfo.processInfo.environment
         env["PATH"] = env["PATH"] ?? inherited["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
         env["HOME"] = env["HOME"] ?? inherited["HOME"] ?? "/"
-        env["CUDA_VISIBLE_DEVICES"] = cudaVisibleDevices(assignment.allocation.slots ?? assignment.allocation.devices.compactMap(DeviceSlotWire.init(display:)))
+        env.merge(GPUDeviceWiring.wiring(for: assignment.slots, gpuMemoryLimitMiB: assignment.gpuMemoryLimitMiB, node: node, renumbered: false).environment) { _, new in new }
         env["FASTGPU_JOB_ID"] = String(assignment.job)
         env["FASTGPU_JOB_NAME"] = assignment.jobName
         env["FASTGPU_ALLOCATION_ID"] = String(assignment.allocation.id)
         env["FASTGPU_EPOCH"] = String(assignment.allocation.epoch)
-        if let limit = assignment.gpuMemoryLimitMiB { env["FASTGPU_GPU_MEMORY_LIMIT_MIB"] = String(limit) }
         if assignment.groupSize > 1 {
             env["FASTGPU_NUM_NODES"] = String(assignment.groupSize)
             env["FASTGPU_NODE_RANK"] = String(assignment.rank)
@@ -284,20 +284,6 @@ public actor Agent {
             if let port = assignment.masterPort { env["FASTGPU_MASTER_PORT"] = String(port) }
         }
         return env
-    }
-
-    /// Whole GPUs and shares → their indices; a MIG slot → that MIG instance's UUID.
-    func cudaVisibleDevices(_ slots: [DeviceSlotWire]) -> String {
-        var used: Set<String> = []
-        return slots.map { slot -> String in
-            guard slot.kind == "mig", let profile = slot.profile else { return String(slot.gpu) }
-            let instances = gpus.first { $0.index == slot.gpu }?.migDevices.filter { $0.profile == profile } ?? []
-            if let instance = instances.first(where: { !used.contains($0.uuid) }) {
-                used.insert(instance.uuid)
-                return instance.uuid
-            }
-            return "MIG-sim-gpu\(slot.gpu)-\(profile)@\(slot.start ?? 0)"
-        }.joined(separator: ",")
     }
 
     func prepare(_ assignment: AgentClient.Assignment) throws -> Workload {
@@ -314,12 +300,13 @@ public actor Agent {
         } catch {
             logger.warning("allocation \(assignment.allocation.id): CPU and memory limits not applied: \(error)")
         }
+        let node = deviceNode()
         var workload = Workload(allocation: assignment.allocation.id, epoch: assignment.allocation.epoch, job: assignment.job, pid: 0,
-                                command: assignment.command, environment: environment(for: assignment),
+                                command: assignment.command, environment: environment(for: assignment, node: node),
                                 directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
                                 deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false,
                                 cgroups: groups.isEmpty ? nil : groups)
-        sandbox(&workload, for: assignment)
+        sandbox(&workload, for: assignment, node: node)
         return workload
     }
 

@@ -61,6 +61,11 @@ struct AgentClient: Sendable {
     }
 }
 
+extension AgentClient.Assignment {
+    /// The allocation's typed slots, or those read from a server that sends only display names.
+    var slots: [DeviceSlotWire] { allocation.slots ?? allocation.devices.compactMap(DeviceSlotWire.init(display:)) }
+}
+
 extension DeviceSlotWire {
     /// Reads the display form (`gpu0`, `gpu3[500m,20480MiB]`, `gpu1/mig:1g.10gb@2`) of a server
     /// that sends no typed slots yet.

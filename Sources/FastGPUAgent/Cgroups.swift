@@ -168,15 +168,11 @@ struct Cgroups: Sendable {
     /// allocation's memory limit holds it and its processes are the allocation's.
     static func containerParent(_ procsFiles: [String], mountinfo: String = "/proc/self/mountinfo") -> String? {
         let mounts = (try? String(contentsOfFile: mountinfo, encoding: .utf8)) ?? ""
-        let candidates = mountPoints(mounts, type: "cgroup2") + mountPoints(mounts, type: "cgroup", option: "memory")
-        for file in procsFiles.reversed() {
-            let group = allocationGroup(of: file)
-            for mount in candidates where group.hasPrefix(mount + "/") {
-                if mountPoints(mounts, type: "cgroup2").contains(mount) && procsFiles.count > 1 { continue }
-                return String(group.dropFirst(mount.count))
-            }
-        }
-        return nil
+        // v1 gives [cpu, memory] and the memory group is the parent; v2 gives its one group.
+        let candidates = procsFiles.count > 1 ? mountPoints(mounts, type: "cgroup", option: "memory") : mountPoints(mounts, type: "cgroup2")
+        guard let file = procsFiles.last else { return nil }
+        let group = allocationGroup(of: file)
+        return candidates.first { group.hasPrefix($0 + "/") }.map { String(group.dropFirst($0.count)) }
     }
 
     /// Removes an allocation's groups once its processes are gone (the kernel refuses before).
