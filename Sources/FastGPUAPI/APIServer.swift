@@ -113,6 +113,7 @@ public struct APIServer: Sendable {
         nodeRoutes(route)
         projectRoutes(route)
         tokenRoutes(route)
+        serviceRoutes(route)
         return (router, route.table)
     }
 }

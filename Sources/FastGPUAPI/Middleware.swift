@@ -38,6 +38,8 @@ struct APIProblem: Error {
     var status: HTTPResponse.Status
     var title: String
     var detail: String
+    /// The request field at fault, named in the problem body.
+    var field: String? = nil
 }
 
 /// Every error becomes application/problem+json with the request's id; nothing internal (a
@@ -75,7 +77,8 @@ struct ProblemMiddleware: RouterMiddleware {
         let (status, title, detail, headers) = classify(error, requestID: requestID, logger: logger)
         // A detail may quote what the caller sent: never more than a line's worth of it.
         let shown = detail.utf8.count <= 512 ? detail : String(decoding: detail.utf8.prefix(500), as: UTF8.self) + "… (cut)"
-        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: shown, requestId: requestID)
+        let problem = ProblemWire(type: "about:blank", title: title, status: Int(status.code), detail: shown, requestId: requestID,
+                                  field: (error as? APIProblem)?.field)
         let data = (try? JSONEncoder().encode(problem)) ?? Data()
         var fields = headers
         fields[.contentType] = "application/problem+json"

@@ -105,7 +105,14 @@ extension APIServer {
                                       groupSize: a.groupSize, rank: a.rank, peers: a.peers.map(\.rawValue),
                                       maxRuntimeSeconds: a.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, gpuMemoryLimitMiB: shareLimit,
                                       masterAddress: a.masterAddress, masterPort: a.masterPort, project: a.project.rawValue,
-                                      image: a.launch.image, network: a.launch.network?.rawValue)
+                                      image: a.launch.image, network: a.launch.network?.rawValue,
+                                      replica: a.launch.replica.map { r in
+                                          ReplicaAssignmentWire(service: r.service, revision: r.revision, port: r.port, path: r.readiness.path,
+                                                                intervalMilliseconds: r.readiness.interval.wholeMilliseconds,
+                                                                timeoutMilliseconds: r.readiness.timeout.wholeMilliseconds,
+                                                                failureThreshold: r.readiness.failureThreshold,
+                                                                startupTimeoutMilliseconds: r.readiness.startupTimeout.wholeMilliseconds)
+                                      })
             }))
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/status") { request, context in
@@ -120,6 +127,14 @@ extension APIServer {
             }
             try await cp.report(node: try nodeID(context), allocation: try allocationID(context), epoch: Epoch(body.epoch),
                                 running: body.state == "running", exitCode: body.exitCode, pulling: body.state == "pulling", by: principal)
+            return Response(status: .noContent)
+        }
+        route(.post, "/v1/nodes/{id}/allocations/{allocation}/readiness") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(ReplicaReadinessBody.self, from: try await body(of: &request))
+            try await cp.replicaReadiness(node: try nodeID(context), allocation: try allocationID(context), epoch: Epoch(body.epoch), ready: body.ready,
+                                          host: body.host, port: body.port, by: principal)
             return Response(status: .noContent)
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/logs") { request, context in

@@ -1,4 +1,5 @@
 public import FastGPUControlPlane
+public import FastGPUGateway
 public import FastGPUStore
 public import Logging
 
@@ -11,6 +12,10 @@ public struct ServerAssembly: Sendable {
     public let api: APIServer
     public let scheduling: SchedulingService
     public let liveness: LivenessService
+    /// Brings services' replicas to what their autoscalers and revisions ask for.
+    public let serviceReconciler: ServiceReconcilerService
+    /// The gateway of this process: routes `/{service}/...` to replicas (served on its own port).
+    public let gateway: Gateway
     /// The cluster-admin token created on the first start (shown once), nil on later starts.
     public let bootstrapToken: String?
 
@@ -25,6 +30,9 @@ public struct ServerAssembly: Sendable {
         return ServerAssembly(
             controlPlane: controlPlane, metrics: metrics, api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock),
             scheduling: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger),
-            liveness: LivenessService(controlPlane: controlPlane, logger: logger), bootstrapToken: token)
+            liveness: LivenessService(controlPlane: controlPlane, logger: logger),
+            serviceReconciler: ServiceReconcilerService(controlPlane: controlPlane, logger: logger),
+            gateway: Gateway(directory: ControlPlaneDirectory(controlPlane: controlPlane, clock: clock), name: "embedded", logger: logger),
+            bootstrapToken: token)
     }
 }

@@ -114,6 +114,10 @@ extension Agent {
                 podman: runtime, name: name, image: image, uid: uid, work: work, devices: devices, environmentFile: workload.directory + "/env.list",
                 network: network, cpuMillis: assignment.allocation.cpuMillis, memoryMiB: assignment.allocation.memoryMiB,
                 cgroupParent: Cgroups.containerParent(workload.cgroups ?? []), limits: Self.processLimits)
+            if let replica = workload.replica, let at = launcher.lastIndex(of: image) {
+                let inside = assignment.replica?.port ?? replica.hostPort
+                launcher.insert(contentsOf: ["--publish", "\(replica.hostPort):\(inside)"], at: at)
+            }
             if let pipes = wiring.environment["CUDA_MPS_PIPE_DIRECTORY"], let at = launcher.lastIndex(of: image) {
                 launcher.insert(contentsOf: ["--volume", "\(pipes):\(pipes)"], at: at)
             }

@@ -68,6 +68,7 @@ public actor Agent {
                 group.addTask { try await self.heartbeatLoop() }
                 group.addTask { try await self.assignmentLoop() }
                 group.addTask { try await self.supervisorLoop() }
+                group.addTask { try await self.readinessLoop() }
                 try await group.next()
                 group.cancelAll()
             }
@@ -306,6 +307,15 @@ public actor Agent {
                                 directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
                                 deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false,
                                 cgroups: groups.isEmpty ? nil : groups)
+        if let replica = assignment.replica {
+            // The agent gives each replica a port: `$PORT` for a host process; a container
+            // listens on its spec's port (or the same one) and podman publishes it here.
+            guard let port = Self.freePort() else { throw NoFreePort() }
+            workload.replica = ReplicaProbe(replica, hostPort: port)
+            let inside = assignment.image != nil ? (replica.port ?? port) : port
+            workload.environment["PORT"] = String(inside)
+            workload.environment["FASTGPU_PORT"] = String(inside)
+        }
         sandbox(&workload, for: assignment, node: node)
         return workload
     }

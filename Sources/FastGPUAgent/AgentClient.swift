@@ -42,6 +42,11 @@ struct AgentClient: Sendable {
         try await refused { try await client(token).report(node: node, allocation: allocation, body) }
     }
 
+    func reportReadiness(node: UInt64, token: String, allocation: UInt64, epoch: UInt64, ready: Bool, host: String, port: Int) async throws {
+        let body = ReplicaReadinessBody(epoch: epoch, ready: ready, host: host, port: port)
+        try await refused { try await client(token).reportReadiness(node: node, allocation: allocation, body) }
+    }
+
     func uploadLogs(node: UInt64, token: String, allocation: UInt64, chunks: [(sequence: Int64, stream: String, text: String)]) async throws {
         let body = LogUploadBody(chunks: chunks.map { LogChunkBody(sequence: $0.sequence, stream: $0.stream, text: $0.text) })
         try await refused { try await client(token).uploadLogs(node: node, allocation: allocation, body) }

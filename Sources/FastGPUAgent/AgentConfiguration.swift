@@ -98,4 +98,6 @@ struct Workload: Codable, Equatable {
     var refusal: String? = nil
     /// The `pulling` phase was logged.
     var sawPulling: Bool? = nil
+    /// A service's replica: its port and readiness probe.
+    var replica: ReplicaProbe? = nil
 }

@@ -239,6 +239,32 @@ package struct FastGPUClient: Sendable {
         let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/status", body: body)
     }
 
+    package func reportReadiness(node: UInt64, allocation: UInt64, _ body: ReplicaReadinessBody) async throws {
+        let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/readiness", body: body)
+    }
+
+    // MARK: Services
+
+    package func createService(_ body: ServiceSpecBody) async throws -> ServiceWire { try await call(.POST, "/v1/services", body: body) }
+
+    package func reviseService(_ body: ServiceSpecBody) async throws -> ServiceWire {
+        try await call(.PUT, "/v1/services/\(Self.escape(body.name))", body: body)
+    }
+
+    package func services(project: String? = nil) async throws -> ServiceListWire {
+        try await call(.GET, "/v1/services" + (project.map { "?project=\(Self.escape($0))" } ?? ""))
+    }
+
+    package func service(_ name: String) async throws -> ServiceWire { try await call(.GET, "/v1/services/\(Self.escape(name))") }
+
+    package func scaleService(_ name: String, _ body: ScaleServiceBody) async throws -> ServiceWire {
+        try await call(.POST, "/v1/services/\(Self.escape(name))/scale", body: body)
+    }
+
+    package func deleteService(_ name: String) async throws -> ServiceWire { try await call(.DELETE, "/v1/services/\(Self.escape(name))") }
+
+    package func serviceEvents(_ name: String) async throws -> ServiceEventListWire { try await call(.GET, "/v1/services/\(Self.escape(name))/events") }
+
     package func uploadLogs(node: UInt64, allocation: UInt64, _ body: LogUploadBody) async throws {
         let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/logs", body: body)
     }

@@ -41,6 +41,8 @@ public actor ControlPlane {
     /// When a wake-up for the earliest retry backoff is due (nil: none pending).
     var backoffWake: Timestamp?
     var idempotency: [String: IdempotencyRecord] = [:]
+    /// Services, their replicas' readiness and the gateways' load.
+    var services = ServiceTable()
     /// Each project's secret store, and the sealing of jobs' secrets.
     var projectSecrets: ProjectSecrets
     var nextJobID: UInt64 = 1
@@ -123,6 +125,7 @@ public actor ControlPlane {
         }
         for record in stored.idempotencyKeys { idempotency[Self.idempotencySlot(record.subject, record.key)] = record }
         projectSecrets = ProjectSecrets(box: secretBox, stored: stored.secrets)
+        restoreServices(stored.services)
         let snapshot = ClusterSnapshot(
             index: stored.meta?.stateIndex ?? 0, nextAllocationID: stored.meta?.nextAllocationID ?? 1, nodes: nodes,
             jobs: stored.jobs.map { $0.spec.restoringFinishedAt($0.finishedAt) },

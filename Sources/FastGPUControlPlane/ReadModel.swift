@@ -53,6 +53,11 @@ public final class ReadModel: Sendable {
         return members[project]?[principal.subject]
     }
 
+    /// The caller's role in a project, as of the last commit (the gateway's check on a call).
+    public func role(of principal: Principal, inProject project: ProjectID) -> MemberRole? {
+        storage.withLock { s in Self.role(of: principal, in: project, members: s.members) }
+    }
+
     private static func queueEntry(for view: JobView, in s: Storage) -> QueueEntry? {
         guard view.job.isWaiting else { return nil }
         if let slot = s.queueSlots[view.job.id] { return s.queue[slot] }

@@ -120,3 +120,30 @@ extension Duration {
 final class EstimateCache: Sendable {
     let state = Mutex<(next: ContinuousClock.Instant?, starts: [JobID: Timestamp])>((nil, [:]))
 }
+
+/// The services' reconciler: every tick it samples each service's load, lets its autoscaler
+/// decide, rolls replicas toward the count and revision asked for, and stops drained ones.
+/// Between ticks, a readiness report or a request held at zero replicas reconciles at once.
+public struct ServiceReconcilerService: Service {
+    let controlPlane: ControlPlane
+    let tick: Duration
+    let logger: Logger
+
+    public init(controlPlane: ControlPlane, tick: Duration = .milliseconds(500), logger: Logger = Logger(label: "fastgpu.services")) {
+        self.controlPlane = controlPlane
+        self.tick = tick
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let clock = controlPlane.clock
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { try await clock.sleep(for: tick) } catch { return }
+            do {
+                try await controlPlane.reconcileServices()
+            } catch {
+                logger.error("service reconcile failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

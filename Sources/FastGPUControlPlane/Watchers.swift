@@ -2,6 +2,7 @@
 /// reads a key's version, then waits for it to pass that version or for its timeout, whichever
 /// comes first. Owned by the control plane's actor; nothing here is shared across isolation.
 public import FastGPUModel
+import Synchronization
 
 struct Watchers<Key: Hashable & Sendable> {
     private var versions: [Key: UInt64] = [:]
@@ -48,19 +49,32 @@ struct Watchers<Key: Hashable & Sendable> {
 enum Watched: Hashable, Sendable {
     case node(NodeID)
     case job(JobID)
+    /// Every service's ready replicas (what gateways route to).
+    case routes
 }
 
 extension ControlPlane {
     /// Waits until `key` passes `version` or `timeout` passes on the injected clock.
     func wait(for key: Watched, after version: UInt64, timeout: Duration) async {
         guard watchers.wouldWait(key, after: version), timeout > .zero else { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let id = watchers.add(key, continuation)
-            let clock = self.clock
-            Task { [weak self] in
-                try? await clock.sleep(for: timeout)
-                await self?.expireWatcher(key, id)
+        // A cancelled waiter (a gateway stopping) answers at once instead of at its timeout.
+        let parked = Mutex<UInt64?>(nil)
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let id = watchers.add(key, continuation)
+                parked.withLock { $0 = id }
+                if Task.isCancelled {
+                    watchers.expire(key, id)
+                    return
+                }
+                let clock = self.clock
+                Task { [weak self] in
+                    try? await clock.sleep(for: timeout)
+                    await self?.expireWatcher(key, id)
+                }
             }
+        } onCancel: {
+            if let id = parked.withLock({ $0 }) { Task { await self.expireWatcher(key, id) } }
         }
     }
 

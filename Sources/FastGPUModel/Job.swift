@@ -10,9 +10,11 @@ public struct PriorityClass: Hashable, Comparable, Sendable, CustomStringConvert
 
     public static let low = PriorityClass(name: "low", value: 0)
     public static let normal = PriorityClass(name: "normal", value: 100)
+    /// A service's replicas: above batch, so batch work never preempts a replica serving traffic.
+    public static let service = PriorityClass(name: "service", value: 500)
     public static let high = PriorityClass(name: "high", value: 1000)
 
-    /// The classes a job may ask for, lowest first.
+    /// The classes a batch job may ask for, lowest first (`service` is for replicas).
     public static let all: [PriorityClass] = [.low, .normal, .high]
 
     public static func named(_ name: String) -> PriorityClass? { all.first { $0.name == name } }

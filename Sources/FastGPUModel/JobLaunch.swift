@@ -14,9 +14,12 @@ public struct JobLaunch: Hashable, Sendable, Codable {
     /// The workload's network; nil: the runner's default (`isolated` in a container, `host` for a
     /// host process).
     public var network: NetworkMode?
+    /// Set for a service's replica: the agent gives it a port and probes its readiness.
+    public var replica: ReplicaLaunch?
 
     public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:],
-                image: String? = nil, network: NetworkMode? = nil) {
+                image: String? = nil, network: NetworkMode? = nil, replica: ReplicaLaunch? = nil) {
+        self.replica = replica
         self.command = command
         self.environment = environment
         self.maxAttempts = maxAttempts
@@ -25,7 +28,7 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         self.network = network
     }
 
-    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network }
+    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network, replica }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -37,6 +40,7 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         // And before images and networks: host processes on the host's network.
         image = try c.decodeIfPresent(String.self, forKey: .image)
         network = try c.decodeIfPresent(NetworkMode.self, forKey: .network)
+        replica = try c.decodeIfPresent(ReplicaLaunch.self, forKey: .replica)
     }
 }
 

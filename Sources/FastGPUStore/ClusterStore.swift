@@ -21,6 +21,10 @@ public enum StoreWrite: Hashable, Sendable {
     case appendAudit(AuditRecord)
     case saveSecret(SecretRecord)
     case removeSecret(ProjectID, name: String)
+    /// A service as it is now: spec, revision, replicas, recent events.
+    case saveService(ServiceRecord)
+    /// A deleted service whose replicas have all stopped.
+    case removeService(name: String)
     /// Idempotency keys older than the retention are forgotten: a retry after that is a new job.
     case expireIdempotencyKeys(before: Timestamp)
     case setMeta(StoreMeta)
@@ -50,6 +54,7 @@ public struct StoredState: Hashable, Sendable {
     public var liveAllocations: [AllocationRecord]
     public var idempotencyKeys: [IdempotencyRecord]
     public var secrets: [SecretRecord]
+    public var services: [ServiceRecord] = []
 
     public init(meta: StoreMeta? = nil, projects: [ProjectRecord] = [], members: [MemberRecord] = [], tokens: [TokenRecord] = [], nodes: [NodeRecord] = [],
                 gpus: [GPURecord] = [], jobs: [JobRecord] = [], liveAllocations: [AllocationRecord] = [], idempotencyKeys: [IdempotencyRecord] = [],

@@ -192,13 +192,22 @@ public final class SQLiteClusterStore: ClusterStore {
             try db.create(index: "log_by_position", on: "logChunk", columns: ["jobID", "position"])
             try db.create(index: "log_position", on: "logChunk", columns: ["position"])
         }
+        migrator.registerMigration("v7: services") { db in
+            // One row per service: its record as JSON (spec, replicas, recent events), queried
+            // by name only; few rows, rewritten as a whole when the service changes.
+            try db.create(table: "service") { t in
+                t.column("name", .text).primaryKey()
+                t.column("projectID", .integer).notNull().references("project", onDelete: .cascade)
+                t.column("body", .text).notNull()
+            }
+        }
         return migrator
     }
 
     public func load() async throws -> StoredState {
         try await pool.read { db in
             let meta = try MetaRow.fetchOne(db, key: 1)
-            return StoredState(
+            var stored = StoredState(
                 meta: meta.map { StoreMeta(stateIndex: $0.stateIndex, nextAllocationID: $0.nextAllocationID) },
                 projects: try ProjectRecord.order(Column("id")).fetchAll(db),
                 members: try MemberRecord.order(Column("projectID"), Column("subject")).fetchAll(db),
@@ -209,6 +218,8 @@ public final class SQLiteClusterStore: ClusterStore {
                 liveAllocations: try AllocationRecord.filter(Column("live") == true).order(Column("id")).fetchAll(db),
                 idempotencyKeys: try IdempotencyRecord.fetchAll(db),
                 secrets: try SecretRecord.order(Column("projectID"), Column("name")).fetchAll(db))
+            stored.services = try ServiceRow.order(Column("name")).fetchAll(db).map { try JSONDecoder().decode(ServiceRecord.self, from: Data($0.body.utf8)) }
+            return stored
         }
     }
 
@@ -245,6 +256,11 @@ public final class SQLiteClusterStore: ClusterStore {
                 case .saveSecret(let record): try record.upsert(db)
                 case .removeSecret(let project, let name):
                     _ = try SecretRecord.filter(Column("projectID") == project.rawValue && Column("name") == name).deleteAll(db)
+                case .saveService(let record):
+                    try ServiceRow(name: record.name, projectID: record.project.rawValue,
+                                   body: String(decoding: try encoder.encode(record), as: UTF8.self)).upsert(db)
+                case .removeService(let name):
+                    _ = try ServiceRow.deleteOne(db, key: name)
                 case .expireIdempotencyKeys(let before):
                     _ = try IdempotencyRecord.filter(Column("createdAt") < before.millisecondsSinceEpoch).deleteAll(db)
                 case .setMeta(let meta):
@@ -378,6 +394,14 @@ extension IdempotencyRecord: FetchableRecord, PersistableRecord {
 
 extension LogChunkRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "logChunk"
+}
+
+/// A service's row: its record as JSON under its name.
+struct ServiceRow: Codable, FetchableRecord, PersistableRecord {
+    static let databaseTableName = "service"
+    var name: String
+    var projectID: UInt64
+    var body: String
 }
 
 extension SecretRecord: FetchableRecord, PersistableRecord {

@@ -297,9 +297,12 @@ package struct AssignmentWire: Codable, Sendable, Equatable {
     package var project: UInt64?
     package var image: String?
     package var network: String?
+    /// Set for a service's replica.
+    package var replica: ReplicaAssignmentWire?
 
     package init(allocation: AllocationWire, job: UInt64, jobName: String, command: [String], env: [String: String], groupSize: Int, rank: Int, peers: [UInt64], maxRuntimeSeconds: Int64? = nil, gpuMemoryLimitMiB: Int? = nil, masterAddress: String? = nil, masterPort: Int? = nil,
-                 project: UInt64? = nil, image: String? = nil, network: String? = nil) {
+                 project: UInt64? = nil, image: String? = nil, network: String? = nil, replica: ReplicaAssignmentWire? = nil) {
+        self.replica = replica
         self.project = project
         self.image = image
         self.network = network

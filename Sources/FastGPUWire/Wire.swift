@@ -44,8 +44,11 @@ package struct ProblemWire: Codable, Sendable, Equatable {
     package var status: Int
     package var detail: String
     package var requestId: String
+    /// The request field the problem is about (`replicas.min`), when it is about one.
+    package var field: String?
 
-    package init(type: String, title: String, status: Int, detail: String, requestId: String) {
+    package init(type: String, title: String, status: Int, detail: String, requestId: String, field: String? = nil) {
+        self.field = field
         self.type = type
         self.title = title
         self.status = status

@@ -44,6 +44,9 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds before a lost task is retried (doubling per attempt, at most 300).")
     var retryBackoff = 10
 
+    @Option(help: "Port of the gateway that routes /{service}/... to services' replicas (0: a free one; -1: no gateway).")
+    var gatewayPort = 8471
+
     @Option(help: ArgumentHelp("PEM certificate (chain) to serve https with; needs --tls-key.", valueName: "file"))
     var tlsCert: String?
 
@@ -74,10 +77,14 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.retryBackoff = .seconds(retryBackoff)
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, configuration: configuration, limits: limits,
+        guard (-1...65535).contains(gatewayPort) else { throw ValidationError("--gateway-port must be -1 (none) to 65535") }
+        let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, gatewayPort: gatewayPort >= 0 ? gatewayPort : nil,
+                                                configuration: configuration, limits: limits,
                                                 tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }, logger: logger) { url, directory in
             // Unbuffered: whoever started the server (a script, a test) reads this line.
             FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (data in \(directory))\n".utf8))
+        } onGateway: { url in
+            FileHandle.standardOutput.write(Data("fastgpu gateway listening on \(url)\n".utf8))
         }
         let group = ServiceGroup(configuration: .init(services: server.services.map { .init(service: $0) },
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -92,9 +99,10 @@ struct LocalServer {
     var controlPlane: ControlPlane
     var directory: String
 
-    static func make(dataDir: String?, host: String, port: Int, configuration: ControlPlaneConfiguration, limits: RequestLimits = RequestLimits(),
-                     tls: TLSFiles? = nil, logger: Logger,
-                     onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void) async throws -> LocalServer {
+    static func make(dataDir: String?, host: String, port: Int, gatewayPort: Int? = nil, configuration: ControlPlaneConfiguration,
+                     limits: RequestLimits = RequestLimits(), tls: TLSFiles? = nil, logger: Logger,
+                     onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void,
+                     onGateway: @escaping @Sendable (_ url: String) -> Void = { _ in }) async throws -> LocalServer {
         let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -135,7 +143,22 @@ struct LocalServer {
                 onRunning("\(scheme)://\(address)", directory)
             },
             logger: logger)
-        return LocalServer(services: [app, assembly.scheduling, assembly.liveness], controlPlane: assembly.controlPlane, directory: directory)
+        var services: [any Service] = [app, assembly.scheduling, assembly.liveness, assembly.serviceReconciler]
+        if let gatewayPort {
+            // The gateway has a port of its own: its connections, limits and paths are not the API's.
+            let gateway = Application(
+                responder: assembly.gateway.responder,
+                server: .http1(configuration: .init(idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds)))),
+                configuration: .init(address: .hostname(host, port: gatewayPort), serverName: "fastgpu-gateway"),
+                onServerRunning: { channel in
+                    let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                    onGateway("http://\(address)")
+                },
+                logger: logger)
+            services += assembly.gateway.services
+            services.append(gateway)
+        }
+        return LocalServer(services: services, controlPlane: assembly.controlPlane, directory: directory)
     }
 }
 

@@ -23,6 +23,9 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Port of the API (0: a free one).")
     var port = 8470
 
+    @Option(help: "Port of the gateway that routes /{service}/... to services' replicas (0: a free one).")
+    var gatewayPort = 8471
+
     @Option(help: "Local agents (nodes) to start.")
     var nodes = 1
 
@@ -55,7 +58,8 @@ struct UpCommand: AsyncParsableCommand {
         let real = NvidiaSMIProbe()
         if specs.isEmpty && (try? real.probe()) == nil { specs = ["8xH100-80GB"] }
         let gpusText = specs.isEmpty ? "the GPUs nvidia-smi reports" : specs.joined(separator: " + ") + " (simulated)"
-        let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, configuration: ControlPlaneConfiguration(), logger: logger) { url, directory in
+        let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, gatewayPort: gatewayPort, configuration: ControlPlaneConfiguration(),
+                                                logger: logger, onRunning: { url, directory in
             let program = CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "fastgpu"
             let local = url == CLIConfig.localServer && directory == CLIConfig.home + "/.fastgpu"
             let login = local ? "" : "  \(program) login --server \(url) --token-file \(directory)/admin-token\n"
@@ -69,7 +73,9 @@ struct UpCommand: AsyncParsableCommand {
                 Ctrl-C stops it; jobs stay in \(directory)/fastgpu.db.
 
                 """.utf8))
-        }
+        }, onGateway: { url in
+            FileHandle.standardOutput.write(Data("Services answer at \(url)/{service}/ (fastgpu serve up svc.yaml).\n".utf8))
+        })
         // The local agents' join token: minted in-process by the cluster admin.
         let admin = Principal(tokenID: 0, kind: .user, subject: "admin", clusterAdmin: true, nodeID: nil)
         let join = try await server.controlPlane.createToken(name: "fastgpu up", kind: .join, subject: nil, clusterAdmin: false,

@@ -1,0 +1,275 @@
+public import AsyncHTTPClient
+public import Hummingbird
+import HTTPTypes
+public import Logging
+import NIOCore
+import NIOHTTP1
+public import ServiceLifecycle
+import Foundation
+import Synchronization
+
+/// The gateway: routes `/{service}/...` to the service's ready replicas (power of two choices on
+/// requests in flight, a per-replica cap), streams bodies both ways, holds requests while a service
+/// has no replica that can take them (waking it from zero) and answers 503 with `Retry-After` only
+/// when the hold queue is full or a request waited past its timeout. It retries on another replica
+/// only a request that never reached one (the connection failed) and whose body it still holds.
+public struct Gateway: Sendable {
+    public let directory: any ReplicaDirectory
+    public let name: String
+    let table: GatewayTable
+    let client: ProxyClient
+    var http: HTTPClient { client.get() }
+    let logger: Logger
+    /// Bodies up to this size are read before forwarding, so a refused connection can be retried
+    /// elsewhere; larger ones stream straight through and are never retried.
+    static let retryableBodyBytes = 1 << 20
+
+    public init(directory: any ReplicaDirectory, name: String, maxHeldPerService: Int = 1000, logger: Logger = Logger(label: "fastgpu.gateway")) {
+        self.directory = directory
+        self.name = name
+        self.table = GatewayTable(maxHeldPerService: maxHeldPerService)
+        self.client = ProxyClient()
+        self.logger = logger
+    }
+
+    /// The services that keep the routes fresh and report load; run them beside the HTTP server.
+    public var services: [any Service] { [RouteSync(gateway: self), LoadReporter(gateway: self), ProxyClientLifetime(client: client)] }
+
+    public var responder: GatewayResponder { GatewayResponder(gateway: self) }
+
+    public func shutdown() async { await client.shutdown() }
+
+    /// Requests answered, held (cold starts) and refused per service: for `/metrics`.
+    public func counters() -> [String: (requests: Int, held: Int, refused: Int, heldNow: Int)] {
+        var out: [String: (Int, Int, Int, Int)] = [:]
+        for (name, c) in table.counters() { out[name] = (c.requests, c.held, c.refused, table.heldCount(name)) }
+        return out
+    }
+
+    // MARK: Routing one request
+
+    func handle(_ request: Request) async throws -> Response {
+        let path = request.uri.path
+        let trimmed = path.drop { $0 == "/" }
+        guard let slash = trimmed.firstIndex(of: "/") ?? Optional(trimmed.endIndex), !trimmed.isEmpty else {
+            return Self.problem(.notFound, "no service in the path: call /{service}/...")
+        }
+        let name = String(trimmed[..<slash])
+        if name == "_gateway" { return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        var rest = String(trimmed[slash...])
+        if rest.isEmpty { rest = "/" }
+        if let query = request.uri.query, !query.isEmpty { rest += "?" + query }
+        guard let service = table.service(name) else { return Self.problem(.notFound, "service \(name) not found") }
+        if !service.isPublic {
+            let header = request.headers[.authorization]
+            let token = header.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
+            switch await directory.authorize(token: token, project: service.project) {
+            case .allowed: break
+            case .unauthenticated:
+                var response = Self.problem(.unauthorized, "a valid token is required: Authorization: Bearer fgpu_…")
+                response.headers[.wwwAuthenticate] = "Bearer"
+                return response
+            case .notVisible: return Self.problem(.notFound, "service \(name) not found")
+            }
+        }
+        // A body small enough is held, so a refused connection can go to another replica.
+        var request = request
+        var buffered: ByteBuffer?
+        if let length = request.headers[.contentLength].flatMap(Int.init), length <= Self.retryableBodyBytes {
+            buffered = try await request.body.collect(upTo: Self.retryableBodyBytes)
+        } else if request.headers[.contentLength] == nil && request.headers[.transferEncoding] == nil {
+            buffered = ByteBuffer()
+        }
+        var tried: Set<UInt64> = []
+        while true {
+            guard let replica = await replica(for: service) else {
+                var response = Self.problem(.serviceUnavailable, "service \(name) has no replica that could take the request in time; retry")
+                response.headers[.retryAfter] = "1"
+                return response
+            }
+            do {
+                return try await forward(request, body: buffered, to: replica, path: rest, service: service)
+            } catch where buffered != nil && Self.neverReached(error) && !tried.contains(replica.allocation) {
+                tried.insert(replica.allocation)
+                table.release(name, replica)
+                logger.info("replica \(replica.host):\(replica.port) of \(name) could not be reached; trying another", metadata: ["error": "\(error)"])
+                continue
+            } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+                table.release(name, replica)
+                return Self.problem(.gatewayTimeout, "service \(name) did not answer within its request timeout")
+            } catch {
+                table.release(name, replica)
+                logger.info("request to \(name) failed", metadata: ["error": "\(error)"])
+                return Self.problem(.badGateway, "the replica of \(name) failed the request")
+            }
+        }
+    }
+
+    /// A replica now, or after waiting in the hold queue (the first held request wakes a service
+    /// at zero). Nil: the queue is full or the wait passed the request timeout.
+    func replica(for service: GatewayService) async -> GatewayService.Replica? {
+        if let replica = table.pick(service.name) { return replica }
+        let id = table.nextHeldID()
+        let directory = self.directory
+        let table = self.table
+        let name = self.name
+        let timeout = Task {
+            // The first held request of a service tells the control plane now, not at the next report.
+            try? await directory.report(table.load(gateway: name))
+            try await Task.sleep(for: service.requestTimeout)
+            table.giveUp(service.name, id: id)
+        }
+        defer { timeout.cancel() }
+        return await withCheckedContinuation { continuation in
+            _ = table.hold(service.name, continuation, id: id)
+        }
+    }
+
+    /// Whether the request cannot have reached the replica: the connection was never made.
+    static func neverReached(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError, error == .connectTimeout { return true }
+        let text = String(describing: error)
+        return text.contains("NIOConnectionError") || text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
+    }
+
+    func forward(_ request: Request, body buffered: ByteBuffer?, to replica: GatewayService.Replica, path: String, service: GatewayService) async throws -> Response {
+        var outbound = HTTPClientRequest(url: "http://\(replica.host):\(replica.port)\(path)")
+        outbound.method = HTTPMethod(rawValue: request.method.rawValue)
+        for field in request.headers where !Self.hopByHop.contains(field.name) {
+            // The caller's FastGPU token is for the platform, not for the model server.
+            if field.name == .authorization && field.value.hasPrefix("Bearer fgpu_") { continue }
+            outbound.headers.add(name: field.name.rawName, value: field.value)
+        }
+        outbound.headers.add(name: "X-Forwarded-Prefix", value: "/\(service.name)")
+        if let buffered {
+            if buffered.readableBytes > 0 || request.method == .post || request.method == .put || request.method == .patch {
+                outbound.body = .bytes(buffered)
+            }
+        } else {
+            let length = request.headers[.contentLength].flatMap(Int64.init)
+            outbound.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
+        }
+        let response = try await http.execute(outbound, deadline: .now() + .nanoseconds(service.requestTimeout.nanosecondsClamped))
+        var headers = HTTPFields()
+        for header in response.headers {
+            guard let name = HTTPField.Name(header.name), !Self.hopByHop.contains(name) else { continue }
+            headers.append(HTTPField(name: name, value: header.value))
+        }
+        let length = response.headers.first(name: "content-length").flatMap(Int.init)
+        let table = self.table
+        let body = response.body
+        let serviceName = service.name
+        return Response(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers,
+                        body: ResponseBody(contentLength: length) { writer in
+                            // The replica counts as busy until its answer has been passed on whole.
+                            defer { table.release(serviceName, replica) }
+                            for try await chunk in body { try await writer.write(chunk) }
+                            try await writer.finish(nil)
+                        })
+    }
+
+    static let hopByHop: Set<HTTPField.Name> = [.connection, .transferEncoding, .te, .trailer, .upgrade, .proxyAuthorization, .proxyAuthenticate,
+                                                 HTTPField.Name("Keep-Alive")!, HTTPField.Name("Host")!, .contentLength]
+
+    static func problem(_ status: HTTPResponse.Status, _ detail: String) -> Response {
+        let escaped = detail.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+        let body = #"{"type":"about:blank","title":"\#(status.reasonPhrase)","status":\#(status.code),"detail":"\#(escaped)"}"#
+        var headers = HTTPFields()
+        headers[.contentType] = "application/problem+json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+}
+
+/// The gateway as a Hummingbird responder: no router, one handler (its only job is to proxy).
+public struct GatewayResponder: HTTPResponder {
+    public typealias Context = BasicRequestContext
+    let gateway: Gateway
+    public func respond(to request: Request, context: BasicRequestContext) async throws -> Response {
+        try await gateway.handle(request)
+    }
+}
+
+/// Keeps the routes fresh: a long poll on the directory, again as soon as it answers.
+struct RouteSync: Service {
+    let gateway: Gateway
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { try await poll() }
+    }
+
+    func poll() async throws {
+        var failures = 0
+        var first = true
+        while !Task.isCancelled {
+            do {
+                // The first read answers at once: the routes as they are, whatever their version.
+                let routes = try await gateway.directory.routes(after: gateway.table.version, wait: first ? .zero : .seconds(30))
+                first = false
+                gateway.table.update(routes)
+                failures = 0
+            } catch is CancellationError {
+                return
+            } catch {
+                failures += 1
+                gateway.logger.warning("cannot read routes", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .milliseconds(min(5000, 100 << min(failures, 6))))
+            }
+        }
+    }
+}
+
+/// Reports load every second: the autoscaler's input.
+struct LoadReporter: Service {
+    let gateway: Gateway
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { try await Task.sleep(for: .seconds(1)) } catch { return }
+            do {
+                try await gateway.directory.report(gateway.table.load(gateway: gateway.name))
+            } catch {
+                gateway.logger.debug("cannot report load", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
+
+extension Duration {
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds > 9_000_000_000 ? .max : seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// The HTTP client the gateway forwards with, made on first use (a gateway that never runs
+/// holds none) and shut down when the gateway stops.
+final class ProxyClient: Sendable {
+    private let client = Mutex<HTTPClient?>(nil)
+
+    func get() -> HTTPClient {
+        client.withLock { current in
+            if let current { return current }
+            var configuration = HTTPClient.Configuration()
+            configuration.redirectConfiguration = .disallow
+            configuration.decompression = .disabled
+            // Replicas are many requests to few hosts: the pool must not queue them behind 8 connections.
+            configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+            configuration.timeout = .init(connect: .seconds(2))
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+            current = made
+            return made
+        }
+    }
+
+    func shutdown() async {
+        let made = client.withLock { current -> HTTPClient? in defer { current = nil }; return current }
+        try? await made?.shutdown()
+    }
+}
+
+/// Shuts the proxy client down after the gateway's server has stopped.
+struct ProxyClientLifetime: Service {
+    let client: ProxyClient
+    func run() async throws {
+        try? await gracefulShutdown()
+        await client.shutdown()
+    }
+}
