@@ -14,6 +14,9 @@ extension APIServer {
             let principal = try context.requirePrincipal()
             var request = request
             let body = try decode(ServiceSpecBody.self, from: try await body(of: &request))
+            if let why = ServiceName.problem(body.name) {
+                throw APIProblem(status: .unprocessableContent, title: "Unprocessable request", detail: why, field: "name")
+            }
             let view = try await cp.createService(name: body.name, project: body.project ?? "default", spec: try body.spec(), by: principal)
             var response = try json(Wire.service(view), status: .created)
             response.headers[.location] = "/v1/services/\(view.record.name)"
@@ -22,7 +25,7 @@ extension APIServer {
         route(.get, "/v1/services") { request, context in
             let principal = try context.requirePrincipal()
             let views = try await cp.services(by: principal, project: nonEmpty(request.uri.queryParameters["project"]))
-            return try json(ServiceListWire(services: views.map(Wire.service)))
+            return try json(ServiceListWire(items: views.map(Wire.service)))
         }
         route(.get, "/v1/services/{name}") { _, context in
             let principal = try context.requirePrincipal()
@@ -58,7 +61,7 @@ extension APIServer {
         route(.get, "/v1/services/{name}/events") { _, context in
             let principal = try context.requirePrincipal()
             let view = try await cp.service(try pathParameter(context, "name"), by: principal)
-            return try json(ServiceEventListWire(events: view.record.events.map(Wire.serviceEvent)))
+            return try json(ServiceEventListWire(items: view.record.events.map(Wire.serviceEvent)))
         }
     }
 }

@@ -10,7 +10,7 @@ public protocol ReplicaDirectory: Sendable {
     func authorize(token: String?, project: UInt64) async -> GatewayAuthorization
 }
 
-public enum GatewayAuthorization: Sendable {
+public enum GatewayAuthorization: Sendable, Equatable {
     case allowed
     /// No token, or one that is not valid: 401.
     case unauthenticated

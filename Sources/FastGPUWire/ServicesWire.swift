@@ -209,8 +209,8 @@ package struct ServiceWire: Codable, Sendable, Equatable {
 }
 
 package struct ServiceListWire: Codable, Sendable, Equatable {
-    package var services: [ServiceWire]
-    package init(services: [ServiceWire]) { self.services = services }
+    package var items: [ServiceWire]
+    package init(items: [ServiceWire]) { self.items = items }
 }
 
 package struct ServiceEventWire: Codable, Sendable, Equatable {
@@ -225,8 +225,8 @@ package struct ServiceEventWire: Codable, Sendable, Equatable {
 }
 
 package struct ServiceEventListWire: Codable, Sendable, Equatable {
-    package var events: [ServiceEventWire]
-    package init(events: [ServiceEventWire]) { self.events = events }
+    package var items: [ServiceEventWire]
+    package init(items: [ServiceEventWire]) { self.items = items }
 }
 
 /// An agent's word on a replica: `POST /v1/nodes/{id}/allocations/{allocation}/readiness`.

@@ -40,6 +40,7 @@ struct AuthorizationMatrixTests {
             let allocation = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0]?["id"]?.int ?? 0
             #expect(allocation > 0)
             #expect(try await api.call(.put, "/v1/projects/vision/secrets/key", token: fixture.admin, body: #"{"value":"v"}"#).status == .ok)
+            #expect(try await api.post("/v1/services", token: fixture.admin, body: #"{"name":"detect","project":"vision","command":["x"],"replicas":{"min":0,"max":2}}"#).status == .created)
             let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string ?? ""
             let expiring = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"short","subject":"victor","expiresInSeconds":1}"#).json["token"]?.string ?? ""
             let revoked = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"gone","subject":"victor"}"#).json
@@ -79,6 +80,15 @@ struct AuthorizationMatrixTests {
                     body: #"{"epoch":1,"state":"exited","exitCode":0}"#, allowed: []),
                 Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/logs", path: "/v1/nodes/\(n)/allocations/\(allocation)/logs",
                     body: #"{"chunks":[{"sequence":0,"stream":"stdout","text":"forged\n"}]}"#, allowed: []),
+                Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/readiness", path: "/v1/nodes/\(n)/allocations/\(allocation)/readiness",
+                    body: #"{"epoch":1,"ready":true,"host":"10.0.0.9","port":8080}"#, allowed: []),
+                Row(method: .post, route: "/v1/services", path: "/v1/services", body: #"{"name":"mine","project":"vision","command":["x"]}"#, allowed: []),
+                Row(method: .get, route: "/v1/services", path: "/v1/services", allowed: users),
+                Row(method: .get, route: "/v1/services/{name}", path: "/v1/services/detect", allowed: [.viewer]),
+                Row(method: .put, route: "/v1/services/{name}", path: "/v1/services/detect", body: #"{"name":"detect","command":["evil"]}"#, allowed: []),
+                Row(method: .post, route: "/v1/services/{name}/scale", path: "/v1/services/detect/scale", body: #"{"max":9}"#, allowed: []),
+                Row(method: .get, route: "/v1/services/{name}/events", path: "/v1/services/detect/events", allowed: [.viewer]),
+                Row(method: .delete, route: "/v1/services/{name}", path: "/v1/services/detect", allowed: []),
                 Row(method: .get, route: "/v1/projects", path: "/v1/projects", allowed: users),
                 Row(method: .post, route: "/v1/projects", path: "/v1/projects", body: #"{"name":"mine"}"#, allowed: []),
                 Row(method: .get, route: "/v1/projects/{name}", path: "/v1/projects/vision", allowed: [.viewer]),
@@ -129,6 +139,9 @@ struct AuthorizationMatrixTests {
             #expect(try await api.get("/v1/nodes/\(n)", token: fixture.admin).json["state"]?.string == "ready")
             #expect(try await api.get("/v1/projects/vision", token: fixture.admin).json["maxPriority"]?.string == "normal")
             #expect(try await api.get("/v1/projects/vision/secrets", token: fixture.admin).json["items"]?.array.count == 1)
+            let service = try await api.get("/v1/services/detect", token: fixture.admin).json
+            #expect(service["deleting"]?.bool == false && service["spec"]?["command"]?[0]?.string == "x" && service["spec"]?["replicas"]?["max"]?.int == 2)
+            #expect(try await api.get("/v1/services", token: otherProject).json["items"]?.array.count == 0)
             #expect(try await api.get("/v1/nodes/\(n)/assignments", token: target.token).status == .ok, "n1's own credential still works")
         }
     }

@@ -83,8 +83,8 @@ struct ServicesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let list = try await connection.client().services(project: project)
-            if format.json { return try Output.json(list.services) }
-            Output.write(Output.table(["NAME", "PROJECT", "REVISION", "READY", "DESIRED", "MIN-MAX", "PATH"], list.services.map { s in
+            if format.json { return try Output.json(list.items) }
+            Output.write(Output.table(["NAME", "PROJECT", "REVISION", "READY", "DESIRED", "MIN-MAX", "PATH"], list.items.map { s in
                 [s.name, s.project, String(s.revision), String(s.readyReplicas), String(s.desiredReplicas),
                  "\(s.spec.replicas?.min ?? 0)-\(s.spec.replicas?.max ?? 0)", s.deleting ? "(deleting)" : s.path]
             }))
@@ -151,8 +151,8 @@ struct ServicesCommand: AsyncParsableCommand {
 
         func run() async throws {
             let list = try await connection.client().serviceEvents(name)
-            if format.json { return try Output.json(list.events) }
-            Output.write(Output.table(["TIME", "EVENT", "DETAIL"], list.events.map { [$0.time, $0.kind, $0.message] }))
+            if format.json { return try Output.json(list.items) }
+            Output.write(Output.table(["TIME", "EVENT", "DETAIL"], list.items.map { [$0.time, $0.kind, $0.message] }))
         }
     }
 
