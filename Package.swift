@@ -230,7 +230,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FastGPUCLITests",
-            dependencies: ["fastgpu"],
+            dependencies: ["fastgpu", .product(name: "AsyncHTTPClient", package: "async-http-client")],
             swiftSettings: strictSettings
         ),
         .testTarget(

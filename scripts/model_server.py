@@ -68,6 +68,9 @@ class Handler(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(os.environ.get("PORT", sys.argv[1] if len(sys.argv) > 1 else "8080"))
+    if os.environ.get("PID_DIR"):
+        with open(os.path.join(os.environ["PID_DIR"], REPLICA + ".pid"), "w") as f:
+            f.write(str(os.getpid()))
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     server.daemon_threads = True
     server.serve_forever()

@@ -59,7 +59,7 @@ public struct Gateway: Sendable {
         var rest = String(trimmed[slash...])
         if rest.isEmpty { rest = "/" }
         if let query = request.uri.query, !query.isEmpty { rest += "?" + query }
-        guard let service = table.service(name) else { return Self.problem(.notFound, "service \(name) not found") }
+        guard let service = await knownService(name) else { return Self.problem(.notFound, "service \(name) not found") }
         if !service.isPublic {
             let header = request.headers[.authorization]
             let token = header.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
@@ -103,6 +103,15 @@ public struct Gateway: Sendable {
                 return Self.problem(.badGateway, "the replica of \(name) failed the request")
             }
         }
+    }
+
+    /// The service's route; a name the gateway does not know yet (created a moment ago, before the
+    /// long poll answered) makes it read the routes once more, at most every 200 ms.
+    func knownService(_ name: String) async -> GatewayService? {
+        if let service = table.service(name) { return service }
+        guard table.mayRefresh() else { return nil }
+        if let routes = try? await directory.routes(after: 0, wait: .zero) { table.update(routes) }
+        return table.service(name)
     }
 
     /// A replica now, or after waiting in the hold queue (the first held request wakes a service

@@ -19,6 +19,7 @@ final class GatewayTable: Sendable {
         var random = SplitMix64(seed: 0x5eed)
         /// Per service: requests answered, cold starts (requests that were held), refused with 503.
         var counters: [String: Counters] = [:]
+        var lastRefresh: ContinuousClock.Instant?
     }
 
     struct Counters: Sendable {
@@ -130,6 +131,16 @@ final class GatewayTable: Sendable {
     }
 
     var version: UInt64 { state.withLock { $0.version } }
+
+    /// Whether an unknown name may trigger a read of the routes now (one per 200 ms at most).
+    func mayRefresh() -> Bool {
+        state.withLock { s in
+            let now = ContinuousClock.now
+            if let last = s.lastRefresh, now - last < .milliseconds(200) { return false }
+            s.lastRefresh = now
+            return true
+        }
+    }
 
     /// The load to report, and arrivals since the last report (reset).
     func load(gateway: String) -> GatewayLoadReport {

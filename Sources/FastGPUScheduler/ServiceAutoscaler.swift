@@ -99,7 +99,8 @@ public struct ServiceAutoscaler: Sendable {
             }
         }
         let bounded = Swift.min(Swift.max(desired, range.min), range.max)
-        if bounded != desired { reason = .bounds }
+        // A count the bounds moved is theirs; above a lowered max, it drops at once.
+        if bounded > desired || (bounded < desired && current > range.max) { reason = .bounds }
         desired = bounded
         // Fewer replicas only once the lower count held for the delay (scale to zero has its own).
         if desired < current && reason != .scaleToZero && reason != .bounds {

@@ -44,8 +44,8 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Seconds before a lost task is retried (doubling per attempt, at most 300).")
     var retryBackoff = 10
 
-    @Option(help: "Port of the gateway that routes /{service}/... to services' replicas (0: a free one; -1: no gateway).")
-    var gatewayPort = 8471
+    @Option(help: "Port of the gateway that routes /{service}/... to services' replicas (default 8471, or a free one with --port 0; -1: no gateway).")
+    var gatewayPort: Int?
 
     @Option(help: ArgumentHelp("PEM certificate (chain) to serve https with; needs --tls-key.", valueName: "file"))
     var tlsCert: String?
@@ -77,6 +77,7 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.retryBackoff = .seconds(retryBackoff)
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let gatewayPort = self.gatewayPort ?? (port == 0 ? 0 : 8471)
         guard (-1...65535).contains(gatewayPort) else { throw ValidationError("--gateway-port must be -1 (none) to 65535") }
         let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, gatewayPort: gatewayPort >= 0 ? gatewayPort : nil,
                                                 configuration: configuration, limits: limits,

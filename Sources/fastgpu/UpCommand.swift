@@ -23,8 +23,8 @@ struct UpCommand: AsyncParsableCommand {
     @Option(help: "Port of the API (0: a free one).")
     var port = 8470
 
-    @Option(help: "Port of the gateway that routes /{service}/... to services' replicas (0: a free one).")
-    var gatewayPort = 8471
+    @Option(help: "Port of the gateway that routes /{service}/... to services' replicas (default 8471, or a free one with --port 0; 0: a free one).")
+    var gatewayPort: Int?
 
     @Option(help: "Local agents (nodes) to start.")
     var nodes = 1
@@ -58,7 +58,8 @@ struct UpCommand: AsyncParsableCommand {
         let real = NvidiaSMIProbe()
         if specs.isEmpty && (try? real.probe()) == nil { specs = ["8xH100-80GB"] }
         let gpusText = specs.isEmpty ? "the GPUs nvidia-smi reports" : specs.joined(separator: " + ") + " (simulated)"
-        let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, gatewayPort: gatewayPort, configuration: ControlPlaneConfiguration(),
+        let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, gatewayPort: gatewayPort ?? (self.port == 0 ? 0 : 8471),
+                                                configuration: ControlPlaneConfiguration(),
                                                 logger: logger, onRunning: { url, directory in
             let program = CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "fastgpu"
             let local = url == CLIConfig.localServer && directory == CLIConfig.home + "/.fastgpu"

@@ -14,6 +14,9 @@ final class LocalCluster {
     /// The CA of an https server: curl and the agents trust it.
     let caFile: String?
     var scheme = "http"
+    /// The gateway's URL, when the server runs one (`--gateway-port 0` by default here).
+    var gatewayURL: String?
+    var serverOutput: LineReader?
 
     init(serverArguments: [String] = [], caFile: String? = nil, directory: String? = nil) throws {
         self.caFile = caFile
@@ -26,7 +29,14 @@ final class LocalCluster {
         server.standardOutput = out
         server.standardError = FileHandle.nullDevice
         try server.run()
-        let line = LineReader(out.fileHandleForReading).waitFor { $0.contains("listening on http") } ?? ""
+        var gateway: String?
+        let reader = LineReader(out.fileHandleForReading)
+        serverOutput = reader
+        let line = reader.waitFor { line in
+            if line.contains("gateway listening on "), let at = line.range(of: "listening on ") { gateway = String(line[at.upperBound...]) }
+            return line.contains("server listening on http")
+        } ?? ""
+        gatewayURL = gateway
         guard let range = line.range(of: "://127.0.0.1:") else { throw ServerProcessTests.CLIError("server did not start") }
         scheme = line.contains("https://") ? "https" : "http"
         port = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
@@ -40,6 +50,15 @@ final class LocalCluster {
     }
 
     var url: String { "\(scheme)://127.0.0.1:\(port)" }
+
+    /// The gateway's URL, waiting for the server to say it listens.
+    func gateway() throws -> String {
+        if let gatewayURL { return gatewayURL }
+        let line = serverOutput?.waitFor { $0.contains("gateway listening on ") } ?? ""
+        guard let at = line.range(of: "listening on ") else { throw ServerProcessTests.CLIError("the server runs no gateway") }
+        gatewayURL = String(line[at.upperBound...])
+        return gatewayURL ?? ""
+    }
 
     func startAgent(_ name: String, gpus: String = "4xH100-80GB", register: Bool = true, extra: [String] = []) throws {
         let process = Process()
