@@ -17,14 +17,16 @@ import Testing
             process.standardError = errors
             try process.run()
             // Blocks until the server says where it listens; no sleeping.
+            // (The gateway says where it listens on a line of its own, before or after.)
             var seen = ""
-            while !seen.contains("\n") {
+            while seen.split(separator: "\n", omittingEmptySubsequences: false).dropLast().first(where: { $0.contains("server listening on") }) == nil {
                 let data = output.fileHandleForReading.availableData
                 if data.isEmpty { break }
                 seen += String(decoding: data, as: UTF8.self)
             }
-            guard let range = seen.range(of: "http://127.0.0.1:") else { throw CLIError("server did not start: \(seen)") }
-            port = Int(seen[range.upperBound...].prefix { $0.isNumber }) ?? 0
+            guard let line = seen.split(separator: "\n").first(where: { $0.contains("server listening on") }),
+                  let range = line.range(of: "http://127.0.0.1:") else { throw CLIError("server did not start: \(seen)") }
+            port = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? 0
         }
 
         func kill(_ signal: Int32) -> Int32 {
