@@ -61,8 +61,12 @@ public struct APIServer: Sendable {
     /// The long polls open now; shared by every router built from this server.
     public let longPolls: LongPollGate
     let clock: any WallClock
+    /// The embedded gateway's metrics, appended to `/metrics`.
+    let gatewayMetrics: (@Sendable () -> String)?
 
-    public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock()) {
+    public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock(),
+                gatewayMetrics: (@Sendable () -> String)? = nil) {
+        self.gatewayMetrics = gatewayMetrics
         self.controlPlane = controlPlane
         self.metrics = metrics
         self.limits = limits
@@ -99,7 +103,7 @@ public struct APIServer: Sendable {
         }
         route(.get, "/metrics") { _, _ in
             let stats = await cp.stats()
-            var response = text(metrics.render(stats))
+            var response = text(metrics.render(stats) + (gatewayMetrics?() ?? ""))
             response.headers[.contentType] = "text/plain; version=0.0.4"
             return response
         }

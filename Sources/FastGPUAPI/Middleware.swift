@@ -245,6 +245,13 @@ public final class APIMetrics: SchedulingObserver, Sendable {
                 registry.makeGauge(name: "fastgpu_gpu_energy_joules", labels: labels).set(Double(energy) / 1000)
             }
         }
+        for service in stats.services {
+            registry.makeGauge(name: "fastgpu_service_desired_replicas", labels: [("service", service.name), ("project", service.project)]).set(Double(service.desired))
+            for state in ReplicaState.allCases {
+                registry.makeGauge(name: "fastgpu_service_replicas", labels: [("service", service.name), ("project", service.project), ("state", state.rawValue)])
+                    .set(Double(service.replicas[state] ?? 0))
+            }
+        }
         return registry.emitToString()
     }
 }

@@ -27,12 +27,14 @@ public struct ServerAssembly: Sendable {
         let controlPlane = try await ControlPlane(store: store, secretBox: secretBox, clock: clock, configuration: configuration, logger: logger)
         let token = try await controlPlane.bootstrapIfEmpty()
         let metrics = APIMetrics()
+        let gateway = Gateway(directory: ControlPlaneDirectory(controlPlane: controlPlane, clock: clock), name: "embedded", logger: logger)
         return ServerAssembly(
-            controlPlane: controlPlane, metrics: metrics, api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock),
+            controlPlane: controlPlane, metrics: metrics,
+            api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock, gatewayMetrics: { gateway.prometheusText() }),
             scheduling: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger),
             liveness: LivenessService(controlPlane: controlPlane, logger: logger),
             serviceReconciler: ServiceReconcilerService(controlPlane: controlPlane, logger: logger),
-            gateway: Gateway(directory: ControlPlaneDirectory(controlPlane: controlPlane, clock: clock), name: "embedded", logger: logger),
+            gateway: gateway,
             bootstrapToken: token)
     }
 }

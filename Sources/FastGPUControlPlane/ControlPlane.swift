@@ -211,9 +211,14 @@ public actor ControlPlane {
                                     telemetry: gpuTelemetry[node.id]?[gpu.index]))
             }
         }
+        let services = self.services.records.values.sorted { $0.name < $1.name }.map { record in
+            var byState: [ReplicaState: Int] = [:]
+            for replica in record.replicas { byState[replicaState(replica), default: 0] += 1 }
+            return ServiceStat(name: record.name, project: projects[record.project]?.name ?? "\(record.project)", desired: record.desiredReplicas, replicas: byState)
+        }
         return ControlPlaneStats(jobsByState: jobsByState, queueLength: state.waiting.count, nodesByState: nodesByState, gpusTotal: total,
                                  gpusAllocatedMilli: allocated, stateIndex: state.index, durableIndex: durableIndex, storeFailed: storeFailure != nil,
-                                 gpus: gpus)
+                                 gpus: gpus, services: services)
     }
 
 

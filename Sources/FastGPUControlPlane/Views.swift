@@ -158,6 +158,16 @@ public struct ControlPlaneStats: Hashable, Sendable {
     public var storeFailed: Bool
     /// Every GPU of every node, for per-GPU metrics.
     public var gpus: [GPUStat] = []
+    /// Every service's replicas by state, for per-service metrics.
+    public var services: [ServiceStat] = []
+}
+
+/// One service as `/metrics` exports it.
+public struct ServiceStat: Hashable, Sendable {
+    public var name: String
+    public var project: String
+    public var desired: Int
+    public var replicas: [ReplicaState: Int]
 }
 
 /// One GPU as `/metrics` exports it.

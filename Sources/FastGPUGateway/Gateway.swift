@@ -48,7 +48,11 @@ public struct Gateway: Sendable {
 
     // MARK: Routing one request
 
+    /// The gateway's metrics (requests, cold-start waits, latency, in flight, held) in Prometheus' format.
+    public func prometheusText() -> String { table.prometheusText(gateway: name) }
+
     func handle(_ request: Request) async throws -> Response {
+        let arrived = ContinuousClock.now
         let path = request.uri.path
         let trimmed = path.drop { $0 == "/" }
         guard let slash = trimmed.firstIndex(of: "/") ?? Optional(trimmed.endIndex), !trimmed.isEmpty else {
@@ -88,7 +92,7 @@ public struct Gateway: Sendable {
                 return response
             }
             do {
-                return try await forward(request, body: buffered, to: replica, path: rest, service: service)
+                return try await forward(request, body: buffered, to: replica, path: rest, service: service, arrived: arrived)
             } catch where buffered != nil && Self.neverReached(error) && !tried.contains(replica.allocation) {
                 tried.insert(replica.allocation)
                 table.release(name, replica)
@@ -141,7 +145,8 @@ public struct Gateway: Sendable {
         return text.contains("NIOConnectionError") || text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
     }
 
-    func forward(_ request: Request, body buffered: ByteBuffer?, to replica: GatewayService.Replica, path: String, service: GatewayService) async throws -> Response {
+    func forward(_ request: Request, body buffered: ByteBuffer?, to replica: GatewayService.Replica, path: String, service: GatewayService,
+                 arrived: ContinuousClock.Instant) async throws -> Response {
         var outbound = HTTPClientRequest(url: "http://\(replica.host):\(replica.port)\(path)")
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         for field in request.headers where !Self.hopByHop.contains(field.name) {
@@ -174,6 +179,8 @@ public struct Gateway: Sendable {
                             defer { table.release(serviceName, replica) }
                             for try await chunk in body { try await writer.write(chunk) }
                             try await writer.finish(nil)
+                            let elapsed = ContinuousClock.now - arrived
+                            table.observe(serviceName, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
                         })
     }
 

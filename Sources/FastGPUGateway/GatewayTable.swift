@@ -26,6 +26,61 @@ final class GatewayTable: Sendable {
         var requests = 0
         var held = 0
         var refused = 0
+        /// Answers by latency (seconds, upper bounds of `GatewayTable.buckets`), their sum and count.
+        var latencyBuckets = [Int](repeating: 0, count: GatewayTable.buckets.count)
+        var latencySum = 0.0
+        var answered = 0
+    }
+
+    static let buckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300]
+
+    /// One answer passed on whole: its time from arrival at the gateway (holding included).
+    func observe(_ service: String, seconds: Double) {
+        state.withLock { s in
+            var c = s.counters[service] ?? Counters()
+            if let index = Self.buckets.firstIndex(where: { seconds <= $0 }) { c.latencyBuckets[index] += 1 }
+            c.latencySum += seconds
+            c.answered += 1
+            s.counters[service] = c
+        }
+    }
+
+    /// The gateway's metrics in Prometheus' text format.
+    func prometheusText(gateway: String) -> String {
+        state.withLock { s in
+            var out = ""
+            out += "# TYPE fastgpu_service_requests_total counter\n"
+            for (name, c) in s.counters.sorted(by: { $0.key < $1.key }) {
+                out += "fastgpu_service_requests_total{service=\"\(name)\",gateway=\"\(gateway)\"} \(c.requests)\n"
+            }
+            out += "# TYPE fastgpu_service_cold_start_requests_total counter\n"
+            for (name, c) in s.counters.sorted(by: { $0.key < $1.key }) {
+                out += "fastgpu_service_cold_start_requests_total{service=\"\(name)\",gateway=\"\(gateway)\"} \(c.held)\n"
+            }
+            out += "# TYPE fastgpu_service_refused_total counter\n"
+            for (name, c) in s.counters.sorted(by: { $0.key < $1.key }) {
+                out += "fastgpu_service_refused_total{service=\"\(name)\",gateway=\"\(gateway)\"} \(c.refused)\n"
+            }
+            out += "# TYPE fastgpu_service_in_flight gauge\n"
+            out += "# TYPE fastgpu_service_held gauge\n"
+            for (name, route) in s.services.sorted(by: { $0.key < $1.key }) {
+                let inFlight = route.replicas.reduce(0) { $0 + (s.inFlight[$1.allocation] ?? 0) }
+                out += "fastgpu_service_in_flight{service=\"\(name)\",gateway=\"\(gateway)\"} \(inFlight)\n"
+                out += "fastgpu_service_held{service=\"\(name)\",gateway=\"\(gateway)\"} \(s.held[name]?.count ?? 0)\n"
+            }
+            out += "# TYPE fastgpu_service_request_seconds histogram\n"
+            for (name, c) in s.counters.sorted(by: { $0.key < $1.key }) {
+                var cumulative = 0
+                for (index, bound) in Self.buckets.enumerated() {
+                    cumulative += c.latencyBuckets[index]
+                    out += "fastgpu_service_request_seconds_bucket{service=\"\(name)\",gateway=\"\(gateway)\",le=\"\(bound)\"} \(cumulative)\n"
+                }
+                out += "fastgpu_service_request_seconds_bucket{service=\"\(name)\",gateway=\"\(gateway)\",le=\"+Inf\"} \(c.answered)\n"
+                out += "fastgpu_service_request_seconds_sum{service=\"\(name)\",gateway=\"\(gateway)\"} \(c.latencySum)\n"
+                out += "fastgpu_service_request_seconds_count{service=\"\(name)\",gateway=\"\(gateway)\"} \(c.answered)\n"
+            }
+            return out
+        }
     }
 
     let state = Mutex(State())

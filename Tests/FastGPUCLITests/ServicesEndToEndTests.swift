@@ -112,6 +112,11 @@ struct ServicesEndToEndTests {
         #expect(ready.timeIntervalSince(started) >= 5, "the replica took its start-up delay")
         #expect(first.timeIntervalSince(ready) <= 1.0, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
         #expect(try rig.events("cold").filter { $0.kind == "replicaStarted" }.count == 1, "one wake, not one per request")
+        let metrics = try rig.cluster.get("/metrics")
+        #expect(metrics.contains(#"fastgpu_service_requests_total{service="cold",gateway="embedded"} 100"#), "\(metrics.split(separator: "\n").filter { $0.contains("service") })")
+        #expect(metrics.contains(#"fastgpu_service_cold_start_requests_total{service="cold",gateway="embedded"} 100"#))
+        #expect(metrics.contains(#"fastgpu_service_request_seconds_count{service="cold",gateway="embedded"} 100"#))
+        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("fastgpu_service_replicas") && $0.contains(#"state="ready""#) && $0.hasSuffix(" 1.0") })
     }
 
     @Test(.timeLimit(.minutes(3))) func loadAddsReplicasWithinThePanicWindowAndTheyGoBackToZeroWhenItStops() async throws {
