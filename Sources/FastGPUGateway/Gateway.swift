@@ -86,13 +86,16 @@ public struct Gateway: Sendable {
         }
         var tried: Set<UInt64> = []
         while true {
+            let asked = ContinuousClock.now
             guard let replica = await replica(for: service) else {
                 var response = Self.problem(.serviceUnavailable, "service \(name) has no replica that could take the request in time; retry")
                 response.headers[.retryAfter] = "1"
                 return response
             }
             do {
-                return try await forward(request, body: buffered, to: replica, path: rest, service: service, arrived: arrived)
+                let held = ContinuousClock.now - asked
+                return try await forward(request, body: buffered, to: replica, path: rest, service: service, arrived: arrived,
+                                         heldMilliseconds: held.components.seconds * 1000 + held.components.attoseconds / 1_000_000_000_000_000)
             } catch where buffered != nil && Self.neverReached(error) && !tried.contains(replica.allocation) {
                 tried.insert(replica.allocation)
                 table.release(name, replica)
@@ -146,7 +149,7 @@ public struct Gateway: Sendable {
     }
 
     func forward(_ request: Request, body buffered: ByteBuffer?, to replica: GatewayService.Replica, path: String, service: GatewayService,
-                 arrived: ContinuousClock.Instant) async throws -> Response {
+                 arrived: ContinuousClock.Instant, heldMilliseconds: Int64) async throws -> Response {
         var outbound = HTTPClientRequest(url: "http://\(replica.host):\(replica.port)\(path)")
         outbound.method = HTTPMethod(rawValue: request.method.rawValue)
         for field in request.headers where !Self.hopByHop.contains(field.name) {
@@ -169,6 +172,8 @@ public struct Gateway: Sendable {
             guard let name = HTTPField.Name(header.name), !Self.hopByHop.contains(name) else { continue }
             headers.append(HTTPField(name: name, value: header.value))
         }
+        // How long the request waited in the gateway for a replica (a cold start, or every replica at its cap).
+        headers[HTTPField.Name("X-FastGPU-Held-Ms")!] = String(heldMilliseconds)
         let length = response.headers.first(name: "content-length").flatMap(Int.init)
         let table = self.table
         let body = response.body
