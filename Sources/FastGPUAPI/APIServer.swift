@@ -118,6 +118,7 @@ public struct APIServer: Sendable {
         projectRoutes(route)
         tokenRoutes(route)
         serviceRoutes(route)
+        gatewayRoutes(route)
         return (router, route.table)
     }
 }

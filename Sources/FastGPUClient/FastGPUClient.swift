@@ -235,6 +235,20 @@ package struct FastGPUClient: Sendable {
                        timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
     }
 
+    // MARK: Gateways
+
+    package func gatewayRoutes(after version: UInt64, wait: Duration) async throws -> GatewayRoutesWire {
+        try await call(.GET, "/v1/gateway/routes?after=\(version)&wait=\(wait.wholeMilliseconds)ms", timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
+    }
+
+    package func reportGatewayLoad(_ body: GatewayLoadBody) async throws {
+        let _: NoContent = try await call(.POST, "/v1/gateway/load", body: body)
+    }
+
+    package func authorizeGatewayCall(_ body: GatewayAuthorizeBody) async throws -> GatewayDecisionWire {
+        try await call(.POST, "/v1/gateway/authorize", body: body)
+    }
+
     package func report(node: UInt64, allocation: UInt64, _ body: AllocationStatusBody) async throws {
         let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/status", body: body)
     }

@@ -216,7 +216,8 @@ extension ControlPlane {
 
     /// Every service's ready replicas, and the version to long-poll after.
     public func routes() -> (version: UInt64, routes: [ServiceRoute]) {
-        let routes = services.records.values.sorted { $0.name < $1.name }.map { record -> ServiceRoute in
+        // A deleted service leaves the routes at once: its callers get 404, not a wait.
+        let routes = services.records.values.filter { !$0.deleting }.sorted { $0.name < $1.name }.map { record -> ServiceRoute in
             let replicas = record.replicas.compactMap { replica -> ServiceRoute.Replica? in
                 guard replica.drainingSince == nil, !record.deleting, let job = state.jobs[replica.job],
                       let allocation = job.liveAllocations.values.first, let endpoint = services.endpoints[allocation], endpoint.ready else { return nil }
@@ -247,6 +248,32 @@ extension ControlPlane {
             }
         }
         try await awaitDurable()
+    }
+
+    /// A gateway of its own reads the routes over the API: cluster admins only (the routes name
+    /// every project's replicas).
+    public func gatewayRoutes(after version: UInt64, wait: Duration, by principal: Principal) async throws -> (version: UInt64, routes: [ServiceRoute]) {
+        try requireUser(principal)
+        try requireClusterAdmin(principal)
+        await waitForRoutes(after: version, timeout: wait)
+        return routes()
+    }
+
+    public func gatewayReport(_ report: GatewayReport, by principal: Principal) async throws {
+        try requireUser(principal)
+        try requireClusterAdmin(principal)
+        guard report.services.count <= 10_000, report.services.allSatisfy({ $0.inFlight.count <= 10_000 && $0.held >= 0 && $0.arrivals >= 0 }) else {
+            throw ControlPlaneError.invalid("a load report holds at most 10000 services of 10000 replicas, with counts of 0 or more")
+        }
+        try await gatewayReport(report)
+    }
+
+    /// Whether the bearer of `token` may call a service of `project` (the gateway's question).
+    public func authorizeCall(token: String, project: ProjectID, by principal: Principal) throws -> String {
+        try requireUser(principal)
+        try requireClusterAdmin(principal)
+        guard case .success(let caller) = tokens.authenticate(token, now: clock.now()) else { return "unauthenticated" }
+        return reads.role(of: caller, inProject: project) != nil ? "allowed" : "notVisible"
     }
 
     // MARK: - Reconciling

@@ -13,6 +13,9 @@ final class GatewayTable: Sendable {
         var version: UInt64 = 0
         var services: [String: GatewayService] = [:]
         var inFlight: [UInt64: Int] = [:]
+        /// The service each allocation with requests in flight belongs to: a draining replica
+        /// leaves the routes but its requests are still reported until they finish.
+        var owner: [UInt64: String] = [:]
         var held: [String: [Held]] = [:]
         var arrivals: [String: Int] = [:]
         var nextHeld: UInt64 = 1
@@ -64,7 +67,7 @@ final class GatewayTable: Sendable {
             out += "# TYPE fastgpu_service_in_flight gauge\n"
             out += "# TYPE fastgpu_service_held gauge\n"
             for (name, route) in s.services.sorted(by: { $0.key < $1.key }) {
-                let inFlight = route.replicas.reduce(0) { $0 + (s.inFlight[$1.allocation] ?? 0) }
+                let inFlight = s.inFlight.reduce(0) { $0 + (s.owner[$1.key] == name ? $1.value : 0) }
                 out += "fastgpu_service_in_flight{service=\"\(name)\",gateway=\"\(gateway)\"} \(inFlight)\n"
                 out += "fastgpu_service_held{service=\"\(name)\",gateway=\"\(gateway)\"} \(s.held[name]?.count ?? 0)\n"
             }
@@ -111,6 +114,7 @@ final class GatewayTable: Sendable {
             chosen = s.inFlight[open[a].allocation, default: 0] <= s.inFlight[open[b].allocation, default: 0] ? open[a] : open[b]
         }
         s.inFlight[chosen.allocation, default: 0] += 1
+        s.owner[chosen.allocation] = service
         s.counters[service, default: Counters()].requests += 1
         return chosen
     }
@@ -147,7 +151,10 @@ final class GatewayTable: Sendable {
 
     func release(_ service: String, _ replica: GatewayService.Replica) {
         let woken = state.withLock { s -> [(Held, GatewayService.Replica)] in
-            if let count = s.inFlight[replica.allocation] { s.inFlight[replica.allocation] = count > 1 ? count - 1 : nil }
+            if let count = s.inFlight[replica.allocation] {
+                s.inFlight[replica.allocation] = count > 1 ? count - 1 : nil
+                if count <= 1 { s.owner[replica.allocation] = nil }
+            }
             return Self.dispatch(service, in: &s)
         }
         for (held, replica) in woken { held.continuation.resume(returning: replica) }
@@ -201,9 +208,10 @@ final class GatewayTable: Sendable {
     func load(gateway: String) -> GatewayLoadReport {
         state.withLock { s in
             var services: [GatewayLoadReport.Service] = []
-            for (name, route) in s.services {
-                let inFlight = Dictionary(route.replicas.compactMap { r in s.inFlight[r.allocation].map { (r.allocation, $0) } }, uniquingKeysWith: +)
-                services.append(.init(name: name, inFlight: inFlight, held: s.held[name]?.count ?? 0, arrivals: s.arrivals[name] ?? 0))
+            var inFlight: [String: [UInt64: Int]] = [:]
+            for (allocation, count) in s.inFlight { if let name = s.owner[allocation] { inFlight[name, default: [:]][allocation] = count } }
+            for name in Set(s.services.keys).union(inFlight.keys) {
+                services.append(.init(name: name, inFlight: inFlight[name] ?? [:], held: s.held[name]?.count ?? 0, arrivals: s.arrivals[name] ?? 0))
             }
             s.arrivals = [:]
             return GatewayLoadReport(gateway: gateway, services: services.sorted { $0.name < $1.name })

@@ -277,3 +277,129 @@ package struct ReplicaAssignmentWire: Codable, Sendable, Equatable {
         self.startupTimeoutMilliseconds = startupTimeoutMilliseconds
     }
 }
+
+// MARK: - Gateways of their own (`fastgpu gateway --server URL`)
+
+package struct GatewayReplicaWire: Codable, Sendable, Equatable {
+    package var allocation: UInt64
+    package var host: String
+    package var port: Int
+    package init(allocation: UInt64, host: String, port: Int) {
+        self.allocation = allocation
+        self.host = host
+        self.port = port
+    }
+}
+
+package struct GatewayServiceWire: Codable, Sendable, Equatable {
+    package var name: String
+    package var project: UInt64
+    package var `public`: Bool
+    package var concurrencyLimit: Int
+    package var requestTimeoutMilliseconds: Int64
+    package var replicas: [GatewayReplicaWire]
+    package init(name: String, project: UInt64, public: Bool, concurrencyLimit: Int, requestTimeoutMilliseconds: Int64, replicas: [GatewayReplicaWire]) {
+        self.name = name
+        self.project = project
+        self.public = `public`
+        self.concurrencyLimit = concurrencyLimit
+        self.requestTimeoutMilliseconds = requestTimeoutMilliseconds
+        self.replicas = replicas
+    }
+}
+
+/// `GET /v1/gateway/routes?after=V&wait=S`: every service's ready replicas, long-polled.
+package struct GatewayRoutesWire: Codable, Sendable, Equatable {
+    package var version: UInt64
+    package var services: [GatewayServiceWire]
+    package init(version: UInt64, services: [GatewayServiceWire]) {
+        self.version = version
+        self.services = services
+    }
+}
+
+package struct GatewayReplicaLoadBody: Codable, Sendable, Equatable {
+    package var allocation: UInt64
+    package var inFlight: Int
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case allocation, inFlight }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        allocation = try c.decode(UInt64.self, forKey: .allocation)
+        inFlight = try c.decode(Int.self, forKey: .inFlight)
+    }
+
+    package init(allocation: UInt64, inFlight: Int) {
+        self.allocation = allocation
+        self.inFlight = inFlight
+    }
+}
+
+package struct GatewayServiceLoadBody: Codable, Sendable, Equatable {
+    package var name: String
+    package var replicas: [GatewayReplicaLoadBody]
+    package var held: Int
+    package var arrivals: Int
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case name, replicas, held, arrivals }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        replicas = try c.decode([GatewayReplicaLoadBody].self, forKey: .replicas)
+        held = try c.decode(Int.self, forKey: .held)
+        arrivals = try c.decode(Int.self, forKey: .arrivals)
+    }
+
+    package init(name: String, replicas: [GatewayReplicaLoadBody], held: Int, arrivals: Int) {
+        self.name = name
+        self.replicas = replicas
+        self.held = held
+        self.arrivals = arrivals
+    }
+}
+
+/// `POST /v1/gateway/load`: a gateway's load, per service.
+package struct GatewayLoadBody: Codable, Sendable, Equatable {
+    package var gateway: String
+    package var services: [GatewayServiceLoadBody]
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case gateway, services }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        gateway = try c.decode(String.self, forKey: .gateway)
+        services = try c.decode([GatewayServiceLoadBody].self, forKey: .services)
+    }
+
+    package init(gateway: String, services: [GatewayServiceLoadBody]) {
+        self.gateway = gateway
+        self.services = services
+    }
+}
+
+/// `POST /v1/gateway/authorize`: may the bearer of `token` call a service of `project`?
+package struct GatewayAuthorizeBody: Codable, Sendable, Equatable {
+    package var token: String
+    package var project: UInt64
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case token, project }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        token = try c.decode(String.self, forKey: .token)
+        project = try c.decode(UInt64.self, forKey: .project)
+    }
+
+    package init(token: String, project: UInt64) {
+        self.token = token
+        self.project = project
+    }
+}
+
+package struct GatewayDecisionWire: Codable, Sendable, Equatable {
+    /// allowed, unauthenticated or notVisible.
+    package var decision: String
+    package init(decision: String) { self.decision = decision }
+}

@@ -89,6 +89,10 @@ struct AuthorizationMatrixTests {
                 Row(method: .post, route: "/v1/services/{name}/scale", path: "/v1/services/detect/scale", body: #"{"max":9}"#, allowed: []),
                 Row(method: .get, route: "/v1/services/{name}/events", path: "/v1/services/detect/events", allowed: [.viewer]),
                 Row(method: .delete, route: "/v1/services/{name}", path: "/v1/services/detect", allowed: []),
+                // A gateway of its own runs with a cluster-admin token: it sees every project's replicas.
+                Row(method: .get, route: "/v1/gateway/routes", path: "/v1/gateway/routes", allowed: []),
+                Row(method: .post, route: "/v1/gateway/load", path: "/v1/gateway/load", body: #"{"gateway":"g","services":[{"name":"detect","replicas":[],"held":99,"arrivals":99}]}"#, allowed: []),
+                Row(method: .post, route: "/v1/gateway/authorize", path: "/v1/gateway/authorize", body: #"{"token":"fgpu_x","project":1}"#, allowed: []),
                 Row(method: .get, route: "/v1/projects", path: "/v1/projects", allowed: users),
                 Row(method: .post, route: "/v1/projects", path: "/v1/projects", body: #"{"name":"mine"}"#, allowed: []),
                 Row(method: .get, route: "/v1/projects/{name}", path: "/v1/projects/vision", allowed: [.viewer]),

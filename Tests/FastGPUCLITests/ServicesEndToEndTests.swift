@@ -195,3 +195,41 @@ struct ServicesEndToEndTests {
         #expect(events.filter { $0.kind == "replicaStarted" }.count == 3)
     }
 }
+
+extension ServicesEndToEndTests {
+    @Test(.timeLimit(.minutes(2))) func aGatewayOfItsOwnRoutesByLongPollAndChecksCallers() async throws {
+        let rig = try Rig()
+        // A second gateway process, as an operator runs one behind a load balancer.
+        let gateway = Process()
+        gateway.executableURL = CLITests.binary
+        gateway.arguments = ["gateway", "--server", rig.cluster.url, "--token", rig.cluster.admin, "--port", "0", "--name", "edge-1"]
+        let out = Pipe()
+        gateway.standardOutput = out
+        gateway.standardError = FileHandle.nullDevice
+        try gateway.run()
+        defer { kill(gateway.processIdentifier, SIGKILL) }
+        let line = try LineReader(out.fileHandleForReading).waitFor { $0.contains("gateway listening on") }.orThrow("the gateway did not start")
+        let url = String(line[try line.range(of: "http://").orThrow("no URL").lowerBound...].prefix { $0 != " " })
+        try rig.create("edge", env: ["STARTUP_DELAY_S": "1"], replicas: (0, 1))
+        let outsider = try rig.cluster.json(rig.cluster.post("/v1/projects", #"{"name":"other"}"#))
+        #expect(outsider["name"] as? String == "other")
+        _ = try rig.cluster.curl(["-X", "PUT", rig.cluster.url + "/v1/projects/other/members/eve", "-d", #"{"role":"admin"}"#])
+        let eve = try rig.cluster.json(rig.cluster.post("/v1/tokens", #"{"name":"eve","subject":"eve"}"#))["token"] as? String ?? ""
+
+        func call(_ token: String?) async -> Int {
+            var request = HTTPClientRequest(url: url + "/edge/predict")
+            if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            guard let response = try? await rig.http.execute(request, timeout: .seconds(60)) else { return -1 }
+            _ = try? await response.body.collect(upTo: 1 << 20)
+            return Int(response.status.code)
+        }
+        // From zero, through the second gateway: its held request wakes the service too.
+        #expect(await call(rig.cluster.admin) == 200)
+        #expect(await call(nil) == 401)
+        #expect(await call(eve) == 404, "another project's member does not see the service")
+        #expect(await call("fgpu_not-a-real-token") == 401)
+        await rig.shutdown()
+        let events = try rig.events("edge")
+        #expect(events.contains { $0.kind == "scaled" && $0.message.contains("wake") })
+    }
+}
