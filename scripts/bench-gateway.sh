@@ -15,7 +15,7 @@ swift build -c release --product fastgpu >/dev/null
 BIN=$(swift build -c release --show-bin-path)/fastgpu
 DIR=$(mktemp -d /tmp/fastgpu-bench-gateway.XXXXXX)
 chmod 755 "$DIR"
-cleanup() { kill "$UP" 2>/dev/null || true; [ -f "$DIR/proxy.pid" ] && kill "$(cat "$DIR/proxy.pid")" 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() { kill "$UP" 2>/dev/null || true; pkill -f "$DIR/up/agents" 2>/dev/null || true; [ -f "$DIR/proxy.pid" ] && kill "$(cat "$DIR/proxy.pid")" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT
 PORT=$((20000 + RANDOM % 10000)); GATEWAY=$((PORT + 1)); PROXY=$((PORT + 2))
 "$BIN" up --data-dir "$DIR/up" --port "$PORT" --gateway-port "$GATEWAY" --log-level error >"$DIR/up.log" 2>&1 &

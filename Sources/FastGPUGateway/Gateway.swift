@@ -176,18 +176,37 @@ public struct Gateway: Sendable {
         headers[HTTPField.Name("X-FastGPU-Held-Ms")!] = String(heldMilliseconds)
         let length = response.headers.first(name: "content-length").flatMap(Int.init)
         let table = self.table
-        let body = response.body
         let serviceName = service.name
+        @Sendable func observe() {
+            let elapsed = ContinuousClock.now - arrived
+            table.observe(serviceName, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        }
+        if let length, length <= Self.bufferedAnswerBytes {
+            // A small answer of known size (most predictions) is read whole and passed on in one
+            // write: the streaming machinery costs more than the bytes.
+            let bytes: ByteBuffer
+            do { bytes = try await response.body.collect(upTo: Self.bufferedAnswerBytes) } catch {
+                table.release(serviceName, replica)
+                throw error
+            }
+            table.release(serviceName, replica)
+            observe()
+            return Response(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
+        }
+        let body = response.body
         return Response(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers,
                         body: ResponseBody(contentLength: length) { writer in
                             // The replica counts as busy until its answer has been passed on whole.
                             defer { table.release(serviceName, replica) }
                             for try await chunk in body { try await writer.write(chunk) }
                             try await writer.finish(nil)
-                            let elapsed = ContinuousClock.now - arrived
-                            table.observe(serviceName, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+                            observe()
                         })
     }
+
+    /// Answers up to this size with a Content-Length are buffered; others (chunked, token
+    /// streams, large files) stream through as they come.
+    static let bufferedAnswerBytes = 256 << 10
 
     static let hopByHop: Set<HTTPField.Name> = [.connection, .transferEncoding, .te, .trailer, .upgrade, .proxyAuthorization, .proxyAuthenticate,
                                                  HTTPField.Name("Keep-Alive")!, HTTPField.Name("Host")!, .contentLength]
