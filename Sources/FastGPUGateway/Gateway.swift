@@ -77,7 +77,7 @@ public struct Gateway: Sendable {
             }
         }
         // A body small enough is held, so a refused connection can go to another replica.
-        var request = request
+        let request = request
         var buffered: ByteBuffer?
         if let length = request.headers[.contentLength].flatMap(Int.init), length <= Self.retryableBodyBytes {
             buffered = try await request.body.collect(upTo: Self.retryableBodyBytes)

@@ -233,3 +233,31 @@ extension ServicesEndToEndTests {
         #expect(events.contains { $0.kind == "scaled" && $0.message.contains("wake") })
     }
 }
+
+extension ServicesEndToEndTests {
+    @Test(.timeLimit(.minutes(2))) func theReplayToolReportsEveryRequestAndWhatTheServiceCost() async throws {
+        let rig = try Rig()
+        try rig.create("replay", env: ["STARTUP_DELAY_S": "1"], replicas: (0, 2),
+                       extra: #","autoscaling":{"target":1,"stableWindowSeconds":4,"panicWindowSeconds":1}"#)
+        // A streamed answer comes through chunk by chunk.
+        let streamed = await rig.call("/replay/stream?n=3")
+        #expect(streamed.status == 200 && streamed.text == "token 0\ntoken 1\ntoken 2\n", "\(streamed.text)")
+        await rig.shutdown()
+        let trace = URL(fileURLWithPath: Self.modelServer).deletingLastPathComponent().appendingPathComponent("traces/small.csv").path
+        let rows = try String(contentsOfFile: trace, encoding: .utf8).split(separator: "\n").count - 1
+        let run = try CLITests.run(["bench", "serve", "--server", rig.cluster.url, "--token", rig.cluster.admin, "--trace", trace,
+                                    "--service", "replay", "--gateway", rig.gateway, "--speedup", "2", "-o", "json"])
+        #expect(run.status == 0, "\(run.errors)")
+        let report = try rig.cluster.json(run.output)
+        #expect(report["requests"] as? Int == rows)
+        #expect(report["answered"] as? Int == rows)
+        #expect(report["dropped"] as? Int == 0)
+        #expect((report["replicaSeconds"] as? Double ?? 0) > 0)
+        #expect((report["staticReplicaSeconds"] as? Double ?? 0) > 0)
+        #expect((report["latencyP99Milliseconds"] as? Double ?? 0) >= (report["latencyP50Milliseconds"] as? Double ?? 0))
+        // A trace that is not one is refused in one line.
+        let bad = try CLITests.run(["bench", "serve", "--server", rig.cluster.url, "--token", rig.cluster.admin, "--trace", "/etc/hostname",
+                                    "--service", "replay", "--gateway", rig.gateway])
+        #expect(bad.status != 0 && bad.errors.split(separator: "\n").count == 1, "\(bad.errors)")
+    }
+}
