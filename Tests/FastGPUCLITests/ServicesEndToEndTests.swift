@@ -17,9 +17,15 @@ struct ServicesEndToEndTests {
         let cluster: LocalCluster
         let gateway: String
         let http: HTTPClient
+        /// The model server, copied where a replica can read it: an isolated job has a private
+        /// /tmp, so a checkout under /tmp is out of its sight.
+        let server: String
 
         init() throws {
             cluster = try LocalCluster()
+            server = cluster.directory + "/model_server.py"
+            try FileManager.default.copyItem(atPath: ServicesEndToEndTests.modelServer, toPath: server)
+            chmod(server, 0o644)
             try cluster.startAgent("n1", gpus: "8xH100-80GB")
             gateway = try cluster.gateway()
             var configuration = HTTPClient.Configuration()
@@ -31,7 +37,7 @@ struct ServicesEndToEndTests {
 
         func create(_ name: String, env: [String: String], replicas: (Int, Int), extra: String = "") throws {
             let envJSON = String(decoding: try JSONSerialization.data(withJSONObject: env), as: UTF8.self)
-            let reply = try cluster.post("/v1/services", #"{"name":"\#(name)","command":["python3","\#(ServicesEndToEndTests.modelServer)"],"env":\#(envJSON),"resources":{"gpus":1,"cpuMillis":100,"memoryMiB":256},"replicas":{"min":\#(replicas.0),"max":\#(replicas.1)},"readiness":{"intervalSeconds":1,"timeoutSeconds":0.5}\#(extra)}"#)
+            let reply = try cluster.post("/v1/services", #"{"name":"\#(name)","command":["python3","\#(server)"],"env":\#(envJSON),"resources":{"gpus":1,"cpuMillis":100,"memoryMiB":256},"replicas":{"min":\#(replicas.0),"max":\#(replicas.1)},"readiness":{"intervalSeconds":1,"timeoutSeconds":0.5}\#(extra)}"#)
             #expect(reply.contains(#""revision":1"#), "\(reply)")
         }
 
@@ -149,7 +155,7 @@ struct ServicesEndToEndTests {
         let load = Load()
         let task = load.run(rig, workers: 4, path: "/roll/predict")
         let revised = try rig.cluster.curl(["-X", "PUT", rig.cluster.url + "/v1/services/roll", "-d",
-            #"{"name":"roll","command":["python3","\#(Self.modelServer)"],"env":{"PREDICT_SLEEP_S":"0.05","MODEL":"v2"},"resources":{"gpus":1,"cpuMillis":100,"memoryMiB":256},"replicas":{"min":2,"max":2},"readiness":{"intervalSeconds":1,"timeoutSeconds":0.5}}"#])
+            #"{"name":"roll","command":["python3","\#(rig.server)"],"env":{"PREDICT_SLEEP_S":"0.05","MODEL":"v2"},"resources":{"gpus":1,"cpuMillis":100,"memoryMiB":256},"replicas":{"min":2,"max":2},"readiness":{"intervalSeconds":1,"timeoutSeconds":0.5}}"#])
         #expect(revised.contains(#""revision":2"#), "\(revised)")
         // Two new replicas ready, two old ones drained and stopped.
         #expect(rig.agentSays("replica ready", times: 2))
