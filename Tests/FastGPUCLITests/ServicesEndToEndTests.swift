@@ -116,7 +116,11 @@ struct ServicesEndToEndTests {
         let ready = try #require(try rig.events("cold").first { $0.kind == "replicaReady" }?.time)
         let first = try #require(answers.map(\.at).min())
         #expect(ready.timeIntervalSince(started) >= 5, "the replica took its start-up delay")
-        #expect(first.timeIntervalSince(ready) <= 1.0, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
+        // Run alone (`swift test --filter ServicesEndToEndTests`) the first answer comes 0.1–0.3 s
+        // after the ready event; inside the whole suite, which saturates both cores with other
+        // servers and simulations, up to ~2.5 s was seen. The bound still fails a gateway that
+        // waits for a poll (the 30 s route long poll, the 10 s readiness re-announce).
+        #expect(first.timeIntervalSince(ready) <= 3.0, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
         #expect(try rig.events("cold").filter { $0.kind == "replicaStarted" }.count == 1, "one wake, not one per request")
         let metrics = try rig.cluster.get("/metrics")
         #expect(metrics.contains(#"fastgpu_service_requests_total{service="cold",gateway="embedded"} 100"#), "\(metrics.split(separator: "\n").filter { $0.contains("service") })")
