@@ -160,13 +160,15 @@ extension ControlPlane {
     }
 
     /// Requests in flight per allocation, summed over the gateways that reported lately.
-    func replicaInFlight(_ name: String) -> [AllocationID: Int] {
+    func replicaInFlight(_ name: String, now: Timestamp? = nil) -> [AllocationID: Int] {
         var total: [AllocationID: Int] = [:]
-        let now = clock.now()
-        for load in (services.loads[name] ?? [:]).values where now.milliseconds(since: load.at) <= Self.gatewayReportTTL.wholeMilliseconds {
-            total.merge(load.inFlight, uniquingKeysWith: +)
-        }
+        for load in freshLoads(name, now: now ?? clock.now()) { total.merge(load.inFlight, uniquingKeysWith: +) }
         return total
+    }
+
+    /// The gateways' last reports on a service, those not older than `gatewayReportTTL`.
+    func freshLoads(_ name: String, now: Timestamp) -> [GatewayLoad] {
+        (services.loads[name] ?? [:]).values.filter { now.milliseconds(since: $0.at) <= Self.gatewayReportTTL.wholeMilliseconds }
     }
 
     static let gatewayReportTTL: Duration = .seconds(5)
@@ -309,9 +311,9 @@ extension ControlPlane {
         record.replicas.removeAll { endedJobs.contains($0.job) }
 
         // The autoscaler: one sample per tick, a decision whenever asked.
-        let loads = (services.loads[name] ?? [:]).values.filter { now.milliseconds(since: $0.at) <= Self.gatewayReportTTL.wholeMilliseconds }
-        let held = loads.reduce(0) { $0 + $1.held }
-        let inFlight = loads.reduce(0) { $0 + $1.inFlight.values.reduce(0, +) } + held
+        let held = freshLoads(name, now: now).reduce(0) { $0 + $1.held }
+        let inFlightByAllocation = replicaInFlight(name, now: now)
+        let inFlight = inFlightByAllocation.values.reduce(0, +) + held
         var scaler = services.autoscalers[name] ?? ServiceAutoscaler()
         if sample || (held > 0 && record.desiredReplicas == 0) {
             scaler.record(LoadSample(at: now, inFlight: inFlight, arrivals: services.arrivals[name] ?? 0), spec: record.spec.autoscaling)
@@ -319,7 +321,7 @@ extension ControlPlane {
         }
         let statuses = record.replicas.map { replica -> ReplicaStatus in
             let allocation = state.jobs[replica.job]?.liveAllocations.values.first
-            let count = allocation.map { id in loads.reduce(0) { $0 + ($1.inFlight[id] ?? 0) } } ?? 0
+            let count = allocation.flatMap { inFlightByAllocation[$0] } ?? 0
             return ReplicaStatus(job: replica.job, revision: replica.revision, state: replicaState(replica), inFlight: count)
         }
         let ready = statuses.count { $0.revision == record.revision && $0.state == .ready }

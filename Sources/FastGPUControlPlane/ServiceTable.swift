@@ -12,8 +12,6 @@ struct ServiceTable {
     var loads: [String: [String: GatewayLoad]] = [:]
     /// Arrivals reported since the last autoscaler sample, per service.
     var arrivals: [String: Int] = [:]
-    /// When a request last arrived at a gateway for it (for scale to zero).
-    var cold: [String: Timestamp] = [:]
 }
 
 /// Where a replica listens and whether it answers its readiness probe.

@@ -39,13 +39,6 @@ public struct Gateway: Sendable {
 
     public func shutdown() async { await client.shutdown() }
 
-    /// Requests answered, held (cold starts) and refused per service: for `/metrics`.
-    public func counters() -> [String: (requests: Int, held: Int, refused: Int, heldNow: Int)] {
-        var out: [String: (Int, Int, Int, Int)] = [:]
-        for (name, c) in table.counters() { out[name] = (c.requests, c.held, c.refused, table.heldCount(name)) }
-        return out
-    }
-
     // MARK: Routing one request
 
     /// The gateway's metrics (requests, cold-start waits, latency, in flight, held) in Prometheus' format.
@@ -129,9 +122,11 @@ public struct Gateway: Sendable {
         let directory = self.directory
         let table = self.table
         let name = self.name
+        // The first held request of a service tells the control plane now, not at the next report;
+        // the ones behind it wait for the same wake.
+        let first = table.heldCount(service.name) == 0
         let timeout = Task {
-            // The first held request of a service tells the control plane now, not at the next report.
-            try? await directory.report(table.load(gateway: name))
+            if first { try? await directory.report(table.load(gateway: name)) }
             try await Task.sleep(for: service.requestTimeout)
             table.giveUp(service.name, id: id)
         }

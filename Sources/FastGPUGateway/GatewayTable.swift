@@ -219,8 +219,6 @@ final class GatewayTable: Sendable {
     }
 
     func heldCount(_ service: String) -> Int { state.withLock { $0.held[service]?.count ?? 0 } }
-
-    func counters() -> [String: Counters] { state.withLock { $0.counters } }
 }
 
 /// A small seeded generator for picks (no need for a cryptographic one on the hot path).
