@@ -1,4 +1,4 @@
-public import AsyncHTTPClient
+import AsyncHTTPClient
 public import Hummingbird
 import HTTPTypes
 public import Logging
@@ -18,6 +18,7 @@ public struct Gateway: Sendable {
     public let name: String
     let table: GatewayTable
     let client: ProxyClient
+    let pool = ReplicaPool()
     var http: HTTPClient { client.get() }
     let logger: Logger
     /// Bodies up to this size are read before forwarding, so a refused connection can be retried
@@ -33,11 +34,14 @@ public struct Gateway: Sendable {
     }
 
     /// The services that keep the routes fresh and report load; run them beside the HTTP server.
-    public var services: [any Service] { [RouteSync(gateway: self), LoadReporter(gateway: self), ProxyClientLifetime(client: client)] }
+    public var services: [any Service] { [RouteSync(gateway: self), LoadReporter(gateway: self), ProxyClientLifetime(client: client, pool: pool)] }
 
     public var responder: GatewayResponder { GatewayResponder(gateway: self) }
 
-    public func shutdown() async { await client.shutdown() }
+    public func shutdown() async {
+        pool.shutdown()
+        await client.shutdown()
+    }
 
     // MARK: Routing one request
 
@@ -91,10 +95,11 @@ public struct Gateway: Sendable {
                                          heldMilliseconds: held.components.seconds * 1000 + held.components.attoseconds / 1_000_000_000_000_000)
             } catch where buffered != nil && Self.neverReached(error) && !tried.contains(replica.allocation) {
                 tried.insert(replica.allocation)
+                table.markUnreachable(replica)
                 table.release(name, replica)
                 logger.info("replica \(replica.host):\(replica.port) of \(name) could not be reached; trying another", metadata: ["error": "\(error)"])
                 continue
-            } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
+            } catch let error where Self.timedOut(error) {
                 table.release(name, replica)
                 return Self.problem(.gatewayTimeout, "service \(name) did not answer within its request timeout")
             } catch {
@@ -136,8 +141,14 @@ public struct Gateway: Sendable {
         }
     }
 
+    static func timedOut(_ error: any Error) -> Bool {
+        if let error = error as? HTTPClientError { return error == .deadlineExceeded || error == .readTimeout }
+        return error as? ReplicaPoolError == .timedOut
+    }
+
     /// Whether the request cannot have reached the replica: the connection was never made.
     static func neverReached(_ error: any Error) -> Bool {
+        if case .connectFailed = error as? ReplicaPoolError { return true }
         if let error = error as? HTTPClientError, error == .connectTimeout { return true }
         let text = String(describing: error)
         return text.contains("NIOConnectionError") || text.contains("connectTimeout") || text.contains("Connection refused") || text.contains("connectionRefused")
@@ -145,53 +156,68 @@ public struct Gateway: Sendable {
 
     func forward(_ request: Request, body buffered: ByteBuffer?, to replica: GatewayService.Replica, path: String, service: GatewayService,
                  arrived: ContinuousClock.Instant, heldMilliseconds: Int64) async throws -> Response {
-        var outbound = HTTPClientRequest(url: "http://\(replica.host):\(replica.port)\(path)")
-        outbound.method = HTTPMethod(rawValue: request.method.rawValue)
-        for field in request.headers where !Self.hopByHop.contains(field.name) {
-            // The caller's FastGPU token is for the platform, not for the model server.
-            if field.name == .authorization && field.value.hasPrefix("Bearer fgpu_") { continue }
-            outbound.headers.add(name: field.name.rawName, value: field.value)
-        }
-        outbound.headers.add(name: "X-Forwarded-Prefix", value: "/\(service.name)")
-        if let buffered {
-            if buffered.readableBytes > 0 || request.method == .post || request.method == .put || request.method == .patch {
-                outbound.body = .bytes(buffered)
-            }
-        } else {
-            let length = request.headers[.contentLength].flatMap(Int64.init)
-            outbound.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
-        }
-        let response = try await http.execute(outbound, deadline: .now() + .nanoseconds(service.requestTimeout.nanosecondsClamped))
-        var headers = HTTPFields()
-        for header in response.headers {
-            guard let name = HTTPField.Name(header.name), !Self.hopByHop.contains(name) else { continue }
-            headers.append(HTTPField(name: name, value: header.value))
-        }
-        // How long the request waited in the gateway for a replica (a cold start, or every replica at its cap).
-        headers[HTTPField.Name("X-FastGPU-Held-Ms")!] = String(heldMilliseconds)
-        let length = response.headers.first(name: "content-length").flatMap(Int.init)
         let table = self.table
         let serviceName = service.name
         @Sendable func observe() {
             let elapsed = ContinuousClock.now - arrived
             table.observe(serviceName, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
         }
-        if let length, length <= Self.bufferedAnswerBytes {
-            // A small answer of known size (most predictions) is read whole and passed on in one
-            // write: the streaming machinery costs more than the bytes.
-            let bytes: ByteBuffer
-            do { bytes = try await response.body.collect(upTo: Self.bufferedAnswerBytes) } catch {
-                table.release(serviceName, replica)
-                throw error
-            }
+        guard let buffered else {
+            return try await forwardStreaming(request, to: replica, path: path, service: service, heldMilliseconds: heldMilliseconds, observe: observe)
+        }
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method.rawValue), uri: path)
+        for field in request.headers where !Self.hopByHop.contains(field.name) {
+            // The caller's FastGPU token is for the platform, not for the model server.
+            if field.name == .authorization && field.value.hasPrefix("Bearer fgpu_") { continue }
+            head.headers.add(name: field.name.rawName, value: field.value)
+        }
+        head.headers.add(name: "Host", value: "\(replica.host):\(replica.port)")
+        head.headers.add(name: "X-Forwarded-Prefix", value: "/\(service.name)")
+        if buffered.readableBytes > 0 || request.method == .post || request.method == .put || request.method == .patch {
+            head.headers.add(name: "Content-Length", value: String(buffered.readableBytes))
+        }
+        // A failure here is released (and maybe retried elsewhere) by the caller.
+        let answer = try await pool.send(head, body: buffered, host: replica.host, port: replica.port,
+                                         timeout: .nanoseconds(service.requestTimeout.nanosecondsClamped))
+        let headers = Self.fields(answer.head.headers, heldMilliseconds: heldMilliseconds)
+        let status = HTTPResponse.Status(code: Int(answer.head.status.code))
+        switch answer.body {
+        case .whole(let bytes):
             table.release(serviceName, replica)
             observe()
-            return Response(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers, body: ResponseBody(byteBuffer: bytes))
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: bytes))
+        case .stream(let stream):
+            let length = answer.head.headers.first(name: "content-length").flatMap(Int.init)
+            return Response(status: status, headers: headers, body: ResponseBody(contentLength: length) { writer in
+                // The replica counts as busy until its answer has been passed on whole.
+                defer { table.release(serviceName, replica) }
+                for try await chunk in stream { try await writer.write(chunk) }
+                try await writer.finish(nil)
+                observe()
+            })
         }
+    }
+
+    /// A request whose body streams through (over `retryableBodyBytes`, or chunked): sent with the
+    /// general-purpose client, which streams the body as it arrives, and never retried.
+    func forwardStreaming(_ request: Request, to replica: GatewayService.Replica, path: String, service: GatewayService,
+                          heldMilliseconds: Int64, observe: @escaping @Sendable () -> Void) async throws -> Response {
+        var outbound = HTTPClientRequest(url: "http://\(replica.host):\(replica.port)\(path)")
+        outbound.method = HTTPMethod(rawValue: request.method.rawValue)
+        for field in request.headers where !Self.hopByHop.contains(field.name) {
+            if field.name == .authorization && field.value.hasPrefix("Bearer fgpu_") { continue }
+            outbound.headers.add(name: field.name.rawName, value: field.value)
+        }
+        outbound.headers.add(name: "X-Forwarded-Prefix", value: "/\(service.name)")
+        let length = request.headers[.contentLength].flatMap(Int64.init)
+        outbound.body = .stream(request.body, length: length.map { .known($0) } ?? .unknown)
+        let table = self.table
+        let serviceName = service.name
+        let response = try await http.execute(outbound, deadline: .now() + .nanoseconds(service.requestTimeout.nanosecondsClamped))
+        let headers = Self.fields(response.headers, heldMilliseconds: heldMilliseconds)
         let body = response.body
         return Response(status: HTTPResponse.Status(code: Int(response.status.code)), headers: headers,
-                        body: ResponseBody(contentLength: length) { writer in
-                            // The replica counts as busy until its answer has been passed on whole.
+                        body: ResponseBody(contentLength: response.headers.first(name: "content-length").flatMap(Int.init)) { writer in
                             defer { table.release(serviceName, replica) }
                             for try await chunk in body { try await writer.write(chunk) }
                             try await writer.finish(nil)
@@ -199,9 +225,19 @@ public struct Gateway: Sendable {
                         })
     }
 
-    /// Answers up to this size with a Content-Length are buffered; others (chunked, token
-    /// streams, large files) stream through as they come.
-    static let bufferedAnswerBytes = 256 << 10
+    /// The replica's answer headers as passed on: hop-by-hop ones dropped, and how long the request
+    /// waited in the gateway for a replica (a cold start, or every replica at its cap).
+    static func fields(_ replicaHeaders: HTTPHeaders, heldMilliseconds: Int64) -> HTTPFields {
+        var headers = HTTPFields()
+        for header in replicaHeaders {
+            guard let name = HTTPField.Name(header.name), !Self.hopByHop.contains(name) else { continue }
+            headers.append(HTTPField(name: name, value: header.value))
+        }
+        headers[Self.heldHeader] = String(heldMilliseconds)
+        return headers
+    }
+
+    static let heldHeader = HTTPField.Name("X-FastGPU-Held-Ms")!
 
     static let hopByHop: Set<HTTPField.Name> = [.connection, .transferEncoding, .te, .trailer, .upgrade, .proxyAuthorization, .proxyAuthenticate,
                                                  HTTPField.Name("Keep-Alive")!, HTTPField.Name("Host")!, .contentLength]
@@ -303,8 +339,10 @@ final class ProxyClient: Sendable {
 /// Shuts the proxy client down after the gateway's server has stopped.
 struct ProxyClientLifetime: Service {
     let client: ProxyClient
+    let pool: ReplicaPool
     func run() async throws {
         try? await gracefulShutdown()
+        pool.shutdown()
         await client.shutdown()
     }
 }

@@ -23,6 +23,17 @@ final class GatewayTable: Sendable {
         /// Per service: requests answered, cold starts (requests that were held), refused with 503.
         var counters: [String: Counters] = [:]
         var lastRefresh: ContinuousClock.Instant?
+        /// Replicas that refused a connection, passed over until then (a passive health check,
+        /// as nginx's `max_fails`): the agent reports a dead replica within a second or so, and
+        /// meanwhile no request is sent to fail on it.
+        var unreachable: [UInt64: ContinuousClock.Instant] = [:]
+    }
+
+    static let unreachablePause = Duration.seconds(3)
+
+    /// A replica refused a connection: no request goes to it for `unreachablePause`.
+    func markUnreachable(_ replica: GatewayService.Replica) {
+        state.withLock { $0.unreachable[replica.allocation] = .now + Self.unreachablePause }
     }
 
     struct Counters: Sendable {
@@ -39,12 +50,12 @@ final class GatewayTable: Sendable {
 
     /// One answer passed on whole: its time from arrival at the gateway (holding included).
     func observe(_ service: String, seconds: Double) {
+        let index = Self.buckets.firstIndex { seconds <= $0 }
         state.withLock { s in
-            var c = s.counters[service] ?? Counters()
-            if let index = Self.buckets.firstIndex(where: { seconds <= $0 }) { c.latencyBuckets[index] += 1 }
-            c.latencySum += seconds
-            c.answered += 1
-            s.counters[service] = c
+            // In place: a copy of the counters would copy their bucket array on every answer.
+            if let index { s.counters[service, default: Counters()].latencyBuckets[index] += 1 }
+            s.counters[service, default: Counters()].latencySum += seconds
+            s.counters[service, default: Counters()].answered += 1
         }
     }
 
@@ -64,11 +75,15 @@ final class GatewayTable: Sendable {
             for (name, c) in s.counters.sorted(by: { $0.key < $1.key }) {
                 out += "fastgpu_service_refused_total{service=\"\(name)\",gateway=\"\(gateway)\"} \(c.refused)\n"
             }
+            // Each family's samples follow its own TYPE line, as the text format requires.
+            let names = s.services.keys.sorted()
             out += "# TYPE fastgpu_service_in_flight gauge\n"
-            out += "# TYPE fastgpu_service_held gauge\n"
-            for (name, route) in s.services.sorted(by: { $0.key < $1.key }) {
+            for name in names {
                 let inFlight = s.inFlight.reduce(0) { $0 + (s.owner[$1.key] == name ? $1.value : 0) }
                 out += "fastgpu_service_in_flight{service=\"\(name)\",gateway=\"\(gateway)\"} \(inFlight)\n"
+            }
+            out += "# TYPE fastgpu_service_held gauge\n"
+            for name in names {
                 out += "fastgpu_service_held{service=\"\(name)\",gateway=\"\(gateway)\"} \(s.held[name]?.count ?? 0)\n"
             }
             out += "# TYPE fastgpu_service_request_seconds histogram\n"
@@ -104,7 +119,14 @@ final class GatewayTable: Sendable {
 
     private static func take(_ service: String, in s: inout State) -> GatewayService.Replica? {
         guard let route = s.services[service] else { return nil }
-        let open = route.replicas.filter { route.concurrencyLimit == 0 || s.inFlight[$0.allocation, default: 0] < route.concurrencyLimit }
+        if !s.unreachable.isEmpty {
+            let now = ContinuousClock.now
+            s.unreachable = s.unreachable.filter { $0.value > now }
+        }
+        let unreachable = s.unreachable
+        let open = route.replicas.filter {
+            (route.concurrencyLimit == 0 || s.inFlight[$0.allocation, default: 0] < route.concurrencyLimit) && unreachable[$0.allocation] == nil
+        }
         guard !open.isEmpty else { return nil }
         var chosen = open[0]
         if open.count > 1 {
