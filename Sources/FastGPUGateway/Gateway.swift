@@ -84,7 +84,7 @@ public struct Gateway: Sendable {
         var tried: Set<UInt64> = []
         while true {
             let asked = ContinuousClock.now
-            guard let replica = await replica(for: service) else {
+            guard let replica = await replica(for: service, counting: tried.isEmpty) else {
                 var response = Self.problem(.serviceUnavailable, "service \(name) has no replica that could take the request in time; retry")
                 response.headers[.retryAfter] = "1"
                 return response
@@ -95,7 +95,9 @@ public struct Gateway: Sendable {
                                          heldMilliseconds: held.components.seconds * 1000 + held.components.attoseconds / 1_000_000_000_000_000)
             } catch where buffered != nil && Self.neverReached(error) && !tried.contains(replica.allocation) {
                 tried.insert(replica.allocation)
-                table.markUnreachable(replica)
+                // Refused: nothing listens there (the replica died). A connect that timed out may be
+                // a replica whose accept queue is full: it stays in rotation.
+                if Self.refused(error) { table.markUnreachable(replica) }
                 table.release(name, replica)
                 logger.info("replica \(replica.host):\(replica.port) of \(name) could not be reached; trying another", metadata: ["error": "\(error)"])
                 continue
@@ -121,8 +123,8 @@ public struct Gateway: Sendable {
 
     /// A replica now, or after waiting in the hold queue (the first held request wakes a service
     /// at zero). Nil: the queue is full or the wait passed the request timeout.
-    func replica(for service: GatewayService) async -> GatewayService.Replica? {
-        if let replica = table.pick(service.name) { return replica }
+    func replica(for service: GatewayService, counting: Bool = true) async -> GatewayService.Replica? {
+        if let replica = table.pick(service.name, counting: counting) { return replica }
         let id = table.nextHeldID()
         let directory = self.directory
         let table = self.table
@@ -137,13 +139,18 @@ public struct Gateway: Sendable {
         }
         defer { timeout.cancel() }
         return await withCheckedContinuation { continuation in
-            _ = table.hold(service.name, continuation, id: id)
+            _ = table.hold(service.name, continuation, id: id, counting: counting)
         }
     }
 
     static func timedOut(_ error: any Error) -> Bool {
         if let error = error as? HTTPClientError { return error == .deadlineExceeded || error == .readTimeout }
         return error as? ReplicaPoolError == .timedOut
+    }
+
+    static func refused(_ error: any Error) -> Bool {
+        let text = String(describing: error)
+        return text.contains("Connection refused") || text.contains("connectionRefused")
     }
 
     /// Whether the request cannot have reached the replica: the connection was never made.

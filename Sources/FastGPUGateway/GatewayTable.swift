@@ -7,6 +7,8 @@ final class GatewayTable: Sendable {
     struct Held {
         var id: UInt64
         var continuation: CheckedContinuation<GatewayService.Replica?, Never>
+        /// False for a request sent again after a replica refused it: counted once, when it arrived.
+        var counting = true
     }
 
     struct State {
@@ -113,11 +115,11 @@ final class GatewayTable: Sendable {
         state.withLock { s in
             if counting { s.arrivals[service, default: 0] += 1 }
             guard s.held[service]?.isEmpty ?? true else { return nil }
-            return Self.take(service, in: &s)
+            return Self.take(service, in: &s, counting: counting)
         }
     }
 
-    private static func take(_ service: String, in s: inout State) -> GatewayService.Replica? {
+    private static func take(_ service: String, in s: inout State, counting: Bool) -> GatewayService.Replica? {
         guard let route = s.services[service] else { return nil }
         if !s.unreachable.isEmpty {
             let now = ContinuousClock.now
@@ -137,21 +139,21 @@ final class GatewayTable: Sendable {
         }
         s.inFlight[chosen.allocation, default: 0] += 1
         s.owner[chosen.allocation] = service
-        s.counters[service, default: Counters()].requests += 1
+        if counting { s.counters[service, default: Counters()].requests += 1 }
         return chosen
     }
 
     /// Holds a request until a replica can take it; nil when the queue is full. The returned id
     /// lets its timeout give up on it.
-    func hold(_ service: String, _ continuation: CheckedContinuation<GatewayService.Replica?, Never>, id: UInt64) -> Bool {
+    func hold(_ service: String, _ continuation: CheckedContinuation<GatewayService.Replica?, Never>, id: UInt64, counting: Bool = true) -> Bool {
         let (accepted, immediate): (Bool, GatewayService.Replica?) = state.withLock { s in
-            if (s.held[service]?.isEmpty ?? true), let replica = Self.take(service, in: &s) { return (true, replica) }
+            if (s.held[service]?.isEmpty ?? true), let replica = Self.take(service, in: &s, counting: counting) { return (true, replica) }
             guard s.held[service, default: []].count < maxHeldPerService else {
                 s.counters[service, default: Counters()].refused += 1
                 return (false, nil)
             }
-            s.held[service, default: []].append(Held(id: id, continuation: continuation))
-            s.counters[service, default: Counters()].held += 1
+            s.held[service, default: []].append(Held(id: id, continuation: continuation, counting: counting))
+            if counting { s.counters[service, default: Counters()].held += 1 }
             return (true, nil)
         }
         if let immediate { continuation.resume(returning: immediate) }
@@ -185,7 +187,7 @@ final class GatewayTable: Sendable {
     /// Held requests that replicas can take now, taken off the queue in order.
     private static func dispatch(_ service: String, in s: inout State) -> [(Held, GatewayService.Replica)] {
         var woken: [(Held, GatewayService.Replica)] = []
-        while let first = s.held[service]?.first, let replica = take(service, in: &s) {
+        while let first = s.held[service]?.first, let replica = take(service, in: &s, counting: first.counting) {
             s.held[service]?.removeFirst()
             woken.append((first, replica))
         }

@@ -99,11 +99,21 @@ final class ReplicaPool: Sendable {
     }
 
     private func putIdle(_ key: Key, _ connection: Connection) {
-        let kept = idle.withLock { idle -> Bool in
-            guard idle[key, default: []].count < Self.maxIdlePerReplica else { return false }
-            idle[key, default: []].append(Idle(connection: connection, since: .now()))
-            return true
+        let now = NIODeadline.now()
+        let (kept, stale) = idle.withLock { idle -> (Bool, [Connection]) in
+            var list = idle[key] ?? []
+            idle[key] = nil
+            // Connections are taken from the top; the oldest, at the bottom, are pruned here once
+            // they passed the idle limit or were closed, so a past burst does not hold the list full.
+            let fresh = list.firstIndex { now - $0.since <= .seconds(Self.idleSeconds) && $0.connection.channel.isActive } ?? list.endIndex
+            let stale = list[..<fresh].map(\.connection)
+            list.removeFirst(fresh)
+            let kept = list.count < Self.maxIdlePerReplica
+            if kept { list.append(Idle(connection: connection, since: now)) }
+            idle[key] = list.isEmpty ? nil : list
+            return (kept, stale)
         }
+        for old in stale { old.channel.close(promise: nil) }
         if !kept { connection.channel.close(promise: nil) }
     }
 
