@@ -88,6 +88,16 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "FastGPUStorage",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "FastGPUStore",
             dependencies: ["FastGPUModel"],
             swiftSettings: strictSettings
@@ -107,6 +117,7 @@ let package = Package(
                 "FastGPUModel",
                 "FastGPUScheduler",
                 "FastGPUStore",
+                "FastGPUStorage",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -122,6 +133,7 @@ let package = Package(
                 "FastGPUControlPlane",
                 "FastGPUWire",
                 "FastGPUGateway",
+                "FastGPUStorage",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -152,6 +164,7 @@ let package = Package(
             dependencies: [
                 "FastGPUClient",
                 "FastGPUWire",
+                "FastGPUStorage",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -176,6 +189,7 @@ let package = Package(
                 "FastGPUClient",
                 "FastGPUWire",
                 "FastGPUGateway",
+                "FastGPUStorage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Yams", package: "Yams"),
@@ -216,6 +230,8 @@ let package = Package(
             name: "FastGPUAPITests",
             dependencies: [
                 "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUControlPlane", "FastGPUAPI", "FastGPUWire", "FastGPUTestSupport",
+                "FastGPUStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -232,6 +248,16 @@ let package = Package(
         .testTarget(
             name: "FastGPUCLITests",
             dependencies: ["fastgpu", .product(name: "AsyncHTTPClient", package: "async-http-client")],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "FastGPUStorageTests",
+            dependencies: [
+                "FastGPUStorage",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            resources: [.copy("Fixtures")],
             swiftSettings: strictSettings
         ),
         .testTarget(

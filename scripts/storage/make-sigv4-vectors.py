@@ -5,7 +5,7 @@ FastGPU's own S3 client is checked against these: every case is signed here at a
 fixed credentials, and the canonical request, string to sign, signature, Authorization header and
 presigned URL are written as JSON. Run it again to regenerate:
 
-    python3 scripts/storage/make-sigv4-vectors.py > scripts/storage/sigv4-botocore.json
+    python3 scripts/storage/make-sigv4-vectors.py > Tests/FastGPUStorageTests/Fixtures/sigv4-botocore.json
 """
 import datetime
 import json
