@@ -1,6 +1,7 @@
 public import FastGPUControlPlane
 import FastGPUModel
 import FastGPUStore
+public import FastGPUStorage
 import Foundation
 public import Hummingbird
 import Logging
@@ -63,10 +64,16 @@ public struct APIServer: Sendable {
     let clock: any WallClock
     /// The embedded gateway's metrics, appended to `/metrics`.
     let gatewayMetrics: (@Sendable () -> String)?
+    /// The `local` storage backend's objects, served at `/s3` (nil: this server serves none).
+    let localStorage: LocalObjectStore?
+    /// `http` or `https`: how callers reach this server (presigned URLs of the local backend).
+    let scheme: String
 
     public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock(),
-                gatewayMetrics: (@Sendable () -> String)? = nil) {
+                gatewayMetrics: (@Sendable () -> String)? = nil, localStorage: LocalObjectStore? = nil, scheme: String = "http") {
         self.gatewayMetrics = gatewayMetrics
+        self.localStorage = localStorage
+        self.scheme = scheme
         self.controlPlane = controlPlane
         self.metrics = metrics
         self.limits = limits
@@ -119,6 +126,8 @@ public struct APIServer: Sendable {
         tokenRoutes(route)
         serviceRoutes(route)
         gatewayRoutes(route)
+        storageRoutes(route)
+        if let localStorage { localStorageRoutes(router, store: localStorage) }
         return (router, route.table)
     }
 }

@@ -1,6 +1,7 @@
 public import FastGPUControlPlane
 public import FastGPUGateway
 public import FastGPUStore
+public import FastGPUStorage
 public import Logging
 
 /// The one composition root: a control plane over a store, its API, and the services that run
@@ -23,14 +24,20 @@ public struct ServerAssembly: Sendable {
     /// secrets no longer open.
     public static func build(store: any ClusterStore, secretBox: SecretBox, clock: any WallClock = SystemWallClock(),
                              configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), limits: RequestLimits = RequestLimits(),
-                             logger: Logger = Logger(label: "fastgpu.server")) async throws -> ServerAssembly {
+                             logger: Logger = Logger(label: "fastgpu.server"),
+                             localStorage: LocalObjectStore? = nil, scheme: String = "http") async throws -> ServerAssembly {
         let controlPlane = try await ControlPlane(store: store, secretBox: secretBox, clock: clock, configuration: configuration, logger: logger)
         let token = try await controlPlane.bootstrapIfEmpty()
+        if let localStorage {
+            try localStorage.createBucket(LocalObjectStore.bucket)
+            try await controlPlane.ensureLocalStorage()
+        }
         let metrics = APIMetrics()
         let gateway = Gateway(directory: ControlPlaneDirectory(controlPlane: controlPlane, clock: clock), name: "embedded", logger: logger)
         return ServerAssembly(
             controlPlane: controlPlane, metrics: metrics,
-            api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock, gatewayMetrics: { gateway.prometheusText() }),
+            api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock, gatewayMetrics: { gateway.prometheusText() },
+                           localStorage: localStorage, scheme: scheme),
             scheduling: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger),
             liveness: LivenessService(controlPlane: controlPlane, logger: logger),
             serviceReconciler: ServiceReconcilerService(controlPlane: controlPlane, logger: logger),

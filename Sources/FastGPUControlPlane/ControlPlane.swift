@@ -45,6 +45,8 @@ public actor ControlPlane {
     var services = ServiceTable()
     /// Each project's secret store, and the sealing of jobs' secrets.
     var projectSecrets: ProjectSecrets
+    /// Storage backends, credentials sealed.
+    var storage: StorageBackends
     var nextJobID: UInt64 = 1
     var nextNodeID: UInt64 = 1
     var nextProjectID: UInt64 = 1
@@ -83,6 +85,7 @@ public actor ControlPlane {
         self.store = store
         self.secretBox = secretBox
         projectSecrets = ProjectSecrets(box: secretBox, stored: [])
+        storage = StorageBackends(box: secretBox, stored: [])
         self.clock = clock
         self.configuration = configuration
         self.logger = logger
@@ -125,6 +128,7 @@ public actor ControlPlane {
         }
         for record in stored.idempotencyKeys { idempotency[Self.idempotencySlot(record.subject, record.key)] = record }
         projectSecrets = ProjectSecrets(box: secretBox, stored: stored.secrets)
+        storage = StorageBackends(box: secretBox, stored: stored.storageBackends)
         restoreServices(stored.services)
         let snapshot = ClusterSnapshot(
             index: stored.meta?.stateIndex ?? 0, nextAllocationID: stored.meta?.nextAllocationID ?? 1, nodes: nodes,

@@ -308,13 +308,19 @@ public struct S3Client: Sendable {
 
     /// A URL that lets whoever holds it `method` (GET, PUT, HEAD, DELETE) `key` for `expiresSeconds`.
     public func presignedURL(_ method: String, key: String, expiresSeconds: Int) throws(S3Error) -> String {
-        try Self.checkKey(key)
+        try Self.presignedURL(method, key: key, endpoint: endpoint, credentials: signer.credentials, expiresSeconds: expiresSeconds, at: now())
+    }
+
+    /// The same, without a client: what the control plane hands out.
+    public static func presignedURL(_ method: String, key: String, endpoint: S3Endpoint, credentials: S3Credentials,
+                                    expiresSeconds: Int, at time: AmzTime) throws(S3Error) -> String {
+        try checkKey(key)
         guard ["GET", "PUT", "HEAD", "DELETE"].contains(method) else { throw .invalid("a presigned URL is for GET, PUT, HEAD or DELETE") }
         guard (1...SigV4Signer.maxPresignSeconds).contains(expiresSeconds) else { throw .invalid("a presigned URL expires in 1 s to 7 days") }
         let path = endpoint.encodedPath(key: key)
         let request = SigV4Request(method: method, host: endpoint.requestHost, encodedPath: path)
-        let query = signer.presignedQuery(for: request, expiresSeconds: expiresSeconds, at: now())
-        return "\(endpoint.secure ? "https" : "http")://\(endpoint.requestHost)\(path)?" + Self.encodeQuery(query)
+        let query = SigV4Signer(credentials: credentials, region: endpoint.region).presignedQuery(for: request, expiresSeconds: expiresSeconds, at: time)
+        return "\(endpoint.secure ? "https" : "http")://\(endpoint.requestHost)\(path)?" + encodeQuery(query)
     }
 
     // MARK: Sending

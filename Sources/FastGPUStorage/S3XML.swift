@@ -7,10 +7,10 @@ import Foundation
 /// S3's replies are flat and their element names do not nest in themselves, so finding an
 /// element's text by name inside a block is exact for them; this is not a general XML parser,
 /// and it does not need libxml2 (which FoundationXML would link into every binary).
-enum S3XML {
+public enum S3XML {
     /// The contents of every `<tag>…</tag>` (or `<tag attr="…">…</tag>`) in `text`, in order; a
     /// self-closing `<tag/>` gives an empty block.
-    static func blocks(_ tag: String, in text: Substring) -> [Substring] {
+    public static func blocks(_ tag: String, in text: Substring) -> [Substring] {
         var found: [Substring] = []
         var rest = text
         let open = "<\(tag)"
@@ -37,7 +37,7 @@ enum S3XML {
     }
 
     /// The decoded text of the first `<tag>` in `text`.
-    static func value(_ tag: String, in text: Substring) -> String? {
+    public static func value(_ tag: String, in text: Substring) -> String? {
         blocks(tag, in: text).first.map { unescape($0) }
     }
 
@@ -74,7 +74,7 @@ enum S3XML {
         return out + rest
     }
 
-    static func escape(_ text: String) -> String {
+    public static func escape(_ text: String) -> String {
         var out = ""
         for character in text {
             switch character {

@@ -21,6 +21,8 @@ public enum StoreWrite: Hashable, Sendable {
     case appendAudit(AuditRecord)
     case saveSecret(SecretRecord)
     case removeSecret(ProjectID, name: String)
+    case saveStorageBackend(StorageBackendRecord)
+    case removeStorageBackend(name: String)
     /// A service as it is now: spec, revision, replicas, recent events.
     case saveService(ServiceRecord)
     /// A deleted service whose replicas have all stopped.
@@ -55,6 +57,7 @@ public struct StoredState: Hashable, Sendable {
     public var idempotencyKeys: [IdempotencyRecord]
     public var secrets: [SecretRecord]
     public var services: [ServiceRecord] = []
+    public var storageBackends: [StorageBackendRecord] = []
 
     public init(meta: StoreMeta? = nil, projects: [ProjectRecord] = [], members: [MemberRecord] = [], tokens: [TokenRecord] = [], nodes: [NodeRecord] = [],
                 gpus: [GPURecord] = [], jobs: [JobRecord] = [], liveAllocations: [AllocationRecord] = [], idempotencyKeys: [IdempotencyRecord] = [],

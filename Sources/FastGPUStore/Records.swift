@@ -23,6 +23,40 @@ public struct SecretRecord: Hashable, Sendable, Codable {
     }
 }
 
+/// A storage backend: a bucket of an S3-compatible service (or the control plane's own `local`
+/// one) that projects save results to and read inputs from. Its credentials are sealed for
+/// `storage:NAME` (access key id, secret and session token together): a copy of the database
+/// alone reveals none of them.
+public struct StorageBackendRecord: Hashable, Sendable, Codable {
+    public var name: String
+    /// `s3`, or `local` for the control plane's own (its endpoint is the server itself).
+    public var kind: String
+    public var endpoint: String
+    public var region: String
+    public var bucket: String
+    /// `path` or `virtual-host`.
+    public var addressing: String
+    public var sealedCredentials: String
+    /// The backend presigning uses when a request names none; at most one is.
+    public var isDefault: Bool
+    public var createdAt: Timestamp
+    public var createdBy: String
+
+    public init(name: String, kind: String, endpoint: String, region: String, bucket: String, addressing: String,
+                sealedCredentials: String, isDefault: Bool, createdAt: Timestamp, createdBy: String) {
+        self.name = name
+        self.kind = kind
+        self.endpoint = endpoint
+        self.region = region
+        self.bucket = bucket
+        self.addressing = addressing
+        self.sealedCredentials = sealedCredentials
+        self.isDefault = isDefault
+        self.createdAt = createdAt
+        self.createdBy = createdBy
+    }
+}
+
 public struct ProjectRecord: Hashable, Sendable, Codable {
     public var id: ProjectID
     public var name: String

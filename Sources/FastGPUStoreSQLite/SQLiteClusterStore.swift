@@ -201,6 +201,20 @@ public final class SQLiteClusterStore: ClusterStore {
                 t.column("body", .text).notNull()
             }
         }
+        migrator.registerMigration("v8: storage backends") { db in
+            try db.create(table: "storageBackend") { t in
+                t.column("name", .text).primaryKey()
+                t.column("kind", .text).notNull()
+                t.column("endpoint", .text).notNull()
+                t.column("region", .text).notNull()
+                t.column("bucket", .text).notNull()
+                t.column("addressing", .text).notNull()
+                t.column("sealedCredentials", .text).notNull()
+                t.column("isDefault", .boolean).notNull()
+                t.column("createdAt", .integer).notNull()
+                t.column("createdBy", .text).notNull()
+            }
+        }
         return migrator
     }
 
@@ -218,6 +232,7 @@ public final class SQLiteClusterStore: ClusterStore {
                 liveAllocations: try AllocationRecord.filter(Column("live") == true).order(Column("id")).fetchAll(db),
                 idempotencyKeys: try IdempotencyRecord.fetchAll(db),
                 secrets: try SecretRecord.order(Column("projectID"), Column("name")).fetchAll(db))
+            stored.storageBackends = try StorageBackendRecord.order(Column("name")).fetchAll(db)
             stored.services = try ServiceRow.order(Column("name")).fetchAll(db).map { try JSONDecoder().decode(ServiceRecord.self, from: Data($0.body.utf8)) }
             return stored
         }
@@ -256,6 +271,8 @@ public final class SQLiteClusterStore: ClusterStore {
                 case .saveSecret(let record): try record.upsert(db)
                 case .removeSecret(let project, let name):
                     _ = try SecretRecord.filter(Column("projectID") == project.rawValue && Column("name") == name).deleteAll(db)
+                case .saveStorageBackend(let record): try record.upsert(db)
+                case .removeStorageBackend(let name): _ = try StorageBackendRecord.deleteOne(db, key: name)
                 case .saveService(let record):
                     try ServiceRow(name: record.name, projectID: record.project.rawValue,
                                    body: String(decoding: try encoder.encode(record), as: UTF8.self)).upsert(db)
@@ -402,6 +419,10 @@ struct ServiceRow: Codable, FetchableRecord, PersistableRecord {
     var name: String
     var projectID: UInt64
     var body: String
+}
+
+extension StorageBackendRecord: FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "storageBackend"
 }
 
 extension SecretRecord: FetchableRecord, PersistableRecord {

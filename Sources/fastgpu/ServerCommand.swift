@@ -1,6 +1,7 @@
 import ArgumentParser
 import FastGPUAPI
 import FastGPUControlPlane
+import FastGPUStorage
 import FastGPUStore
 import FastGPUStoreSQLite
 import Foundation
@@ -116,7 +117,9 @@ struct LocalServer {
         // back both up, and keep them apart.
         let secretBox: SecretBox
         do { secretBox = try SecretBox.loadOrCreate(at: directory + "/secret-key") } catch { throw CommandFailure("\(error)") }
-        let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: configuration, limits: limits, logger: logger)
+        // The `local` storage backend keeps its objects beside the database.
+        let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: configuration, limits: limits, logger: logger,
+                                                      localStorage: LocalObjectStore(root: directory + "/objects"), scheme: tls == nil ? "http" : "https")
         if let token = assembly.bootstrapToken {
             let path = directory + "/admin-token"
             guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {

@@ -11,7 +11,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Replay request traces against services (and any HTTP endpoint) and report latency and cost.",
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, Storage.self])
 
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

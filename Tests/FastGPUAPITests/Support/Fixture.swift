@@ -1,6 +1,7 @@
 import FastGPUAPI
 import FastGPUControlPlane
 import FastGPUModel
+import FastGPUStorage
 import FastGPUStore
 import FastGPUStoreSQLite
 import Foundation
@@ -30,7 +31,8 @@ struct Fixture {
     static func make(path: String? = nil, configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), clock: ManualClock = ManualClock()) async throws -> Fixture {
         let path = path ?? temporaryDatabase()
         let secretBox = SecretBox.random()
-        let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration)
+        let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration,
+                                                      localStorage: localStorage(beside: path))
         return Fixture(path: path, clock: clock, controlPlane: assembly.controlPlane, scheduling: assembly.scheduling, admin: assembly.bootstrapToken ?? "",
                        secretBox: secretBox)
     }
@@ -38,9 +40,16 @@ struct Fixture {
     /// The same database opened by a new control plane, as after a restart.
     func restarted() async throws -> Fixture {
         let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock,
-                                                      configuration: controlPlane.configuration)
+                                                      configuration: controlPlane.configuration, localStorage: Self.localStorage(beside: path))
         return Fixture(path: path, clock: clock, controlPlane: assembly.controlPlane, scheduling: assembly.scheduling, admin: admin, secretBox: secretBox)
     }
+
+    /// The `local` storage backend's objects, beside the database as a server keeps them.
+    static func localStorage(beside path: String) -> LocalObjectStore {
+        LocalObjectStore(root: (path as NSString).deletingLastPathComponent + "/objects")
+    }
+
+    var localStorage: LocalObjectStore { Self.localStorage(beside: path) }
 
     @discardableResult
     func schedule() async throws -> Int { try await scheduling.pass() }

@@ -1,0 +1,94 @@
+public import FastGPUModel
+public import FastGPUStorage
+
+/// Storage backends and the project prefix: who may reach which object of which bucket.
+///
+/// Every key a project reaches through FastGPU lives under `PROJECT/` of the backend's bucket
+/// (presigned URLs, job outputs and inputs alike), so one project cannot name another's
+/// objects however it spells the key. A cluster admin may name any key.
+extension ControlPlane {
+    public func storageBackends(by principal: Principal) throws -> [StorageBackendView] {
+        try requireUser(principal)
+        return storage.views
+    }
+
+    public struct StorageBackendRequest: Sendable {
+        public var name: String
+        public var endpoint: String
+        public var region: String
+        public var bucket: String
+        public var addressing: String
+        public var credentials: S3Credentials
+        public var isDefault: Bool
+
+        public init(name: String, endpoint: String, region: String, bucket: String, addressing: String, credentials: S3Credentials, isDefault: Bool) {
+            self.name = name
+            self.endpoint = endpoint
+            self.region = region
+            self.bucket = bucket
+            self.addressing = addressing
+            self.credentials = credentials
+            self.isDefault = isDefault
+        }
+    }
+
+    /// Adds (or replaces) an S3 backend; cluster admins only.
+    public func setStorageBackend(_ request: StorageBackendRequest, by principal: Principal) async throws -> StorageBackendView {
+        try checkWritable()
+        try requireClusterAdmin(principal)
+        let records = try storage.add(
+            StorageBackends.NewBackend(name: request.name, endpoint: request.endpoint, region: request.region, bucket: request.bucket,
+                                       addressing: request.addressing, credentials: request.credentials, isDefault: request.isDefault),
+            by: principal.subject, now: clock.now())
+        for record in records { pending.direct.append(.saveStorageBackend(record)) }
+        try await awaitDurable()
+        return StorageBackends.view(records[0])
+    }
+
+    public func removeStorageBackend(_ name: String, by principal: Principal) async throws {
+        try checkWritable()
+        try requireClusterAdmin(principal)
+        guard name != StorageBackends.localName else { throw ControlPlaneError.invalid("'local' is the server's own backend and cannot be removed") }
+        try storage.remove(name)
+        pending.direct.append(.removeStorageBackend(name: name))
+        try await awaitDurable()
+    }
+
+    /// Makes the `local` backend on the first start of a server that serves it.
+    public func ensureLocalStorage() async throws {
+        guard let records = try storage.ensureLocal(now: clock.now()) else { return }
+        for record in records { pending.direct.append(.saveStorageBackend(record)) }
+        try await awaitDurable()
+    }
+
+    /// The `local` backend's credentials, which its request checks verify against.
+    public func localStorageCredentials() -> S3Credentials? { storage.localCredentials() }
+
+    /// The object `key` of `project` (under its prefix) on `backend`, if the caller may
+    /// `write` (member) or read (viewer) it. A project the caller is not in is not found.
+    /// A cluster admin who names no project reaches the key as it is.
+    public func resolveObject(project projectName: String?, backend: String?, key: String, write: Bool,
+                              by principal: Principal) throws -> ResolvedObject {
+        try requireUser(principal)
+        let prefix: String
+        if let projectName {
+            let id = try visibleProject(projectName, by: principal)
+            guard let role = role(of: principal, in: id), role >= (write ? .member : .viewer) else {
+                throw ControlPlaneError.forbidden("a viewer may read the project's objects, not write them")
+            }
+            prefix = projectName + "/"
+        } else if principal.clusterAdmin {
+            prefix = ""
+        } else {
+            let mine = projects.values.filter { role(of: principal, in: $0.id) != nil }
+            guard mine.count == 1, let only = mine.first else {
+                throw ControlPlaneError.invalid("name the project the object belongs to")
+            }
+            guard let role = role(of: principal, in: only.id), role >= (write ? .member : .viewer) else {
+                throw ControlPlaneError.forbidden("a viewer may read the project's objects, not write them")
+            }
+            prefix = only.name + "/"
+        }
+        return try storage.resolve(backend: backend, prefix: prefix, key: key)
+    }
+}
