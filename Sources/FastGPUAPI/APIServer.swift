@@ -127,6 +127,7 @@ public struct APIServer: Sendable {
         serviceRoutes(route)
         gatewayRoutes(route)
         storageRoutes(route)
+        outputRoutes(route)
         if let localStorage { localStorageRoutes(router, store: localStorage) }
         return (router, route.table)
     }

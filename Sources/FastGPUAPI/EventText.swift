@@ -17,6 +17,9 @@ public enum EventText {
         case .ended(let a, let outcome, let cause): "\(a.id) " + ended(outcome, cause)
         case .requeued(_, let notBefore): "requeued; retried in \(max(0, notBefore.milliseconds(since: time)) / 1000) s"
         case .cancelled: "cancelled"
+        case .uploading: "processes done, GPUs released; uploading outputs"
+        case .outputsUploaded(_, let id, let succeeded, let error):
+            succeeded ? "outputs of \(id) uploaded" : "outputs of \(id) could not be uploaded (output_upload_failed): \(error ?? "no reason given")"
         case .nodeRegistered(_, let name, let gpus, let again): again ? "\(name) registered again" : "\(name) registered with \(gpus) GPUs"
         case .nodeStateChanged(let id, let from, let to):
             from == .down ? "\(node(id)) is back (\(to.rawValue))" : to == .down ? "\(node(id)) is down; its allocations are lost" : "\(node(id)) is \(to.rawValue)"

@@ -173,6 +173,8 @@ extension JobWire: JSONWritable {
         if let secrets { out.field("secrets", secrets) }
         if let image { out.field("image", image) }
         if let network { out.field("network", network) }
+        if let failure { out.field("failure", failure) }
+        if let outputs { out.field("outputs", outputs) }
         out.field("tasks", tasks)
         out.field("gang", gang)
         out.field("gpus", gpus)

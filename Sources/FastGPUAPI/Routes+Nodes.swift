@@ -113,7 +113,15 @@ extension APIServer {
                                                                 failureThreshold: r.readiness.failureThreshold,
                                                                 startupTimeoutMilliseconds: r.readiness.startupTimeout.wholeMilliseconds)
                                       })
-            }))
+            }, uploads: assignments.uploads.map(Wire.upload)))
+        }
+        route(.post, "/v1/nodes/{id}/allocations/{allocation}/outputs") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(OutputsReportBody.self, from: try await body(of: &request))
+            try await cp.settleUpload(node: try nodeID(context), allocation: try allocationID(context), succeeded: body.uploaded,
+                                      error: body.error, by: principal)
+            return Response(status: .noContent)
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/status") { request, context in
             let principal = try context.requirePrincipal()

@@ -74,6 +74,21 @@ extension APIServer {
 }
 
 extension Wire {
+    static func upload(_ upload: UploadAssignment) -> UploadAssignmentWire {
+        UploadAssignmentWire(allocation: upload.allocation.rawValue, job: upload.job.rawValue,
+                             taskDirectory: upload.taskCount > 1 ? "task-\(upload.task.group).\(upload.task.index)/" : "", generation: upload.generation,
+                             outputs: upload.outputs.map { output in
+                                 OutputUploadWire(path: output.target.path, uri: output.target.uri, keyPrefix: output.target.keyPrefix,
+                                                  backend: backendAccess(output.backend))
+                             })
+    }
+
+    static func backendAccess(_ object: ResolvedObject) -> BackendAccessWire {
+        BackendAccessWire(name: object.backend, endpoint: object.endpoint?.url ?? "", region: object.region, bucket: object.bucket,
+                          addressing: object.addressing.rawValue, accessKeyID: object.credentials.accessKeyID,
+                          secretAccessKey: object.credentials.secretAccessKey, sessionToken: object.credentials.sessionToken)
+    }
+
     static func storageBackend(_ view: StorageBackendView) -> StorageBackendWire {
         StorageBackendWire(name: view.name, kind: view.kind, endpoint: view.endpoint, region: view.region, bucket: view.bucket,
                            addressing: view.addressing, isDefault: view.isDefault, createdAt: time(view.createdAt), createdBy: view.createdBy)

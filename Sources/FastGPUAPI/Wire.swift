@@ -103,7 +103,9 @@ enum Wire {
             allocations: view.allocations.map(allocation),
             queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time)) },
             secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted(),
-            image: view.launch.image, network: view.launch.network?.rawValue)
+            image: view.launch.image, network: view.launch.network?.rawValue,
+            failure: job.outputUploadFailed ? "output_upload_failed" : nil,
+            outputs: view.launch.outputs.isEmpty ? nil : view.launch.outputs.map(\.uri))
     }
 
     static func secret(_ view: SecretView) -> SecretWire {
@@ -308,11 +310,18 @@ extension JobSubmissionBody {
         }
         let attempts = maxAttempts ?? 3
         guard (1...100).contains(attempts) else { throw WireError(description: "maxAttempts must be 1 to 100") }
+        guard (outputs?.count ?? 0) <= 16 else { throw WireError(description: "a job has at most 16 outputs") }
+        let outputRequests = try (outputs ?? []).map { output in
+            guard let when = OutputWhen(rawValue: output.when ?? "always") else {
+                throw WireError(description: "an output's when must be always, success or failure, not \((output.when ?? "").prefix(32))")
+            }
+            return JobSubmission.OutputRequest(path: output.path, to: output.to, when: when)
+        }
         let group = TaskGroup(name: "main", count: tasks, resources: try (resources?.taskResources() ?? ResourcesBody().taskResources()),
                               gang: gang ?? (tasks > 1), placement: placement)
         return JobSubmission(project: project, name: name, taskGroups: [group], priority: priority, spot: spot ?? false,
                              runtimeEstimate: estimatedRuntimeSeconds.map { .seconds($0) }, runtimeLimit: maxRuntimeSeconds.map { .seconds($0) },
                              launch: JobLaunch(command: command, environment: env ?? [:], maxAttempts: attempts, image: try checkedImage(), network: try checkedNetwork()),
-                             secrets: secrets ?? [:], secretRefs: secretRefs ?? [:])
+                             secrets: secrets ?? [:], secretRefs: secretRefs ?? [:], outputs: outputRequests)
     }
 }

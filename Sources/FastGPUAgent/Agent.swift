@@ -39,6 +39,13 @@ public actor Agent {
     /// Images a container of this agent has run from: the node has them, so the next job's
     /// wrapper does not ask podman first (~65 ms of its start).
     var presentImages: Set<String> = []
+    /// Outputs to upload, by allocation, as the last assignments listed them.
+    var uploadQueue: [UInt64: UploadAssignmentWire] = [:]
+    /// Uploads reported (allocation and generation) and not yet gone from the assignments:
+    /// not uploaded twice meanwhile; a retry comes with a new generation.
+    var uploadsReported: Set<String> = []
+    /// Wakes the upload loop: the assignments changed.
+    var uploadWake: AsyncStream<Void>.Continuation?
     /// This agent's own executable, whose `exec-env` gives a workload its environment.
     let execHelper: String = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     /// The wrapper runs as root with this environment, never the job's.
@@ -69,6 +76,7 @@ public actor Agent {
                 group.addTask { try await self.assignmentLoop() }
                 group.addTask { try await self.supervisorLoop() }
                 group.addTask { try await self.readinessLoop() }
+                group.addTask { try await self.uploadLoop() }
                 try await group.next()
                 group.cancelAll()
             }
@@ -236,6 +244,7 @@ public actor Agent {
     func reconcile(_ assignments: AgentClient.Assignments) throws {
         guard var state else { return }
         assignmentIndex = assignments.index
+        queueUploads(assignments.uploads ?? [])
         let desired = Dictionary(assignments.allocations.map { ($0.allocation.id, $0) }, uniquingKeysWith: { first, _ in first })
         for (id, workload) in state.workloads where workload.stoppingSince == nil {
             if desired[id]?.allocation.epoch != workload.epoch {

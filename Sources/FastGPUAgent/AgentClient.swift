@@ -52,6 +52,11 @@ struct AgentClient: Sendable {
         try await refused { try await client(token).uploadLogs(node: node, allocation: allocation, body) }
     }
 
+    func reportOutputs(node: UInt64, token: String, allocation: UInt64, uploaded: Bool, error: String?, files: Int, bytes: Int64) async throws {
+        let body = OutputsReportBody(uploaded: uploaded, error: error.map { String($0.prefix(500)) }, files: files, bytes: bytes)
+        try await refused { try await client(token).reportOutputs(node: node, allocation: allocation, body) }
+    }
+
     private func client(_ token: String) -> FastGPUClient {
         FastGPUClient(server: server, token: token, http: http)
     }

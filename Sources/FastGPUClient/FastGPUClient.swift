@@ -210,6 +210,20 @@ package struct FastGPUClient: Sendable {
         try await call(.DELETE, "/v1/projects/\(Self.escape(project))/members/\(Self.escape(subject))")
     }
 
+    // MARK: Storage
+
+    package func storageBackends() async throws -> StorageBackendListWire { try await call(.GET, "/v1/storage/backends") }
+
+    package func setStorageBackend(_ name: String, _ body: StorageBackendBody) async throws -> StorageBackendWire {
+        try await call(.PUT, "/v1/storage/backends/\(Self.escape(name))", body: body)
+    }
+
+    package func removeStorageBackend(_ name: String) async throws {
+        let _: NoContent = try await call(.DELETE, "/v1/storage/backends/\(Self.escape(name))")
+    }
+
+    package func presign(_ body: PresignBody) async throws -> PresignWire { try await call(.POST, "/v1/storage/presign", body: body) }
+
     package func tokens() async throws -> TokenListWire { try await call(.GET, "/v1/tokens") }
 
     package func audit(after: Int64, limit: Int, subject: String?) async throws -> AuditListWire {
@@ -278,6 +292,14 @@ package struct FastGPUClient: Sendable {
     package func deleteService(_ name: String) async throws -> ServiceWire { try await call(.DELETE, "/v1/services/\(Self.escape(name))") }
 
     package func serviceEvents(_ name: String) async throws -> ServiceEventListWire { try await call(.GET, "/v1/services/\(Self.escape(name))/events") }
+
+    package func reportOutputs(node: UInt64, allocation: UInt64, _ body: OutputsReportBody) async throws {
+        let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/outputs", body: body)
+    }
+
+    package func jobOutputs(_ id: UInt64) async throws -> JobOutputsWire { try await call(.GET, "/v1/jobs/\(id)/outputs") }
+
+    package func retryOutputs(_ id: UInt64) async throws -> JobWire { try await call(.POST, "/v1/jobs/\(id)/outputs/retry") }
 
     package func uploadLogs(node: UInt64, allocation: UInt64, _ body: LogUploadBody) async throws {
         let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/logs", body: body)

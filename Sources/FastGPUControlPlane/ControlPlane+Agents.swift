@@ -150,7 +150,7 @@ extension ControlPlane {
     func durableAssignments(of id: NodeID) -> Assignments {
         // Memory may be ahead of the store by the batch in flight; allocations newer than the
         // durable index are held back so that no agent starts work the store could still lose.
-        guard let node = state.node(id) else { return Assignments(index: watchers.version(of: .node(id)), allocations: []) }
+        guard let node = state.node(id) else { return Assignments(index: watchers.version(of: .node(id)), allocations: [], uploads: []) }
         var result: [Assignment] = []
         let stoppingGPUs = stopping.busyGPUs(on: id)
         for allocationID in node.allocations.sorted() {
@@ -175,7 +175,7 @@ extension ControlPlane {
                                      rank: allocation.task.index, peers: peers,
                                      runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort, project: job.project))
         }
-        return Assignments(index: watchers.version(of: .node(id)), allocations: result)
+        return Assignments(index: watchers.version(of: .node(id)), allocations: result, uploads: uploadAssignments(of: id))
     }
 
     /// An agent reports on an allocation. A report for an older epoch than the allocation's is

@@ -44,9 +44,11 @@ extension ControlPlane {
         let id = JobID(nextJobID)
         var launch = submission.launch
         launch.sealedSecrets = try projectSecrets.seal(submission, job: id, project: project)
-        let job = Job(id: id, name: submission.name, project: project, submitter: principal.subject, priority: submission.priority,
+        launch.outputs = try submission.outputs.map { try outputTarget($0, job: id, projectName: projects[project]?.name ?? submission.project) }
+        var job = Job(id: id, name: submission.name, project: project, submitter: principal.subject, priority: submission.priority,
                       spot: submission.spot, taskGroups: submission.taskGroups, runtimeEstimate: submission.runtimeEstimate,
                       runtimeLimit: submission.runtimeLimit, submitTime: now)
+        job.outputs = launch.outputs.map(\.when)
         if let why = ClusterState.validate(job) { throw ControlPlaneError.invalid(why) }
         do { try apply(.submit(job, launch: launch), now: now, by: principal.subject) } catch { throw ControlPlaneError.invalid(error.description) }
         nextJobID += 1

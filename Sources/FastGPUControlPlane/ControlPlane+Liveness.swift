@@ -38,6 +38,10 @@ extension ControlPlane {
     /// operator had set on it (cordoned, draining) comes back with it.
     func takeDown(_ node: Node, now: Timestamp, by actor: String? = nil) throws {
         for allocationID in node.allocations.sorted() { try lose(allocationID, cause: .nodeDown, now: now) }
+        // Outputs still on the node's disk cannot reach their bucket now; a retry may, once it is back.
+        for upload in pendingUploads(on: node.id) {
+            try apply(.settleUpload(upload.job, upload.allocation, succeeded: false, error: "its node went down before the upload finished", at: now), now: now, by: actor)
+        }
         stateBeforeDown[node.id] = node.state
         try apply(.setNodeState(node.id, .down, at: now), now: now, by: actor)
     }

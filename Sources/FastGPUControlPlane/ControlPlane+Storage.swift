@@ -54,6 +54,29 @@ extension ControlPlane {
         try await awaitDurable()
     }
 
+    /// An output of a job as submitted, checked and resolved: `s3://BACKEND/PREFIX` with the
+    /// job's id for `{job_id}`, under the project's prefix.
+    func outputTarget(_ request: JobSubmission.OutputRequest, job: JobID, projectName: String) throws(ControlPlaneError) -> OutputTarget {
+        guard !request.path.isEmpty, request.path.utf8.count <= 4096, !request.path.utf8.contains(0) else {
+            throw .invalid("an output's path is 1 to 4096 bytes")
+        }
+        // In the job's working directory (`/fastgpu/work` as a container sees it), never above it.
+        guard !request.path.split(separator: "/").contains(".."), !request.path.hasPrefix("/") || request.path.hasPrefix("/fastgpu/work") else {
+            throw .invalid("an output's path is in the job's working directory (relative, or under /fastgpu/work in a container), without '..'")
+        }
+        guard request.to.hasPrefix("s3://") else { throw .invalid("an output goes to s3://BACKEND/PREFIX/, not \(request.to.prefix(64))") }
+        let rest = request.to.dropFirst(5)
+        guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex else {
+            throw .invalid("an output goes to s3://BACKEND/PREFIX/ (a backend, then a prefix)")
+        }
+        let backend = String(rest[..<slash])
+        var relative = String(rest[rest.index(after: slash)...]).replacingOccurrences(of: "{job_id}", with: String(job.rawValue))
+        if !relative.isEmpty && !relative.hasSuffix("/") { relative += "/" }
+        guard !relative.isEmpty else { throw .invalid("an output's prefix must not be empty: s3://\(backend)/results/{job_id}/") }
+        let object = try storage.resolve(backend: backend, prefix: projectName + "/", key: relative)
+        return OutputTarget(path: request.path, backend: backend, keyPrefix: object.key, uri: "s3://\(backend)/\(relative)", when: request.when)
+    }
+
     /// Makes the `local` backend on the first start of a server that serves it.
     public func ensureLocalStorage() async throws {
         guard let records = try storage.ensureLocal(now: clock.now()) else { return }

@@ -28,13 +28,23 @@ extension ControlPlane {
             pending.projects.insert(id)
         case .decayUsage:
             pending.projects.formUnion(state.projects.keys)
-        case .submit, .commit, .allocationStarted, .allocationPulling, .endAllocation, .loseAllocation, .cancel, .deferJob:
+        case .submit, .commit, .allocationStarted, .allocationPulling, .endAllocation, .loseAllocation, .cancel, .deferJob, .settleUpload, .retryUploads:
             break
         }
         for event in events {
             switch event {
             case .submitted(let job, _), .requeued(let job, _), .cancelled(let job):
                 pending.jobs.insert(job)
+            case .outputsUploaded(let id, let allocation, _, _):
+                pending.jobs.insert(id)
+                // Its agent's list of uploads changes: a settled one leaves it.
+                if let attempt = state.jobs[id]?.history.last(where: { $0.allocation.id == allocation }) { pending.nodesChanged.insert(attempt.allocation.node) }
+            case .uploading(let id):
+                pending.jobs.insert(id)
+                // The nodes that hold the outputs learn of the uploads with their assignments.
+                if let job = state.jobs[id] {
+                    for attempt in job.history where job.pendingUploads.contains(attempt.allocation.id) { pending.nodesChanged.insert(attempt.allocation.node) }
+                }
             case .placed(let allocation):
                 pending.jobs.insert(allocation.task.job)
                 pending.allocations.insert(allocation.id)

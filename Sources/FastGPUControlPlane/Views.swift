@@ -15,10 +15,26 @@ public struct JobSubmission: Hashable, Sendable {
     public var secrets: [String: String]
     /// Environment names taken from the project's secret store: env name → secret name.
     public var secretRefs: [String: String]
+    /// Directories to upload after the process exits, to `s3://BACKEND/PREFIX/` (`{job_id}` in
+    /// the prefix becomes the job's id).
+    public var outputs: [OutputRequest]
+
+    public struct OutputRequest: Hashable, Sendable {
+        public var path: String
+        public var to: String
+        public var when: OutputWhen
+
+        public init(path: String, to: String, when: OutputWhen) {
+            self.path = path
+            self.to = to
+            self.when = when
+        }
+    }
 
     public init(project: String, name: String? = nil, taskGroups: [TaskGroup], priority: PriorityClass = .normal, spot: Bool = false,
                 runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, launch: JobLaunch,
-                secrets: [String: String] = [:], secretRefs: [String: String] = [:]) {
+                secrets: [String: String] = [:], secretRefs: [String: String] = [:], outputs: [OutputRequest] = []) {
+        self.outputs = outputs
         self.secrets = secrets
         self.secretRefs = secretRefs
         self.project = project
@@ -109,11 +125,30 @@ public struct Assignment: Hashable, Sendable {
     public var project: ProjectID
 }
 
+/// Outputs an agent must upload: those of an allocation of its node that exited, with the
+/// backends' connections (credentials opened for the agent only).
+public struct UploadAssignment: Sendable {
+    public struct Output: Sendable {
+        public var target: OutputTarget
+        public var backend: ResolvedObject
+    }
+
+    public var job: JobID
+    public var allocation: AllocationID
+    /// The task's place in the job, for a job of several tasks: each uploads under `task-G.I/`.
+    public var task: TaskRef
+    public var taskCount: Int
+    /// The job's upload retries so far: the agent uploads again when this moves.
+    public var generation: Int
+    public var outputs: [Output]
+}
+
 /// A node's whole desired set of allocations at a state index: the agent starts what is new
-/// and stops what is gone.
-public struct Assignments: Hashable, Sendable {
+/// and stops what is gone, and uploads the outputs of what exited.
+public struct Assignments: Sendable {
     public var index: UInt64
     public var allocations: [Assignment]
+    public var uploads: [UploadAssignment] = []
 }
 
 /// A page of jobs, ordered by id.

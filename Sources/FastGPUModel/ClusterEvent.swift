@@ -18,6 +18,10 @@ public enum ClusterEvent: Hashable, Sendable {
     /// A lost task waits for its retry backoff before it may be placed again.
     case requeued(JobID, notBefore: Timestamp)
     case cancelled(JobID)
+    /// Every task of the job is done and what is left is uploading outputs (the GPUs are free).
+    case uploading(JobID)
+    /// An allocation's outputs reached the bucket (manifest written last), or could not.
+    case outputsUploaded(JobID, allocation: AllocationID, succeeded: Bool, error: String?)
 
     // Nodes.
     case nodeRegistered(NodeID, name: String, gpus: Int, again: Bool)
@@ -37,7 +41,7 @@ public enum ClusterEvent: Hashable, Sendable {
     /// The job the event is about, for per-job history.
     public var job: JobID? {
         switch self {
-        case .submitted(let job, _), .requeued(let job, _), .cancelled(let job): job
+        case .submitted(let job, _), .requeued(let job, _), .cancelled(let job), .uploading(let job), .outputsUploaded(let job, _, _, _): job
         case .placed(let allocation), .ended(let allocation, _, _): allocation.task.job
         case .started(_, let task, _), .pulling(_, let task, _, _): task.job
         default: nil
@@ -56,7 +60,7 @@ public enum ClusterEvent: Hashable, Sendable {
     public var allocation: AllocationID? {
         switch self {
         case .placed(let allocation), .ended(let allocation, _, _): allocation.id
-        case .started(let id, _, _), .pulling(let id, _, _, _): id
+        case .started(let id, _, _), .pulling(let id, _, _, _), .outputsUploaded(_, let id, _, _): id
         default: nil
         }
     }
@@ -78,6 +82,8 @@ public enum ClusterEvent: Hashable, Sendable {
             }
         case .requeued: "requeued"
         case .cancelled: "cancelled"
+        case .uploading: "uploading"
+        case .outputsUploaded(_, _, let succeeded, _): succeeded ? "outputs-uploaded" : "output-upload-failed"
         case .nodeRegistered: "node-registered"
         case .nodeStateChanged(_, _, let to): "node-\(to.rawValue)"
         case .nodeReplaced: "node-replaced"
@@ -119,7 +125,7 @@ extension Array where Element == ClusterEvent {
 extension ClusterEvent: Codable {
     private enum Key: String, CodingKey {
         case type, job, project, allocation, allocationID, task, node, outcome, cause, notBefore, image
-        case name, gpus, again, from, to, gpu, health, weight, maxPriority, removed, kind, message
+        case name, gpus, again, from, to, gpu, health, weight, maxPriority, removed, kind, message, succeeded
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -141,6 +147,12 @@ extension ClusterEvent: Codable {
             try c.encode("requeued", forKey: .type); try c.encode(job, forKey: .job); try c.encode(notBefore, forKey: .notBefore)
         case .cancelled(let job):
             try c.encode("cancelled", forKey: .type); try c.encode(job, forKey: .job)
+        case .uploading(let job):
+            try c.encode("uploading", forKey: .type); try c.encode(job, forKey: .job)
+        case .outputsUploaded(let job, let allocation, let succeeded, let error):
+            try c.encode("outputsUploaded", forKey: .type); try c.encode(job, forKey: .job)
+            try c.encode(allocation, forKey: .allocationID); try c.encode(succeeded, forKey: .succeeded)
+            try c.encodeIfPresent(error, forKey: .message)
         case .nodeRegistered(let node, let name, let gpus, let again):
             try c.encode("nodeRegistered", forKey: .type); try c.encode(node, forKey: .node); try c.encode(name, forKey: .name)
             try c.encode(gpus, forKey: .gpus); try c.encode(again, forKey: .again)
@@ -178,6 +190,10 @@ extension ClusterEvent: Codable {
                           cause: try c.decode(EndCause.self, forKey: .cause))
         case "requeued": self = .requeued(try c.decode(JobID.self, forKey: .job), notBefore: try c.decode(Timestamp.self, forKey: .notBefore))
         case "cancelled": self = .cancelled(try c.decode(JobID.self, forKey: .job))
+        case "uploading": self = .uploading(try c.decode(JobID.self, forKey: .job))
+        case "outputsUploaded":
+            self = .outputsUploaded(try c.decode(JobID.self, forKey: .job), allocation: try c.decode(AllocationID.self, forKey: .allocationID),
+                                    succeeded: try c.decode(Bool.self, forKey: .succeeded), error: try c.decodeIfPresent(String.self, forKey: .message))
         case "nodeRegistered":
             self = .nodeRegistered(try c.decode(NodeID.self, forKey: .node), name: try c.decode(String.self, forKey: .name),
                                    gpus: try c.decode(Int.self, forKey: .gpus), again: try c.decode(Bool.self, forKey: .again))

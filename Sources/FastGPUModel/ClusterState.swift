@@ -71,6 +71,11 @@ public enum ClusterChange: Sendable, Codable {
     case loseAllocation(AllocationID, at: Timestamp, cause: EndCause, retry: RetryPolicy)
     /// Multiplies every project's usage by `keepPermille`/1000 (a half-life step for fair share).
     case decayUsage(keepPermille: Int)
+    /// The agent uploaded an exited allocation's outputs (or could not): an `uploading` job
+    /// whose uploads are all settled ends as its tasks did, or fails when one could not upload.
+    case settleUpload(JobID, AllocationID, succeeded: Bool, error: String? = nil, at: Timestamp)
+    /// A job that failed because its outputs could not be uploaded tries those uploads again.
+    case retryUploads(JobID)
 }
 
 /// A change that cannot apply: bad input, reported with what was wrong. Nothing was changed.
@@ -252,6 +257,28 @@ public struct ClusterState: Sendable {
                 }
             }
 
+        case .settleUpload(let id, let allocation, let succeeded, let error, let now):
+            guard var job = jobs[id], job.pendingUploads.contains(allocation) else { throw .unknownAllocation(allocation) }
+            job.pendingUploads.remove(allocation)
+            if !succeeded { job.failedUploads.insert(allocation) }
+            events.append(.outputsUploaded(id, allocation: allocation, succeeded: succeeded, error: error))
+            if job.state == .uploading && job.pendingUploads.isEmpty {
+                job.state = job.failedUploads.isEmpty ? job.stateAfterUploads ?? .succeeded : .failed
+                job.finishedAt = now
+            }
+            jobs[id] = job
+
+        case .retryUploads(let id):
+            guard var job = jobs[id] else { throw .unknownJob(id) }
+            guard job.outputUploadFailed else { throw .invalidJob(id, "only a job whose outputs could not be uploaded tries them again") }
+            job.pendingUploads = job.failedUploads
+            job.failedUploads = []
+            job.uploadRetries += 1
+            job.state = .uploading
+            job.finishedAt = nil
+            jobs[id] = job
+            events.append(.uploading(id))
+
         case .deferJob(let id, let until):
             guard var job = jobs[id] else { throw .unknownJob(id) }
             guard !job.state.isFinished else { break }
@@ -402,12 +429,20 @@ public struct ClusterState: Sendable {
         case .cancelled:
             break
         }
-        if !job.state.isFinished {
+        // What an exited process left in its output directory is uploaded by its agent; the
+        // job waits for it (without its GPUs), whatever its tasks' fate.
+        if cause == .exited, job.outputs.contains(where: { $0.applies(to: outcome) }) { job.pendingUploads.insert(allocation.id) }
+        if !job.state.isFinished && job.state != .uploading {
             if job.completedTasks.count == job.taskCount {
                 job.state = .succeeded
             } else {
                 job.state = job.liveAllocations.isEmpty ? .pending : .running
             }
+        }
+        if (job.state == .succeeded || job.state == .failed), job.finishedAt == nil, !job.pendingUploads.isEmpty {
+            job.stateAfterUploads = job.state
+            job.state = .uploading
+            events.append(.uploading(job.id))
         }
         if job.state.isFinished && job.finishedAt == nil { job.finishedAt = now }
         jobs[job.id] = job

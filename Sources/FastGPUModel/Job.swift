@@ -51,10 +51,27 @@ public struct TaskGroup: Hashable, Sendable, Codable {
     public var milliGPUsPerTask: Int { resources.gpu.milliGPUs }
 }
 
+/// When a task's output directory is uploaded, against how its process exited.
+public enum OutputWhen: String, Hashable, Sendable, Codable, CaseIterable {
+    case always
+    case success
+    case failure
+
+    public func applies(to outcome: AllocationOutcome) -> Bool {
+        switch (self, outcome) {
+        case (.always, .succeeded), (.always, .failed), (.success, .succeeded), (.failure, .failed): true
+        default: false
+        }
+    }
+}
+
 /// Where a job is in its life.
 public enum JobState: String, Hashable, Sendable, CaseIterable, Codable {
     case pending
     case running
+    /// Its processes are done (the GPUs are free) and its outputs are being uploaded; it ends
+    /// as its tasks did once they are in the bucket, or fails when they cannot be.
+    case uploading
     case succeeded
     case failed
     case cancelled
@@ -81,6 +98,9 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     /// The run time after which the agent stops the job; backfill trusts it over the estimate.
     public var runtimeLimit: Duration?
     public var submitTime: Timestamp
+    /// When each of its outputs is uploaded (the paths and buckets are in its launch): an
+    /// allocation that exits with outputs to upload keeps the job from finishing until they are in.
+    public var outputs: [OutputWhen] = []
 
     public internal(set) var state: JobState = .pending
     /// Allocations started for this job over its life (a preempted or lost gang counts each task).
@@ -98,6 +118,15 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     /// Every allocation of the job that ended, oldest first. Rows written before the history
     /// existed have none: their ended allocations are in the store only.
     public internal(set) var history: [Attempt] = []
+    /// Allocations that exited and whose outputs their agent has yet to upload.
+    public internal(set) var pendingUploads: Set<AllocationID> = []
+    /// Allocations whose outputs could not be uploaded (what a retry uploads again).
+    public internal(set) var failedUploads: Set<AllocationID> = []
+    /// What the job ends as once its outputs are in (while `uploading`).
+    public internal(set) var stateAfterUploads: JobState?
+    /// How many times its uploads were tried again: an agent tells a retry from the try it
+    /// already reported on by this.
+    public internal(set) var uploadRetries: Int = 0
 
     public init(id: JobID, name: String? = nil, project: ProjectID, submitter: String = "", priority: PriorityClass = .normal, spot: Bool = false,
                 taskGroups: [TaskGroup], runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, submitTime: Timestamp) {
@@ -116,6 +145,7 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     enum CodingKeys: String, CodingKey {
         case id, name, project, submitter, priority, spot, taskGroups, runtimeEstimate, runtimeLimit, submitTime
         case state, attempts, attainedMilliGPUMilliseconds, liveAllocations, completedTasks, notBefore, finishedAt, history
+        case outputs, pendingUploads, failedUploads, stateAfterUploads, uploadRetries
     }
 
     /// Written out so that fields added later (`finishedAt`, `history`) read as absent from rows
@@ -140,7 +170,16 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
         notBefore = try c.decodeIfPresent(Timestamp.self, forKey: .notBefore)
         finishedAt = try c.decodeIfPresent(Timestamp.self, forKey: .finishedAt)
         history = try c.decodeIfPresent([Attempt].self, forKey: .history) ?? []
+        // And before outputs.
+        outputs = try c.decodeIfPresent([OutputWhen].self, forKey: .outputs) ?? []
+        pendingUploads = try c.decodeIfPresent(Set<AllocationID>.self, forKey: .pendingUploads) ?? []
+        failedUploads = try c.decodeIfPresent(Set<AllocationID>.self, forKey: .failedUploads) ?? []
+        stateAfterUploads = try c.decodeIfPresent(JobState.self, forKey: .stateAfterUploads)
+        uploadRetries = try c.decodeIfPresent(Int.self, forKey: .uploadRetries) ?? 0
     }
+
+    /// It failed because outputs could not be uploaded (`output_upload_failed`).
+    public var outputUploadFailed: Bool { state == .failed && !failedUploads.isEmpty }
 
     public var taskCount: Int { taskGroups.reduce(0) { $0 + $1.count } }
 
@@ -151,7 +190,7 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
 
     /// Tasks that still need an allocation.
     public var unplacedTasks: [TaskRef] {
-        guard !state.isFinished else { return [] }
+        guard !state.isFinished, state != .uploading else { return [] }
         return tasks.filter { liveAllocations[$0] == nil && !completedTasks.contains($0) }
     }
 
@@ -162,7 +201,7 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
 
     /// Whether the job has tasks waiting for the scheduler.
     public var isWaiting: Bool {
-        guard !state.isFinished else { return false }
+        guard !state.isFinished, state != .uploading else { return false }
         return liveAllocations.count + completedTasks.count < taskCount
     }
 

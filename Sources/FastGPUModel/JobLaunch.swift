@@ -16,6 +16,8 @@ public struct JobLaunch: Hashable, Sendable, Codable {
     public var network: NetworkMode?
     /// Set for a service's replica: the agent gives it a port and probes its readiness.
     public var replica: ReplicaLaunch?
+    /// Directories the agent uploads to a bucket once the process has exited.
+    public var outputs: [OutputTarget] = []
 
     public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:],
                 image: String? = nil, network: NetworkMode? = nil, replica: ReplicaLaunch? = nil) {
@@ -28,7 +30,7 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         self.network = network
     }
 
-    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network, replica }
+    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network, replica, outputs }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -41,6 +43,28 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         image = try c.decodeIfPresent(String.self, forKey: .image)
         network = try c.decodeIfPresent(NetworkMode.self, forKey: .network)
         replica = try c.decodeIfPresent(ReplicaLaunch.self, forKey: .replica)
+        outputs = try c.decodeIfPresent([OutputTarget].self, forKey: .outputs) ?? []
+    }
+}
+
+/// One output directory of a job and where it goes: checked and resolved by the control plane
+/// at submission (the backend exists; the key is under the project's prefix, the job's id in it).
+public struct OutputTarget: Hashable, Sendable, Codable {
+    /// In the job's working directory, or absolute.
+    public var path: String
+    public var backend: String
+    /// The key prefix in the backend's bucket, ending in `/`: the project's prefix, then what the job named.
+    public var keyPrefix: String
+    /// `s3://BACKEND/…/` as the project names it.
+    public var uri: String
+    public var when: OutputWhen
+
+    public init(path: String, backend: String, keyPrefix: String, uri: String, when: OutputWhen) {
+        self.path = path
+        self.backend = backend
+        self.keyPrefix = keyPrefix
+        self.uri = uri
+        self.when = when
     }
 }
 

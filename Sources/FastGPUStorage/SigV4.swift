@@ -1,5 +1,5 @@
 import Crypto
-import Foundation
+public import Foundation
 
 /// The keys that sign requests to one S3-compatible backend. `description` never shows the secret.
 public struct S3Credentials: Sendable, Hashable, CustomStringConvertible {
@@ -301,4 +301,16 @@ extension String {
         while slice.last == " " || slice.last == "\t" { slice.removeLast() }
         return slice
     }
+}
+
+/// SHA-256 over bytes that arrive in pieces (a download checked against its manifest).
+public struct SHA256Hasher {
+    private var hasher = SHA256()
+
+    public init() {}
+
+    public mutating func update(_ data: Data) { hasher.update(data: data) }
+
+    /// The digest in lower-case hex; ends the hashing.
+    public var hex: String { SigV4Signer.hex(hasher.finalize()) }
 }

@@ -58,9 +58,11 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
     package var image: String?
     /// none, isolated or host.
     package var network: String?
+    /// Directories uploaded to a bucket after the process exits.
+    package var outputs: [OutputBody]?
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs, image, network
+        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs, image, network, outputs
     }
 
     package init(from decoder: any Decoder) throws {
@@ -82,10 +84,12 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
         secretRefs = try c.decodeIfPresent([String: String].self, forKey: .secretRefs)
         image = try c.decodeIfPresent(String.self, forKey: .image)
         network = try c.decodeIfPresent(String.self, forKey: .network)
+        outputs = try c.decodeIfPresent([OutputBody].self, forKey: .outputs)
     }
 
     package init(project: String, name: String? = nil, command: [String], env: [String: String]? = nil, resources: ResourcesBody? = nil, tasks: Int? = nil, gang: Bool? = nil, placement: String? = nil, priority: String? = nil, spot: Bool? = nil, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int? = nil,
-                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil, image: String? = nil, network: String? = nil) {
+                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil, image: String? = nil, network: String? = nil, outputs: [OutputBody]? = nil) {
+        self.outputs = outputs
         self.image = image
         self.network = network
         self.secrets = secrets
@@ -243,10 +247,16 @@ package struct JobWire: Codable, Sendable, Equatable {
     package var secrets: [String]?
     package var image: String?
     package var network: String?
+    /// `output_upload_failed` for a job that failed because its outputs could not be uploaded.
+    package var failure: String?
+    /// Where its outputs go.
+    package var outputs: [String]?
 
     package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil, secrets: [String]? = nil,
-                 image: String? = nil, network: String? = nil) {
+                 image: String? = nil, network: String? = nil, failure: String? = nil, outputs: [String]? = nil) {
         self.id = id
+        self.failure = failure
+        self.outputs = outputs
         self.image = image
         self.network = network
         self.secrets = secrets

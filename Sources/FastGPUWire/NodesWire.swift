@@ -324,9 +324,96 @@ package struct AssignmentWire: Codable, Sendable, Equatable {
 package struct AssignmentsWire: Codable, Sendable, Equatable {
     package var index: UInt64
     package var allocations: [AssignmentWire]
+    /// Outputs of this node's exited allocations to upload.
+    package var uploads: [UploadAssignmentWire]?
 
-    package init(index: UInt64, allocations: [AssignmentWire]) {
+    package init(index: UInt64, allocations: [AssignmentWire], uploads: [UploadAssignmentWire]? = nil) {
         self.index = index
         self.allocations = allocations
+        self.uploads = uploads
+    }
+}
+
+/// The outputs of one exited allocation, for its agent to upload.
+package struct UploadAssignmentWire: Codable, Sendable, Equatable {
+    package var allocation: UInt64
+    package var job: UInt64
+    /// Empty for a job of one task; `task-G.I/` under each output's prefix otherwise.
+    package var taskDirectory: String
+    /// Moves with each retry of the job's uploads.
+    package var generation: Int
+    package var outputs: [OutputUploadWire]
+
+    package init(allocation: UInt64, job: UInt64, taskDirectory: String, generation: Int, outputs: [OutputUploadWire]) {
+        self.allocation = allocation
+        self.generation = generation
+        self.job = job
+        self.taskDirectory = taskDirectory
+        self.outputs = outputs
+    }
+}
+
+package struct OutputUploadWire: Codable, Sendable, Equatable {
+    package var path: String
+    package var uri: String
+    package var keyPrefix: String
+    package var backend: BackendAccessWire
+
+    package init(path: String, uri: String, keyPrefix: String, backend: BackendAccessWire) {
+        self.path = path
+        self.uri = uri
+        self.keyPrefix = keyPrefix
+        self.backend = backend
+    }
+}
+
+/// A backend as an agent reaches it: given only to the agent that uploads, never logged.
+/// `endpoint` is empty for `local` (the control plane the agent talks to, at `/s3`).
+package struct BackendAccessWire: Codable, Sendable, Equatable, CustomStringConvertible {
+    package var name: String
+    package var endpoint: String
+    package var region: String
+    package var bucket: String
+    package var addressing: String
+    package var accessKeyID: String
+    package var secretAccessKey: String
+    package var sessionToken: String?
+
+    package init(name: String, endpoint: String, region: String, bucket: String, addressing: String, accessKeyID: String, secretAccessKey: String, sessionToken: String?) {
+        self.name = name
+        self.endpoint = endpoint
+        self.region = region
+        self.bucket = bucket
+        self.addressing = addressing
+        self.accessKeyID = accessKeyID
+        self.secretAccessKey = secretAccessKey
+        self.sessionToken = sessionToken
+    }
+
+    package var description: String { "backend \(name) (\(bucket) at \(endpoint.isEmpty ? "the control plane" : endpoint))" }
+}
+
+/// `POST /v1/nodes/{id}/allocations/{allocation}/outputs`: how the upload went.
+package struct OutputsReportBody: Codable, Sendable, Equatable {
+    package var uploaded: Bool
+    package var error: String?
+    package var files: Int?
+    package var bytes: Int64?
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case uploaded, error, files, bytes }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        uploaded = try c.decode(Bool.self, forKey: .uploaded)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        files = try c.decodeIfPresent(Int.self, forKey: .files)
+        bytes = try c.decodeIfPresent(Int64.self, forKey: .bytes)
+    }
+
+    package init(uploaded: Bool, error: String?, files: Int?, bytes: Int64?) {
+        self.uploaded = uploaded
+        self.error = error
+        self.files = files
+        self.bytes = bytes
     }
 }

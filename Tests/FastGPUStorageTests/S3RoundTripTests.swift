@@ -56,12 +56,10 @@ struct S3RoundTripTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("s3-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        var bytes = [UInt8](repeating: 0, count: 40 << 20)
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        for index in stride(from: 0, to: bytes.count, by: 8) {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            withUnsafeBytes(of: state) { for (offset, byte) in $0.enumerated() where index + offset < bytes.count { bytes[index + offset] = byte } }
-        }
+        // Random bytes (read, not computed: a debug build's loop over 40 MiB takes seconds of both cores).
+        let random = try #require(FileHandle(forReadingAtPath: "/dev/urandom"))
+        let bytes = try Self.read(random, count: 40 << 20)
+        try random.close()
         let source = directory + "/checkpoint.bin"
         try Data(bytes).write(to: URL(fileURLWithPath: source))
         let expectedSHA = SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
@@ -125,5 +123,13 @@ struct S3RoundTripTests {
     @Test(arguments: ["ab", "Upper", "-lead", "trail-", "has_underscore", String(repeating: "a", count: 64)])
     func badBucketNamesAreRefused(bucket: String) {
         #expect(throws: S3Error.self) { try S3Endpoint(url: "http://127.0.0.1:9000", region: "us-east-1", bucket: bucket, addressing: .path) }
+    }
+
+    /// `count` bytes from `file` (a device may give fewer per read).
+    static func read(_ file: FileHandle, count: Int) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        while bytes.count < count, let data = try file.read(upToCount: count - bytes.count), !data.isEmpty { bytes += data }
+        return bytes
     }
 }

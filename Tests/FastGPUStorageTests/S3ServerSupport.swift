@@ -6,7 +6,8 @@ import Foundation
 /// 'moto[server]'`) on loopback, one per test process, each test in a bucket of its own.
 ///
 /// It is started through a shell that kills it when its standard input closes, so it ends with
-/// the test process however that ends. Where moto is not installed the tests skip, unless
+/// the test process however that ends, and at the lowest CPU priority: on two cores its Python
+/// would otherwise slow the latency-bound tests that run beside it (the services' cold start). Where moto is not installed the tests skip, unless
 /// `FASTGPU_REQUIRE_S3_TESTS=1` (set by `.ci/run`) says they must run.
 enum MotoServer {
     static let required = ProcessInfo.processInfo.environment["FASTGPU_REQUIRE_S3_TESTS"] == "1"
@@ -24,7 +25,7 @@ enum MotoServer {
     private static func start() throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "moto_server -H 127.0.0.1 -p 0 2>&1 & pid=$!; trap 'kill $pid' EXIT; read -r _"]
+        process.arguments = ["-c", "nice -n 19 moto_server -H 127.0.0.1 -p 0 2>&1 & pid=$!; trap 'kill $pid' EXIT; read -r _"]
         let input = Pipe()
         let output = Pipe()
         process.standardInput = input

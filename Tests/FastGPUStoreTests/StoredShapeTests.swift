@@ -20,13 +20,15 @@ import Testing
                       taskGroups: [TaskGroup(name: "workers", count: 2, resources: TaskResources(gpu: .whole(count: 4), gpuModel: "H100-80GB",
                                                                                                 cpuMillis: 8000, memoryMiB: 65536), gang: true)],
                       runtimeEstimate: .seconds(3600), runtimeLimit: .seconds(7200), submitTime: .seconds(1_800_000_000))
-        #expect(try Self.json(job) == #"{"attainedMilliGPUMilliseconds":0,"attempts":0,"completedTasks":[],"history":[],"id":7,"liveAllocations":[],"name":"train","priority":{"name":"high","value":1000},"project":2,"runtimeEstimate":[195,2884905626637434880],"runtimeLimit":[390,5769811253274869760],"spot":true,"state":"pending","submitTime":1800000000000,"submitter":"alice","taskGroups":[{"count":2,"gang":true,"name":"workers","placement":"pack","resources":{"cpuMillis":8000,"gpu":{"whole":{"count":4}},"gpuModel":"H100-80GB","memoryMiB":65536,"nodeSelector":{}}}]}"#)
-        // The shape before the history existed (schema v4) still reads, with no history.
+        #expect(try Self.json(job) == #"{"attainedMilliGPUMilliseconds":0,"attempts":0,"completedTasks":[],"failedUploads":[],"history":[],"id":7,"liveAllocations":[],"name":"train","outputs":[],"pendingUploads":[],"priority":{"name":"high","value":1000},"project":2,"runtimeEstimate":[195,2884905626637434880],"runtimeLimit":[390,5769811253274869760],"spot":true,"state":"pending","submitTime":1800000000000,"submitter":"alice","taskGroups":[{"count":2,"gang":true,"name":"workers","placement":"pack","resources":{"cpuMillis":8000,"gpu":{"whole":{"count":4}},"gpuModel":"H100-80GB","memoryMiB":65536,"nodeSelector":{}}}],"uploadRetries":0}"#)
+        // The shape before the history existed (schema v4) still reads, with no history (and,
+        // as every row written before outputs existed, no outputs and no uploads pending).
         let v4 = Data(#"{"attainedMilliGPUMilliseconds":0,"attempts":0,"completedTasks":[],"id":7,"liveAllocations":[],"name":"train","priority":{"name":"high","value":1000},"project":2,"runtimeEstimate":[195,2884905626637434880],"runtimeLimit":[390,5769811253274869760],"spot":true,"state":"pending","submitTime":1800000000000,"submitter":"alice","taskGroups":[{"count":2,"gang":true,"name":"workers","placement":"pack","resources":{"cpuMillis":8000,"gpu":{"whole":{"count":4}},"gpuModel":"H100-80GB","memoryMiB":65536,"nodeSelector":{}}}]}"#.utf8)
         let read = try JSONDecoder().decode(Job.self, from: v4)
         #expect(read.history.isEmpty && read.finishedAt == nil && read.taskGroups == job.taskGroups && read.runtimeLimit == .seconds(7200))
+        #expect(read.outputs.isEmpty && read.pendingUploads.isEmpty && read.failedUploads.isEmpty && read.stateAfterUploads == nil)
         let launch = JobLaunch(command: ["python", "train.py"], environment: ["EPOCHS": "3"], maxAttempts: 2, sealedSecrets: ["HF_TOKEN": "c2VhbGVk"])
-        #expect(try Self.json(launch) == #"{"command":["python","train.py"],"environment":{"EPOCHS":"3"},"maxAttempts":2,"sealedSecrets":{"HF_TOKEN":"c2VhbGVk"}}"#)
+        #expect(try Self.json(launch) == #"{"command":["python","train.py"],"environment":{"EPOCHS":"3"},"maxAttempts":2,"outputs":[],"sealedSecrets":{"HF_TOKEN":"c2VhbGVk"}}"#)
     }
 
     @Test func aStoredAllocationKeepsItsShape() throws {

@@ -26,6 +26,8 @@ struct JobSpec: Equatable {
     /// An OCI image the command runs in; nil: a host process.
     var image: String?
     var network: String?
+    /// Directories uploaded after the process exits: path, s3://BACKEND/PREFIX/, when.
+    var outputs: [OutputBody] = []
     var command: [String] = []
 
     /// Fields of `other` that are set replace those of `self`; environments are merged.
@@ -48,6 +50,7 @@ struct JobSpec: Equatable {
         spec.env.merge(other.env) { _, new in new }
         spec.secrets.merge(other.secrets) { _, new in new }
         spec.secretRefs.merge(other.secretRefs) { _, new in new }
+        if !other.outputs.isEmpty { spec.outputs = other.outputs }
         if !other.command.isEmpty { spec.command = other.command }
         return spec
     }
@@ -89,6 +92,14 @@ struct JobSpec: Equatable {
             guard ["none", "isolated", "host"].contains(network) else { throw CommandFailure("--network must be none, isolated or host, not '\(network.prefix(32))'") }
             guard network != "isolated" || image != nil else { throw CommandFailure("--network isolated needs --image: a host process runs with none or host") }
         }
+        for output in outputs {
+            guard !output.path.isEmpty, output.to.hasPrefix("s3://"), output.to.dropFirst(5).contains("/") else {
+                throw CommandFailure("an output is PATH=s3://BACKEND/PREFIX/ (fastgpu storage ls names the backends), not '\(output.path)=\(output.to)'")
+            }
+            if let when = output.when, !["always", "success", "failure"].contains(when) {
+                throw CommandFailure("an output's when must be always, success or failure, not '\(when)'")
+            }
+        }
         if let retry { guard (0...99).contains(retry) else { throw CommandFailure("--retry must be 0 to 99 (retries after the first attempt), not \(retry)") } }
         for (flag, keys) in [("--env", env.keys), ("--secret", secrets.keys), ("--secret-ref", secretRefs.keys)] {
             for key in keys {
@@ -101,7 +112,7 @@ struct JobSpec: Equatable {
             tasks: nodes, gang: (nodes ?? 1) > 1 ? true : nil, priority: priority, spot: spot,
             maxRuntimeSeconds: try maxRuntime.map { try Self.parseSeconds($0, flag: "--max-runtime") },
             maxAttempts: retry.map { $0 + 1 }, secrets: secrets.isEmpty ? nil : secrets, secretRefs: secretRefs.isEmpty ? nil : secretRefs,
-            image: image, network: network)
+            image: image, network: network, outputs: outputs.isEmpty ? nil : outputs)
     }
 
     // MARK: Values
@@ -212,7 +223,7 @@ struct JobSpec: Equatable {
 ///     spot: false
 ///     max_runtime: 12h
 enum TaskFile {
-    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime", "image", "network"]
+    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime", "image", "network", "outputs"]
     static let resourceKeys: Set<String> = ["gpus", "gpu_memory", "mig", "cpus", "memory"]
 
     static func load(path: String) throws -> JobSpec {
@@ -278,6 +289,19 @@ enum TaskFile {
         if let refs = top["secret_refs"] {
             guard let map = refs as? [String: Any] else { throw CommandFailure("\(path): secret_refs must be a mapping (ENV_NAME: secret-name)") }
             for (key, value) in map { spec.secretRefs[key] = try string(value, "secret_refs.\(key)", path) }
+        }
+        if let outputs = top["outputs"] {
+            guard let list = outputs as? [Any] else { throw CommandFailure("\(path): outputs must be a list of {path, to, when}") }
+            for (index, item) in list.enumerated() {
+                guard let map = item as? [String: Any], let outputPath = try string(map["path"], "outputs[\(index)].path", path),
+                      let to = try string(map["to"], "outputs[\(index)].to", path) else {
+                    throw CommandFailure("\(path): outputs[\(index)] needs path and to (s3://BACKEND/PREFIX/)")
+                }
+                if let unknown = map.keys.sorted().first(where: { !["path", "to", "when"].contains($0) }) {
+                    throw CommandFailure("\(path): unknown key 'outputs[\(index)].\(unknown)' (known: path, to, when)")
+                }
+                spec.outputs.append(OutputBody(path: outputPath, to: to, when: try string(map["when"], "outputs[\(index)].when", path)))
+            }
         }
         switch top["run"] {
         case nil: break

@@ -14,7 +14,7 @@ struct JobsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "jobs",
         abstract: "List, inspect, follow and cancel jobs.",
-        subcommands: [List.self, Show.self, Logs.self, Cancel.self, Why.self],
+        subcommands: [List.self, Show.self, Logs.self, Cancel.self, Why.self, Outputs.self],
         defaultSubcommand: List.self
     )
 
@@ -103,6 +103,13 @@ struct JobsCommand: AsyncParsableCommand {
             if let network = job.network { text += "  network      \(network)\n" }
             if let limit = job.maxRuntimeSeconds { text += "  max runtime  \(WireTime.span(Double(limit)))\n" }
             if let finished = job.finishedAt { text += "  finished     \(finished)\n" }
+            if let outputs = job.outputs { text += "  outputs      " + outputs.joined(separator: " ") + "\n" }
+            if job.failure == "output_upload_failed" {
+                // The agent's words, from the job's events: what the person needs to fix it.
+                let events = try? await connection.client().events(of: job.id)
+                let why = events?.items.last(where: { $0.kind == "output-upload-failed" })?.message ?? "see the job's events"
+                text += "  failure      output_upload_failed: \(why)\n               (fastgpu jobs outputs retry \(job.id) tries again)\n"
+            }
             if !job.env.isEmpty { text += "  env          " + job.env.keys.sorted().map { "\($0)=\(job.env[$0]!)" }.joined(separator: " ") + "\n" }
             if let secrets = job.secrets, !secrets.isEmpty { text += "  secrets      " + secrets.joined(separator: " ") + " (values hidden)\n" }
             if let queue = job.queue {

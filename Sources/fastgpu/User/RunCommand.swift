@@ -73,6 +73,12 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("secret-ref"), help: ArgumentHelp("K=NAME: env K from the project's secret NAME (fastgpu secrets set) (repeatable).", valueName: "K=NAME"))
     var secretRef: [String] = []
 
+    @Option(name: .customLong("output"), help: ArgumentHelp("PATH=s3://BACKEND/PREFIX/: upload the directory PATH (in the job's working directory) there after the process exits; {job_id} becomes the job's id (repeatable).", valueName: "PATH=URI"))
+    var output: [String] = []
+
+    @Option(name: .customLong("outputs-when"), help: ArgumentHelp("Upload the --output directories always (the default), on success or on failure.", valueName: "when"))
+    var outputsWhen: String?
+
     @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("A task file (YAML) with the same meaning as the flags.", valueName: "task.yaml"))
     var file: String?
 
@@ -108,6 +114,12 @@ struct RunCommand: AsyncParsableCommand {
                 throw CommandFailure("--secret-ref \(item): give ENV_NAME=secret-name")
             }
             flags.secretRefs[String(item[..<equals])] = String(item[item.index(after: equals)...])
+        }
+        for item in output {
+            guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+                throw CommandFailure("--output \(item): give PATH=s3://BACKEND/PREFIX/")
+            }
+            flags.outputs.append(OutputBody(path: String(item[..<equals]), to: String(item[item.index(after: equals)...]), when: outputsWhen))
         }
         flags.command = command
         let base = try file.map { try TaskFile.load(path: $0) } ?? JobSpec()
@@ -206,7 +218,12 @@ struct JobFollower {
         try await streamLogs(of: current, follow: true)
         var final = try await retryingWhileUnreachable { try await client.job(job) }
         // The log stream ends with the job; a requeued job goes on, so follow it again.
-        while final.state == "pending" || final.state == "running" {
+        var toldUploading = false
+        while final.state == "pending" || final.state == "running" || final.state == "uploading" {
+            if final.state == "uploading" && !toldUploading {
+                Output.error("job \(job) uploading its outputs to \((final.outputs ?? []).joined(separator: ", ")) (its GPUs are free)\n")
+                toldUploading = true
+            }
             (final, index) = try await retryingWhileUnreachable { try await client.job(job, after: index, wait: .seconds(30)) }
             if final.state == "running" { try await streamLogs(of: final, follow: true) }
         }
@@ -263,6 +280,8 @@ struct JobFollower {
         let duration = zip(WireTime.parse(last?.startedAt), WireTime.parse(job.finishedAt)).map { WireTime.span($1.timeIntervalSince($0)) }
         switch job.state {
         case "succeeded": return "job \(job.id) succeeded" + (duration.map { " after \($0)" } ?? "")
+        case "failed" where job.failure == "output_upload_failed":
+            return "job \(job.id) failed: its outputs could not be uploaded (output_upload_failed; `fastgpu jobs show \(job.id)` says why, `fastgpu jobs outputs retry \(job.id)` tries again)"
         case "failed":
             let code = job.allocations.last(where: { ($0.exitCode ?? 0) != 0 })?.exitCode
             return "job \(job.id) failed" + (code.map { " with exit code \($0)" } ?? "") + (duration.map { " after \($0)" } ?? "")
