@@ -112,6 +112,9 @@ extension APIServer {
                                                                 timeoutMilliseconds: r.readiness.timeout.wholeMilliseconds,
                                                                 failureThreshold: r.readiness.failureThreshold,
                                                                 startupTimeoutMilliseconds: r.readiness.startupTimeout.wholeMilliseconds)
+                                      },
+                                      inputs: a.launch.inputs.isEmpty ? nil : zip(a.launch.inputs, a.inputBackends).map { input, backend in
+                                          InputDownloadWire(path: input.path, key: input.key, uri: input.uri, backend: Wire.backendAccess(backend))
                                       })
             }, uploads: assignments.uploads.map(Wire.upload)))
         }

@@ -310,7 +310,7 @@ extension JobSubmissionBody {
         }
         let attempts = maxAttempts ?? 3
         guard (1...100).contains(attempts) else { throw WireError(description: "maxAttempts must be 1 to 100") }
-        guard (outputs?.count ?? 0) <= 16 else { throw WireError(description: "a job has at most 16 outputs") }
+        guard (outputs?.count ?? 0) <= 16, (inputs?.count ?? 0) <= 16 else { throw WireError(description: "a job has at most 16 outputs and 16 inputs") }
         let outputRequests = try (outputs ?? []).map { output in
             guard let when = OutputWhen(rawValue: output.when ?? "always") else {
                 throw WireError(description: "an output's when must be always, success or failure, not \((output.when ?? "").prefix(32))")
@@ -322,6 +322,7 @@ extension JobSubmissionBody {
         return JobSubmission(project: project, name: name, taskGroups: [group], priority: priority, spot: spot ?? false,
                              runtimeEstimate: estimatedRuntimeSeconds.map { .seconds($0) }, runtimeLimit: maxRuntimeSeconds.map { .seconds($0) },
                              launch: JobLaunch(command: command, environment: env ?? [:], maxAttempts: attempts, image: try checkedImage(), network: try checkedNetwork()),
-                             secrets: secrets ?? [:], secretRefs: secretRefs ?? [:], outputs: outputRequests)
+                             secrets: secrets ?? [:], secretRefs: secretRefs ?? [:], outputs: outputRequests,
+                             inputs: (inputs ?? []).map { JobSubmission.InputRequest(from: $0.from, path: $0.path) })
     }
 }

@@ -55,9 +55,9 @@ extension Agent {
         }
         // A container runs once its image is on the node: until the wrapper says `running`, it
         // is pulling (or failing to), not running.
-        let phase = workload.sandbox?.kind == .container ? Self.phase(in: workload.directory) : "running"
-        if phase == "pulling" && workload.sawPulling != true && workload.stoppingSince == nil {
-            logger.info("allocation \(id): pulling image \(workload.sandbox?.image ?? "")")
+        let phase = workload.sandbox?.kind == .container || workload.fetchesInputs == true ? Self.phase(in: workload.directory) : "running"
+        if phase == "pulling" || phase == "downloading", workload.sawPulling != true && workload.stoppingSince == nil {
+            logger.info("allocation \(id): \(phase == "pulling" ? "pulling image \(workload.sandbox?.image ?? "")" : "downloading its inputs")")
             do {
                 try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: nil, pulling: true)
             } catch let failure as AgentClient.Failure where failure.status == 409 {

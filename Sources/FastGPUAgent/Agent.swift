@@ -326,6 +326,7 @@ public actor Agent {
             workload.environment["FASTGPU_PORT"] = String(inside)
         }
         sandbox(&workload, for: assignment, node: node)
+        if let inputs = assignment.inputs, !inputs.isEmpty { try prepareInputs(inputs, for: &workload) }
         return workload
     }
 

@@ -94,6 +94,8 @@ struct Workload: Codable, Equatable {
     var launcher: [String]? = nil
     /// Shell run by the wrapper first (a container's image pull).
     var prelude: String? = nil
+    /// Its wrapper downloads the job's inputs first (and says so in `phase`).
+    var fetchesInputs: Bool? = nil
     /// Why this node cannot run it; it fails with this reason instead of starting.
     var refusal: String? = nil
     /// The `pulling` phase was logged.

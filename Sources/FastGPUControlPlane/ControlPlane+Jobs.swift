@@ -45,6 +45,7 @@ extension ControlPlane {
         var launch = submission.launch
         launch.sealedSecrets = try projectSecrets.seal(submission, job: id, project: project)
         launch.outputs = try submission.outputs.map { try outputTarget($0, job: id, projectName: projects[project]?.name ?? submission.project) }
+        launch.inputs = try submission.inputs.map { try inputSource($0, projectName: projects[project]?.name ?? submission.project) }
         var job = Job(id: id, name: submission.name, project: project, submitter: principal.subject, priority: submission.priority,
                       spot: submission.spot, taskGroups: submission.taskGroups, runtimeEstimate: submission.runtimeEstimate,
                       runtimeLimit: submission.runtimeLimit, submitTime: now)

@@ -54,16 +54,32 @@ extension ControlPlane {
         try await awaitDurable()
     }
 
+    /// An input of a job as submitted, checked and resolved under the project's prefix.
+    func inputSource(_ request: JobSubmission.InputRequest, projectName: String) throws(ControlPlaneError) -> InputSource {
+        try checkWorkPath(request.path, what: "an input's path")
+        guard request.from.hasPrefix("s3://") else { throw .invalid("an input comes from s3://BACKEND/KEY, not \(request.from.prefix(64))") }
+        let rest = request.from.dropFirst(5)
+        guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex, rest.index(after: slash) != rest.endIndex else {
+            throw .invalid("an input comes from s3://BACKEND/KEY (or s3://BACKEND/PREFIX/ for every object under it)")
+        }
+        let backend = String(rest[..<slash])
+        let relative = String(rest[rest.index(after: slash)...])
+        let object = try storage.resolve(backend: backend, prefix: projectName + "/", key: relative)
+        return InputSource(path: request.path, backend: backend, key: object.key, uri: request.from)
+    }
+
+    /// A path in the job's working directory (`/fastgpu/work` as a container sees it), never above it.
+    func checkWorkPath(_ path: String, what: String) throws(ControlPlaneError) {
+        guard !path.isEmpty, path.utf8.count <= 4096, !path.utf8.contains(0) else { throw .invalid("\(what) is 1 to 4096 bytes") }
+        guard !path.split(separator: "/").contains(".."), !path.hasPrefix("/") || path.hasPrefix("/fastgpu/work") else {
+            throw .invalid("\(what) is in the job's working directory (relative, or under /fastgpu/work in a container), without '..'")
+        }
+    }
+
     /// An output of a job as submitted, checked and resolved: `s3://BACKEND/PREFIX` with the
     /// job's id for `{job_id}`, under the project's prefix.
     func outputTarget(_ request: JobSubmission.OutputRequest, job: JobID, projectName: String) throws(ControlPlaneError) -> OutputTarget {
-        guard !request.path.isEmpty, request.path.utf8.count <= 4096, !request.path.utf8.contains(0) else {
-            throw .invalid("an output's path is 1 to 4096 bytes")
-        }
-        // In the job's working directory (`/fastgpu/work` as a container sees it), never above it.
-        guard !request.path.split(separator: "/").contains(".."), !request.path.hasPrefix("/") || request.path.hasPrefix("/fastgpu/work") else {
-            throw .invalid("an output's path is in the job's working directory (relative, or under /fastgpu/work in a container), without '..'")
-        }
+        try checkWorkPath(request.path, what: "an output's path")
         guard request.to.hasPrefix("s3://") else { throw .invalid("an output goes to s3://BACKEND/PREFIX/, not \(request.to.prefix(64))") }
         let rest = request.to.dropFirst(5)
         guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex else {

@@ -18,6 +18,18 @@ public struct JobSubmission: Hashable, Sendable {
     /// Directories to upload after the process exits, to `s3://BACKEND/PREFIX/` (`{job_id}` in
     /// the prefix becomes the job's id).
     public var outputs: [OutputRequest]
+    /// Objects to download before the command starts: `s3://BACKEND/KEY` (or `…/PREFIX/`) → path.
+    public var inputs: [InputRequest] = []
+
+    public struct InputRequest: Hashable, Sendable {
+        public var from: String
+        public var path: String
+
+        public init(from: String, path: String) {
+            self.from = from
+            self.path = path
+        }
+    }
 
     public struct OutputRequest: Hashable, Sendable {
         public var path: String
@@ -33,8 +45,9 @@ public struct JobSubmission: Hashable, Sendable {
 
     public init(project: String, name: String? = nil, taskGroups: [TaskGroup], priority: PriorityClass = .normal, spot: Bool = false,
                 runtimeEstimate: Duration? = nil, runtimeLimit: Duration? = nil, launch: JobLaunch,
-                secrets: [String: String] = [:], secretRefs: [String: String] = [:], outputs: [OutputRequest] = []) {
+                secrets: [String: String] = [:], secretRefs: [String: String] = [:], outputs: [OutputRequest] = [], inputs: [InputRequest] = []) {
         self.outputs = outputs
+        self.inputs = inputs
         self.secrets = secrets
         self.secretRefs = secretRefs
         self.project = project
@@ -107,7 +120,7 @@ public struct GPUTelemetry: Hashable, Sendable {
 }
 
 /// One allocation as its agent must run it.
-public struct Assignment: Hashable, Sendable {
+public struct Assignment: Sendable {
     public var allocation: Allocation
     public var jobName: String
     public var launch: JobLaunch
@@ -123,6 +136,8 @@ public struct Assignment: Hashable, Sendable {
     public var masterPort: Int?
     /// The job's project: the agent runs the workload as that project's user.
     public var project: ProjectID
+    /// The backends of the launch's inputs, in order, credentials opened (for this agent only).
+    public var inputBackends: [ResolvedObject] = []
 }
 
 /// Outputs an agent must upload: those of an allocation of its node that exited, with the

@@ -18,6 +18,8 @@ public struct JobLaunch: Hashable, Sendable, Codable {
     public var replica: ReplicaLaunch?
     /// Directories the agent uploads to a bucket once the process has exited.
     public var outputs: [OutputTarget] = []
+    /// Objects the agent downloads into the working directory before the process starts.
+    public var inputs: [InputSource] = []
 
     public init(command: [String], environment: [String: String] = [:], maxAttempts: Int = 3, sealedSecrets: [String: String] = [:],
                 image: String? = nil, network: NetworkMode? = nil, replica: ReplicaLaunch? = nil) {
@@ -30,7 +32,7 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         self.network = network
     }
 
-    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network, replica, outputs }
+    enum CodingKeys: String, CodingKey { case command, environment, maxAttempts, sealedSecrets, image, network, replica, outputs, inputs }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -44,7 +46,30 @@ public struct JobLaunch: Hashable, Sendable, Codable {
         network = try c.decodeIfPresent(NetworkMode.self, forKey: .network)
         replica = try c.decodeIfPresent(ReplicaLaunch.self, forKey: .replica)
         outputs = try c.decodeIfPresent([OutputTarget].self, forKey: .outputs) ?? []
+        inputs = try c.decodeIfPresent([InputSource].self, forKey: .inputs) ?? []
     }
+}
+
+/// One input of a job: an object (or every object under a prefix) downloaded into the job's
+/// working directory before its command starts. Resolved by the control plane at submission.
+public struct InputSource: Hashable, Sendable, Codable {
+    /// In the job's working directory: the file, or the directory the prefix's objects go in.
+    public var path: String
+    public var backend: String
+    /// The key (or key prefix, ending in `/`) in the backend's bucket, under the project's prefix.
+    public var key: String
+    /// `s3://BACKEND/…` as the project names it.
+    public var uri: String
+
+    public init(path: String, backend: String, key: String, uri: String) {
+        self.path = path
+        self.backend = backend
+        self.key = key
+        self.uri = uri
+    }
+
+    /// A prefix (`s3://b/data/`): every object under it, their paths kept.
+    public var isDirectory: Bool { key.hasSuffix("/") }
 }
 
 /// One output directory of a job and where it goes: checked and resolved by the control plane

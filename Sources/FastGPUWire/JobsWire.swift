@@ -60,9 +60,11 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
     package var network: String?
     /// Directories uploaded to a bucket after the process exits.
     package var outputs: [OutputBody]?
+    /// Objects downloaded into the working directory before the command starts.
+    package var inputs: [InputBody]?
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs, image, network, outputs
+        case project, name, command, env, resources, tasks, gang, placement, priority, spot, maxRuntimeSeconds, estimatedRuntimeSeconds, maxAttempts, secrets, secretRefs, image, network, outputs, inputs
     }
 
     package init(from decoder: any Decoder) throws {
@@ -85,11 +87,13 @@ package struct JobSubmissionBody: Codable, Sendable, Equatable {
         image = try c.decodeIfPresent(String.self, forKey: .image)
         network = try c.decodeIfPresent(String.self, forKey: .network)
         outputs = try c.decodeIfPresent([OutputBody].self, forKey: .outputs)
+        inputs = try c.decodeIfPresent([InputBody].self, forKey: .inputs)
     }
 
     package init(project: String, name: String? = nil, command: [String], env: [String: String]? = nil, resources: ResourcesBody? = nil, tasks: Int? = nil, gang: Bool? = nil, placement: String? = nil, priority: String? = nil, spot: Bool? = nil, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int? = nil,
-                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil, image: String? = nil, network: String? = nil, outputs: [OutputBody]? = nil) {
+                 secrets: [String: String]? = nil, secretRefs: [String: String]? = nil, image: String? = nil, network: String? = nil, outputs: [OutputBody]? = nil, inputs: [InputBody]? = nil) {
         self.outputs = outputs
+        self.inputs = inputs
         self.image = image
         self.network = network
         self.secrets = secrets

@@ -299,10 +299,13 @@ package struct AssignmentWire: Codable, Sendable, Equatable {
     package var network: String?
     /// Set for a service's replica.
     package var replica: ReplicaAssignmentWire?
+    /// Objects to download into the working directory before the command starts.
+    package var inputs: [InputDownloadWire]?
 
     package init(allocation: AllocationWire, job: UInt64, jobName: String, command: [String], env: [String: String], groupSize: Int, rank: Int, peers: [UInt64], maxRuntimeSeconds: Int64? = nil, gpuMemoryLimitMiB: Int? = nil, masterAddress: String? = nil, masterPort: Int? = nil,
-                 project: UInt64? = nil, image: String? = nil, network: String? = nil, replica: ReplicaAssignmentWire? = nil) {
+                 project: UInt64? = nil, image: String? = nil, network: String? = nil, replica: ReplicaAssignmentWire? = nil, inputs: [InputDownloadWire]? = nil) {
         self.replica = replica
+        self.inputs = inputs
         self.project = project
         self.image = image
         self.network = network

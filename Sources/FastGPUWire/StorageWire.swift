@@ -219,3 +219,38 @@ package struct OutputManifestWire: Codable, Sendable, Equatable {
         self.files = files
     }
 }
+
+/// One input of a job submission: an object (or, ending in `/`, every object under a prefix)
+/// downloaded into the job's working directory before its command starts.
+package struct InputBody: Codable, Sendable, Equatable {
+    package var from: String
+    package var path: String
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case from, path }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        from = try c.decode(String.self, forKey: .from)
+        path = try c.decode(String.self, forKey: .path)
+    }
+
+    package init(from: String, path: String) {
+        self.from = from
+        self.path = path
+    }
+}
+
+/// An input as its agent fetches it (credentials for that agent only).
+package struct InputDownloadWire: Codable, Sendable, Equatable {
+    package var path: String
+    package var key: String
+    package var uri: String
+    package var backend: BackendAccessWire
+
+    package init(path: String, key: String, uri: String, backend: BackendAccessWire) {
+        self.path = path
+        self.key = key
+        self.uri = uri
+        self.backend = backend
+    }
+}

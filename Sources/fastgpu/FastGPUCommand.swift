@@ -28,7 +28,7 @@ struct FastGPUCommand: AsyncParsableCommand {
             """,
         version: FastGPUVersion.current,
         subcommands: [RunCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
-                      NodesCommand.self, ProjectsCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self]
+                      NodesCommand.self, ProjectsCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
     )
 }
 

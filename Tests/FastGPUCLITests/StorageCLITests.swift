@@ -85,6 +85,30 @@ final class StorageCLITests {
         #expect(escape.status != 0 && escape.errors.contains("'..'"), "\(escape.errors)")
     }
 
+    @Test func aJobsInputsAreInItsWorkingDirectoryBeforeItStarts() throws {
+        let source = cluster.directory + "/inputs-src"
+        try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
+        try "weights v1\n".write(toFile: source + "/model.txt", atomically: true, encoding: .utf8)
+        try "a\n".write(toFile: source + "/a.txt", atomically: true, encoding: .utf8)
+        for (file, uri) in [("model.txt", "s3://local/models/model.txt"), ("a.txt", "s3://local/shards/0/a.txt"), ("model.txt", "s3://local/shards/1/b.txt")] {
+            let copied = try fastgpu(["storage", "cp", source + "/" + file, uri])
+            #expect(copied.status == 0, "\(copied.errors)")
+        }
+        let run = try fastgpu(["run", "--input", "model.txt=s3://local/models/model.txt", "--input", "data=s3://local/shards/", "--",
+                               "sh", "-c", "cat model.txt; cat data/0/a.txt; ls data/1"])
+        #expect(run.status == 0, "\(run.errors)")
+        #expect(run.output == "weights v1\na\nb.txt\n", "\(run.output)")
+        #expect(run.errors.contains("fastgpu: downloaded s3://local/shards/ to data (2 files"), "\(run.errors)")
+
+        // An input that is not there fails the job before its command runs, and says which.
+        let missing = try fastgpu(["run", "--input", "x=s3://local/nothing/here.bin", "--", "sh", "-c", "echo ran"])
+        #expect(missing.status == 1 && !missing.output.contains("ran"), "\(missing.output)")
+        #expect(missing.errors.contains("fastgpu: cannot download s3://local/nothing/here.bin"), "\(missing.errors)")
+        // And one that climbs out of the working directory is refused at submission.
+        let escape = try fastgpu(["run", "--input", "../x=s3://local/models/model.txt", "--", "true"])
+        #expect(escape.status != 0 && escape.errors.contains("working directory"), "\(escape.errors)")
+    }
+
     @Test(.enabled(if: LocalMoto.enabled, "moto_server is not installed (pip install 'moto[server]')"))
     func aFailedUploadSaysWhyAndARetrySucceedsOnceTheBackendIsBack() throws {
         var moto = try LocalMoto(port: 0)

@@ -28,6 +28,8 @@ struct JobSpec: Equatable {
     var network: String?
     /// Directories uploaded after the process exits: path, s3://BACKEND/PREFIX/, when.
     var outputs: [OutputBody] = []
+    /// Objects downloaded before the command starts: s3://BACKEND/KEY (or PREFIX/) → path.
+    var inputs: [InputBody] = []
     var command: [String] = []
 
     /// Fields of `other` that are set replace those of `self`; environments are merged.
@@ -51,6 +53,7 @@ struct JobSpec: Equatable {
         spec.secrets.merge(other.secrets) { _, new in new }
         spec.secretRefs.merge(other.secretRefs) { _, new in new }
         if !other.outputs.isEmpty { spec.outputs = other.outputs }
+        if !other.inputs.isEmpty { spec.inputs = other.inputs }
         if !other.command.isEmpty { spec.command = other.command }
         return spec
     }
@@ -100,6 +103,11 @@ struct JobSpec: Equatable {
                 throw CommandFailure("an output's when must be always, success or failure, not '\(when)'")
             }
         }
+        for input in inputs {
+            guard !input.path.isEmpty, input.from.hasPrefix("s3://"), input.from.dropFirst(5).contains("/") else {
+                throw CommandFailure("an input is PATH=s3://BACKEND/KEY (or s3://BACKEND/PREFIX/ for all under it), not '\(input.path)=\(input.from)'")
+            }
+        }
         if let retry { guard (0...99).contains(retry) else { throw CommandFailure("--retry must be 0 to 99 (retries after the first attempt), not \(retry)") } }
         for (flag, keys) in [("--env", env.keys), ("--secret", secrets.keys), ("--secret-ref", secretRefs.keys)] {
             for key in keys {
@@ -112,7 +120,7 @@ struct JobSpec: Equatable {
             tasks: nodes, gang: (nodes ?? 1) > 1 ? true : nil, priority: priority, spot: spot,
             maxRuntimeSeconds: try maxRuntime.map { try Self.parseSeconds($0, flag: "--max-runtime") },
             maxAttempts: retry.map { $0 + 1 }, secrets: secrets.isEmpty ? nil : secrets, secretRefs: secretRefs.isEmpty ? nil : secretRefs,
-            image: image, network: network, outputs: outputs.isEmpty ? nil : outputs)
+            image: image, network: network, outputs: outputs.isEmpty ? nil : outputs, inputs: inputs.isEmpty ? nil : inputs)
     }
 
     // MARK: Values
@@ -223,7 +231,7 @@ struct JobSpec: Equatable {
 ///     spot: false
 ///     max_runtime: 12h
 enum TaskFile {
-    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime", "image", "network", "outputs"]
+    static let keys: Set<String> = ["name", "project", "nodes", "resources", "env", "secrets", "secret_refs", "run", "retry", "priority", "spot", "max_runtime", "image", "network", "outputs", "inputs"]
     static let resourceKeys: Set<String> = ["gpus", "gpu_memory", "mig", "cpus", "memory"]
 
     static func load(path: String) throws -> JobSpec {
@@ -301,6 +309,19 @@ enum TaskFile {
                     throw CommandFailure("\(path): unknown key 'outputs[\(index)].\(unknown)' (known: path, to, when)")
                 }
                 spec.outputs.append(OutputBody(path: outputPath, to: to, when: try string(map["when"], "outputs[\(index)].when", path)))
+            }
+        }
+        if let inputs = top["inputs"] {
+            guard let list = inputs as? [Any] else { throw CommandFailure("\(path): inputs must be a list of {from, path}") }
+            for (index, item) in list.enumerated() {
+                guard let map = item as? [String: Any], let from = try string(map["from"], "inputs[\(index)].from", path),
+                      let inputPath = try string(map["path"], "inputs[\(index)].path", path) else {
+                    throw CommandFailure("\(path): inputs[\(index)] needs from (s3://BACKEND/KEY) and path")
+                }
+                if let unknown = map.keys.sorted().first(where: { !["from", "path"].contains($0) }) {
+                    throw CommandFailure("\(path): unknown key 'inputs[\(index)].\(unknown)' (known: from, path)")
+                }
+                spec.inputs.append(InputBody(from: from, path: inputPath))
             }
         }
         switch top["run"] {

@@ -76,6 +76,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("output"), help: ArgumentHelp("PATH=s3://BACKEND/PREFIX/: upload the directory PATH (in the job's working directory) there after the process exits; {job_id} becomes the job's id (repeatable).", valueName: "PATH=URI"))
     var output: [String] = []
 
+    @Option(name: .customLong("input"), help: ArgumentHelp("PATH=s3://BACKEND/KEY: download the object (or, for s3://BACKEND/PREFIX/, every object under it) to PATH in the job's working directory before the command starts (repeatable).", valueName: "PATH=URI"))
+    var input: [String] = []
+
     @Option(name: .customLong("outputs-when"), help: ArgumentHelp("Upload the --output directories always (the default), on success or on failure.", valueName: "when"))
     var outputsWhen: String?
 
@@ -120,6 +123,12 @@ struct RunCommand: AsyncParsableCommand {
                 throw CommandFailure("--output \(item): give PATH=s3://BACKEND/PREFIX/")
             }
             flags.outputs.append(OutputBody(path: String(item[..<equals]), to: String(item[item.index(after: equals)...]), when: outputsWhen))
+        }
+        for item in input {
+            guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+                throw CommandFailure("--input \(item): give PATH=s3://BACKEND/KEY")
+            }
+            flags.inputs.append(InputBody(from: String(item[item.index(after: equals)...]), path: String(item[..<equals])))
         }
         flags.command = command
         let base = try file.map { try TaskFile.load(path: $0) } ?? JobSpec()
