@@ -11,12 +11,50 @@ import Foundation
 /// of its own: the files stay in the allocation's directory until the upload is settled.
 extension Agent {
     func queueUploads(_ uploads: [UploadAssignmentWire]) {
+        uploadsListed = Set(uploads.map(\.allocation))
         let listed = Set(uploads.map(Self.uploadKey))
         // Gone from the list: settled by the control plane. A retry comes with a new generation.
         uploadsReported.formIntersection(listed)
         uploadQueue = Dictionary(uploads.filter { !uploadsReported.contains(Self.uploadKey($0)) }.map { ($0.allocation, $0) },
                                  uniquingKeysWith: { first, _ in first })
         if !uploadQueue.isEmpty { uploadWake?.yield() }
+    }
+
+    /// How long an ended allocation's directory (its outputs, logs, exit code) stays on the node:
+    /// a failed upload can be retried from it until then.
+    static let keepEndedAllocations: TimeInterval = 24 * 3600
+
+    /// Removes, at most once an hour, the directories of allocations that ended more than a day
+    /// ago and whose outputs are not waiting to be uploaded.
+    func sweepAllocationDirectoriesHourly(now: Date = Date()) {
+        if let lastSweep, now.timeIntervalSince(lastSweep) < 3600 { return }
+        lastSweep = now
+        var busy = Set(state?.workloads.keys.map { $0 } ?? [])
+        busy.formUnion(uploadsListed)
+        busy.formUnion(uploadQueue.keys)
+        if let uploadingNow { busy.insert(uploadingNow) }
+        for directory in Self.expiredAllocationDirectories(in: configuration.dataDirectory + "/allocations", keep: Self.keepEndedAllocations,
+                                                           now: now, busy: busy) {
+            do {
+                try FileManager.default.removeItem(atPath: directory)
+                logger.info("removed \(directory): its allocation ended more than a day ago")
+            } catch {
+                logger.warning("cannot remove \(directory): \(error)")
+            }
+        }
+    }
+
+    /// The directories under `root` of allocations that are not `busy` and whose exit code was
+    /// written more than `keep` seconds before `now`. One without an exit code (never started,
+    /// or still running) is never chosen.
+    static func expiredAllocationDirectories(in root: String, keep: TimeInterval, now: Date, busy: Set<UInt64>) -> [String] {
+        let files = FileManager.default
+        return ((try? files.contentsOfDirectory(atPath: root)) ?? []).sorted().compactMap { name in
+            guard let id = UInt64(name), !busy.contains(id),
+                  let ended = (try? files.attributesOfItem(atPath: root + "/" + name + "/exit-code"))?[.modificationDate] as? Date,
+                  now.timeIntervalSince(ended) > keep else { return nil }
+            return root + "/" + name
+        }
     }
 
     static func uploadKey(_ upload: UploadAssignmentWire) -> String { "\(upload.allocation):\(upload.generation)" }
@@ -30,7 +68,9 @@ extension Agent {
             if Task.isCancelled { break }
             while let upload = uploadQueue.values.min(by: { $0.allocation < $1.allocation }), !Task.isCancelled {
                 uploadQueue[upload.allocation] = nil
+                uploadingNow = upload.allocation
                 await perform(upload, http: storageHTTP)
+                uploadingNow = nil
             }
         }
         try? await storageHTTP.shutdown()

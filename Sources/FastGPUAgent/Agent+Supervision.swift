@@ -9,6 +9,7 @@ public import Logging
 extension Agent {
     func supervise() async {
         guard let state else { return }
+        sweepAllocationDirectoriesHourly()
         for id in state.workloads.keys.sorted() {
             guard let workload = self.state?.workloads[id] else { continue }
             do {

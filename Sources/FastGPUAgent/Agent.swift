@@ -46,6 +46,11 @@ public actor Agent {
     var uploadsReported: Set<String> = []
     /// Wakes the upload loop: the assignments changed.
     var uploadWake: AsyncStream<Void>.Continuation?
+    /// Allocations whose outputs the last assignments listed, or that upload now: their files stay.
+    var uploadsListed: Set<UInt64> = []
+    var uploadingNow: UInt64?
+    /// When ended allocations' directories were last swept.
+    var lastSweep: Date?
     /// This agent's own executable, whose `exec-env` gives a workload its environment.
     let execHelper: String = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     /// The wrapper runs as root with this environment, never the job's.
