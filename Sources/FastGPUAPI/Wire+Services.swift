@@ -65,7 +65,14 @@ extension ServiceSpecBody {
         let spec = ServiceSpec(command: command, image: image, environment: env ?? [:], resources: resources, port: port,
                                replicas: ReplicaRange(min: min, max: replicas?.max ?? Swift.max(min, 1)), readiness: readiness, autoscaling: autoscaling,
                                priority: priority, isPublic: self.public ?? false, concurrencyLimit: concurrencyLimit ?? 0,
-                               requestTimeout: try seconds(requestTimeoutSeconds, "requestTimeoutSeconds", default: defaults.requestTimeout))
+                               requestTimeout: try seconds(requestTimeoutSeconds, "requestTimeoutSeconds", default: defaults.requestTimeout),
+                               // Resolved by the control plane under the project's prefix: only the URI is known here.
+                               inputs: try inputs.map { list in
+                                   guard list.count <= 16 else {
+                                       throw APIProblem(status: .unprocessableContent, title: "Unprocessable request", detail: "a service has at most 16 inputs", field: "inputs")
+                                   }
+                                   return list.map { InputSource(path: $0.path, backend: "", key: "", uri: $0.from) }
+                               })
         if let problem = spec.problems.first {
             throw APIProblem(status: .unprocessableContent, title: "Unprocessable request", detail: problem.description, field: problem.field)
         }

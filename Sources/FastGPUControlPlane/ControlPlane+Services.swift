@@ -34,6 +34,7 @@ extension ControlPlane {
         if let why = ServiceName.problem(name) { throw ControlPlaneError.invalid(why) }
         try checkPriority(spec.priority, project: project, principal: principal)
         if services.records[name] != nil { throw ControlPlaneError.conflict("a service named \(name) exists; change it with PUT /v1/services/\(name)") }
+        let spec = try resolvingInputs(of: spec, projectName: projectName)
         let now = clock.now()
         var record = ServiceRecord(name: name, project: project, createdBy: principal.subject, createdAt: now, spec: spec)
         record.append(.created(revision: 1), at: now)
@@ -51,6 +52,7 @@ extension ControlPlane {
         try checkWritable()
         var record = try changeableService(name, by: principal)
         try checkPriority(spec.priority, project: record.project, principal: principal)
+        let spec = try resolvingInputs(of: spec, projectName: projects[record.project]?.name ?? "")
         let now = clock.now()
         if record.spec != spec {
             let rangeOnly = { (a: ServiceSpec, b: ServiceSpec) -> Bool in
@@ -398,9 +400,10 @@ extension ControlPlane {
         var environment = spec.environment
         environment["FASTGPU_SERVICE"] = record.name
         environment["FASTGPU_REVISION"] = String(record.revision)
-        let launch = JobLaunch(command: spec.command, environment: environment, maxAttempts: 1000, image: spec.image,
+        var launch = JobLaunch(command: spec.command, environment: environment, maxAttempts: 1000, image: spec.image,
                                network: spec.image == nil ? nil : .isolated,
                                replica: ReplicaLaunch(service: record.name, revision: record.revision, port: spec.port, readiness: spec.readiness))
+        launch.inputs = spec.inputs ?? []
         let job = Job(id: id, name: "\(record.name)-r\(record.revision)", project: record.project, submitter: record.createdBy, priority: spec.priority,
                       taskGroups: [TaskGroup(name: "replica", count: 1, resources: spec.resources)], submitTime: now)
         if let why = ClusterState.validate(job) { throw ControlPlaneError.invalid(why) }

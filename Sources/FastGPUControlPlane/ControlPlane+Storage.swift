@@ -68,6 +68,16 @@ extension ControlPlane {
         return InputSource(path: request.path, backend: backend, key: object.key, uri: request.from)
     }
 
+    /// A service's inputs as given (URIs) resolved under its project's prefix.
+    func resolvingInputs(of spec: ServiceSpec, projectName: String) throws(ControlPlaneError) -> ServiceSpec {
+        guard let inputs = spec.inputs else { return spec }
+        var resolved = spec
+        resolved.inputs = try inputs.map { input throws(ControlPlaneError) in
+            try inputSource(JobSubmission.InputRequest(from: input.uri, path: input.path), projectName: projectName)
+        }
+        return resolved
+    }
+
     /// A path in the job's working directory (`/fastgpu/work` as a container sees it), never above it.
     func checkWorkPath(_ path: String, what: String) throws(ControlPlaneError) {
         guard !path.isEmpty, path.utf8.count <= 4096, !path.utf8.contains(0) else { throw .invalid("\(what) is 1 to 4096 bytes") }

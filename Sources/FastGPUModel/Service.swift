@@ -21,11 +21,15 @@ public struct ServiceSpec: Hashable, Sendable, Codable {
     public var concurrencyLimit: Int
     /// How long the gateway waits for a replica's answer (and holds a request at zero replicas).
     public var requestTimeout: Duration
+    /// Objects each replica downloads before it starts (its model file, say); resolved under
+    /// the project's prefix when the service is created or changed. Nil in records written before.
+    public var inputs: [InputSource]?
 
     public init(command: [String], image: String? = nil, environment: [String: String] = [:], resources: TaskResources, port: Int? = nil,
                 replicas: ReplicaRange = ReplicaRange(min: 1, max: 1), readiness: ReadinessProbe = ReadinessProbe(),
                 autoscaling: AutoscalingSpec = AutoscalingSpec(), priority: PriorityClass = .service, isPublic: Bool = false,
-                concurrencyLimit: Int = 0, requestTimeout: Duration = .seconds(60)) {
+                concurrencyLimit: Int = 0, requestTimeout: Duration = .seconds(60), inputs: [InputSource]? = nil) {
+        self.inputs = inputs
         self.command = command
         self.image = image
         self.environment = environment

@@ -95,9 +95,11 @@ package struct ServiceSpecBody: Codable, Sendable, Equatable {
     package var `public`: Bool?
     package var concurrencyLimit: Int?
     package var requestTimeoutSeconds: Double?
+    /// Objects each replica downloads before it starts: `{from: s3://BACKEND/KEY, path}`.
+    package var inputs: [InputBody]?
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, project, command, image, env, resources, port, replicas, readiness, autoscaling, priority, `public`, concurrencyLimit, requestTimeoutSeconds
+        case name, project, command, image, env, resources, port, replicas, readiness, autoscaling, priority, `public`, concurrencyLimit, requestTimeoutSeconds, inputs
     }
 
     package init(from decoder: any Decoder) throws {
@@ -116,6 +118,7 @@ package struct ServiceSpecBody: Codable, Sendable, Equatable {
         `public` = try c.decodeIfPresent(Bool.self, forKey: .public)
         concurrencyLimit = try c.decodeIfPresent(Int.self, forKey: .concurrencyLimit)
         requestTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .requestTimeoutSeconds)
+        inputs = try c.decodeIfPresent([InputBody].self, forKey: .inputs)
     }
 
     package init(name: String, project: String? = nil, command: [String], image: String? = nil, env: [String: String]? = nil, resources: ResourcesBody? = nil,

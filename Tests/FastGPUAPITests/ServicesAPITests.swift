@@ -56,6 +56,30 @@ struct ServicesAPITests {
         }
     }
 
+    @Test func aReplicaDownloadsTheServicesModelFileFromItsProjectsPrefix() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let node = try await api.register("n1", gpus: 2)
+            let body = #"{"name":"onnx",\#(Self.spec),"inputs":[{"from":"s3://local/models/model.onnx","path":"model.onnx"}]}"#
+            let created = try await api.post("/v1/services", token: fixture.admin, body: body)
+            #expect(created.status == .created, "\(created.text)")
+            try await fixture.schedule()
+            let assignments = try await api.get("/v1/nodes/\(node.id)/assignments", token: node.token)
+            let input = assignments.json["allocations"]?[0]?["inputs"]?[0]
+            #expect(input?["key"]?.string == "default/models/model.onnx")
+            #expect(input?["path"]?.string == "model.onnx")
+            #expect(input?["backend"]?["name"]?.string == "local")
+            #expect(input?["backend"]?["endpoint"]?.string == "", "local: the control plane the agent talks to")
+            // Inputs that name no backend, or climb out of the working directory, are refused.
+            let unknown = try await api.post("/v1/services", token: fixture.admin,
+                                              body: #"{"name":"bad",\#(Self.spec),"inputs":[{"from":"s3://nowhere/m.onnx","path":"m.onnx"}]}"#)
+            #expect(unknown.status == .notFound)
+            let climbing = try await api.post("/v1/services", token: fixture.admin,
+                                              body: #"{"name":"bad",\#(Self.spec),"inputs":[{"from":"s3://local/m.onnx","path":"../m.onnx"}]}"#)
+            #expect(climbing.status == .unprocessableContent)
+        }
+    }
+
     @Test func aViewerMayReadButNotChangeAndAnotherProjectSeesNothing() async throws {
         let fixture = try await Fixture.make()
         try await fixture.test { api in
