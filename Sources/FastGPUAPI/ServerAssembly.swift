@@ -30,6 +30,8 @@ public struct ServerAssembly: Sendable {
         let token = try await controlPlane.bootstrapIfEmpty()
         if let localStorage {
             try localStorage.createBucket(LocalObjectStore.bucket)
+            let removed = localStorage.sweepAbandoned(in: LocalObjectStore.bucket)
+            if !removed.isEmpty { logger.notice("local storage: removed \(removed.count) multipart uploads and temporary files abandoned over a day ago") }
             try await controlPlane.ensureLocalStorage()
         }
         let metrics = APIMetrics()

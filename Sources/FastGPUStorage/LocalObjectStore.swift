@@ -37,6 +37,25 @@ public struct LocalObjectStore: Sendable {
         }
     }
 
+    /// Removes multipart uploads never completed nor aborted, and temporary files a crash left,
+    /// once older than `age` (the server does it at start, as S3's lifecycle rule for incomplete
+    /// uploads would). Returns what it removed.
+    @discardableResult
+    public func sweepAbandoned(in bucket: String, olderThan age: TimeInterval = 24 * 3600, now: Date = Date()) -> [String] {
+        let files = FileManager.default
+        var removed: [String] = []
+        for sub in ["uploads", "tmp"] {
+            let directory = bucketDirectory(bucket) + "/" + sub
+            for name in ((try? files.contentsOfDirectory(atPath: directory)) ?? []).sorted() {
+                let path = directory + "/" + name
+                guard let modified = (try? files.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                      now.timeIntervalSince(modified) > age, (try? files.removeItem(atPath: path)) != nil else { continue }
+                removed.append(sub + "/" + name)
+            }
+        }
+        return removed
+    }
+
     public func bucketExists(_ bucket: String) -> Bool {
         var isDirectory: ObjCBool = false
         return FileManager.default.fileExists(atPath: bucketDirectory(bucket) + "/objects", isDirectory: &isDirectory) && isDirectory.boolValue

@@ -172,6 +172,29 @@ struct StorageTests {
         }
     }
 
+    @Test func abandonedUploadsAndTemporaryFilesGoAfterADay() async throws {
+        let fixture = try await Fixture.make()
+        let store = fixture.localStorage
+        let bucket = LocalObjectStore.bucket
+        let old = try store.createUpload(bucket: bucket, key: "vision/old.bin", contentType: nil)
+        let recent = try store.createUpload(bucket: bucket, key: "vision/new.bin", contentType: nil)
+        let now = Date()
+        try FileManager.default.setAttributes([.modificationDate: now.addingTimeInterval(-2 * 86400)],
+                                              ofItemAtPath: store.root + "/\(bucket)/uploads/\(old)")
+        #expect(store.sweepAbandoned(in: bucket, now: now) == ["uploads/\(old)"])
+        await #expect(throws: S3Error.self) { _ = try await store.putPart(bucket: bucket, key: "vision/old.bin", uploadID: old, number: 1,
+                                                                           body: Self.oneChunk("x"), expectedSHA256: nil) }
+        #expect(try await store.putPart(bucket: bucket, key: "vision/new.bin", uploadID: recent, number: 1,
+                                        body: Self.oneChunk("x"), expectedSHA256: nil) == "\"9dd4e461268c8034f5c8564e155c67a6\"")
+    }
+
+    static func oneChunk(_ text: String) -> AsyncStream<ByteBuffer> {
+        AsyncStream { continuation in
+            continuation.yield(ByteBuffer(string: text))
+            continuation.finish()
+        }
+    }
+
     static func member(_ client: some TestClientProtocol, fixture: Fixture) async throws -> String {
         let admin: HTTPFields = [.authorization: "Bearer \(fixture.admin)", .contentType: "application/json"]
         _ = try await client.execute(uri: "/v1/projects", method: .post, headers: admin, body: ByteBuffer(string: #"{"name":"vision"}"#))
