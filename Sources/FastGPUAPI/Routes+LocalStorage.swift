@@ -35,7 +35,8 @@ extension APIServer {
             throw S3Error.service(status: 503, code: "ServiceUnavailable", message: "the local backend is not set up")
         }
         var headers: [String: String] = [:]
-        for field in request.headers { headers[field.name.canonicalName, default: ""] += headers[field.name.canonicalName] == nil ? field.value : ",\(field.value)" }
+        // A header given twice is one value, comma-joined (as the signer canonicalises it).
+        for field in request.headers { headers[field.name.canonicalName] = headers[field.name.canonicalName].map { "\($0),\(field.value)" } ?? field.value }
         if headers["host"] == nil, let authority = request.head.authority { headers["host"] = authority }
         let rawPath = request.uri.path
         let rawQuery = request.uri.query ?? ""

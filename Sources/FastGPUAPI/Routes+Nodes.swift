@@ -113,7 +113,7 @@ extension APIServer {
                                                                 failureThreshold: r.readiness.failureThreshold,
                                                                 startupTimeoutMilliseconds: r.readiness.startupTimeout.wholeMilliseconds)
                                       },
-                                      inputs: a.launch.inputs.isEmpty ? nil : zip(a.launch.inputs, a.inputBackends).map { input, backend in
+                                      inputs: a.inputs.isEmpty ? nil : a.inputs.map { input, backend in
                                           InputDownloadWire(path: input.path, key: input.key, uri: input.uri, backend: Wire.backendAccess(backend))
                                       })
             }, uploads: assignments.uploads.map(Wire.upload)))

@@ -28,14 +28,7 @@ extension APIServer {
             var listed: [JobOutputWire] = []
             var budget = Self.maxListedFiles
             for output in outputs {
-                let endpoint: S3Endpoint
-                do {
-                    endpoint = try output.backend.endpoint
-                        ?? S3Endpoint(url: "\(scheme)://\(request.head.authority ?? "localhost")/s3", region: output.backend.region,
-                                      bucket: output.backend.bucket, addressing: .path)
-                } catch {
-                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "the Host header is not one this server can sign for")
-                }
+                let endpoint = try Self.endpoint(of: output.backend, reachedAt: request.head.authority ?? "localhost", scheme: scheme)
                 let manifests: [(directory: String, manifest: OutputManifestWire)]
                 do {
                     manifests = try await Self.manifests(under: output.target.keyPrefix, backend: output.backend, local: localStorage)
@@ -74,13 +67,8 @@ extension APIServer {
         var read: (String) async throws -> ByteBuffer
         if backend.endpoint == nil {
             guard let local else { return [] }
-            var after: String?
-            while true {
-                let page = local.list(bucket: backend.bucket, prefix: prefix, startAfter: after, maxKeys: 1000)
-                keys += page.objects.map(\.key).filter { $0.hasSuffix("manifest.json") }
-                guard page.truncated, let last = page.objects.last else { break }
-                after = last.key
-            }
+            // One pass: every page of the local bucket's listing reads all of its descriptions.
+            keys = local.list(bucket: backend.bucket, prefix: prefix, startAfter: nil, maxKeys: .max).objects.map(\.key).filter { $0.hasSuffix("manifest.json") }
             read = { key in
                 guard let object = local.object(bucket: backend.bucket, key: key), let data = FileManager.default.contents(atPath: object.path) else {
                     throw S3Error.service(status: 404, code: "NoSuchKey", message: "")

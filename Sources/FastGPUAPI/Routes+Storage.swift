@@ -48,20 +48,7 @@ extension APIServer {
             }
             let object = try await cp.resolveObject(project: body.project, backend: body.backend, key: body.key,
                                                     write: body.method == "PUT" || body.method == "DELETE", by: principal)
-            let endpoint: S3Endpoint
-            if let remote = object.endpoint {
-                endpoint = remote
-            } else {
-                // The local backend is this server, as the caller reached it.
-                guard let host = request.head.authority else {
-                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "the request names no Host")
-                }
-                do {
-                    endpoint = try S3Endpoint(url: "\(scheme)://\(host)/s3", region: object.region, bucket: object.bucket, addressing: .path)
-                } catch {
-                    throw APIProblem(status: .badRequest, title: "Bad request", detail: "the Host header is not one this server can sign for")
-                }
-            }
+            let endpoint = try Self.endpoint(of: object, reachedAt: request.head.authority, scheme: scheme)
             let now = clock.now()
             let url = try S3Client.presignedURL(body.method, key: object.key, endpoint: endpoint, credentials: object.credentials,
                                                 expiresSeconds: body.expiresSeconds, at: AmzTime(epochSeconds: now.millisecondsSinceEpoch / 1000))
@@ -69,6 +56,20 @@ extension APIServer {
             return try json(PresignWire(url: url, method: body.method, backend: object.backend, bucketKey: object.key,
                                         uri: "s3://\(object.backend)/\(relative)",
                                         expiresAt: Wire.time(Timestamp(millisecondsSinceEpoch: now.millisecondsSinceEpoch + Int64(body.expiresSeconds) * 1000))))
+        }
+    }
+}
+
+extension APIServer {
+    /// Where a caller reaches `object`'s backend: its endpoint, or for `local` this server as the
+    /// caller reached it (`authority`), at `/s3`.
+    static func endpoint(of object: ResolvedObject, reachedAt authority: String?, scheme: String) throws -> S3Endpoint {
+        if let remote = object.endpoint { return remote }
+        guard let authority else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "the request names no Host") }
+        do {
+            return try S3Endpoint(url: "\(scheme)://\(authority)/s3", region: object.region, bucket: object.bucket, addressing: .path)
+        } catch {
+            throw APIProblem(status: .badRequest, title: "Bad request", detail: "the Host header is not one this server can sign for")
         }
     }
 }

@@ -13,7 +13,7 @@ extension Agent {
         let resolved = inputs.map { input in
             var input = input
             // `local` is the control plane itself, at /s3.
-            if input.backend.endpoint.isEmpty { input.backend.endpoint = configuration.server.trimmingSuffix("/") + "/s3" }
+            if input.backend.endpoint.isEmpty { input.backend.endpoint = localStorageURL }
             return input
         }
         let path = workload.directory + "/inputs.json"

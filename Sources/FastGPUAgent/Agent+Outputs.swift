@@ -30,8 +30,7 @@ extension Agent {
         if let lastSweep, now.timeIntervalSince(lastSweep) < 3600 { return }
         lastSweep = now
         var busy = Set(state?.workloads.keys.map { $0 } ?? [])
-        busy.formUnion(uploadsListed)
-        busy.formUnion(uploadQueue.keys)
+        busy.formUnion(uploadsListed)   // the queue is drawn from this list
         if let uploadingNow { busy.insert(uploadingNow) }
         for directory in Self.expiredAllocationDirectories(in: configuration.dataDirectory + "/allocations", keep: Self.keepEndedAllocations,
                                                            now: now, busy: busy) {
@@ -56,6 +55,9 @@ extension Agent {
             return root + "/" + name
         }
     }
+
+    /// The `local` backend: the control plane this agent talks to, at `/s3`.
+    var localStorageURL: String { configuration.server.trimmingSuffix("/") + "/s3" }
 
     static func uploadKey(_ upload: UploadAssignmentWire) -> String { "\(upload.allocation):\(upload.generation)" }
 
@@ -115,7 +117,7 @@ extension Agent {
     func upload(_ output: OutputUploadWire, from allocationDirectory: String, taskDirectory: String, job: UInt64, allocation: UInt64,
                 http: HTTPClient) async throws -> (files: Int, bytes: Int64) {
         let backend = output.backend
-        let endpointURL = backend.endpoint.isEmpty ? configuration.server.trimmingSuffix("/") + "/s3" : backend.endpoint
+        let endpointURL = backend.endpoint.isEmpty ? localStorageURL : backend.endpoint
         let endpoint = try S3Endpoint(url: endpointURL, region: backend.region, bucket: backend.bucket,
                                       addressing: S3Endpoint.Addressing(rawValue: backend.addressing) ?? .path)
         let s3 = S3Client(endpoint: endpoint, credentials: S3Credentials(accessKeyID: backend.accessKeyID, secretAccessKey: backend.secretAccessKey,

@@ -174,7 +174,9 @@ extension ControlPlane {
             result.append(Assignment(allocation: allocation, jobName: job.name, launch: projectSecrets.opened(launch, job: job.id, logger: logger), groupSize: group.count,
                                      rank: allocation.task.index, peers: peers,
                                      runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort, project: job.project,
-                                     inputBackends: launch.inputs.compactMap { try? storage.resolve(backend: $0.backend, prefix: "", key: $0.key) }))
+                                     inputs: launch.inputs.compactMap { input in
+                                         storage.connection(backend: input.backend, key: input.key).map { (input, $0) }
+                                     }))
         }
         return Assignments(index: watchers.version(of: .node(id)), allocations: result, uploads: uploadAssignments(of: id))
     }

@@ -16,7 +16,7 @@ extension ControlPlane {
     /// The uploads that wait on `node`'s disk.
     func pendingUploads(on node: NodeID) -> [PendingUpload] {
         var found: [PendingUpload] = []
-        for id in jobsWithUploads.sorted() {
+        for id in state.awaitingUploads.sorted() {
             guard let job = state.jobs[id] else { continue }
             for attempt in job.history where attempt.allocation.node == node && job.pendingUploads.contains(attempt.allocation.id) {
                 found.append(PendingUpload(job: id, allocation: attempt.allocation.id, attempt: attempt))
@@ -25,17 +25,12 @@ extension ControlPlane {
         return found
     }
 
-    /// Jobs with an upload pending: few at any time, so the assignments of a node look at these only.
-    var jobsWithUploads: [JobID] {
-        state.jobs.values.filter { !$0.pendingUploads.isEmpty }.map(\.id)
-    }
-
     func uploadAssignments(of node: NodeID) -> [UploadAssignment] {
         pendingUploads(on: node).compactMap { pending in
             guard let job = state.jobs[pending.job], let launch = state.launches[pending.job] else { return nil }
             let outputs = launch.outputs.filter { $0.when.applies(to: pending.attempt.outcome) }.compactMap { target -> UploadAssignment.Output? in
                 // The key prefix was resolved at submission; only the connection is looked up now.
-                guard let backend = try? storage.resolve(backend: target.backend, prefix: "", key: target.keyPrefix) else {
+                guard let backend = storage.connection(backend: target.backend, key: target.keyPrefix) else {
                     logger.error("an output's backend is gone; the upload will fail", metadata: ["job": "\(pending.job.rawValue)", "backend": "\(target.backend)"])
                     return nil
                 }
@@ -80,7 +75,7 @@ extension ControlPlane {
         let job = try visibleJob(id, by: principal)
         let launch = state.launches[id]
         let outputs = (launch?.outputs ?? []).compactMap { target -> UploadAssignment.Output? in
-            guard let backend = try? storage.resolve(backend: target.backend, prefix: "", key: target.keyPrefix) else { return nil }
+            guard let backend = storage.connection(backend: target.backend, key: target.keyPrefix) else { return nil }
             return UploadAssignment.Output(target: target, backend: backend)
         }
         return (job, outputs)

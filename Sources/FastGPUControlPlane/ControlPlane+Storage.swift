@@ -1,5 +1,6 @@
 public import FastGPUModel
 public import FastGPUStorage
+import FastGPUStore
 
 /// Storage backends and the project prefix: who may reach which object of which bucket.
 ///
@@ -119,25 +120,19 @@ extension ControlPlane {
     public func resolveObject(project projectName: String?, backend: String?, key: String, write: Bool,
                               by principal: Principal) throws -> ResolvedObject {
         try requireUser(principal)
-        let prefix: String
+        let project: ProjectRecord
         if let projectName {
-            let id = try visibleProject(projectName, by: principal)
-            guard let role = role(of: principal, in: id), role >= (write ? .member : .viewer) else {
-                throw ControlPlaneError.forbidden("a viewer may read the project's objects, not write them")
-            }
-            prefix = projectName + "/"
+            project = projects[try visibleProject(projectName, by: principal)]!   // visible: it exists
         } else if principal.clusterAdmin {
-            prefix = ""
+            return try storage.resolve(backend: backend, prefix: "", key: key)
         } else {
             let mine = projects.values.filter { role(of: principal, in: $0.id) != nil }
-            guard mine.count == 1, let only = mine.first else {
-                throw ControlPlaneError.invalid("name the project the object belongs to")
-            }
-            guard let role = role(of: principal, in: only.id), role >= (write ? .member : .viewer) else {
-                throw ControlPlaneError.forbidden("a viewer may read the project's objects, not write them")
-            }
-            prefix = only.name + "/"
+            guard mine.count == 1, let only = mine.first else { throw ControlPlaneError.invalid("name the project the object belongs to") }
+            project = only
         }
-        return try storage.resolve(backend: backend, prefix: prefix, key: key)
+        guard let role = role(of: principal, in: project.id), role >= (write ? .member : .viewer) else {
+            throw ControlPlaneError.forbidden("a viewer may read the project's objects, not write them")
+        }
+        return try storage.resolve(backend: backend, prefix: project.name + "/", key: key)
     }
 }

@@ -118,11 +118,26 @@ struct StorageBackends {
         try Self.checkRelativeKey(key)
         let fullKey = prefix + key
         do { try S3Client.checkKey(fullKey) } catch { throw .invalid(error.description) }
+        return try object(in: record, key: fullKey, prefix: prefix)
+    }
+
+    /// The connection to a key resolved (and checked) at submission: a job's input or output.
+    /// Nil when its backend has been removed since.
+    func connection(backend name: String, key: String) -> ResolvedObject? {
+        records[name].flatMap { try? object(in: $0, key: key, prefix: "") }
+    }
+
+    private func object(in record: StorageBackendRecord, key: String, prefix: String) throws(ControlPlaneError) -> ResolvedObject {
         let addressing = S3Endpoint.Addressing(rawValue: record.addressing) ?? .path
-        let endpoint = record.kind == "local" ? nil
-            : try? S3Endpoint(url: record.endpoint, region: record.region, bucket: record.bucket, addressing: addressing)
+        var endpoint: S3Endpoint?
+        if record.kind != "local" {
+            // Checked when the backend was added; a stored one that no longer parses is not the local one.
+            do { endpoint = try S3Endpoint(url: record.endpoint, region: record.region, bucket: record.bucket, addressing: addressing) } catch {
+                throw .unavailable("storage backend \(record.name)'s endpoint does not parse: \(error.description)")
+            }
+        }
         return ResolvedObject(backend: record.name, kind: record.kind, endpoint: endpoint, bucket: record.bucket, region: record.region,
-                              addressing: addressing, credentials: try open(record), key: fullKey, prefix: prefix)
+                              addressing: addressing, credentials: try open(record), key: key, prefix: prefix)
     }
 
     /// The `local` backend's credentials: what its request checks verify against.

@@ -136,8 +136,9 @@ public struct Assignment: Sendable {
     public var masterPort: Int?
     /// The job's project: the agent runs the workload as that project's user.
     public var project: ProjectID
-    /// The backends of the launch's inputs, in order, credentials opened (for this agent only).
-    public var inputBackends: [ResolvedObject] = []
+    /// The launch's inputs with their connections, credentials opened (for this agent only);
+    /// an input whose backend was removed since submission is left out (the job then fails on it).
+    public var inputs: [(source: InputSource, backend: ResolvedObject)] = []
 }
 
 /// Outputs an agent must upload: those of an allocation of its node that exited, with the

@@ -83,6 +83,7 @@ extension ClusterState {
                 }
             }
             if job.isWaiting { waiting.insert(job.id) }
+            if !job.pendingUploads.isEmpty { awaitingUploads.insert(job.id) }
         }
         for (id, launch) in snapshot.launches where jobs[id] != nil { launches[id] = launch }
         index = snapshot.index

@@ -115,7 +115,8 @@ public enum ClusterChangeError: Error, Hashable, Sendable, CustomStringConvertib
 ///
 /// A value type: a snapshot is a copy, and the scheduler may mutate a scratch copy freely.
 /// Invariants: every live allocation is recorded on its node's GPUs and counters and in its job's
-/// `liveAllocations`; `waiting` holds exactly the jobs with `isWaiting`; `index` grows by one with
+/// `liveAllocations`; `waiting` holds exactly the jobs with `isWaiting`, `awaitingUploads` exactly
+/// those with `pendingUploads`; `index` grows by one with
 /// every applied change and is the epoch of the allocations a commit creates.
 public struct ClusterState: Sendable {
     public internal(set) var index: UInt64 = 0
@@ -128,6 +129,8 @@ public struct ClusterState: Sendable {
     public internal(set) var projects: [ProjectID: ProjectAccount] = [:]
     /// Jobs with tasks that need an allocation: the scheduler's input queue, unordered.
     public internal(set) var waiting: Set<JobID> = []
+    /// Jobs with outputs an agent has yet to upload: what the nodes' assignments look at.
+    public internal(set) var awaitingUploads: Set<JobID> = []
     public internal(set) var nextAllocationID: UInt64 = 1
 
     public init() {}
@@ -261,6 +264,7 @@ public struct ClusterState: Sendable {
             guard var job = jobs[id], job.pendingUploads.contains(allocation) else { throw .unknownAllocation(allocation) }
             job.pendingUploads.remove(allocation)
             if !succeeded { job.failedUploads.insert(allocation) }
+            if job.pendingUploads.isEmpty { awaitingUploads.remove(id) }
             events.append(.outputsUploaded(id, allocation: allocation, succeeded: succeeded, error: error))
             if job.state == .uploading && job.pendingUploads.isEmpty {
                 job.state = job.failedUploads.isEmpty ? job.stateAfterUploads ?? .succeeded : .failed
@@ -274,6 +278,7 @@ public struct ClusterState: Sendable {
             job.pendingUploads = job.failedUploads
             job.failedUploads = []
             job.uploadRetries += 1
+            if !job.pendingUploads.isEmpty { awaitingUploads.insert(id) }
             job.state = .uploading
             job.finishedAt = nil
             jobs[id] = job
@@ -447,6 +452,7 @@ public struct ClusterState: Sendable {
         if job.state.isFinished && job.finishedAt == nil { job.finishedAt = now }
         jobs[job.id] = job
         if job.isWaiting { waiting.insert(job.id) } else { waiting.remove(job.id) }
+        if !job.pendingUploads.isEmpty { awaitingUploads.insert(job.id) }
 
         if let partnersOutcome {
             // A failure stops the whole job; a lost or preempted gang member stops its group.

@@ -5,6 +5,9 @@ public import FastGPUModel
 public enum ClusterInvariants {
     public static func violations(in state: ClusterState) -> [String] {
         violations(nodes: state.nodes, allocations: state.allocations, jobs: state.jobs, waiting: state.waiting)
+            + state.jobs.values.compactMap { job in
+                job.pendingUploads.isEmpty == state.awaitingUploads.contains(job.id) ? "\(job.id): uploads set disagrees" : nil
+            }
     }
 
     /// The same check on loose parts, so that the oracle itself can be tested on broken input.

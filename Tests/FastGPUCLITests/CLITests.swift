@@ -20,11 +20,13 @@ import Testing
             .appendingPathComponent("FastGPUSimulatorTests/Fixtures")
     }
 
-    static func run(_ arguments: [String]) throws -> Run {
+    /// `fastgpu ARGS`, with this process' environment or the one given.
+    static func run(_ arguments: [String], environment: [String: String]? = nil) throws -> Run {
         let process = Process()
         // Under timeout(1): a command that hangs fails its test instead of hanging the suite.
         process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
         process.arguments = ["120", binary.path] + arguments
+        if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err

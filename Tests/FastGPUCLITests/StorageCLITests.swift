@@ -18,21 +18,10 @@ final class StorageCLITests {
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
     }
 
-    func fastgpu(_ arguments: [String], environment extra: [String: String] = [:], in directory: String? = nil) throws -> CLITests.Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["150", CLITests.binary.path] + arguments
-        process.environment = ["HOME": home, "PATH": "/usr/bin:/bin", "FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin]
-            .merging(extra) { _, new in new }
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLITests.Run(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self), errors: String(decoding: errors, as: UTF8.self))
+    /// `fastgpu ARGS` as the cluster admin (plus `extra` in the environment).
+    func fastgpu(_ arguments: [String], environment extra: [String: String] = [:]) throws -> CLITests.Run {
+        try CLITests.run(arguments, environment: ["HOME": home, "PATH": "/usr/bin:/bin", "FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin]
+            .merging(extra) { _, new in new })
     }
 
     /// The job's state once it is final, by blocking queries (no sleeping).

@@ -21,21 +21,9 @@ final class UserCLITests {
 
     /// `fastgpu ARGS` as a user with a saved login (or the given environment).
     func fastgpu(_ arguments: [String], environment extra: [String: String]? = nil) throws -> CLITests.Run {
-        let process = Process()
-        // Under timeout(1): a CLI that hangs fails its test instead of hanging the suite.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
-        process.arguments = ["120", CLITests.binary.path] + arguments
         var environment = ["HOME": home, "PATH": "/usr/bin:/bin"]
         environment.merge(extra ?? ["FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin]) { _, new in new }
-        process.environment = environment
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLITests.Run(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self), errors: String(decoding: errors, as: UTF8.self))
+        return try CLITests.run(arguments, environment: environment)
     }
 
     @Test func runStreamsTheOutputAndExitsWithTheJobsCode() throws {

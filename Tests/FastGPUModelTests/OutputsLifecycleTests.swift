@@ -28,11 +28,13 @@ import Testing
         #expect(job.state == .uploading && job.finishedAt == nil && job.pendingUploads == [allocation])
         #expect(state.node(NodeID(1))?.freeWholeGPUs == 4, "upload time is not GPU time")
         #expect(!job.isWaiting && job.unplacedTasks.isEmpty && state.waiting.isEmpty, "an uploading job is not placed again")
+        #expect(state.awaitingUploads == [JobID(1)] && ClusterInvariants.violations(in: state).isEmpty)
 
         try state.apply(.settleUpload(JobID(1), allocation, succeeded: true, at: .seconds(75)))
         #expect(state.jobs[JobID(1)]?.state == .succeeded)
         #expect(state.jobs[JobID(1)]?.finishedAt == .seconds(75))
         #expect(state.jobs[JobID(1)]?.outputUploadFailed == false)
+        #expect(state.awaitingUploads.isEmpty && ClusterInvariants.violations(in: state).isEmpty)
     }
 
     @Test func aFailedUploadFailsTheJobAndARetryCanStillSucceed() throws {
@@ -45,6 +47,7 @@ import Testing
         #expect(state.jobs[JobID(1)]?.outputUploadFailed == true)
 
         try state.apply(.retryUploads(JobID(1)))
+        #expect(state.awaitingUploads == [JobID(1)], "a retry puts it back where the agents look")
         #expect(state.jobs[JobID(1)]?.state == .uploading && state.jobs[JobID(1)]?.finishedAt == nil)
         #expect(state.waiting.isEmpty)
         try state.apply(.settleUpload(JobID(1), allocation, succeeded: true, at: .seconds(90)))
