@@ -121,6 +121,7 @@ public struct APIServer: Sendable {
         }
 
         jobRoutes(route, buckets: buckets)
+        stepRoutes(route)
         nodeRoutes(route)
         projectRoutes(route)
         tokenRoutes(route)

@@ -93,10 +93,14 @@ extension APIServer {
                 return value
             } ?? 0
             let wait = try nonEmpty(query["wait"]).map { try parseWait($0) } ?? .zero
+            let stepsSeen: UInt64? = try nonEmpty(query["steps"]).map { text throws -> UInt64 in
+                guard let value = UInt64(text) else { throw APIProblem(status: .badRequest, title: "Bad request", detail: "steps must be the newest step id the agent has") }
+                return value
+            }
             let node = try nodeID(context)
             let assignments = wait > .zero
-                ? try await longPolls.hold(for: principal) { try await cp.assignments(node: node, after: index, wait: wait, by: principal) }
-                : try await cp.assignments(node: node, after: index, wait: wait, by: principal)
+                ? try await longPolls.hold(for: principal) { try await cp.assignments(node: node, after: index, stepsSeen: stepsSeen, wait: wait, by: principal) }
+                : try await cp.assignments(node: node, after: index, stepsSeen: stepsSeen, wait: wait, by: principal)
             return try json(AssignmentsWire(index: assignments.index, allocations: assignments.allocations.map { a in
                 var shareLimit: Int?
                 for device in a.allocation.devices { if case .share(_, _, let memory) = device { shareLimit = memory } }
@@ -115,7 +119,8 @@ extension APIServer {
                                       },
                                       inputs: a.inputs.isEmpty ? nil : a.inputs.map { input, backend in
                                           InputDownloadWire(path: input.path, key: input.key, uri: input.uri, backend: Wire.backendAccess(backend))
-                                      })
+                                      },
+                                      steps: a.steps.isEmpty ? nil : a.steps.map { StepAssignmentWire(id: $0.id, command: $0.command, env: $0.environment) })
             }, uploads: assignments.uploads.map(Wire.upload)))
         }
         route(.post, "/v1/nodes/{id}/allocations/{allocation}/outputs") { request, context in

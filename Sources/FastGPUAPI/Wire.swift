@@ -105,7 +105,7 @@ enum Wire {
             secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted(),
             image: view.launch.image, network: view.launch.network?.rawValue,
             failure: job.outputUploadFailed ? "output_upload_failed" : nil,
-            outputs: view.launch.outputs.isEmpty ? nil : view.launch.outputs.map(\.uri))
+            outputs: view.launch.outputs.isEmpty ? nil : view.launch.outputs.map(\.uri), minGpuMemoryMiB: group.resources.minGPUMemoryMiB)
     }
 
     static func secret(_ view: SecretView) -> SecretWire {
@@ -224,7 +224,11 @@ extension ResourcesBody {
         if let gpuMemoryMiB, gpuMemoryMiB > Limits.gpuMemoryMiB { throw WireError(description: "gpuMemoryMiB must be at most \(Limits.gpuMemoryMiB)") }
         if (nodeSelector?.count ?? 0) > Limits.entries { throw WireError(description: "nodeSelector has more than \(Limits.entries) entries") }
         if let gpuModel, gpuModel.isEmpty { throw WireError(description: "gpuModel must not be empty") }
-        return TaskResources(gpu: gpu, gpuModel: gpuModel, cpuMillis: cpu, memoryMiB: memory, nodeSelector: nodeSelector ?? [:])
+        if let floor = minGpuMemoryMiB {
+            guard case .whole = gpu else { throw WireError(description: "minGpuMemoryMiB goes with gpus (whole GPUs with at least that much memory each)") }
+            guard (1...Limits.gpuMemoryMiB).contains(floor) else { throw WireError(description: "minGpuMemoryMiB must be 1 to \(Limits.gpuMemoryMiB)") }
+        }
+        return TaskResources(gpu: gpu, gpuModel: gpuModel, cpuMillis: cpu, memoryMiB: memory, nodeSelector: nodeSelector ?? [:], minGPUMemoryMiB: minGpuMemoryMiB)
     }
 }
 

@@ -76,6 +76,7 @@ extension Agent {
             workload.reportedRunning = true
         }
         try await shipOutput(&workload)
+        await superviseSteps(&workload)
         // While this supervision waited on the network, a reconcile may have decided to stop the
         // workload (and signalled it): decide on that, and do not write the stop away below.
         adoptStopDecision(into: &workload)
@@ -92,6 +93,7 @@ extension Agent {
                 await removeContainer(of: workload)
             }
             if left.isEmpty {
+                signalSteps(SIGKILL, of: workload)
                 self.state?.workloads[id] = nil
                 logger.info("allocation \(id) stopped")
                 if workload.limitExceeded {
@@ -139,6 +141,8 @@ extension Agent {
                 }
             }
             try await shipOutput(&workload)
+            // Its steps end with it (the allocation's devices go back).
+            signalSteps(SIGKILL, of: workload)
             // Gone from the state before the report: a reconcile that runs meanwhile must not
             // try to stop it. Should the report fail, the next heartbeat omits it and the
             // control plane treats it as lost.

@@ -27,8 +27,12 @@ public actor Agent {
     var gpus: [ProbedGPU] = []
     var lastProbe = ContinuousClock.now
     var assignmentIndex: UInt64 = 0
+    /// The newest step id the assignments listed: a newer one answers the long poll at once.
+    var stepsSeen: UInt64 = 0
     /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
     var spawned: Set<UInt64> = []
+    /// Steps (`allocation/step`) this run of the agent has spawned.
+    var spawnedSteps: Set<String> = []
     var cgroups = Cgroups(mode: .unavailable("not detected yet"))
     /// Wakes the supervisor before its next tick: a workload this agent spawned has exited.
     var wake: AsyncStream<Void>.Continuation?
@@ -209,7 +213,8 @@ public actor Agent {
         while !Task.isCancelled {
             guard let state else { return }
             do {
-                let assignments = try await client.assignments(node: state.nodeID, token: state.token, after: assignmentIndex, wait: configuration.pollWait)
+                let assignments = try await client.assignments(node: state.nodeID, token: state.token, after: assignmentIndex, stepsSeen: stepsSeen,
+                                                               wait: configuration.pollWait)
                 try reconcile(assignments)
             } catch let failure as AgentClient.Failure where failure.status == 401 {
                 throw failure
@@ -258,6 +263,7 @@ public actor Agent {
                     WorkloadProcesses.signal(SIGTERM, group: workload.pid, cgroups: workload.cgroups ?? [])
                     state.workloads[id]?.signalled = true
                 }
+                signalSteps(SIGTERM, of: workload)
                 state.workloads[id]?.stoppingSince = Date()
                 logger.info("stopping allocation \(id) (no longer assigned)")
             }
@@ -271,12 +277,27 @@ public actor Agent {
                 logger.error("cannot prepare allocation \(id): \(error)")
             }
         }
+        // Steps of the allocations it runs (host processes; a container's are refused upstream).
+        var freshSteps: [(allocation: UInt64, step: StepAssignmentWire)] = []
+        for (id, assignment) in desired.sorted(by: { $0.key < $1.key }) {
+            for step in assignment.steps ?? [] {
+                stepsSeen = max(stepsSeen, step.id)
+                guard let workload = state.workloads[id], workload.epoch == assignment.allocation.epoch, workload.stoppingSince == nil,
+                      workload.steps?[step.id] == nil else { continue }
+                state.workloads[id]?.steps = (workload.steps ?? [:]).merging([step.id: StepRun()]) { old, _ in old }
+                freshSteps.append((id, step))
+            }
+        }
         self.state = state
         // Recorded first, spawned second: an agent that dies in between finds the record.
         try save()
         for id in fresh {
             guard let workload = self.state?.workloads[id] else { continue }
             launch(workload)
+        }
+        for (id, step) in freshSteps {
+            guard let workload = self.state?.workloads[id] else { continue }
+            launchStep(step, in: workload)
         }
     }
 

@@ -33,8 +33,12 @@ struct AgentClient: Sendable {
         return try await refused { try await client(token).heartbeat(node: node, body) }
     }
 
-    func assignments(node: UInt64, token: String, after index: UInt64, wait: Int) async throws -> Assignments {
-        try await refused { try await client(token).assignments(node: node, after: index, wait: .seconds(wait)) }
+    func assignments(node: UInt64, token: String, after index: UInt64, stepsSeen: UInt64, wait: Int) async throws -> Assignments {
+        try await refused { try await client(token).assignments(node: node, after: index, stepsSeen: stepsSeen, wait: .seconds(wait)) }
+    }
+
+    func reportStep(node: UInt64, token: String, allocation: UInt64, step: UInt64, _ body: StepReportBody) async throws {
+        try await refused { try await client(token).reportStep(node: node, allocation: allocation, step: step, body) }
     }
 
     func report(node: UInt64, token: String, allocation: UInt64, epoch: UInt64, exitCode: Int32?, pulling: Bool = false) async throws {

@@ -102,4 +102,15 @@ struct Workload: Codable, Equatable {
     var sawPulling: Bool? = nil
     /// A service's replica: its port and readiness probe.
     var replica: ReplicaProbe? = nil
+    /// Steps started in it, by id.
+    var steps: [UInt64: StepRun]? = nil
+}
+
+/// A step the agent started in an allocation: what of its output it has reported.
+struct StepRun: Codable, Equatable {
+    var reportedStart = false
+    var stdoutShipped: UInt64 = 0
+    var stderrShipped: UInt64 = 0
+    /// Its exit was reported (or the control plane no longer knows it).
+    var done = false
 }

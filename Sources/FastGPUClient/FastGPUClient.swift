@@ -244,9 +244,13 @@ package struct FastGPUClient: Sendable {
         try await call(.POST, "/v1/nodes/\(node)/heartbeat", body: body)
     }
 
-    package func assignments(node: UInt64, after index: UInt64, wait: Duration) async throws -> AssignmentsWire {
-        try await call(.GET, "/v1/nodes/\(node)/assignments?index=\(index)&wait=\(wait.wholeMilliseconds)ms",
+    package func assignments(node: UInt64, after index: UInt64, stepsSeen: UInt64? = nil, wait: Duration) async throws -> AssignmentsWire {
+        try await call(.GET, "/v1/nodes/\(node)/assignments?index=\(index)&wait=\(wait.wholeMilliseconds)ms" + (stepsSeen.map { "&steps=\($0)" } ?? ""),
                        timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
+    }
+
+    package func reportStep(node: UInt64, allocation: UInt64, step: UInt64, _ body: StepReportBody) async throws {
+        let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/steps/\(step)", body: body)
     }
 
     // MARK: Gateways

@@ -140,10 +140,13 @@ extension ControlPlane {
     }
 
     /// The node's durable assignments; blocks while they are at `index` or older, up to `wait`.
-    public func assignments(node id: NodeID, after index: UInt64, wait: Duration, by principal: Principal) async throws -> Assignments {
+    /// `stepsSeen`: the newest step the agent has; a newer one for this node answers at once.
+    public func assignments(node id: NodeID, after index: UInt64, stepsSeen: UInt64? = nil, wait: Duration, by principal: Principal) async throws -> Assignments {
         try requireNode(id, principal)
         guard state.node(id) != nil else { throw ControlPlaneError.notFound("\(id) not found") }
-        await self.wait(for: .node(id), after: index, timeout: wait)
+        if !(stepsSeen.map { hasNewSteps(on: id, after: $0) } ?? false) {
+            await self.wait(for: .node(id), after: index, timeout: wait)
+        }
         return durableAssignments(of: id)
     }
 
@@ -176,7 +179,7 @@ extension ControlPlane {
                                      runtimeLimit: job.runtimeLimit, masterAddress: masterAddress, masterPort: masterPort, project: job.project,
                                      inputs: launch.inputs.compactMap { input in
                                          storage.connection(backend: input.backend, key: input.key).map { (input, $0) }
-                                     }))
+                                     }, steps: allocation.runningSince == nil ? [] : unfinishedSteps(of: allocation)))
         }
         return Assignments(index: watchers.version(of: .node(id)), allocations: result, uploads: uploadAssignments(of: id))
     }

@@ -43,6 +43,8 @@ public actor ControlPlane {
     var idempotency: [String: IdempotencyRecord] = [:]
     /// Services, their replicas' readiness and the gateways' load.
     var services = ServiceTable()
+    /// Steps run in running jobs' allocations (memory only).
+    var steps = StepTable()
     /// Each project's secret store, and the sealing of jobs' secrets.
     var projectSecrets: ProjectSecrets
     /// Storage backends, credentials sealed.

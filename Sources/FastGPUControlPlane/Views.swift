@@ -139,6 +139,8 @@ public struct Assignment: Sendable {
     /// The launch's inputs with their connections, credentials opened (for this agent only);
     /// an input whose backend was removed since submission is left out (the job then fails on it).
     public var inputs: [(source: InputSource, backend: ResolvedObject)] = []
+    /// Steps to run in the allocation.
+    public var steps: [StepView] = []
 }
 
 /// Outputs an agent must upload: those of an allocation of its node that exited, with the

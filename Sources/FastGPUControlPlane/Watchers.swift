@@ -19,6 +19,13 @@ struct Watchers<Key: Hashable & Sendable> {
         if let watchers = waiting.removeValue(forKey: key) { for watcher in watchers.values { watcher.resume() } }
     }
 
+    /// Answers the key's waiters without moving its version: something they read besides the
+    /// versioned state changed (a node's steps), and a reader that was not waiting finds it by
+    /// other means.
+    mutating func poke(_ key: Key) {
+        if let watchers = waiting.removeValue(forKey: key) { for watcher in watchers.values { watcher.resume() } }
+    }
+
     /// Whether a reader that saw `version` would wait.
     func wouldWait(_ key: Key, after version: UInt64) -> Bool { !closed && self.version(of: key) <= version }
 
@@ -51,6 +58,8 @@ enum Watched: Hashable, Sendable {
     case job(JobID)
     /// Every service's ready replicas (what gateways route to).
     case routes
+    /// A step's state and output.
+    case step(UInt64)
 }
 
 extension ControlPlane {

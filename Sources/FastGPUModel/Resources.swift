@@ -41,10 +41,13 @@ public struct TaskResources: Hashable, Sendable, Codable {
     public var memoryMiB: Int
     /// Node labels that must be present with these values.
     public var nodeSelector: [String: String]
+    /// Whole GPUs only: each must have at least this much memory (`24GB:2`); nil accepts any.
+    public var minGPUMemoryMiB: Int?
 
-    public init(gpu: GPURequest = .none, gpuModel: String? = nil, cpuMillis: Int = 0, memoryMiB: Int = 0, nodeSelector: [String: String] = [:]) {
+    public init(gpu: GPURequest = .none, gpuModel: String? = nil, cpuMillis: Int = 0, memoryMiB: Int = 0, nodeSelector: [String: String] = [:], minGPUMemoryMiB: Int? = nil) {
         self.gpu = gpu
         self.gpuModel = gpuModel
+        self.minGPUMemoryMiB = minGPUMemoryMiB
         self.cpuMillis = cpuMillis
         self.memoryMiB = memoryMiB
         self.nodeSelector = nodeSelector

@@ -10,6 +10,9 @@ import FastGPUModel
 struct CapacityIndex {
     /// Distinct GPU models of ready nodes; nodes without GPUs use the entry `""`.
     private(set) var models: [String] = []
+    /// The most memory one GPU of a model's ready nodes has: a per-GPU memory floor rules out
+    /// a model whose every GPU is smaller (the device selection checks each GPU).
+    private var maxMemoryOfModel: [Int] = []
     private var modelSlots: [String: Int] = [:]
     /// `buckets[model][free]` holds node slots.
     private var buckets: [[[Int]]] = []
@@ -27,6 +30,7 @@ struct CapacityIndex {
         positionOfNode = Array(repeating: 0, count: nodes.count)
         for (slot, node) in nodes.enumerated() where node.state.acceptsWork {
             let model = modelIndex(node.gpuModel ?? "", maxGPUs: node.gpus.count)
+            maxMemoryOfModel[model] = max(maxMemoryOfModel[model], node.gpus.map(\.memoryMiB).max() ?? 0)
             modelOfNode[slot] = model
             insert(slot, model: model, free: node.freeWholeGPUs)
             readyNodes += 1
@@ -43,6 +47,7 @@ struct CapacityIndex {
             models.append(name)
             modelSlots[name] = index
             buckets.append([])
+            maxMemoryOfModel.append(0)
         }
         while buckets[index].count <= maxGPUs { buckets[index].append([]) }
         return index
@@ -77,24 +82,31 @@ struct CapacityIndex {
 
     /// Model indices a request accepts (`nil` accepts every GPU model; `""` is never a GPU model).
     /// Asked for every job, so answers are remembered (the set of models is fixed for a pass).
-    mutating func matchingModels(_ requested: String?) -> [Int] {
-        if let known = matchCache[requested] { return known }
-        let matching = lookUpModels(requested)
-        matchCache[requested] = matching
+    mutating func matchingModels(_ requested: String?, minMemoryMiB: Int? = nil) -> [Int] {
+        let key = ModelQuery(model: requested, minMemoryMiB: minMemoryMiB ?? 0)
+        if let known = matchCache[key] { return known }
+        let matching = lookUpModels(requested, minMemoryMiB: minMemoryMiB)
+        matchCache[key] = matching
         return matching
     }
 
     /// The same answer without remembering it (for read-only callers).
-    func lookUpModels(_ requested: String?) -> [Int] {
-        if let known = matchCache[requested] { return known }
+    func lookUpModels(_ requested: String?, minMemoryMiB: Int? = nil) -> [Int] {
+        let floor = minMemoryMiB ?? 0
+        if let known = matchCache[ModelQuery(model: requested, minMemoryMiB: floor)] { return known }
         return models.indices.filter { i in
-            guard !models[i].isEmpty else { return false }
+            guard !models[i].isEmpty, maxMemoryOfModel[i] >= floor else { return false }
             guard let requested else { return true }
             return GPUModelName.matches(requested: requested, offered: models[i])
         }
     }
 
-    private var matchCache: [String?: [Int]] = [:]
+    private struct ModelQuery: Hashable {
+        var model: String?
+        var minMemoryMiB: Int
+    }
+
+    private var matchCache: [ModelQuery: [Int]] = [:]
 
     /// The most free whole GPUs on one ready node of these models, with that node's slot.
     func largestFreeFit(models wanted: [Int]) -> (slot: Int, free: Int, model: Int)? {

@@ -12,7 +12,7 @@ public enum DeviceSelection {
         case .none:
             return []
         case .whole(let count):
-            return wholeGPUs(count, on: node, model: task.resources.gpuModel)
+            return wholeGPUs(count, on: node, model: task.resources.gpuModel, minMemoryMiB: task.resources.minGPUMemoryMiB ?? 0)
         case .share(let milli, let memory):
             return shareGPU(on: node, for: task).map { [.share(gpu: $0, milli: milli, memoryMiB: memory)] }
         case .mig(let profileName):
@@ -20,12 +20,12 @@ public enum DeviceSelection {
         }
     }
 
-    static func wholeGPUs(_ count: Int, on node: Node, model: String?) -> [DeviceAssignment]? {
+    static func wholeGPUs(_ count: Int, on node: Node, model: String?, minMemoryMiB: Int = 0) -> [DeviceAssignment]? {
         // Runs for every candidate node: reads the GPUs in place (no per-GPU copies) and counts
         // islands in a stack buffer (no heap allocation).
         node.gpus.withUnsafeBufferPointer { gpus -> [DeviceAssignment]? in
             func usable(_ i: Int) -> Bool {
-                gpus[i].isFree && gpus[i].isHealthy && (model.map { GPUModelName.matches(requested: $0, offered: gpus[i].model) } ?? true)
+                gpus[i].isFree && gpus[i].isHealthy && gpus[i].memoryMiB >= minMemoryMiB && (model.map { GPUModelName.matches(requested: $0, offered: gpus[i].model) } ?? true)
             }
             var maxIsland = 0
             for i in gpus.indices {

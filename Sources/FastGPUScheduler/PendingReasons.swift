@@ -130,6 +130,10 @@ struct NodeShapeCatalog {
             candidates = candidates.filter { GPUModelName.matches(requested: model, offered: $0.shape.gpuModel) }
             if candidates.isEmpty { return .unknownGPUModel(model) }
         }
+        if case .whole = r.gpu, let floor = r.minGPUMemoryMiB, floor > 0 {
+            candidates = candidates.filter { $0.shape.maxGPUMemoryMiB >= floor }
+            if candidates.isEmpty { return .noNodeFits("no GPU\(r.gpuModel.map { " of model \($0)" } ?? "") has \(floor) MiB of memory") }
+        }
         let selected = candidates.filter { c in r.nodeSelector.allSatisfy { c.shape.labels[$0.key] == $0.value } }
         if selected.isEmpty {
             let labels = r.nodeSelector.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")

@@ -173,7 +173,7 @@ public struct SchedulingPass {
     mutating func placeTask(_ task: TaskRef, demand: TaskDemand, transaction: Transaction?) -> Placement? {
         // No ready node has that many free GPUs: nothing to walk (the common case in a full cluster).
         // (The models are fetched first: reading the index inside its own mutating call copies it.)
-        let models = index.matchingModels(demand.resources.gpuModel)
+        let models = index.matchingModels(demand.resources.gpuModel, minMemoryMiB: demand.resources.minGPUMemoryMiB)
         if case .whole(let count) = demand.gpu, (index.largestFreeFit(models: models)?.free ?? 0) < count {
             var failures = FailureTally()
             failures.add(.gpuCount)
@@ -307,7 +307,7 @@ public struct SchedulingPass {
     /// The most free whole GPUs of a fitting model on one ready node, as the pass stands.
     func currentFreeFit(for demand: TaskDemand) -> FreeFit? {
         guard demand.gpu != .none else { return nil }
-        guard let fit = index.largestFreeFit(models: index.lookUpModels(demand.resources.gpuModel)), fit.free > 0 else { return nil }
+        guard let fit = index.largestFreeFit(models: index.lookUpModels(demand.resources.gpuModel, minMemoryMiB: demand.resources.minGPUMemoryMiB)), fit.free > 0 else { return nil }
         return FreeFit(node: nodes[fit.slot].id, freeGPUs: fit.free, gpuModel: index.models[fit.model])
     }
 

@@ -9,8 +9,10 @@ package struct ResourcesBody: Codable, Sendable, Equatable {
     package var cpuMillis: Int?
     package var memoryMiB: Int?
     package var nodeSelector: [String: String]?
+    /// With `gpus`: each GPU has at least this much memory (dstack's `24GB:2`).
+    package var minGpuMemoryMiB: Int?
 
-    package enum CodingKeys: String, CodingKey, CaseIterable { case gpus, gpuModel, gpuMemoryMiB, gpuMilli, mig, cpuMillis, memoryMiB, nodeSelector }
+    package enum CodingKeys: String, CodingKey, CaseIterable { case gpus, gpuModel, gpuMemoryMiB, gpuMilli, mig, cpuMillis, memoryMiB, nodeSelector, minGpuMemoryMiB }
 
     package init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
@@ -22,9 +24,11 @@ package struct ResourcesBody: Codable, Sendable, Equatable {
         cpuMillis = try c.decodeIfPresent(Int.self, forKey: .cpuMillis)
         memoryMiB = try c.decodeIfPresent(Int.self, forKey: .memoryMiB)
         nodeSelector = try c.decodeIfPresent([String: String].self, forKey: .nodeSelector)
+        minGpuMemoryMiB = try c.decodeIfPresent(Int.self, forKey: .minGpuMemoryMiB)
     }
 
-    package init(gpus: Int? = nil, gpuModel: String? = nil, gpuMemoryMiB: Int? = nil, gpuMilli: Int? = nil, mig: String? = nil, cpuMillis: Int? = nil, memoryMiB: Int? = nil, nodeSelector: [String: String]? = nil) {
+    package init(gpus: Int? = nil, gpuModel: String? = nil, gpuMemoryMiB: Int? = nil, gpuMilli: Int? = nil, mig: String? = nil, cpuMillis: Int? = nil, memoryMiB: Int? = nil, nodeSelector: [String: String]? = nil, minGpuMemoryMiB: Int? = nil) {
+        self.minGpuMemoryMiB = minGpuMemoryMiB
         self.gpus = gpus
         self.gpuModel = gpuModel
         self.gpuMemoryMiB = gpuMemoryMiB
@@ -255,9 +259,12 @@ package struct JobWire: Codable, Sendable, Equatable {
     package var failure: String?
     /// Where its outputs go.
     package var outputs: [String]?
+    /// Each whole GPU has at least this much memory.
+    package var minGpuMemoryMiB: Int?
 
     package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil, secrets: [String]? = nil,
-                 image: String? = nil, network: String? = nil, failure: String? = nil, outputs: [String]? = nil) {
+                 image: String? = nil, network: String? = nil, failure: String? = nil, outputs: [String]? = nil, minGpuMemoryMiB: Int? = nil) {
+        self.minGpuMemoryMiB = minGpuMemoryMiB
         self.id = id
         self.failure = failure
         self.outputs = outputs

@@ -301,9 +301,12 @@ package struct AssignmentWire: Codable, Sendable, Equatable {
     package var replica: ReplicaAssignmentWire?
     /// Objects to download into the working directory before the command starts.
     package var inputs: [InputDownloadWire]?
+    /// Steps to run in the allocation that this agent has not reported ended.
+    package var steps: [StepAssignmentWire]?
 
     package init(allocation: AllocationWire, job: UInt64, jobName: String, command: [String], env: [String: String], groupSize: Int, rank: Int, peers: [UInt64], maxRuntimeSeconds: Int64? = nil, gpuMemoryLimitMiB: Int? = nil, masterAddress: String? = nil, masterPort: Int? = nil,
-                 project: UInt64? = nil, image: String? = nil, network: String? = nil, replica: ReplicaAssignmentWire? = nil, inputs: [InputDownloadWire]? = nil) {
+                 project: UInt64? = nil, image: String? = nil, network: String? = nil, replica: ReplicaAssignmentWire? = nil, inputs: [InputDownloadWire]? = nil, steps: [StepAssignmentWire]? = nil) {
+        self.steps = steps
         self.replica = replica
         self.inputs = inputs
         self.project = project

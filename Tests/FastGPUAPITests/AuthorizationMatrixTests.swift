@@ -39,6 +39,11 @@ struct AuthorizationMatrixTests {
             try await fixture.schedule()
             let allocation = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0]?["id"]?.int ?? 0
             #expect(allocation > 0)
+            // It runs (as its agent says), and has a step: step 1.
+            let epoch = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0]?["epoch"]?.int ?? 0
+            let started = try await api.post("/v1/nodes/\(target.id)/allocations/\(allocation)/status", token: target.token, body: #"{"epoch":\#(epoch),"state":"running"}"#)
+            #expect(started.status == .noContent, "\(started.detail)")
+            #expect(try await api.post("/v1/jobs/\(job)/steps", token: fixture.admin, body: #"{"command":["nvidia-smi"]}"#).status == .created)
             #expect(try await api.call(.put, "/v1/projects/vision/secrets/key", token: fixture.admin, body: #"{"value":"v"}"#).status == .ok)
             #expect(try await api.post("/v1/services", token: fixture.admin, body: #"{"name":"detect","project":"vision","command":["x"],"replicas":{"min":0,"max":2}}"#).status == .created)
             let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string ?? ""
@@ -66,6 +71,11 @@ struct AuthorizationMatrixTests {
                 Row(method: .get, route: "/v1/jobs/{id}/logs", path: "/v1/jobs/\(job)/logs", allowed: [.viewer]),
                 Row(method: .get, route: "/v1/jobs/{id}/outputs", path: "/v1/jobs/\(job)/outputs", allowed: [.viewer]),
                 Row(method: .post, route: "/v1/jobs/{id}/outputs/retry", path: "/v1/jobs/\(job)/outputs/retry", allowed: []),
+                Row(method: .post, route: "/v1/jobs/{id}/steps", path: "/v1/jobs/\(job)/steps", body: #"{"command":["evil"]}"#, allowed: []),
+                Row(method: .get, route: "/v1/jobs/{id}/steps", path: "/v1/jobs/\(job)/steps", allowed: [.viewer]),
+                Row(method: .get, route: "/v1/jobs/{id}/steps/{step}", path: "/v1/jobs/\(job)/steps/1", allowed: [.viewer]),
+                Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/steps/{step}", path: "/v1/nodes/\(n)/allocations/\(allocation)/steps/1",
+                    body: #"{"epoch":1,"started":true,"stdoutOffset":0,"stdout":"forged","stderrOffset":0,"stderr":"","exitCode":0}"#, allowed: []),
                 Row(method: .get, route: "/v1/queue", path: "/v1/queue", allowed: users),
                 Row(method: .get, route: "/v1/nodes", path: "/v1/nodes", allowed: users),
                 Row(method: .get, route: "/v1/nodes/{id}", path: "/v1/nodes/\(n)", allowed: users),
@@ -152,6 +162,8 @@ struct AuthorizationMatrixTests {
             let after = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json
             #expect(after["state"]?.string == "running")
             #expect(try await api.get("/v1/jobs/\(job)/logs", token: fixture.admin).text.isEmpty, "no forged log line")
+            let steps = try await api.get("/v1/jobs/\(job)/steps", token: fixture.admin).json["items"]?.array ?? []
+            #expect(steps.count == 1 && steps.first?["state"]?.string == "pending" && steps.first?["stdout"]?.string == "", "no step started or forged")
             #expect(try await api.get("/v1/nodes/\(n)", token: fixture.admin).json["state"]?.string == "ready")
             #expect(try await api.get("/v1/projects/vision", token: fixture.admin).json["maxPriority"]?.string == "normal")
             #expect(try await api.get("/v1/projects/vision/secrets", token: fixture.admin).json["items"]?.array.count == 1)

@@ -168,7 +168,7 @@ final class UserCLITests {
         let unknownKey = cluster.directory + "/unknown.yaml"
         try "gpu: 1\nrun: true\n".write(toFile: unknownKey, atomically: true, encoding: .utf8)
         let cases: [([String], [String: String]?, String)] = [
-            (["run", "--gpus", "abc:x", "--", "true"], nil, "--gpus must look like H100:2, 2 or H100"),
+            (["run", "--gpus", "abc:x", "--", "true"], nil, "--gpus must look like H100:2, 2, H100, 24GB:2"),
             (["run", "--gpu-memory", "lots", "--", "true"], nil, "--gpu-memory must be a size"),
             (["run", "--max-runtime", "soon", "--", "true"], nil, "--max-runtime must be a duration"),
             (["run", "--gpus", "1"], nil, "no command to run"),
@@ -216,10 +216,13 @@ final class UserCLITests {
 
 @Suite struct JobSpecTests {
     @Test func gpuSizeAndDurationValues() throws {
-        #expect(try JobSpec.parseGPUs("H100:2") == ("H100", 2))
-        #expect(try JobSpec.parseGPUs("4") == (nil, 4))
-        #expect(try JobSpec.parseGPUs("A100-80GB") == ("A100-80GB", 1))
-        for bad in ["abc:x", "H100:0", ":2", "H100:2:3", "-1", ""] { #expect(throws: CommandFailure.self) { try JobSpec.parseGPUs(bad) } }
+        #expect(try JobSpec.parseGPUs("H100:2") == ("H100", 2, nil))
+        #expect(try JobSpec.parseGPUs("4") == (nil, 4, nil))
+        #expect(try JobSpec.parseGPUs("A100-80GB") == ("A100-80GB", 1, nil))
+        #expect(try JobSpec.parseGPUs("24GB:2") == (nil, 2, 22_888))
+        #expect(try JobSpec.parseGPUs("H100:80GB:8") == ("H100", 8, 76_293))
+        #expect(try JobSpec.parseGPUs("16GB") == (nil, 1, 15_258))
+        for bad in ["abc:x", "H100:0", ":2", "H100:2:3", "-1", "", "24GB:0", "80GB:H100:2", "H100:A100:2", "0GB:1"] { #expect(throws: CommandFailure.self) { try JobSpec.parseGPUs(bad) } }
         #expect(try JobSpec.parseMiB("20GB", flag: "") == 20480)
         #expect(try JobSpec.parseMiB("1.5G", flag: "") == 1536)
         #expect(try JobSpec.parseMiB("512MiB", flag: "") == 512)

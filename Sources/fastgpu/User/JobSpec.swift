@@ -62,14 +62,21 @@ struct JobSpec: Equatable {
         guard !command.isEmpty else { throw CommandFailure("no command to run: put it after `--` (fastgpu run --gpus 1 -- python train.py) or under `run:` in the task file") }
         var resources = ResourcesBody()
         if let gpus {
-            let (model, count) = try Self.parseGPUs(gpus)
+            let (model, count, floor) = try Self.parseGPUs(gpus)
             resources.gpuModel = model
             resources.gpus = count
+            resources.minGpuMemoryMiB = floor
         }
         if let gpuMemory {
-            guard resources.gpus == nil || resources.gpus == 1 else { throw CommandFailure("--gpu-memory asks for a share of one GPU; it cannot go with --gpus \(gpus ?? "")") }
-            resources.gpus = nil
-            resources.gpuMemoryMiB = try Self.parseMiB(gpuMemory, flag: "--gpu-memory")
+            if let count = resources.gpus, count > 1 {
+                // Several whole GPUs, each with at least this much memory (as `24GB:2`).
+                guard resources.minGpuMemoryMiB == nil else { throw CommandFailure("--gpus \(gpus ?? "") already says the memory per GPU; drop --gpu-memory") }
+                resources.minGpuMemoryMiB = try Self.parseMiB(gpuMemory, flag: "--gpu-memory")
+            } else {
+                guard resources.minGpuMemoryMiB == nil else { throw CommandFailure("--gpu-memory asks for a share of one GPU; --gpus \(gpus ?? "") asks for whole ones") }
+                resources.gpus = nil
+                resources.gpuMemoryMiB = try Self.parseMiB(gpuMemory, flag: "--gpu-memory")
+            }
         }
         if let mig {
             guard resources.gpus == nil || resources.gpus == 1, gpuMemory == nil else { throw CommandFailure("--mig asks for one MIG slice; it cannot go with --gpus N or --gpu-memory") }
@@ -125,24 +132,38 @@ struct JobSpec: Equatable {
 
     // MARK: Values
 
-    /// `H100:2`, `2`, `H100` (one), `A100-80GB:8`.
-    static func parseGPUs(_ text: String) throws -> (model: String?, count: Int) {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        let bad = CommandFailure("--gpus must look like H100:2, 2 or H100, not '\(text)'")
-        switch parts.count {
-        case 1:
-            if let count = Int(parts[0]) {
-                guard (0...1024).contains(count) else { throw bad }
-                return (nil, count)
-            }
-            guard isModel(parts[0]) else { throw bad }
-            return (parts[0], 1)
-        case 2:
-            guard isModel(parts[0]), let count = Int(parts[1]), (1...1024).contains(count) else { throw bad }
-            return (parts[0], count)
-        default:
-            throw bad
+    /// `H100:2`, `2`, `H100` (one), `A100-80GB:8`, and dstack's per-GPU memory floor: `24GB:2`
+    /// (two GPUs with at least 24 GB each, of any model), `H100:80GB:8`. The floor is in GB as GPU
+    /// vendors label them (10⁹ bytes): an "80GB" H100 reports 81,559 MiB, a "24GB" L4 23,034 MiB.
+    static func parseGPUs(_ text: String) throws -> (model: String?, count: Int, minMemoryMiB: Int?) {
+        var parts = text.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        let bad = CommandFailure("--gpus must look like H100:2, 2, H100, 24GB:2 or H100:80GB:2, not '\(text)'")
+        guard (1...3).contains(parts.count) else { throw bad }
+        var count = 1
+        if let last = parts.last, let number = Int(last) {
+            guard (parts.count == 1 ? 0 : 1)...1024 ~= number else { throw bad }
+            count = number
+            parts.removeLast()
         }
+        var floor: Int?
+        if let memory = parts.last, let gigabytes = vendorGigabytes(memory) {
+            guard (1...4096).contains(gigabytes), count > 0 else { throw bad }
+            floor = gigabytes * 1_000_000_000 / 1_048_576
+            parts.removeLast()
+        }
+        guard parts.count <= 1 else { throw bad }
+        if let model = parts.first {
+            guard isModel(model) else { throw bad }
+            return (model, count, floor)
+        }
+        guard text.contains(where: \.isLetter) || count >= 0, !text.isEmpty else { throw bad }
+        return (nil, count, floor)
+    }
+
+    /// `24GB`, `80gb`, `24G`: a whole number of vendor gigabytes; nil for anything else.
+    private static func vendorGigabytes(_ text: String) -> Int? {
+        guard let match = text.range(of: #"^[0-9]{1,4}[Gg][Bb]?$"#, options: .regularExpression), match == text.startIndex..<text.endIndex else { return nil }
+        return Int(text.prefix { $0.isNumber })
     }
 
     private static func isModel(_ text: String) -> Bool {

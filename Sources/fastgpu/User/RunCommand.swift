@@ -22,10 +22,10 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ClientOptions
 
-    @Option(name: .customLong("gpus"), help: ArgumentHelp("Whole GPUs per node: MODEL:COUNT, COUNT or MODEL (H100:2, 2, A100).", valueName: "gpus"))
+    @Option(name: .customLong("gpus"), help: ArgumentHelp("Whole GPUs per node: MODEL:COUNT, COUNT, MODEL, or with a memory floor per GPU: 24GB:2, H100:80GB:8.", valueName: "gpus"))
     var gpus: String?
 
-    @Option(name: .customLong("gpu-memory"), help: ArgumentHelp("A share of one GPU with this much memory (20GB).", valueName: "size"))
+    @Option(name: .customLong("gpu-memory"), help: ArgumentHelp("A share of one GPU with this much memory (20GB); with --gpus N (N ≥ 2), the least memory each GPU has.", valueName: "size"))
     var gpuMemory: String?
 
     @Option(name: .customLong("mig"), help: ArgumentHelp("One MIG slice of this profile (1g.10gb).", valueName: "profile"))
