@@ -179,6 +179,7 @@ extension JobWire: JSONWritable {
         out.field("gang", gang)
         out.field("gpus", gpus)
         out.field("gpuModel", gpuModel)
+        if let minGpuMemoryMiB { out.field("minGpuMemoryMiB", minGpuMemoryMiB) }
         out.field("cpuMillis", cpuMillis)
         out.field("memoryMiB", memoryMiB)
         out.field("maxRuntimeSeconds", maxRuntimeSeconds)

@@ -249,6 +249,15 @@ package struct FastGPUClient: Sendable {
                        timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
     }
 
+    package func startStep(job: UInt64, _ body: StepSubmissionBody) async throws -> StepWire {
+        try await call(.POST, "/v1/jobs/\(job)/steps", body: body)
+    }
+
+    package func step(job: UInt64, step: UInt64, after version: UInt64, wait: Duration) async throws -> StepWire {
+        try await call(.GET, "/v1/jobs/\(job)/steps/\(step)?after=\(version)&wait=\(wait.wholeMilliseconds)ms",
+                       timeout: .milliseconds(wait.wholeMilliseconds + 30_000))
+    }
+
     package func reportStep(node: UInt64, allocation: UInt64, step: UInt64, _ body: StepReportBody) async throws {
         let _: NoContent = try await call(.POST, "/v1/nodes/\(node)/allocations/\(allocation)/steps/\(step)", body: body)
     }

@@ -87,8 +87,11 @@ extension ControlPlane {
         guard launch.replica == nil else { throw ControlPlaneError.conflict("\(id) is a service's replica: steps run in jobs") }
         let running = job.liveAllocations.sorted { ($0.key.group, $0.key.index) < ($1.key.group, $1.key.index) }
             .compactMap { state.allocations[$0.value] }.first { $0.runningSince != nil }
-        guard job.state == .running, let allocation = running else {
+        guard job.state == .running else {
             throw ControlPlaneError.conflict("\(id) is \(job.state.rawValue), not running: a step runs in a running job's allocation")
+        }
+        guard let allocation = running else {
+            throw ControlPlaneError.conflict("\(id) is placed and its agent is starting it: a step runs once it runs (its allocation's runningSince)")
         }
         let live = steps.byJob[id, default: []].count { !$0.state.isFinished }
         guard live < StepTable.liveLimit else { throw ControlPlaneError.tooMany("\(id) has \(live) unfinished steps; at most \(StepTable.liveLimit)") }

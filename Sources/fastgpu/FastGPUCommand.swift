@@ -27,7 +27,7 @@ struct FastGPUCommand: AsyncParsableCommand {
               plan      run the scheduler once on a synthetic cluster, print the plan
             """,
         version: FastGPUVersion.current,
-        subcommands: [RunCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
+        subcommands: [RunCommand.self, ExecCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
                       NodesCommand.self, ProjectsCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
     )
 }

@@ -14,7 +14,7 @@ struct JSONOutputTests {
                                              slots: [DeviceSlotWire(gpu: 0, kind: "whole"), DeviceSlotWire(gpu: 1, kind: "share", milli: 500, memoryMiB: 2048),
                                                      DeviceSlotWire(gpu: 2, kind: "mig", profile: "1g.10gb", start: 3)],
                                              runningSince: "r")],
-                queue: queue)
+                queue: queue, minGpuMemoryMiB: name == "plain" ? 22_888 : nil)
     }
 
     @Test(arguments: [

@@ -62,6 +62,10 @@ final class StepsEndToEndTests {
         #expect(try finished(job: id, step: second)["state"] as? String == "succeeded")
         let listed = try cluster.json(cluster.get("/v1/jobs/\(id)/steps"))["items"] as? [[String: Any]] ?? []
         #expect(listed.compactMap { $0["id"] as? Int } == [first, second])
+        // From the command line: its output, then its exit code.
+        let exec = try CLITests.run(["exec", String(id), "--env", "WHO=cli", "--", "sh", "-c", "echo hello $WHO; echo warn >&2; exit 4"],
+                                    environment: ["HOME": cluster.directory, "PATH": "/usr/bin:/bin", "FASTGPU_SERVER": cluster.url, "FASTGPU_TOKEN": cluster.admin])
+        #expect(exec.status == 4 && exec.output == "hello cli\n" && exec.errors == "warn\n", "\(exec)")
         // A step still running when the job is cancelled is lost with it.
         let long = try #require(try cluster.json(cluster.post("/v1/jobs/\(id)/steps", #"{"command":["sleep","300"]}"#))["id"] as? Int)
         _ = try cluster.post("/v1/jobs/\(id)/cancel")
