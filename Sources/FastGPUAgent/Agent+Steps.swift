@@ -26,18 +26,8 @@ extension Agent {
             var environment = workload.environment.merging(step.env) { _, step in step }
             environment["FASTGPU_STEP_ID"] = String(step.id)
             try Self.writeEnvironment(environment, to: directory, lines: false)
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? [], prelude: nil, environmentOnFD4: true), "fastgpu-step"]
-                + (workload.launcher ?? [execHelper, "exec-env", "--fd", "4", "--"]) + step.command
-            process.currentDirectoryURL = URL(fileURLWithPath: directory)
-            process.environment = Self.wrapperEnvironment
-            process.standardInput = FileHandle.nullDevice
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            let wake = self.wake
-            process.terminationHandler = { _ in wake?.yield() }
-            try process.run()
+            try runWrapper(Self.wrapper(joining: workload.cgroups ?? [], prelude: nil, environmentOnFD4: true), named: "fastgpu-step",
+                           arguments: (workload.launcher ?? [execHelper, "exec-env", "--fd", "4", "--"]) + step.command, in: directory)
             spawnedSteps.insert("\(workload.allocation)/\(step.id)")
             logger.info("started step \(step.id) in allocation \(workload.allocation)")
         } catch {

@@ -421,13 +421,20 @@ public actor Agent {
     }
 
     func spawn(_ workload: Workload) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
         let container = workload.sandbox?.kind == .container
         try Self.writeEnvironment(workload.environment, to: workload.directory, lines: container)
-        process.arguments = ["-c", Self.wrapper(joining: workload.cgroups ?? [], prelude: workload.prelude, environmentOnFD4: !container), "fastgpu-workload"]
-            + (workload.launcher ?? []) + workload.command
-        process.currentDirectoryURL = URL(fileURLWithPath: workload.directory)
+        try runWrapper(Self.wrapper(joining: workload.cgroups ?? [], prelude: workload.prelude, environmentOnFD4: !container), named: "fastgpu-workload",
+                       arguments: (workload.launcher ?? []) + workload.command, in: workload.directory)
+        spawned.insert(workload.allocation)
+    }
+
+    /// Starts a wrapper script under /bin/sh in `directory`, as root with the wrapper's
+    /// environment and no terminal; its exit wakes the supervisor.
+    func runWrapper(_ script: String, named name: String, arguments: [String], in directory: String) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script, name] + arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = Self.wrapperEnvironment
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = FileHandle.nullDevice
@@ -435,7 +442,6 @@ public actor Agent {
         let wake = self.wake
         process.terminationHandler = { _ in wake?.yield() }
         try process.run()
-        spawned.insert(workload.allocation)
     }
 
 }

@@ -147,6 +147,23 @@ def _transport_error(exc: Exception, url: str) -> errors.APIConnectionError:
     return errors.APIConnectionError(f"cannot reach {url}: {reason}", url=url)
 
 
+def _retry_delay(call: Call, attempt: int, policy: _Policy, url: str, reply: Optional[Reply], failure: Optional[Exception]) -> Optional[float]:
+    """After one try: None when `reply` is the answer, the pause before the next try, or the
+    exception to raise (outside any `except`, so nothing of httpx is chained to it)."""
+    retries_left = attempt < policy.max_retries
+    if failure is not None:
+        connect = isinstance(failure, (httpx.ConnectError, httpx.ConnectTimeout))
+        if retries_left and (connect or _retry_safe(call)) and not isinstance(failure, httpx.InvalidURL):
+            return policy.delay(attempt, None)
+        raise _transport_error(failure, url)
+    assert reply is not None
+    if reply.status in call.accept or reply.status < 400:
+        return None
+    if retries_left and (reply.status == 429 or (reply.status == 503 and call.retry_503)):
+        return policy.delay(attempt, _retry_after(reply.headers))
+    raise _error_from(reply, url)
+
+
 class SyncDriver:
     def __init__(self, settings: Settings, max_retries: int, http: Optional[httpx.Client] = None) -> None:
         self.settings = settings
@@ -158,23 +175,18 @@ class SyncDriver:
         args = _request_args(self.settings, call)
         attempt = 0
         while True:
+            reply, failure = None, None
             try:
                 r = self.http.request(**args)
                 reply = Reply(r.status_code, r.headers, r.content)
             except (httpx.TransportError, httpx.InvalidURL) as exc:
-                connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                if attempt < self.policy.max_retries and (connect or _retry_safe(call)) and not isinstance(exc, httpx.InvalidURL):
-                    time.sleep(self.policy.delay(attempt, None))
-                    attempt += 1
-                    continue
-                raise _transport_error(exc, args["url"]) from None
-            if reply.status in call.accept or reply.status < 400:
+                failure = exc
+            delay = _retry_delay(call, attempt, self.policy, args["url"], reply, failure)
+            if delay is None:
+                assert reply is not None
                 return reply
-            if (reply.status == 429 or (reply.status == 503 and call.retry_503)) and attempt < self.policy.max_retries:
-                time.sleep(self.policy.delay(attempt, _retry_after(reply.headers)))
-                attempt += 1
-                continue
-            raise _error_from(reply, args["url"]) from None
+            time.sleep(delay)
+            attempt += 1
 
     def run(self, op: "Op[T]") -> T:
         value: Any = None
@@ -223,23 +235,18 @@ class AsyncDriver:
         args = _request_args(self.settings, call)
         attempt = 0
         while True:
+            reply, failure = None, None
             try:
                 r = await self.http.request(**args)
                 reply = Reply(r.status_code, r.headers, r.content)
             except (httpx.TransportError, httpx.InvalidURL) as exc:
-                connect = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
-                if attempt < self.policy.max_retries and (connect or _retry_safe(call)) and not isinstance(exc, httpx.InvalidURL):
-                    await asyncio.sleep(self.policy.delay(attempt, None))
-                    attempt += 1
-                    continue
-                raise _transport_error(exc, args["url"]) from None
-            if reply.status in call.accept or reply.status < 400:
+                failure = exc
+            delay = _retry_delay(call, attempt, self.policy, args["url"], reply, failure)
+            if delay is None:
+                assert reply is not None
                 return reply
-            if (reply.status == 429 or (reply.status == 503 and call.retry_503)) and attempt < self.policy.max_retries:
-                await asyncio.sleep(self.policy.delay(attempt, _retry_after(reply.headers)))
-                attempt += 1
-                continue
-            raise _error_from(reply, args["url"]) from None
+            await asyncio.sleep(delay)
+            attempt += 1
 
     async def run(self, op: "Op[T]") -> T:
         import asyncio

@@ -19,6 +19,8 @@ from typing import Iterator, List, Optional
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The SDK of this checkout, whatever the environment has installed.
+sys.path.insert(0, os.path.join(REPO, "python"))
 
 
 def free_port() -> int:
