@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(REPO, "python", "tests"))
 from conftest import Lines, free_port  # noqa: E402
 
 from fastgpu import Client  # noqa: E402
-from fastgpu._arrays import encode_input  # noqa: E402
+from fastgpu._arrays import decode_output, encode_input  # noqa: E402
 
 
 def percentile(values, q):
@@ -72,7 +72,7 @@ def main() -> None:
         direct_url = f"http://{replica['endpoint']}/predict"
         body, content_type = encode_input(data)
         direct = httpx.Client()
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, "Accept": "application/x-npy, application/json"}
         for _ in range(30):
             direct.post(direct_url, content=body, headers=headers).raise_for_status()
         sdk_ms, direct_ms = [], []
@@ -80,13 +80,13 @@ def main() -> None:
             started = time.perf_counter()
             response = direct.post(direct_url, content=body, headers=headers)
             response.raise_for_status()
-            np.asarray(response.json()["outputs"], dtype=np.float32)
+            decode_output(response.headers.get("content-type", ""), response.content)
             direct_ms.append((time.perf_counter() - started) * 1000)
             started = time.perf_counter()
             model.predict(data)
             sdk_ms.append((time.perf_counter() - started) * 1000)
         added = [s - d for s, d in zip(sdk_ms, direct_ms)]
-        print(f"predict of a 64×64 float32 array ({len(body)} bytes of JSON), {args.requests} requests each, one warm replica, {os.cpu_count()} cores")
+        print(f"predict of a 64×64 float32 array ({len(body)} bytes as {content_type}), {args.requests} requests each, one warm replica, {os.cpu_count()} cores")
         print(f"{'path':<32}{'p50 ms':>10}{'p90 ms':>10}{'p99 ms':>10}")
         for name, values in (("direct to the replica (httpx)", direct_ms), ("SDK predict through the gateway", sdk_ms),
                              ("added (paired difference)", added)):
