@@ -64,7 +64,8 @@ func stepID(_ context: APIRequestContext) throws -> UInt64 {
 extension Wire {
     static func step(_ step: StepView) -> StepWire {
         StepWire(id: step.id, job: step.job.rawValue, allocation: step.allocation.rawValue, command: step.command, state: step.state.rawValue,
-                 exitCode: step.exitCode, stdout: step.stdout, stderr: step.stderr, truncated: step.truncated, version: step.version,
+                 exitCode: step.exitCode, stdout: step.stdout, stderr: step.stderr, truncated: step.truncated,
+                 stdoutBytes: step.stdoutBytes, stderrBytes: step.stderrBytes, version: step.version,
                  createdAt: time(step.createdAt), startedAt: step.startedAt.map(time), endedAt: step.endedAt.map(time))
     }
 }

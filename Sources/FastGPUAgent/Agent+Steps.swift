@@ -74,10 +74,12 @@ extension Agent {
         }
     }
 
-    /// Signals the process groups of the allocation's steps that still run.
+    /// Signals the process groups of the allocation's steps that still run: not one whose
+    /// wrapper has written its exit code (its pid may be another process's by now).
     func signalSteps(_ signal: Int32, of workload: Workload) {
-        for id in (workload.steps ?? [:]).keys {
-            if let pid = Self.pid(in: stepDirectory(id, of: workload)), pid > 0 {
+        for (id, run) in workload.steps ?? [:] where !run.done {
+            let directory = stepDirectory(id, of: workload)
+            if Self.exitCode(in: directory) == nil, let pid = Self.pid(in: directory), pid > 0, Self.isAlive(pid) {
                 WorkloadProcesses.signal(signal, group: pid, cgroups: [])
             }
         }
@@ -102,7 +104,8 @@ extension Agent {
                 i += 1
                 continue
             }
-            if length > 1 && i + length > bytes.count && !final && bytes.count == limit { break }
+            // A character the read cut (or the process is still writing) waits for the next read.
+            if length > 1 && i + length > bytes.count && !final { break }
             if length > 1, i + length <= bytes.count, String(validating: bytes[i..<(i + length)], as: UTF8.self) != nil {
                 out.append(contentsOf: bytes[i..<(i + length)])
                 i += length

@@ -163,6 +163,7 @@ extension Agent {
                 return
             }
             await removeContainer(of: workload)
+            signalSteps(SIGKILL, of: workload)
             try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
             self.state?.workloads[id] = nil
             return
@@ -179,6 +180,10 @@ extension Agent {
     /// Copies a stop that `reconcile` recorded into a copy of the workload taken before it.
     /// Only `reconcile` and the runtime limit start a stop, and a stop is never undone.
     func adoptStopDecision(into workload: inout Workload) {
+        // Steps a reconcile started meanwhile stay recorded (this copy's progress wins for the others).
+        if let current = state?.workloads[workload.allocation]?.steps {
+            workload.steps = current.merging(workload.steps ?? [:]) { _, mine in mine }
+        }
         guard workload.stoppingSince == nil, let current = state?.workloads[workload.allocation], current.stoppingSince != nil else { return }
         workload.stoppingSince = current.stoppingSince
         workload.signalled = current.signalled

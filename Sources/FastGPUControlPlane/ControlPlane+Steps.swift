@@ -24,8 +24,8 @@ public struct StepView: Sendable, Equatable {
     public var stdout: String = ""
     public var stderr: String = ""
     /// Bytes of each stream received (kept or not): the offsets the agent reports from.
-    var stdoutBytes: Int64 = 0
-    var stderrBytes: Int64 = 0
+    public internal(set) var stdoutBytes: Int64 = 0
+    public internal(set) var stderrBytes: Int64 = 0
     public var truncated = false
     public var version: UInt64 = 1
     public var createdAt: Timestamp
@@ -80,6 +80,10 @@ extension ControlPlane {
         }
         guard !command.isEmpty, command.count <= 4096 else { throw ControlPlaneError.invalid("a step needs a command of 1 to 4096 arguments") }
         guard environment.count <= 256 else { throw ControlPlaneError.invalid("a step has at most 256 env entries") }
+        if let name = environment.keys.sorted().first(where: { key in ["CUDA_", "NVIDIA_", "FASTGPU_", "GPU_DEVICE_ORDINAL"].contains { key.hasPrefix($0) } }) {
+            // The allocation's devices and identity are the agent's to say, not the step's.
+            throw ControlPlaneError.invalid("env \(name.prefix(64)): a step cannot set CUDA_*, NVIDIA_*, GPU_DEVICE_ORDINAL or FASTGPU_* (they name the allocation's devices)")
+        }
         guard let launch = state.launches[id] else { throw ControlPlaneError.notFound("\(id) not found") }
         guard launch.image == nil else {
             throw ControlPlaneError.conflict("\(id) runs in a container: steps run in host-process jobs (submit the command as a job of its own)")
@@ -93,12 +97,18 @@ extension ControlPlane {
         guard let allocation = running else {
             throw ControlPlaneError.conflict("\(id) is placed and its agent is starting it: a step runs once it runs (its allocation's runningSince)")
         }
+        // The steps of jobs that ended go; those of older epochs of this one are lost.
+        for (other, _) in steps.byJob where state.jobs[other].map({ $0.state.isFinished }) ?? true { steps.byJob[other] = nil }
+        steps.byJob[id] = steps.byJob[id]?.map(settled)
         let live = steps.byJob[id, default: []].count { !$0.state.isFinished }
         guard live < StepTable.liveLimit else { throw ControlPlaneError.tooMany("\(id) has \(live) unfinished steps; at most \(StepTable.liveLimit)") }
         let now = clock.now()
-        let step = StepView(id: steps.nextID, job: id, allocation: allocation.id, epoch: allocation.epoch, node: allocation.node,
+        // Ids grow across restarts of the control plane (its steps are in memory, its agents'
+        // step directories on disk): at least the time in ms × 1024.
+        let stepID = max(steps.nextID, UInt64(max(0, now.millisecondsSinceEpoch)) << 10)
+        steps.nextID = stepID + 1
+        let step = StepView(id: stepID, job: id, allocation: allocation.id, epoch: allocation.epoch, node: allocation.node,
                             command: command, environment: environment, state: .pending, createdAt: now)
-        steps.nextID += 1
         var kept = steps.byJob[id, default: []]
         kept.append(step)
         while kept.count > StepTable.keptLimit, let oldest = kept.firstIndex(where: { $0.state.isFinished }) { kept.remove(at: oldest) }
@@ -170,6 +180,12 @@ extension ControlPlane {
             }
         }
         watchers.changed(.step(stepID))
+    }
+
+    /// A job changed (an allocation ended, perhaps): its waiting steps' readers look again, and
+    /// find a step whose allocation is gone lost.
+    func notifySteps(of job: JobID) {
+        for step in steps.byJob[job] ?? [] where !step.state.isFinished { watchers.changed(.step(step.id)) }
     }
 
     /// Whether this node has a step to run newer than `seen` (the last step its agent has).

@@ -121,7 +121,10 @@ extension ControlPlane {
         flushing = false
     }
 
-    func notifyJob(_ id: JobID) { watchers.changed(.job(id)) }
+    func notifyJob(_ id: JobID) {
+        watchers.changed(.job(id))
+        notifySteps(of: id)
+    }
 
     /// What readers get once the sealed batch is durable: views of the jobs it changed, and
     /// the queue and memberships when they changed. Taken right after `seal()`, from the same state.

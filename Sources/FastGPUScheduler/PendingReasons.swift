@@ -72,6 +72,8 @@ struct NodeShapeCatalog {
         /// GPUs not in MIG mode.
         var plainGPUs: Int
         var maxGPUMemoryMiB: Int
+        /// The memory of each GPU not in MIG mode, largest first (a per-GPU floor counts these).
+        var plainGPUMemoryMiB: [Int]
         /// MIG profiles offered by the node's MIG-mode GPUs, with how many fit on an empty node.
         var migCapacity: [String: Int]
         var cpuMillis: Int
@@ -101,7 +103,8 @@ struct NodeShapeCatalog {
             }
             let shape = Shape(
                 gpuModel: node.gpuModel ?? "", plainGPUs: node.gpus.count(where: { !$0.migEnabled }),
-                maxGPUMemoryMiB: node.gpus.map(\.memoryMiB).max() ?? 0, migCapacity: mig,
+                maxGPUMemoryMiB: node.gpus.map(\.memoryMiB).max() ?? 0,
+                plainGPUMemoryMiB: node.gpus.filter { !$0.migEnabled }.map(\.memoryMiB).sorted(by: >), migCapacity: mig,
                 cpuMillis: node.cpuMillis, memoryMiB: node.memoryMiB, labels: node.labels)
             if counts[shape] == nil { order.append(shape) }
             counts[shape, default: 0] += 1
@@ -131,7 +134,7 @@ struct NodeShapeCatalog {
             if candidates.isEmpty { return .unknownGPUModel(model) }
         }
         if case .whole = r.gpu, let floor = r.minGPUMemoryMiB, floor > 0 {
-            candidates = candidates.filter { $0.shape.maxGPUMemoryMiB >= floor }
+            candidates = candidates.filter { ($0.shape.plainGPUMemoryMiB.first ?? 0) >= floor }
             if candidates.isEmpty { return .noNodeFits("no GPU\(r.gpuModel.map { " of model \($0)" } ?? "") has \(floor) MiB of memory") }
         }
         let selected = candidates.filter { c in r.nodeSelector.allSatisfy { c.shape.labels[$0.key] == $0.value } }
@@ -146,6 +149,10 @@ struct NodeShapeCatalog {
         if hostable == 0 {
             switch r.gpu {
             case .whole(let k):
+                if let floor = r.minGPUMemoryMiB {
+                    let most = selected.map { $0.shape.plainGPUMemoryMiB.count { $0 >= floor } }.max() ?? 0
+                    if most < k { return .noNodeFits("no node has \(k) GPUs with \(floor) MiB of memory each (at most \(most))") }
+                }
                 let largest = selected.map(\.shape.plainGPUs).max() ?? 0
                 if largest < k { return .taskLargerThanAnyNode(requestedGPUs: k, largestNodeGPUs: largest) }
             case .share(_, let memory):
@@ -174,7 +181,9 @@ struct NodeShapeCatalog {
         if r.memoryMiB > 0 { n = min(n, shape.memoryMiB / r.memoryMiB) }
         switch r.gpu {
         case .none: break
-        case .whole(let k): n = min(n, shape.plainGPUs / k)
+        case .whole(let k):
+            let usable = r.minGPUMemoryMiB.map { floor in shape.plainGPUMemoryMiB.count { $0 >= floor } } ?? shape.plainGPUs
+            n = min(n, usable / k)
         case .share(let milli, let memory):
             let perGPU = shape.maxGPUMemoryMiB >= memory ? min(1000 / milli, memory > 0 ? shape.maxGPUMemoryMiB / memory : .max) : 0
             n = min(n, shape.plainGPUs * perGPU)

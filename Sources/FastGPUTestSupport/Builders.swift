@@ -83,8 +83,8 @@ public struct JobBuilder: Sendable {
     public func project(_ id: UInt64) -> JobBuilder { var c = self; c.project = ProjectID(id); return c }
     public func priority(_ p: PriorityClass) -> JobBuilder { var c = self; c.priority = p; return c }
     public func spot(_ flag: Bool = true) -> JobBuilder { var c = self; c.spot = flag; return c }
-    public func gpus(_ count: Int, model: String? = nil) -> JobBuilder {
-        var c = self; c.resources.gpu = .whole(count: count); c.resources.gpuModel = model; return c
+    public func gpus(_ count: Int, model: String? = nil, minMemoryMiB: Int? = nil) -> JobBuilder {
+        var c = self; c.resources.gpu = .whole(count: count); c.resources.gpuModel = model; c.resources.minGPUMemoryMiB = minMemoryMiB; return c
     }
     public func share(milli: Int, memoryMiB: Int = 0, model: String? = nil) -> JobBuilder {
         var c = self; c.resources.gpu = .share(milli: milli, memoryMiB: memoryMiB); c.resources.gpuModel = model; return c

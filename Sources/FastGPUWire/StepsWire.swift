@@ -32,6 +32,10 @@ package struct StepWire: Codable, Sendable, Equatable {
     package var stdout: String
     package var stderr: String
     package var truncated: Bool
+    /// Bytes of each stream written in all (more than `stdout`/`stderr` hold once truncated):
+    /// what a follower compares to print only what is new.
+    package var stdoutBytes: Int64
+    package var stderrBytes: Int64
     /// Grows with every change: `?after=VERSION&wait=30s` waits for the next one.
     package var version: UInt64
     package var createdAt: String
@@ -39,7 +43,9 @@ package struct StepWire: Codable, Sendable, Equatable {
     package var endedAt: String?
 
     package init(id: UInt64, job: UInt64, allocation: UInt64, command: [String], state: String, exitCode: Int32?, stdout: String, stderr: String,
-                 truncated: Bool, version: UInt64, createdAt: String, startedAt: String?, endedAt: String?) {
+                 truncated: Bool, stdoutBytes: Int64, stderrBytes: Int64, version: UInt64, createdAt: String, startedAt: String?, endedAt: String?) {
+        self.stdoutBytes = stdoutBytes
+        self.stderrBytes = stderrBytes
         self.id = id
         self.job = job
         self.allocation = allocation

@@ -43,7 +43,9 @@ struct AuthorizationMatrixTests {
             let epoch = try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0]?["epoch"]?.int ?? 0
             let started = try await api.post("/v1/nodes/\(target.id)/allocations/\(allocation)/status", token: target.token, body: #"{"epoch":\#(epoch),"state":"running"}"#)
             #expect(started.status == .noContent, "\(started.detail)")
-            #expect(try await api.post("/v1/jobs/\(job)/steps", token: fixture.admin, body: #"{"command":["nvidia-smi"]}"#).status == .created)
+            let stepReply = try await api.post("/v1/jobs/\(job)/steps", token: fixture.admin, body: #"{"command":["nvidia-smi"]}"#)
+            #expect(stepReply.status == .created)
+            let step = stepReply.json["id"]?.int ?? 0
             #expect(try await api.call(.put, "/v1/projects/vision/secrets/key", token: fixture.admin, body: #"{"value":"v"}"#).status == .ok)
             #expect(try await api.post("/v1/services", token: fixture.admin, body: #"{"name":"detect","project":"vision","command":["x"],"replicas":{"min":0,"max":2}}"#).status == .created)
             let join = try await api.post("/v1/tokens", token: fixture.admin, body: #"{"name":"join","kind":"join"}"#).json["token"]?.string ?? ""
@@ -73,8 +75,8 @@ struct AuthorizationMatrixTests {
                 Row(method: .post, route: "/v1/jobs/{id}/outputs/retry", path: "/v1/jobs/\(job)/outputs/retry", allowed: []),
                 Row(method: .post, route: "/v1/jobs/{id}/steps", path: "/v1/jobs/\(job)/steps", body: #"{"command":["evil"]}"#, allowed: []),
                 Row(method: .get, route: "/v1/jobs/{id}/steps", path: "/v1/jobs/\(job)/steps", allowed: [.viewer]),
-                Row(method: .get, route: "/v1/jobs/{id}/steps/{step}", path: "/v1/jobs/\(job)/steps/1", allowed: [.viewer]),
-                Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/steps/{step}", path: "/v1/nodes/\(n)/allocations/\(allocation)/steps/1",
+                Row(method: .get, route: "/v1/jobs/{id}/steps/{step}", path: "/v1/jobs/\(job)/steps/\(step)", allowed: [.viewer]),
+                Row(method: .post, route: "/v1/nodes/{id}/allocations/{allocation}/steps/{step}", path: "/v1/nodes/\(n)/allocations/\(allocation)/steps/\(step)",
                     body: #"{"epoch":1,"started":true,"stdoutOffset":0,"stdout":"forged","stderrOffset":0,"stderr":"","exitCode":0}"#, allowed: []),
                 Row(method: .get, route: "/v1/queue", path: "/v1/queue", allowed: users),
                 Row(method: .get, route: "/v1/nodes", path: "/v1/nodes", allowed: users),

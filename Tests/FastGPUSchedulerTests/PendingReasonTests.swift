@@ -32,6 +32,17 @@ import Testing
         #expect(reason(c.job) == .never(c.expected))
     }
 
+    @Test func aPerGPUMemoryFloorCountsOnlyTheGPUsThatMeetIt() throws {
+        // One node: one 80 GB GPU and three 24 GB ones.
+        let nodes = [Node.make(1).gpus(1, model: "X-80GB", memoryMiB: 81_559).gpus(3, model: "X-80GB", memoryMiB: 23_034).build()]
+        #expect(reason(Job.make().gpus(2, minMemoryMiB: 40_000).build(), nodes: nodes)
+                == .never(.noNodeFits("no node has 2 GPUs with 40000 MiB of memory each (at most 1)")))
+        #expect(reason(Job.make().gpus(1, minMemoryMiB: 90_000).build(), nodes: nodes) == .never(.noNodeFits("no GPU has 90000 MiB of memory")))
+        // One GPU with the floor goes to the large one.
+        let placed = Scheduler().process(.make(nodes: nodes, jobs: [Job.make(1).gpus(1, minMemoryMiB: 40_000).build()]), now: .zero)
+        #expect(placed.placements.first?.devices == [.whole(gpu: 0)])
+    }
+
     @Test func aCordonedNodeThatCouldHostItMakesItNotNow() {
         let nodes = [Node.make(1).gpus(8).state(.cordoned).build()]
         guard case .notNow(.noReadyNode, _, _, _) = reason(Job.make().gpus(8).build(), nodes: nodes) else {

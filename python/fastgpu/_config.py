@@ -69,7 +69,9 @@ def resolve(server: Optional[str] = None, token: Optional[str] = None, project: 
     saved = _saved_login(env)
     server = _check_url(server or env.get("FASTGPU_SERVER") or saved.get("server") or LOCAL_SERVER, "server")
     host = urlsplit(server).hostname or ""
-    token = token or env.get("FASTGPU_TOKEN") or saved.get("token")
+    # The saved token goes only to the server it was saved for.
+    saved_server = str(saved.get("server") or LOCAL_SERVER).rstrip("/")
+    token = token or env.get("FASTGPU_TOKEN") or (saved.get("token") if saved_server == server else None)
     if not token and host in ("127.0.0.1", "localhost", "::1"):
         token = _local_admin_token(env)
     if not token:

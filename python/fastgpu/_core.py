@@ -63,7 +63,11 @@ class Reply:
     content: bytes
 
     def json(self) -> Any:
-        return json.loads(self.content) if self.content else None
+        try:
+            return json.loads(self.content) if self.content else None
+        except ValueError:
+            text = self.content[:200].decode("utf-8", "replace")
+            raise errors.APIStatusError(self.status, "not_json", f"the answer is not JSON: {text!r}") from None
 
 
 Op = Generator[Union[Call, Sleep, Emit], Any, T]
@@ -153,7 +157,8 @@ def _retry_delay(call: Call, attempt: int, policy: _Policy, url: str, reply: Opt
     retries_left = attempt < policy.max_retries
     if failure is not None:
         connect = isinstance(failure, (httpx.ConnectError, httpx.ConnectTimeout))
-        if retries_left and (connect or _retry_safe(call)) and not isinstance(failure, httpx.InvalidURL):
+        transport = isinstance(failure, httpx.TransportError)
+        if retries_left and transport and (connect or _retry_safe(call)):
             return policy.delay(attempt, None)
         raise _transport_error(failure, url)
     assert reply is not None
@@ -179,7 +184,7 @@ class SyncDriver:
             try:
                 r = self.http.request(**args)
                 reply = Reply(r.status_code, r.headers, r.content)
-            except (httpx.TransportError, httpx.InvalidURL) as exc:
+            except (httpx.RequestError, httpx.InvalidURL) as exc:
                 failure = exc
             delay = _retry_delay(call, attempt, self.policy, args["url"], reply, failure)
             if delay is None:
@@ -239,7 +244,7 @@ class AsyncDriver:
             try:
                 r = await self.http.request(**args)
                 reply = Reply(r.status_code, r.headers, r.content)
-            except (httpx.TransportError, httpx.InvalidURL) as exc:
+            except (httpx.RequestError, httpx.InvalidURL) as exc:
                 failure = exc
             delay = _retry_delay(call, attempt, self.policy, args["url"], reply, failure)
             if delay is None:

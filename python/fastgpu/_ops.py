@@ -232,10 +232,13 @@ def step(job: int, command: List[str], env: Optional[Mapping[str, str]], stream:
     while True:
         if stream:
             for name in ("stdout", "stderr"):
-                text = current.get(name, "")
-                if len(text) > shown[name]:
-                    yield Emit((name, text[shown[name]:]))
-                    shown[name] = len(text)
+                # The totals say how much is new; the kept text (the last 1 MiB) ends with it.
+                total = int(current.get(name + "Bytes", 0))
+                data = current.get(name, "").encode()
+                new = min(len(data), total - shown[name])
+                if new > 0:
+                    yield Emit((name, data[len(data) - new:].decode("utf-8", "replace")))
+                shown[name] = total
         if current.get("state") in ("succeeded", "failed", "lost"):
             return current
         if deadline is not None and monotonic() >= deadline:
@@ -348,7 +351,8 @@ def deploy(name: str, model_path: str, function: Optional[str], input_shape: Opt
     command = [python, "-m", "fastgpu.serve"]
     command += ["--function", function] if function else ["--model", file_name]
     if input_shape is not None:
-        command += ["--input-shape", ",".join(str(-1 if d is None else int(d)) for d in input_shape)]
+        # One word: "--input-shape -1,4" would read -1,4 as an option.
+        command += ["--input-shape=" + ",".join(str(-1 if d is None else int(d)) for d in input_shape)]
     if dtype:
         command += ["--dtype", dtype]
     spec: Dict[str, Any] = {
@@ -367,11 +371,30 @@ def deploy(name: str, model_path: str, function: Optional[str], input_shape: Opt
     return reply.json()
 
 
-def predict(url: str, token: str, array: Any, timeout: float) -> "Op[Any]":
+def predict(name: str, url: str, token: str, array: Any, timeout: float) -> "Op[Any]":
+    """One prediction, sent once (a model's work is not repeated on a lost answer). While the
+    gateway answers 503 (no replica could take it in time: the service is waking, or full), it is
+    sent again until `timeout`; a service whose replicas keep exiting before they serve says so."""
     body, content_type = _arrays.encode_input(array)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type, "Accept": f"{_arrays.NPY}, application/json"}
-    reply = yield Call("POST", url=url, content=body, headers=headers, timeout=timeout, retry_safe=True)
-    return _arrays.decode_output(reply.headers.get("content-type", ""), reply.content)
+    deadline = monotonic() + timeout
+    while True:
+        left = max(1.0, deadline - monotonic())
+        reply = yield Call("POST", url=url, content=body, headers=headers, timeout=left, retry_safe=False, accept=(503,), retry_503=False)
+        if reply.status != 503:
+            return _arrays.decode_output(reply.headers.get("content-type", ""), reply.content)
+        events = yield Call("GET", f"/v1/services/{name}/events", accept=(403, 404))
+        # Failing: the latest of its replicas' news is a restart held back, not a ready replica
+        # or a new revision.
+        news = [e for e in (events.json() or {}).get("items", []) if e.get("kind") in ("restartBackoff", "replicaReady", "created", "revised")] \
+            if events.status == 200 else []
+        if news and news[-1].get("kind") == "restartBackoff":
+            raise errors.CapacityUnavailable(503, "replicas_failing", f"model {name} cannot serve: {news[-1].get('message')} "
+                                             f"(fastgpu services logs {name})")
+        if monotonic() >= deadline:
+            raise errors.CapacityUnavailable(503, "no_replica", f"model {name} had no replica for the request within {timeout:g} s")
+        retry = reply.headers.get("retry-after")
+        yield Sleep(min(5.0, float(retry)) if retry and retry.replace(".", "", 1).isdigit() else 1.0)
 
 
 def quote(command: Sequence[str]) -> str:

@@ -199,7 +199,7 @@ class AsyncModel:
 
         array = _arrays.as_array(data, self.dtype)
         _arrays.check_shape(array, self.input_shape)
-        return await self._client._driver.run(_ops.predict(self.url, self._client.settings.token, array, timeout))
+        return await self._client._driver.run(_ops.predict(self.name, self.url, self._client.settings.token, array, timeout))
 
     async def delete(self) -> None:
         def op() -> Any:

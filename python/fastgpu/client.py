@@ -378,7 +378,7 @@ class Model:
 
         array = _arrays.as_array(data, self.dtype)
         _arrays.check_shape(array, self.input_shape)
-        return self._client._driver.run(_ops.predict(self.url, self._client.settings.token, array, timeout))
+        return self._client._driver.run(_ops.predict(self.name, self.url, self._client.settings.token, array, timeout))
 
     def status(self) -> Dict[str, Any]:
         from ._core import Call

@@ -46,7 +46,7 @@ def test_a_python_function_is_a_model_too(env, tmp_path):
                        "    return {'sum': float(np.asarray(x).sum()), 'shape': list(x.shape)}\n")
     from fastgpu import Client
     client = Client(env.url)
-    model = client.deploy_model(model_file=str(handler), function="handler:predict", input_shape=(3,), gpus=0, name="summer")
+    model = client.deploy_model(model_file=str(handler), function="handler:predict", input_shape=(None,), gpus=0, name="summer")
     assert model.predict([1.0, 2.0, 3.5]) == {"sum": 6.5, "shape": [3]}
     # A batch of inputs is one call; a large one goes as .npy and comes back the same.
     batch = np.ones((20_000, 3), dtype=np.float32)

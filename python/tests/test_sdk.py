@@ -50,9 +50,12 @@ def test_a_job_no_node_can_host_says_why_and_is_cancelled(env):
         job.wait(check=True)
 
 
-def test_held_gpus_run_steps_and_a_failing_step_says_so(env):
+def test_held_gpus_run_steps_and_a_failing_step_says_so(env, capsys):
     client = Client(env.url)
     with client.request_gpus(num_gpus=1, ttl="10m") as gpus:
+        gpus.run("echo streamed; echo also >&2", stream=True)
+        printed = capsys.readouterr()
+        assert (printed.out, printed.err) == ("streamed\n", "also\n")
         result = gpus.run(["sh", "-c", "echo out; echo err >&2; exit 3"], check=False)
         assert (result.state, result.exit_code, result.stdout, result.stderr) == ("failed", 3, "out\n", "err\n")
         with pytest.raises(fastgpu.StepFailed, match="exited with 3"):
@@ -201,6 +204,9 @@ def test_settings_come_from_arguments_then_environment_then_the_saved_login(tmp_
     settings = resolve(env=env)
     assert (settings.server, settings.token, settings.project, settings.gateway) == ("http://env:1", "fgpu_env", "speech", "http://env:8471")
     assert resolve("http://arg:2", "fgpu_arg", "nlp", env=env).token == "fgpu_arg"
+    # The saved token goes only to the server it was saved for.
+    with pytest.raises(fastgpu.AuthenticationError, match="no API token"):
+        resolve("http://elsewhere:8470", env={"FASTGPU_CONFIG": str(saved), "HOME": str(tmp_path)})
     assert "fgpu_arg" not in repr(resolve("http://arg:2", "fgpu_arg", env=env))
     with pytest.raises(fastgpu.AuthenticationError, match="no API token"):
         resolve("http://remote:8470", env={"FASTGPU_CONFIG": str(tmp_path / "none.json"), "HOME": str(tmp_path)})

@@ -36,11 +36,14 @@ struct ExecCommand: AsyncParsableCommand {
         let id = try parseJobID(job)
         let client = try await connection.client()
         var step = try await client.startStep(job: id, StepSubmissionBody(command: command, env: environment.isEmpty ? nil : environment))
-        var shown = (out: 0, err: 0)
+        var shown: (out: Int64, err: Int64) = (0, 0)
         while true {
+            // What is new: the totals say how much; the kept text ends with it.
             let out = Array(step.stdout.utf8), err = Array(step.stderr.utf8)
-            if out.count > shown.out { FileHandle.standardOutput.write(Data(out[shown.out...])); shown.out = out.count }
-            if err.count > shown.err { FileHandle.standardError.write(Data(err[shown.err...])); shown.err = err.count }
+            let newOut = Int(min(Int64(out.count), step.stdoutBytes - shown.out)), newErr = Int(min(Int64(err.count), step.stderrBytes - shown.err))
+            if newOut > 0 { FileHandle.standardOutput.write(Data(out.suffix(newOut))) }
+            if newErr > 0 { FileHandle.standardError.write(Data(err.suffix(newErr))) }
+            shown = (step.stdoutBytes, step.stderrBytes)
             switch step.state {
             case "succeeded", "failed":
                 throw ExitCode(step.exitCode ?? 1)
