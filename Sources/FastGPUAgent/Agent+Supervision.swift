@@ -39,6 +39,8 @@ extension Agent {
                     try await shipOutput(&workload)
                     self.state?.workloads[id] = nil
                     if workload.stoppingSince == nil {
+                        exiting[id] = workload.epoch
+                        defer { exiting[id] = nil }
                         _ = try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
                     }
                     return
@@ -97,6 +99,8 @@ extension Agent {
                 self.state?.workloads[id] = nil
                 logger.info("allocation \(id) stopped")
                 if workload.limitExceeded {
+                    exiting[id] = workload.epoch
+                    defer { exiting[id] = nil }
                     try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 124)
                 }
                 return
@@ -147,6 +151,10 @@ extension Agent {
             // try to stop it. Should the report fail, the next heartbeat omits it and the
             // control plane treats it as lost.
             self.state?.workloads[id] = nil
+            // Listed by heartbeats until its exit is reported: a heartbeat sent meanwhile must
+            // not make the control plane think it lost (and run again) what just ended.
+            exiting[id] = workload.epoch
+            defer { exiting[id] = nil }
             do {
                 try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
             } catch let failure as AgentClient.Failure where failure.status == 409 {

@@ -31,6 +31,8 @@ public actor Agent {
     var stepsSeen: UInt64 = 0
     /// Workloads this run of the agent has spawned (a restarted agent spawns only unclaimed ones).
     var spawned: Set<UInt64> = []
+    /// Allocations whose exit is being reported (gone from `state`, still listed as running).
+    var exiting: [UInt64: UInt64] = [:]
     /// Steps (`allocation/step`) this run of the agent has spawned.
     var spawnedSteps: Set<String> = []
     var cgroups = Cgroups(mode: .unavailable("not detected yet"))
@@ -204,6 +206,7 @@ public actor Agent {
         // ignored there; one stopping for its runtime limit is still live and ends with 124
         // once no process of it is left, not as lost and retried while its grace runs.)
         let running = state.workloads.values.map { (allocation: $0.allocation, epoch: $0.epoch) }
+            + exiting.filter { state.workloads[$0.key] == nil }.map { (allocation: $0.key, epoch: $0.value) }
         // Reconciling runs in one turn of this actor: `running` reflects every assignment change
         // up to `assignmentIndex`, so the control plane may free what is not in it.
         _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running, assignmentIndex: assignmentIndex)

@@ -197,6 +197,9 @@ final class UserCLITests {
         #expect(mode == 0o600)
         let nodes = try fastgpu(["nodes", "ls"], environment: [:])
         #expect(nodes.status == 0 && nodes.output.contains("n1") && nodes.output.contains("2/2"), "\(nodes.errors)")
+        // The saved token goes to its own server only, not to another one named on the command line.
+        let elsewhere = try fastgpu(["nodes", "ls", "--server", "http://127.0.0.1:9"], environment: [:])
+        #expect(elsewhere.status != 0 && elsewhere.errors.contains("no API token"), "\(elsewhere.errors)")
         let token = try fastgpu(["tokens", "create", "alice"], environment: [:])
         #expect(token.output.hasPrefix("fgpu_"))
         let created = try fastgpu(["projects", "create", "vision"], environment: [:])

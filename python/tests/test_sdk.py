@@ -32,8 +32,9 @@ def test_a_job_runs_its_output_comes_back_and_its_files_are_stored(env):
 def test_logs_follow_a_running_job_to_its_end(env):
     client = Client(env.url)
     job = client.run(["sh", "-c", "for i in 1 2 3; do echo line $i; sleep 0.2; done"])
-    assert list(job.logs(follow=True)) == ["line 1\n", "line 2\n", "line 3\n"]
+    lines = list(job.logs(follow=True))
     assert job.refresh().state == "succeeded"
+    assert lines == ["line 1\n", "line 2\n", "line 3\n"], (job.data["allocations"], list(job.logs()))
 
 
 def test_a_job_no_node_can_host_says_why_and_is_cancelled(env):

@@ -26,7 +26,9 @@ struct ClientOptions: ParsableArguments {
         guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
             throw CommandFailure("the server URL must look like http://HOST:PORT, not '\(server)'")
         }
-        var token = self.token ?? environment["FASTGPU_TOKEN"] ?? config.token
+        // The saved token goes only to the server it was saved for (a --server elsewhere gets none).
+        let savedFor = (config.server ?? CLIConfig.localServer).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        var token = self.token ?? environment["FASTGPU_TOKEN"] ?? (savedFor == server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) ? config.token : nil)
         if token == nil, ["127.0.0.1", "localhost", "::1"].contains(url.host ?? "") { token = CLIConfig.localAdminToken() }
         guard let token, !token.isEmpty else {
             throw CommandFailure("no API token: run `fastgpu login --server \(server) --token TOKEN`, or set FASTGPU_TOKEN")
