@@ -6,6 +6,7 @@ import Foundation
 public import Hummingbird
 import Logging
 import NIOCore
+import Synchronization
 public import Prometheus
 import HTTPTypes
 import FastGPUWire
@@ -68,9 +69,13 @@ public struct APIServer: Sendable {
     let localStorage: LocalObjectStore?
     /// `http` or `https`: how callers reach this server (presigned URLs of the local backend).
     let scheme: String
+    /// The port of this process's gateway once it listens (service replies carry its URL).
+    let gatewayAddress: GatewayAddress?
 
     public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock(),
-                gatewayMetrics: (@Sendable () -> String)? = nil, localStorage: LocalObjectStore? = nil, scheme: String = "http") {
+                gatewayMetrics: (@Sendable () -> String)? = nil, localStorage: LocalObjectStore? = nil, scheme: String = "http",
+                gatewayAddress: GatewayAddress? = nil) {
+        self.gatewayAddress = gatewayAddress
         self.gatewayMetrics = gatewayMetrics
         self.localStorage = localStorage
         self.scheme = scheme
@@ -272,4 +277,26 @@ func parseWait(_ text: String) throws -> Duration {
 /// echoes a megabyte back.
 func quoted(_ text: String) -> String {
     text.utf8.count <= 40 ? "'\(text)'" : "'\(String(decoding: text.utf8.prefix(32), as: UTF8.self))…' (\(text.utf8.count) bytes)"
+}
+
+/// Where this process's gateway listens, learnt once it does (its port may be chosen by the kernel).
+public final class GatewayAddress: Sendable {
+    private let port = Mutex<Int?>(nil)
+
+    public init(port: Int? = nil) { self.port.withLock { $0 = port } }
+
+    public func listening(on port: Int) { self.port.withLock { $0 = port } }
+
+    /// `http://HOST:PORT` with the host the caller used to reach the API (`authority`).
+    func url(reachedAt authority: String?) -> String? {
+        guard let port = port.withLock({ $0 }), let authority, !authority.isEmpty else { return nil }
+        var host = authority
+        if host.hasPrefix("[") {
+            host = String(host[...(host.firstIndex(of: "]") ?? host.index(before: host.endIndex))])
+        } else if let colon = host.lastIndex(of: ":") {
+            host = String(host[..<colon])
+        }
+        guard !host.isEmpty, host.allSatisfy({ $0.isLetter || $0.isNumber || ".-:[]".contains($0) }) else { return nil }
+        return "http://\(host):\(port)"
+    }
 }

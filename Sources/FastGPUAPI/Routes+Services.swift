@@ -9,6 +9,8 @@ extension APIServer {
     /// Services: members of the service's project change them; viewers read them.
     func serviceRoutes(_ route: RouteBuilder) {
         let cp = controlPlane
+        let gatewayAddress = self.gatewayAddress
+        @Sendable func gateway(_ request: Request) -> String? { gatewayAddress?.url(reachedAt: request.head.authority) }
 
         route(.post, "/v1/services") { request, context in
             let principal = try context.requirePrincipal()
@@ -18,18 +20,18 @@ extension APIServer {
                 throw APIProblem(status: .unprocessableContent, title: "Unprocessable request", detail: why, field: "name")
             }
             let view = try await cp.createService(name: body.name, project: body.project ?? "default", spec: try body.spec(), by: principal)
-            var response = try json(Wire.service(view), status: .created)
+            var response = try json(Wire.service(view, gateway: gateway(request)), status: .created)
             response.headers[.location] = "/v1/services/\(view.record.name)"
             return response
         }
         route(.get, "/v1/services") { request, context in
             let principal = try context.requirePrincipal()
             let views = try await cp.services(by: principal, project: nonEmpty(request.uri.queryParameters["project"]))
-            return try json(ServiceListWire(items: views.map(Wire.service)))
+            return try json(ServiceListWire(items: views.map { Wire.service($0, gateway: gateway(request)) }))
         }
-        route(.get, "/v1/services/{name}") { _, context in
+        route(.get, "/v1/services/{name}") { request, context in
             let principal = try context.requirePrincipal()
-            return try json(Wire.service(try await cp.service(try pathParameter(context, "name"), by: principal)))
+            return try json(Wire.service(try await cp.service(try pathParameter(context, "name"), by: principal), gateway: gateway(request)))
         }
         route(.put, "/v1/services/{name}") { request, context in
             let principal = try context.requirePrincipal()
@@ -43,7 +45,7 @@ extension APIServer {
             if let project = body.project, project != current.projectName {
                 throw APIProblem(status: .unprocessableContent, title: "Unprocessable request", detail: "a service cannot move to another project", field: "project")
             }
-            return try json(Wire.service(try await cp.reviseService(name, spec: try body.spec(), by: principal)))
+            return try json(Wire.service(try await cp.reviseService(name, spec: try body.spec(), by: principal), gateway: gateway(request)))
         }
         route(.post, "/v1/services/{name}/scale") { request, context in
             let principal = try context.requirePrincipal()

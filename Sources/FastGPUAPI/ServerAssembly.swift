@@ -17,6 +17,8 @@ public struct ServerAssembly: Sendable {
     public let serviceReconciler: ServiceReconcilerService
     /// The gateway of this process: routes `/{service}/...` to replicas (served on its own port).
     public let gateway: Gateway
+    /// Where `gateway` listens, once it does: tell it with `listening(on:)`.
+    public let gatewayAddress: GatewayAddress
     /// The cluster-admin token created on the first start (shown once), nil on later starts.
     public let bootstrapToken: String?
 
@@ -36,14 +38,16 @@ public struct ServerAssembly: Sendable {
         }
         let metrics = APIMetrics()
         let gateway = Gateway(directory: ControlPlaneDirectory(controlPlane: controlPlane, clock: clock), name: "embedded", logger: logger)
+        let gatewayAddress = GatewayAddress()
         return ServerAssembly(
             controlPlane: controlPlane, metrics: metrics,
             api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock, gatewayMetrics: { gateway.prometheusText() },
-                           localStorage: localStorage, scheme: scheme),
+                           localStorage: localStorage, scheme: scheme, gatewayAddress: gatewayAddress),
             scheduling: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger),
             liveness: LivenessService(controlPlane: controlPlane, logger: logger),
             serviceReconciler: ServiceReconcilerService(controlPlane: controlPlane, logger: logger),
             gateway: gateway,
+            gatewayAddress: gatewayAddress,
             bootstrapToken: token)
     }
 }

@@ -108,7 +108,7 @@ extension Wire {
             priority: spec.priority.name, public: spec.isPublic, concurrencyLimit: spec.concurrencyLimit, requestTimeoutSeconds: seconds(spec.requestTimeout))
     }
 
-    static func service(_ view: ServiceView) -> ServiceWire {
+    static func service(_ view: ServiceView, gateway: String? = nil) -> ServiceWire {
         let record = view.record
         return ServiceWire(
             name: record.name, project: view.projectName, revision: record.revision, desiredReplicas: record.desiredReplicas,
@@ -116,7 +116,7 @@ extension Wire {
             createdBy: record.createdBy, createdAt: time(record.createdAt), spec: serviceSpec(record, projectName: view.projectName),
             replicas: view.replicas.map { ReplicaWire(job: $0.job.rawValue, revision: $0.revision, state: $0.state.rawValue, allocation: $0.allocation?.rawValue,
                                                       node: $0.node, endpoint: $0.endpoint, inFlight: $0.inFlight) },
-            path: "/\(record.name)/")
+            path: "/\(record.name)/", url: gateway.map { "\($0)/\(record.name)/" })
     }
 
     static func serviceEvent(_ record: ServiceEventRecord) -> ServiceEventWire {

@@ -194,9 +194,13 @@ package struct ServiceWire: Codable, Sendable, Equatable {
     package var replicas: [ReplicaWire]
     /// The gateway path: `/{name}/`.
     package var path: String
+    /// The whole URL of the service at this server's own gateway, as the caller reached the
+    /// server (`http://HOST:8471/{name}/`); nil where this server runs no gateway.
+    package var url: String?
 
     package init(name: String, project: String, revision: Int, desiredReplicas: Int, readyReplicas: Int, deleting: Bool, createdBy: String, createdAt: String,
-                 spec: ServiceSpecBody, replicas: [ReplicaWire], path: String) {
+                 spec: ServiceSpecBody, replicas: [ReplicaWire], path: String, url: String? = nil) {
+        self.url = url
         self.name = name
         self.project = project
         self.revision = revision

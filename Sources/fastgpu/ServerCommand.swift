@@ -154,8 +154,9 @@ struct LocalServer {
                 responder: assembly.gateway.responder,
                 server: .http1(configuration: .init(idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds)))),
                 configuration: .init(address: .hostname(host, port: gatewayPort), serverName: "fastgpu-gateway"),
-                onServerRunning: { channel in
+                onServerRunning: { [gatewayAddress = assembly.gatewayAddress] channel in
                     let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                    if let port = channel.localAddress?.port { gatewayAddress.listening(on: port) }
                     onGateway("http://\(address)")
                 },
                 logger: logger)

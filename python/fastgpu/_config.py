@@ -24,6 +24,8 @@ class Settings:
     project: str
     gateway: str
     ca_file: Optional[str]
+    #: The gateway was named (argument or FASTGPU_GATEWAY), not derived from the server's URL.
+    gateway_given: bool = False
 
     def __repr__(self) -> str:  # the token is never shown
         return f"Settings(server={self.server!r}, project={self.project!r}, gateway={self.gateway!r}, token=<{len(self.token)} chars>)"
@@ -80,9 +82,10 @@ def resolve(server: Optional[str] = None, token: Optional[str] = None, project: 
     project = project or env.get("FASTGPU_PROJECT") or saved.get("project") or "default"
     if not gateway:
         gateway = env.get("FASTGPU_GATEWAY")
+    given = bool(gateway)
     if not gateway:
         parts = urlsplit(server)
         netloc = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else (parts.hostname or "")
         gateway = urlunsplit((parts.scheme, f"{netloc}:{GATEWAY_PORT}", "", "", ""))
     return Settings(server=server, token=token, project=project, gateway=_check_url(gateway, "gateway"),
-                    ca_file=ca_file or env.get("FASTGPU_CA_FILE") or saved.get("caFile"))
+                    ca_file=ca_file or env.get("FASTGPU_CA_FILE") or saved.get("caFile"), gateway_given=given)

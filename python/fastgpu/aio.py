@@ -73,14 +73,15 @@ class AsyncClient(_Surface):
         resources = _ops.gpu_request(gpus, gpu_type, memory)
         data = await self._driver.run(_ops.deploy(service, path, function, input_shape, dtype, resources, replicas,
                                                   project or self.settings.project, backend, python or os.environ.get("FASTGPU_SERVE_PYTHON") or "python3", env, concurrency, files))
-        return AsyncModel(self, data["name"], input_shape, dtype)
+        return AsyncModel(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     async def model(self, name: str, input_shape: Optional[Sequence[Optional[int]]] = None, dtype: Optional[str] = None) -> "AsyncModel":
         def op() -> Any:
             reply = yield Call("GET", f"/v1/services/{name}")
             return reply.json()
 
-        return AsyncModel(self, (await self._driver.run(op()))["name"], input_shape, dtype)
+        data = await self._driver.run(op())
+        return AsyncModel(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     async def save_result(self, obj: Any, bucket: str, prefix: str, *, name: Optional[str] = None, project: Optional[str] = None) -> ResultRef:
         if not isinstance(bucket, str) or not bucket:
@@ -181,14 +182,20 @@ class AsyncAllocation:
 
 
 class AsyncModel:
-    def __init__(self, client: AsyncClient, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str]) -> None:
+    def __init__(self, client: AsyncClient, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str],
+                 url: Optional[str] = None) -> None:
         self._client = client
         self.name = name
+        #: Where the server says its gateway answers for the model (else FASTGPU_GATEWAY's).
+        self._service_url = url
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.dtype = dtype or "float32"
 
     @property
     def url(self) -> str:
+        gateway_set = self._client.settings.gateway_given
+        if self._service_url and not gateway_set:
+            return self._service_url.rstrip("/") + "/predict"
         return f"{self._client.settings.gateway}/{self.name}/predict"
 
     def __repr__(self) -> str:

@@ -186,7 +186,7 @@ class Client(_Surface):
         resources = _ops.gpu_request(gpus, gpu_type, memory)
         data = self._driver.run(_ops.deploy(service, path, function, input_shape, dtype, resources, replicas, project or self.settings.project,
                                             backend, python or os.environ.get("FASTGPU_SERVE_PYTHON") or "python3", env, concurrency, files))
-        return Model(self, data["name"], input_shape, dtype)
+        return Model(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     def model(self, name: str, input_shape: Optional[Sequence[Optional[int]]] = None, dtype: Optional[str] = None) -> "Model":
         """A handle on a model deployed before (by name)."""
@@ -196,7 +196,8 @@ class Client(_Surface):
             reply = yield Call("GET", f"/v1/services/{name}")
             return reply.json()
 
-        return Model(self, self._driver.run(op())["name"], input_shape, dtype)
+        data = self._driver.run(op())
+        return Model(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     # MARK: Storage
 
@@ -357,14 +358,20 @@ def _checked(result: StepResult, check: bool) -> StepResult:
 class Model:
     """A deployed model: `predict(data)` through the gateway."""
 
-    def __init__(self, client: Client, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str]) -> None:
+    def __init__(self, client: Client, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str],
+                 url: Optional[str] = None) -> None:
         self._client = client
         self.name = name
+        #: Where the server says its gateway answers for the model (else FASTGPU_GATEWAY's).
+        self._service_url = url
         self.input_shape = tuple(input_shape) if input_shape is not None else None
         self.dtype = dtype or "float32"
 
     @property
     def url(self) -> str:
+        gateway_set = self._client.settings.gateway_given
+        if self._service_url and not gateway_set:
+            return self._service_url.rstrip("/") + "/predict"
         return f"{self._client.settings.gateway}/{self.name}/predict"
 
     def __repr__(self) -> str:

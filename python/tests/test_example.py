@@ -39,7 +39,9 @@ def test_the_product_example_runs_as_written(env, onnx_model):
     model.delete()
 
 
-def test_a_python_function_is_a_model_too(env, tmp_path):
+def test_a_python_function_is_a_model_too(env, tmp_path, monkeypatch):
+    # No FASTGPU_GATEWAY: the server says where its gateway answers for the model.
+    monkeypatch.delenv("FASTGPU_GATEWAY")
     handler = tmp_path / "handler.py"
     handler.write_text("import numpy as np\n\n"
                        "def predict(x):\n"
@@ -47,6 +49,7 @@ def test_a_python_function_is_a_model_too(env, tmp_path):
     from fastgpu import Client
     client = Client(env.url)
     model = client.deploy_model(model_file=str(handler), function="handler:predict", input_shape=(None,), gpus=0, name="summer")
+    assert model.url == f"{env.gateway}/summer/predict"
     assert model.predict([1.0, 2.0, 3.5]) == {"sum": 6.5, "shape": [3]}
     # A batch of inputs is one call; a large one goes as .npy and comes back the same.
     batch = np.ones((20_000, 3), dtype=np.float32)
