@@ -24,8 +24,20 @@ public enum DeviceSelection {
         // Runs for every candidate node: reads the GPUs in place (no per-GPU copies) and counts
         // islands in a stack buffer (no heap allocation).
         node.gpus.withUnsafeBufferPointer { gpus -> [DeviceAssignment]? in
+            var ceiling = Int.max
             func usable(_ i: Int) -> Bool {
-                gpus[i].isFree && gpus[i].isHealthy && gpus[i].memoryMiB >= minMemoryMiB && (model.map { GPUModelName.matches(requested: $0, offered: gpus[i].model) } ?? true)
+                gpus[i].isFree && gpus[i].isHealthy && gpus[i].memoryMiB >= minMemoryMiB && gpus[i].memoryMiB <= ceiling
+                    && (model.map { GPUModelName.matches(requested: $0, offered: gpus[i].model) } ?? true)
+            }
+            // A node with GPUs of several memory sizes: the task takes the smallest that hold it,
+            // so the larger ones stay for tasks that need their memory (a `80GB:1` floor).
+            var sizes: (smallest: Int, mixed: Bool) = (-1, false)
+            for i in gpus.indices where usable(i) {
+                if sizes.smallest < 0 { sizes.smallest = gpus[i].memoryMiB } else if gpus[i].memoryMiB != sizes.smallest { sizes.mixed = true; break }
+            }
+            if sizes.mixed {
+                let candidates = gpus.indices.filter(usable).map { gpus[$0].memoryMiB }.sorted()
+                if candidates.count >= count { ceiling = candidates[count - 1] }
             }
             var maxIsland = 0
             for i in gpus.indices {

@@ -38,9 +38,17 @@ import Testing
         #expect(reason(Job.make().gpus(2, minMemoryMiB: 40_000).build(), nodes: nodes)
                 == .never(.noNodeFits("no node has 2 GPUs with 40000 MiB of memory each (at most 1)")))
         #expect(reason(Job.make().gpus(1, minMemoryMiB: 90_000).build(), nodes: nodes) == .never(.noNodeFits("no GPU has 90000 MiB of memory")))
-        // One GPU with the floor goes to the large one.
+        // One GPU with the floor goes to the large one; one without a floor leaves it free.
         let placed = Scheduler().process(.make(nodes: nodes, jobs: [Job.make(1).gpus(1, minMemoryMiB: 40_000).build()]), now: .zero)
         #expect(placed.placements.first?.devices == [.whole(gpu: 0)])
+        var harness = SchedulerHarness(state: .make(nodes: nodes, jobs: [Job.make(1).gpus(3).build()]))
+        try harness.round()
+        try harness.submit(Job.make(2).gpus(1, minMemoryMiB: 40_000).submitted(atSecond: 1).build())
+        try harness.round()
+        #expect(harness.reason(for: JobID(2)) == nil, "the 80 GB GPU was left for the job that needs it")
+        // Four GPUs take the large one too, as the only way to fit.
+        let all = Scheduler().process(.make(nodes: nodes, jobs: [Job.make(3).gpus(4).build()]), now: .zero)
+        #expect(all.placements.first?.devices.count == 4)
     }
 
     @Test func aCordonedNodeThatCouldHostItMakesItNotNow() {
