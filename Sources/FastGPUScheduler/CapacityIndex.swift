@@ -30,7 +30,7 @@ struct CapacityIndex {
         positionOfNode = Array(repeating: 0, count: nodes.count)
         for (slot, node) in nodes.enumerated() where node.state.acceptsWork {
             let model = modelIndex(node.gpuModel ?? "", maxGPUs: node.gpus.count)
-            maxMemoryOfModel[model] = max(maxMemoryOfModel[model], node.gpus.map(\.memoryMiB).max() ?? 0)
+            for gpu in node.gpus where gpu.memoryMiB > maxMemoryOfModel[model] { maxMemoryOfModel[model] = gpu.memoryMiB }
             modelOfNode[slot] = model
             insert(slot, model: model, free: node.freeWholeGPUs)
             readyNodes += 1

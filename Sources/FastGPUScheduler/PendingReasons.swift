@@ -72,8 +72,15 @@ struct NodeShapeCatalog {
         /// GPUs not in MIG mode.
         var plainGPUs: Int
         var maxGPUMemoryMiB: Int
-        /// The memory of each GPU not in MIG mode, largest first (a per-GPU floor counts these).
-        var plainGPUMemoryMiB: [Int]
+        /// The most memory of a GPU not in MIG mode.
+        var maxPlainGPUMemoryMiB: Int
+        /// Each such GPU's memory where they differ (empty where all are the same: no copy per node per pass).
+        var mixedPlainGPUMemoryMiB: [Int]
+
+        /// GPUs not in MIG mode with at least `floor` MiB (a per-GPU memory floor counts these).
+        func plainGPUs(withAtLeast floor: Int) -> Int {
+            mixedPlainGPUMemoryMiB.isEmpty ? (maxPlainGPUMemoryMiB >= floor ? plainGPUs : 0) : mixedPlainGPUMemoryMiB.count { $0 >= floor }
+        }
         /// MIG profiles offered by the node's MIG-mode GPUs, with how many fit on an empty node.
         var migCapacity: [String: Int]
         var cpuMillis: Int
@@ -101,10 +108,15 @@ struct NodeShapeCatalog {
                     mig[profile.name.lowercased(), default: 0] += min(profile.maxInstances, profile.allowedStarts.count)
                 }
             }
+            var plain: (smallest: Int, largest: Int, mixed: Bool) = (.max, 0, false)
+            for gpu in node.gpus where !gpu.migEnabled {
+                plain = (min(plain.smallest, gpu.memoryMiB), max(plain.largest, gpu.memoryMiB), plain.mixed || (plain.smallest != .max && gpu.memoryMiB != plain.smallest))
+            }
             let shape = Shape(
                 gpuModel: node.gpuModel ?? "", plainGPUs: node.gpus.count(where: { !$0.migEnabled }),
                 maxGPUMemoryMiB: node.gpus.map(\.memoryMiB).max() ?? 0,
-                plainGPUMemoryMiB: node.gpus.filter { !$0.migEnabled }.map(\.memoryMiB).sorted(by: >), migCapacity: mig,
+                maxPlainGPUMemoryMiB: plain.largest, mixedPlainGPUMemoryMiB: plain.mixed ? node.gpus.filter { !$0.migEnabled }.map(\.memoryMiB) : [],
+                migCapacity: mig,
                 cpuMillis: node.cpuMillis, memoryMiB: node.memoryMiB, labels: node.labels)
             if counts[shape] == nil { order.append(shape) }
             counts[shape, default: 0] += 1
@@ -134,7 +146,7 @@ struct NodeShapeCatalog {
             if candidates.isEmpty { return .unknownGPUModel(model) }
         }
         if case .whole = r.gpu, let floor = r.minGPUMemoryMiB, floor > 0 {
-            candidates = candidates.filter { ($0.shape.plainGPUMemoryMiB.first ?? 0) >= floor }
+            candidates = candidates.filter { $0.shape.maxPlainGPUMemoryMiB >= floor }
             if candidates.isEmpty { return .noNodeFits("no GPU\(r.gpuModel.map { " of model \($0)" } ?? "") has \(floor) MiB of memory") }
         }
         let selected = candidates.filter { c in r.nodeSelector.allSatisfy { c.shape.labels[$0.key] == $0.value } }
@@ -150,7 +162,7 @@ struct NodeShapeCatalog {
             switch r.gpu {
             case .whole(let k):
                 if let floor = r.minGPUMemoryMiB {
-                    let most = selected.map { $0.shape.plainGPUMemoryMiB.count { $0 >= floor } }.max() ?? 0
+                    let most = selected.map { $0.shape.plainGPUs(withAtLeast: floor) }.max() ?? 0
                     if most < k { return .noNodeFits("no node has \(k) GPUs with \(floor) MiB of memory each (at most \(most))") }
                 }
                 let largest = selected.map(\.shape.plainGPUs).max() ?? 0
@@ -182,7 +194,7 @@ struct NodeShapeCatalog {
         switch r.gpu {
         case .none: break
         case .whole(let k):
-            let usable = r.minGPUMemoryMiB.map { floor in shape.plainGPUMemoryMiB.count { $0 >= floor } } ?? shape.plainGPUs
+            let usable = r.minGPUMemoryMiB.map { shape.plainGPUs(withAtLeast: $0) } ?? shape.plainGPUs
             n = min(n, usable / k)
         case .share(let milli, let memory):
             let perGPU = shape.maxGPUMemoryMiB >= memory ? min(1000 / milli, memory > 0 ? shape.maxGPUMemoryMiB / memory : .max) : 0

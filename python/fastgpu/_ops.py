@@ -147,6 +147,27 @@ def wait_job(job: int, until: Sequence[str], timeout: Optional[float], what: str
             yield Sleep(0.5)
 
 
+def list_jobs(state: Optional[str], project: Optional[str], limit: int) -> "Op[List[Dict[str, Any]]]":
+    reply = yield Call("GET", "/v1/jobs", params={"state": state, "project": project, "limit": limit})
+    return list(reply.json().get("items", []))
+
+
+def get_service(name: str) -> "Op[Dict[str, Any]]":
+    reply = yield Call("GET", f"/v1/services/{name}")
+    return reply.json()
+
+
+def delete_service(name: str) -> "Op[None]":
+    yield Call("DELETE", f"/v1/services/{name}", accept=(404,))
+
+
+def step_streamed(job: int, command: List[str], env: Optional[Mapping[str, str]], stream: bool, timeout: Optional[float]) -> "Op[None]":
+    """`step`, its output emitted as it comes when `stream`, and the ended step emitted last as
+    ("step", data): one iteration gives a caller both."""
+    data = yield from step(job, command, env, stream, timeout)
+    yield Emit(("step", data))
+
+
 def cancel(job: int) -> "Op[Dict[str, Any]]":
     reply = yield Call("POST", f"/v1/jobs/{job}/cancel", retry_safe=True)
     return reply.json()
@@ -331,7 +352,7 @@ def sdk_archive() -> bytes:
 
 
 def deploy(name: str, model_path: str, function: Optional[str], input_shape: Optional[Sequence[int]], dtype: Optional[str],
-           gpus: Dict[str, Any], replicas: Tuple[int, int], project: str, backend: Optional[str], python: str,
+           gpus: Dict[str, Any], replicas: Tuple[int, int], project: str, backend: Optional[str], python: Optional[str],
            env: Optional[Mapping[str, str]], concurrency: int, extra_files: Sequence[str]) -> "Op[Dict[str, Any]]":
     """Uploads the model file (and this SDK), then creates the service, or revises it when one
     of that name exists (a rollout with no unavailable replica)."""
@@ -348,7 +369,7 @@ def deploy(name: str, model_path: str, function: Optional[str], input_shape: Opt
             data = f.read()
         extra_stored = yield from upload(backend, f".fastgpu/files/{hashlib.sha256(data).hexdigest()[:24]}/{os.path.basename(extra)}", data, project)
         inputs.append({"from": extra_stored["uri"], "path": os.path.basename(extra)})
-    command = [python, "-m", "fastgpu.serve"]
+    command = [python or os.environ.get("FASTGPU_SERVE_PYTHON") or "python3", "-m", "fastgpu.serve"]
     command += ["--function", function] if function else ["--model", file_name]
     if input_shape is not None:
         # One word: "--input-shape -1,4" would read -1,4 as an option.

@@ -4,14 +4,13 @@ is an async iterator, handles are async context managers)."""
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, AsyncIterator, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _ops, errors
 from ._config import resolve
-from ._core import AsyncDriver, Call, idempotency_key
+from ._core import AsyncDriver, idempotency_key
 from ._types import PendingReason, ResultRef, StepResult, pending_reason, step_result
-from .client import Command, _check_replicas, _checked, _Surface
+from .client import Command, _check_replicas, _checked, _JobData, _ModelData, _show, _Surface
 
 
 class AsyncClient(_Surface):
@@ -49,11 +48,7 @@ class AsyncClient(_Surface):
         return AsyncJob(self, await self._driver.run(_ops.get_job(int(job_id))))
 
     async def jobs(self, *, state: Optional[str] = None, project: Optional[str] = None, limit: int = 100) -> List["AsyncJob"]:
-        def op() -> Any:
-            reply = yield Call("GET", "/v1/jobs", params={"state": state, "project": project, "limit": limit})
-            return reply.json()
-
-        return [AsyncJob(self, data) for data in (await self._driver.run(op())).get("items", [])]
+        return [AsyncJob(self, data) for data in await self._driver.run(_ops.list_jobs(state, project, limit))]
 
     async def request_gpus(self, num_gpus: int = 1, memory: Optional[float] = None, gpu_type: Optional[str] = None, *,
                            ttl: Union[int, float, str] = 3600, wait: Optional[float] = 600, name: Optional[str] = None,
@@ -72,15 +67,11 @@ class AsyncClient(_Surface):
         service = name or _ops.service_name(os.path.splitext(os.path.basename(path))[0])
         resources = _ops.gpu_request(gpus, gpu_type, memory)
         data = await self._driver.run(_ops.deploy(service, path, function, input_shape, dtype, resources, replicas,
-                                                  project or self.settings.project, backend, python or os.environ.get("FASTGPU_SERVE_PYTHON") or "python3", env, concurrency, files))
+                                                  project or self.settings.project, backend, python, env, concurrency, files))
         return AsyncModel(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     async def model(self, name: str, input_shape: Optional[Sequence[Optional[int]]] = None, dtype: Optional[str] = None) -> "AsyncModel":
-        def op() -> Any:
-            reply = yield Call("GET", f"/v1/services/{name}")
-            return reply.json()
-
-        data = await self._driver.run(op())
+        data = await self._driver.run(_ops.get_service(name))
         return AsyncModel(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     async def save_result(self, obj: Any, bucket: str, prefix: str, *, name: Optional[str] = None, project: Optional[str] = None) -> ResultRef:
@@ -103,22 +94,10 @@ class AsyncClient(_Surface):
         return data
 
 
-class AsyncJob:
+class AsyncJob(_JobData):
     def __init__(self, client: AsyncClient, data: Dict[str, Any]) -> None:
         self._client = client
         self.data = data
-
-    id = property(lambda self: int(self.data["id"]))
-    state = property(lambda self: str(self.data.get("state")))
-    finished = property(lambda self: self.state in _ops.FINISHED)
-
-    @property
-    def exit_code(self) -> Optional[int]:
-        codes = [a.get("exitCode") for a in self.data.get("allocations", []) if a.get("exitCode") is not None]
-        return codes[-1] if codes else None
-
-    def __repr__(self) -> str:
-        return f"AsyncJob({self.id}, {self.state!r})"
 
     async def refresh(self) -> "AsyncJob":
         self.data = await self._client._driver.run(_ops.get_job(self.id))
@@ -166,50 +145,19 @@ class AsyncAllocation:
 
     async def run(self, command: Command, *, env: Optional[Mapping[str, str]] = None, check: bool = True, stream: bool = False,
                   timeout: Optional[float] = None) -> StepResult:
-        result: Dict[str, Any] = {}
-        op = _ops.step(self.id, _ops.command_list(command), env, stream, timeout)
-
-        def capture() -> Any:
-            result.update((yield from op))
-
-        async for name, text in self._client._driver.iterate(capture()):
-            (sys.stdout if name == "stdout" else sys.stderr).write(text)
-        return _checked(step_result(result), check)
+        ended: Dict[str, Any] = {}
+        async for name, value in self._client._driver.iterate(_ops.step_streamed(self.id, _ops.command_list(command), env, stream, timeout)):
+            _show(name, value, ended)
+        return _checked(step_result(ended), check)
 
     async def release(self) -> None:
         if not self.job.finished:
             await self.job.cancel()
 
 
-class AsyncModel:
-    def __init__(self, client: AsyncClient, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str],
-                 url: Optional[str] = None) -> None:
-        self._client = client
-        self.name = name
-        #: Where the server says its gateway answers for the model (else FASTGPU_GATEWAY's).
-        self._service_url = url
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
-        self.dtype = dtype or "float32"
-
-    @property
-    def url(self) -> str:
-        gateway_set = self._client.settings.gateway_given
-        if self._service_url and not gateway_set:
-            return self._service_url.rstrip("/") + "/predict"
-        return f"{self._client.settings.gateway}/{self.name}/predict"
-
-    def __repr__(self) -> str:
-        return f"AsyncModel({self.name!r}, input_shape={self.input_shape})"
-
+class AsyncModel(_ModelData):
     async def predict(self, data: Any, *, timeout: float = 300) -> Any:
-        from . import _arrays
-
-        array = _arrays.as_array(data, self.dtype)
-        _arrays.check_shape(array, self.input_shape)
-        return await self._client._driver.run(_ops.predict(self.name, self.url, self._client.settings.token, array, timeout))
+        return await self._client._driver.run(_ops.predict(self.name, self.url, self._client.settings.token, self._array(data), timeout))
 
     async def delete(self) -> None:
-        def op() -> Any:
-            yield Call("DELETE", f"/v1/services/{self.name}", accept=(404,))
-
-        await self._client._driver.run(op())
+        await self._client._driver.run(_ops.delete_service(self.name))

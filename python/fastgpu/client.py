@@ -141,13 +141,7 @@ class Client(_Surface):
         return Job(self, self._driver.run(_ops.get_job(int(job_id))))
 
     def jobs(self, *, state: Optional[str] = None, project: Optional[str] = None, limit: int = 100) -> List["Job"]:
-        from ._core import Call
-
-        def op() -> Any:
-            reply = yield Call("GET", "/v1/jobs", params={"state": state, "project": project, "limit": limit})
-            return reply.json()
-
-        return [Job(self, data) for data in self._driver.run(op()).get("items", [])]
+        return [Job(self, data) for data in self._driver.run(_ops.list_jobs(state, project, limit))]
 
     # MARK: GPUs held for the caller
 
@@ -185,18 +179,12 @@ class Client(_Surface):
         service = name or _ops.service_name(os.path.splitext(os.path.basename(path))[0])
         resources = _ops.gpu_request(gpus, gpu_type, memory)
         data = self._driver.run(_ops.deploy(service, path, function, input_shape, dtype, resources, replicas, project or self.settings.project,
-                                            backend, python or os.environ.get("FASTGPU_SERVE_PYTHON") or "python3", env, concurrency, files))
+                                            backend, python, env, concurrency, files))
         return Model(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     def model(self, name: str, input_shape: Optional[Sequence[Optional[int]]] = None, dtype: Optional[str] = None) -> "Model":
         """A handle on a model deployed before (by name)."""
-        from ._core import Call
-
-        def op() -> Any:
-            reply = yield Call("GET", f"/v1/services/{name}")
-            return reply.json()
-
-        data = self._driver.run(op())
+        data = self._driver.run(_ops.get_service(name))
         return Model(self, data["name"], input_shape, dtype, url=data.get("url"))
 
     # MARK: Storage
@@ -237,12 +225,18 @@ def _check_replicas(replicas: Tuple[int, int]) -> Tuple[int, int]:
     return low, high
 
 
-class Job:
-    """A job: `state`, `wait()`, `logs()`, `cancel()`, `why()`, `outputs()`."""
+def _show(name: str, value: Any, ended: Dict[str, Any]) -> None:
+    """An item of `_ops.step_result`: output printed where it belongs, the ended step kept."""
+    if name == "step":
+        ended.update(value)
+    else:
+        (sys.stdout if name == "stdout" else sys.stderr).write(value)
 
-    def __init__(self, client: Client, data: Dict[str, Any]) -> None:
-        self._client = client
-        self.data = data
+
+class _JobData:
+    """What a job handle reads from its last reply (shared by `Job` and `AsyncJob`)."""
+
+    data: Dict[str, Any]
 
     @property
     def id(self) -> int:
@@ -262,7 +256,45 @@ class Job:
         return self.state in _ops.FINISHED
 
     def __repr__(self) -> str:
-        return f"Job({self.id}, {self.state!r})"
+        return f"{type(self).__name__}({self.id}, {self.state!r})"
+
+
+class _ModelData:
+    """A model's name, input shape and address (shared by `Model` and `AsyncModel`)."""
+
+    def __init__(self, client: Any, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str],
+                 url: Optional[str] = None) -> None:
+        self._client = client
+        self.name = name
+        #: Where the server says its gateway answers for the model (else FASTGPU_GATEWAY's).
+        self._service_url = url
+        self.input_shape = tuple(input_shape) if input_shape is not None else None
+        self.dtype = dtype or "float32"
+
+    @property
+    def url(self) -> str:
+        if self._service_url and not self._client.settings.gateway_given:
+            return self._service_url.rstrip("/") + "/predict"
+        return f"{self._client.settings.gateway}/{self.name}/predict"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, input_shape={self.input_shape})"
+
+    def _array(self, data: Any) -> Any:
+        """`data` as the model takes it, its shape checked here (InvalidInput) before sending."""
+        from . import _arrays
+
+        array = _arrays.as_array(data, self.dtype)
+        _arrays.check_shape(array, self.input_shape)
+        return array
+
+
+class Job(_JobData):
+    """A job: `state`, `wait()`, `logs()`, `cancel()`, `why()`, `outputs()`."""
+
+    def __init__(self, client: Client, data: Dict[str, Any]) -> None:
+        self._client = client
+        self.data = data
 
     def refresh(self) -> "Job":
         self.data = self._client._driver.run(_ops.get_job(self.id))
@@ -329,16 +361,10 @@ class Allocation:
         """Runs `command` on the held GPUs (their CUDA_VISIBLE_DEVICES, the allocation's work
         directory) and returns its output and exit code; `stream` prints the output as it comes;
         `check` raises StepFailed for a non-zero exit."""
-        result: Dict[str, Any] = {}
-        op = _ops.step(self.id, _ops.command_list(command), env, stream, timeout)
-
-        def capture() -> Any:
-            data = yield from op
-            result.update(data)
-
-        for name, text in self._client._driver.iterate(capture()):
-            (sys.stdout if name == "stdout" else sys.stderr).write(text)
-        return _checked(step_result(result), check)
+        ended: Dict[str, Any] = {}
+        for name, value in self._client._driver.iterate(_ops.step_streamed(self.id, _ops.command_list(command), env, stream, timeout)):
+            _show(name, value, ended)
+        return _checked(step_result(ended), check)
 
     def release(self) -> None:
         """Gives the GPUs back (the allocation's job ends cancelled); idempotent."""
@@ -355,51 +381,17 @@ def _checked(result: StepResult, check: bool) -> StepResult:
     return result
 
 
-class Model:
+class Model(_ModelData):
     """A deployed model: `predict(data)` through the gateway."""
-
-    def __init__(self, client: Client, name: str, input_shape: Optional[Sequence[Optional[int]]], dtype: Optional[str],
-                 url: Optional[str] = None) -> None:
-        self._client = client
-        self.name = name
-        #: Where the server says its gateway answers for the model (else FASTGPU_GATEWAY's).
-        self._service_url = url
-        self.input_shape = tuple(input_shape) if input_shape is not None else None
-        self.dtype = dtype or "float32"
-
-    @property
-    def url(self) -> str:
-        gateway_set = self._client.settings.gateway_given
-        if self._service_url and not gateway_set:
-            return self._service_url.rstrip("/") + "/predict"
-        return f"{self._client.settings.gateway}/{self.name}/predict"
-
-    def __repr__(self) -> str:
-        return f"Model({self.name!r}, input_shape={self.input_shape})"
 
     def predict(self, data: Any, *, timeout: float = 300) -> Any:
         """Sends `data` (shape `input_shape` or a batch of it) and returns the model's answer: a
         numpy array, or the function's JSON. A model scaled to zero wakes for it: the call waits
         for the replica (up to `timeout`), it does not fail."""
-        from . import _arrays
-
-        array = _arrays.as_array(data, self.dtype)
-        _arrays.check_shape(array, self.input_shape)
-        return self._client._driver.run(_ops.predict(self.name, self.url, self._client.settings.token, array, timeout))
+        return self._client._driver.run(_ops.predict(self.name, self.url, self._client.settings.token, self._array(data), timeout))
 
     def status(self) -> Dict[str, Any]:
-        from ._core import Call
-
-        def op() -> Any:
-            reply = yield Call("GET", f"/v1/services/{self.name}")
-            return reply.json()
-
-        return dict(self._client._driver.run(op()))
+        return dict(self._client._driver.run(_ops.get_service(self.name)))
 
     def delete(self) -> None:
-        from ._core import Call
-
-        def op() -> Any:
-            yield Call("DELETE", f"/v1/services/{self.name}", accept=(404,))
-
-        self._client._driver.run(op())
+        self._client._driver.run(_ops.delete_service(self.name))

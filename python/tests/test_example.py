@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def test_the_product_example_runs_as_written(env, onnx_model):
     # The result is stored whole, and saving it again writes nothing new.
     stored = client.download(ref.uri)
     assert hashlib.sha256(stored).hexdigest() == ref.sha256 and len(stored) == ref.size
-    np.testing.assert_array_equal(np.load(__import__("io").BytesIO(stored)), output)
+    np.testing.assert_array_equal(np.load(io.BytesIO(stored)), output)
     again = client.save_result(output, bucket="local", prefix="my-prefix")
     assert again.uri == ref.uri and again.uploaded is False
 
