@@ -27,6 +27,9 @@ public enum EventText {
         case .gpuHealthChanged(let id, let gpu, let health): "gpu\(gpu) of \(node(id)) is \(health == .healthy ? "healthy" : "unhealthy")"
         case .projectChanged(let id, let weight, let maxPriority): "\(project(id)): weight \(weight), max priority \(maxPriority)"
         case .secretChanged(let id, let name, let removed): "secret \(name) of \(project(id)) \(removed ? "removed" : "set")"
+        case .budgetThreshold(let id, let spent, let limit, let exhausted):
+            "\(project(id)) spent \(Money.text(spent)) of its \(Money.text(limit)) budget this month\(exhausted ? ": new work is refused" : "")"
+        case .invoiceIssued(let id, let month, let total): "invoice \(month) of \(project(id)) issued: \(Money.text(total)) to pay"
         case .recorded(_, let message): message
         }
     }

@@ -101,6 +101,7 @@ struct ProblemMiddleware: RouterMiddleware {
             case .invalid(let m): (status, title, detail) = (.unprocessableContent, "Unprocessable request", m)
             case .conflict(let m): (status, title, detail) = (.conflict, "Conflict", m)
             case .unavailable(let m): (status, title, detail) = (.serviceUnavailable, "Unavailable", m)
+            case .budgetExhausted(let m): (status, title, detail) = (HTTPResponse.Status(code: 402, reasonPhrase: "Payment Required"), "Budget exhausted", m)
             case .tooMany(let m):
                 (status, title, detail) = (.tooManyRequests, "Too many requests", m)
                 headers[.retryAfter] = "5"

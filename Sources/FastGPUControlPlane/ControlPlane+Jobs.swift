@@ -51,7 +51,12 @@ extension ControlPlane {
                       runtimeLimit: submission.runtimeLimit, submitTime: now)
         job.outputs = launch.outputs.map(\.when)
         if let why = ClusterState.validate(job) { throw ControlPlaneError.invalid(why) }
-        do { try apply(.submit(job, launch: launch), now: now, by: principal.subject) } catch { throw ControlPlaneError.invalid(error.description) }
+        // Admission holds the job's money before anything awaits: a racing submission sees it.
+        try admit(&job, now: now)
+        do { try apply(.submit(job, launch: launch), now: now, by: principal.subject) } catch {
+            billing.reservations[id] = nil
+            throw ControlPlaneError.invalid(error.description)
+        }
         nextJobID += 1
         waitingEstimate[project, default: 0] += 1
         var record: IdempotencyRecord?
@@ -161,6 +166,6 @@ extension ControlPlane {
             return AllocationView(allocation: allocation, live: true, report: allocation.report, outcome: nil, endedAt: nil)
         }
         return JobView(job: job, projectName: projects[job.project]?.name ?? "\(job.project)", launch: launch, finishedAt: job.finishedAt,
-                       allocations: (ended + live).sorted { $0.allocation.id < $1.allocation.id }, queue: nil)
+                       allocations: (ended + live).sorted { $0.allocation.id < $1.allocation.id }, queue: nil, costMicros: costMicros(of: id))
     }
 }

@@ -11,6 +11,7 @@ extension ControlPlane {
     public func tick() async throws -> [NodeID] {
         wakeIfBackoffDue()
         try await expireIdempotencyKeys()
+        try await meterRunning()
         return try await checkLiveness()
     }
 

@@ -41,6 +41,8 @@ public actor ControlPlane {
     /// When a wake-up for the earliest retry backoff is due (nil: none pending).
     var backoffWake: Timestamp?
     var idempotency: [String: IdempotencyRecord] = [:]
+    /// Prices, budgets, credits, invoices, the ledger's totals and metering cursors.
+    var billing = BillingTable(stored: StoredBilling())
     /// Services, their replicas' readiness and the gateways' load.
     var services = ServiceTable()
     /// Steps run in running jobs' allocations (memory only).
@@ -144,6 +146,13 @@ public actor ControlPlane {
             throw StoreError("the stored state does not add up: \(error)")
         }
         durableIndex = state.index
+        billing = BillingTable(stored: stored.billing)
+        // What admission reserved is a function of each unfinished job and the prices at its submission.
+        for job in state.jobs.values where (job.state == .pending || job.state == .running) && billing.budgets[job.project] != nil {
+            var priced = job
+            if priced.runtimeLimit == nil, let budget = billing.budgets[job.project] { priced.runtimeLimit = .seconds(budget.defaultMaxRuntimeSeconds) }
+            billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: costEstimate(of: priced, runtime: priced.runtimeLimit, now: job.submitTime).forRuntimeMicros ?? 0)
+        }
         for id in nodeRecords.keys { watchers.changed(.node(id), to: state.index) }
         reads.publish(jobs: state.jobs.keys.sorted().compactMap { try? view(of: $0) }, queue: [], members: members, projectIDs: projectIDs)
         recountWaiting()

@@ -35,8 +35,10 @@ extension ControlPlane {
             switch event {
             case .submitted(let job, _), .requeued(let job, _), .cancelled(let job):
                 pending.jobs.insert(job)
+                releaseReservation(ifFinished: job)
             case .outputsUploaded(let id, let allocation, _, _):
                 pending.jobs.insert(id)
+                releaseReservation(ifFinished: id)
                 // Its agent's list of uploads changes: a settled one leaves it.
                 if let attempt = state.jobs[id]?.history.last(where: { $0.allocation.id == allocation }) { pending.nodesChanged.insert(attempt.allocation.node) }
             case .uploading(let id):
@@ -53,6 +55,8 @@ extension ControlPlane {
                 pending.allocations.insert(id)
                 pending.jobsChanged.insert(task.job)
             case .ended(let allocation, let outcome, let cause):
+                meterEnded(allocation, at: now)
+                releaseReservation(ifFinished: allocation.task.job)
                 pending.ended[allocation.id] = PendingWrites.Ended(allocation: allocation, outcome: outcome, at: now,
                                                                    report: cause == .exited ? .exited : .stopping)
                 pending.allocations.insert(allocation.id)
@@ -129,7 +133,7 @@ extension ControlPlane {
     /// What readers get once the sealed batch is durable: views of the jobs it changed, and
     /// the queue and memberships when they changed. Taken right after `seal()`, from the same state.
     func publication() -> (jobs: [JobView], queue: [QueueEntry]?, members: [ProjectID: [String: MemberRole]]?, projectIDs: [String: ProjectID]?) {
-        let views = pending.jobsChanged.sorted().compactMap { try? view(of: $0) }
+        let views = pending.jobsChanged.union(pending.jobsCosted).sorted().compactMap { try? view(of: $0) }
         return (views, pending.queueChanged ? queue : nil, pending.membersChanged ? members : nil, pending.membersChanged ? projectIDs : nil)
     }
 
@@ -169,6 +173,7 @@ extension ControlPlane {
                 pending.jobsChanged.insert(ended.allocation.task.job)
             }
         }
+        if !pending.charges.isEmpty { batch.append(.appendCharges(pending.charges)) }
         for event in pending.events { batch.append(.appendEvent(event)) }
         for chunk in pending.logs { batch.append(.appendLog(chunk)) }
         if pending.metaDirty || batch.writes.contains(where: { if case .saveAllocation = $0 { true } else { false } }) {
@@ -198,6 +203,10 @@ struct PendingWrites {
     var ended: [AllocationID: Ended] = [:]
     var events: [EventRecord] = []
     var logs: [LogChunkRecord] = []
+    /// Ledger entries metered since the last transaction.
+    var charges: [Charge] = []
+    /// Jobs whose cost changed: readers see the new figure, long polls are not woken for it.
+    var jobsCosted: Set<JobID> = []
     var metaDirty = false
     /// Nodes whose assignments changed: their blocking queries answer after the commit.
     var nodesChanged: Set<NodeID> = []

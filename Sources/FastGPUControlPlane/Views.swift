@@ -95,6 +95,8 @@ public struct JobView: Hashable, Sendable {
     public var finishedAt: Timestamp?
     public var allocations: [AllocationView]
     public var queue: QueueEntry?
+    /// What it was charged so far, in micro-units (live while it runs).
+    public var costMicros: Int64 = 0
 }
 
 public struct NodeView: Hashable, Sendable {
@@ -190,10 +192,12 @@ public enum ControlPlaneError: Error, Hashable, Sendable, CustomStringConvertibl
     case unavailable(String)
     /// 429: a limit of the caller's (waiting jobs, long polls) is reached; retry later.
     case tooMany(String)
+    /// 402: the project's budget cannot hold the job's reservation (`budgetExhausted`).
+    case budgetExhausted(String)
 
     public var description: String {
         switch self {
-        case .notFound(let m), .forbidden(let m), .invalid(let m), .conflict(let m), .unavailable(let m), .tooMany(let m): m
+        case .notFound(let m), .forbidden(let m), .invalid(let m), .conflict(let m), .unavailable(let m), .tooMany(let m), .budgetExhausted(let m): m
         }
     }
 }

@@ -34,6 +34,12 @@ public enum ClusterEvent: Hashable, Sendable {
     case projectChanged(ProjectID, weight: Int, maxPriority: String)
     case secretChanged(ProjectID, name: String, removed: Bool)
 
+    // Money.
+    /// A project's month passed its budget's soft threshold (or its limit, `exhausted`).
+    case budgetThreshold(ProjectID, spentMicros: Int64, limitMicros: Int64, exhausted: Bool)
+    /// A month's invoice was issued (final).
+    case invoiceIssued(ProjectID, month: String, totalMicros: Int64)
+
     /// An event written before events were typed (a database from schema v4 or older): its
     /// kind and sentence as they were stored.
     case recorded(kind: String, message: String)
@@ -90,6 +96,8 @@ public enum ClusterEvent: Hashable, Sendable {
         case .gpuHealthChanged: "gpu-health"
         case .projectChanged: "project-updated"
         case .secretChanged(_, _, let removed): removed ? "secret-removed" : "secret-set"
+        case .budgetThreshold(_, _, _, let exhausted): exhausted ? "budget-exhausted" : "budget-warning"
+        case .invoiceIssued: "invoice-issued"
         case .recorded(let kind, _): kind
         }
     }
@@ -126,6 +134,7 @@ extension ClusterEvent: Codable {
     private enum Key: String, CodingKey {
         case type, job, project, allocation, allocationID, task, node, outcome, cause, notBefore, image
         case name, gpus, again, from, to, gpu, health, weight, maxPriority, removed, kind, message, succeeded
+        case spentMicros, limitMicros, exhausted, month, totalMicros
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -168,6 +177,12 @@ extension ClusterEvent: Codable {
         case .secretChanged(let project, let name, let removed):
             try c.encode("secretChanged", forKey: .type); try c.encode(project, forKey: .project)
             try c.encode(name, forKey: .name); try c.encode(removed, forKey: .removed)
+        case .budgetThreshold(let project, let spent, let limit, let exhausted):
+            try c.encode("budgetThreshold", forKey: .type); try c.encode(project, forKey: .project)
+            try c.encode(spent, forKey: .spentMicros); try c.encode(limit, forKey: .limitMicros); try c.encode(exhausted, forKey: .exhausted)
+        case .invoiceIssued(let project, let month, let total):
+            try c.encode("invoiceIssued", forKey: .type); try c.encode(project, forKey: .project)
+            try c.encode(month, forKey: .month); try c.encode(total, forKey: .totalMicros)
         case .recorded(let kind, let message):
             try c.encode("recorded", forKey: .type); try c.encode(kind, forKey: .kind); try c.encode(message, forKey: .message)
         }
@@ -210,6 +225,12 @@ extension ClusterEvent: Codable {
         case "secretChanged":
             self = .secretChanged(try c.decode(ProjectID.self, forKey: .project), name: try c.decode(String.self, forKey: .name),
                                   removed: try c.decode(Bool.self, forKey: .removed))
+        case "budgetThreshold":
+            self = .budgetThreshold(try c.decode(ProjectID.self, forKey: .project), spentMicros: try c.decode(Int64.self, forKey: .spentMicros),
+                                    limitMicros: try c.decode(Int64.self, forKey: .limitMicros), exhausted: try c.decode(Bool.self, forKey: .exhausted))
+        case "invoiceIssued":
+            self = .invoiceIssued(try c.decode(ProjectID.self, forKey: .project), month: try c.decode(String.self, forKey: .month),
+                                  totalMicros: try c.decode(Int64.self, forKey: .totalMicros))
         case "recorded": self = .recorded(kind: try c.decode(String.self, forKey: .kind), message: try c.decode(String.self, forKey: .message))
         default:
             // Written by a newer server: kept, shown by its type, never a failed read.

@@ -29,6 +29,16 @@ public enum StoreWrite: Hashable, Sendable {
     case removeService(name: String)
     /// Idempotency keys older than the retention are forgotten: a retry after that is a new job.
     case expireIdempotencyKeys(before: Timestamp)
+    /// Ledger entries; one whose source id is already there is ignored (a replay).
+    case appendCharges([Charge])
+    case savePriceVersion(PriceVersionRecord)
+    /// A project's budget, or none.
+    case saveBudget(ProjectID, Budget?)
+    /// A project's monthly package, or none (on-demand).
+    case savePackage(ProjectID, BillingPackage?)
+    case saveCredit(CreditRecord)
+    /// A month's invoice, final: refused if that project's month has one already.
+    case finaliseInvoice(InvoiceRecord)
     case setMeta(StoreMeta)
 }
 
@@ -58,6 +68,7 @@ public struct StoredState: Hashable, Sendable {
     public var secrets: [SecretRecord]
     public var services: [ServiceRecord] = []
     public var storageBackends: [StorageBackendRecord] = []
+    public var billing = StoredBilling()
 
     public init(meta: StoreMeta? = nil, projects: [ProjectRecord] = [], members: [MemberRecord] = [], tokens: [TokenRecord] = [], nodes: [NodeRecord] = [],
                 gpus: [GPURecord] = [], jobs: [JobRecord] = [], liveAllocations: [AllocationRecord] = [], idempotencyKeys: [IdempotencyRecord] = [],
@@ -99,6 +110,10 @@ public protocol ClusterStore: Sendable {
     func allocation(_ id: AllocationID) async throws -> AllocationRecord?
     /// Audit records after `sequence`, oldest first; only `subject`'s when given.
     func audit(after sequence: Int64, limit: Int, subject: String?) async throws -> [AuditRecord]
+    /// A project's charges that began in `[from, to)`, summed per job and line.
+    func usage(project: ProjectID, from: Timestamp, to: Timestamp) async throws -> [LineUsage]
+    /// A job's charges summed per line (its cost, once it is no longer in memory).
+    func charges(of job: JobID, limit: Int) async throws -> [Charge]
 }
 
 /// A log chunk with its position in the store, which only grows: a reader passes the last
