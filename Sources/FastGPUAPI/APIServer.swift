@@ -129,6 +129,7 @@ public struct APIServer: Sendable {
         stepRoutes(route)
         nodeRoutes(route)
         projectRoutes(route)
+        billingRoutes(route)
         tokenRoutes(route)
         serviceRoutes(route)
         gatewayRoutes(route)

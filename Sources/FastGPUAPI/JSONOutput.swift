@@ -186,6 +186,7 @@ extension JobWire: JSONWritable {
         out.field("estimatedRuntimeSeconds", estimatedRuntimeSeconds)
         out.field("maxAttempts", maxAttempts)
         out.field("attempts", attempts)
+        if let costMicros { out.field("costMicros", costMicros) }
         out.field("submittedAt", submittedAt)
         out.field("finishedAt", finishedAt)
         out.key("allocations")

@@ -246,6 +246,16 @@ public final class APIMetrics: SchedulingObserver, Sendable {
                 registry.makeGauge(name: "fastgpu_gpu_energy_joules", labels: labels).set(Double(energy) / 1000)
             }
         }
+        for spend in stats.spend {
+            // In currency units (Prometheus' base unit), from the ledger's micro-units.
+            registry.makeGauge(name: "fastgpu_project_spend_this_month", labels: [("project", spend.project)]).set(Double(spend.spentMicros) / 1_000_000)
+            registry.makeGauge(name: "fastgpu_project_budget_reserved", labels: [("project", spend.project)]).set(Double(spend.reservedMicros) / 1_000_000)
+            if let limit = spend.limitMicros {
+                registry.makeGauge(name: "fastgpu_project_budget_limit", labels: [("project", spend.project)]).set(Double(limit) / 1_000_000)
+                registry.makeGauge(name: "fastgpu_project_budget_used_ratio", labels: [("project", spend.project)])
+                    .set(limit > 0 ? Double(spend.spentMicros) / Double(limit) : 1)
+            }
+        }
         for service in stats.services {
             registry.makeGauge(name: "fastgpu_service_desired_replicas", labels: [("service", service.name), ("project", service.project)]).set(Double(service.desired))
             for state in ReplicaState.allCases {

@@ -105,7 +105,8 @@ enum Wire {
             secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted(),
             image: view.launch.image, network: view.launch.network?.rawValue,
             failure: job.outputUploadFailed ? "output_upload_failed" : nil,
-            outputs: view.launch.outputs.isEmpty ? nil : view.launch.outputs.map(\.uri), minGpuMemoryMiB: group.resources.minGPUMemoryMiB)
+            outputs: view.launch.outputs.isEmpty ? nil : view.launch.outputs.map(\.uri), minGpuMemoryMiB: group.resources.minGPUMemoryMiB,
+            costMicros: view.costMicros)
     }
 
     static func secret(_ view: SecretView) -> SecretWire {

@@ -231,9 +231,11 @@ public actor ControlPlane {
             for replica in record.replicas { byState[replicaState(replica), default: 0] += 1 }
             return ServiceStat(name: record.name, project: projects[record.project]?.name ?? "\(record.project)", desired: record.desiredReplicas, replicas: byState)
         }
-        return ControlPlaneStats(jobsByState: jobsByState, queueLength: state.waiting.count, nodesByState: nodesByState, gpusTotal: total,
+        var stats = ControlPlaneStats(jobsByState: jobsByState, queueLength: state.waiting.count, nodesByState: nodesByState, gpusTotal: total,
                                  gpusAllocatedMilli: allocated, stateIndex: state.index, durableIndex: durableIndex, storeFailed: storeFailure != nil,
                                  gpus: gpus, services: services)
+        stats.spend = spendStats()
+        return stats
     }
 
 

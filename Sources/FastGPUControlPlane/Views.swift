@@ -204,6 +204,8 @@ public enum ControlPlaneError: Error, Hashable, Sendable, CustomStringConvertibl
 
 /// Counts for `/metrics` and `/readyz`.
 public struct ControlPlaneStats: Hashable, Sendable {
+    /// Each project's spend this month against its budget.
+    public var spend: [ProjectSpend] = []
     public var jobsByState: [JobState: Int]
     public var queueLength: Int
     public var nodesByState: [NodeState: Int]

@@ -261,10 +261,13 @@ package struct JobWire: Codable, Sendable, Equatable {
     package var outputs: [String]?
     /// Each whole GPU has at least this much memory.
     package var minGpuMemoryMiB: Int?
+    /// What it was charged so far, in micro-units of the currency (live while it runs).
+    package var costMicros: Int64?
 
     package init(id: UInt64, name: String, project: String, submitter: String, state: String, priority: String, spot: Bool, command: [String], env: [String: String], tasks: Int, gang: Bool, gpus: String, gpuModel: String? = nil, cpuMillis: Int, memoryMiB: Int, maxRuntimeSeconds: Int64? = nil, estimatedRuntimeSeconds: Int64? = nil, maxAttempts: Int, attempts: Int, submittedAt: String, finishedAt: String? = nil, allocations: [AllocationWire], queue: QueueWire? = nil, secrets: [String]? = nil,
-                 image: String? = nil, network: String? = nil, failure: String? = nil, outputs: [String]? = nil, minGpuMemoryMiB: Int? = nil) {
+                 image: String? = nil, network: String? = nil, failure: String? = nil, outputs: [String]? = nil, minGpuMemoryMiB: Int? = nil, costMicros: Int64? = nil) {
         self.minGpuMemoryMiB = minGpuMemoryMiB
+        self.costMicros = costMicros
         self.id = id
         self.failure = failure
         self.outputs = outputs

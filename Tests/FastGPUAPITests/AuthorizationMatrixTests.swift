@@ -130,6 +130,20 @@ struct AuthorizationMatrixTests {
                 Row(method: .get, route: "/v1/tokens", path: "/v1/tokens", allowed: users),
                 Row(method: .post, route: "/v1/tokens", path: "/v1/tokens", body: #"{"name":"mine"}"#, allowed: users),
                 Row(method: .post, route: "/v1/tokens/{id}/revoke", path: "/v1/tokens/1/revoke", allowed: []),
+                // Money: prices are public to users, changed by cluster admins; a project's money is its viewers' to read.
+                Row(method: .get, route: "/v1/prices", path: "/v1/prices", allowed: users),
+                Row(method: .post, route: "/v1/prices", path: "/v1/prices", body: #"{"prices":{"gpu":1}}"#, allowed: []),
+                Row(method: .get, route: "/v1/projects/{name}/budget", path: "/v1/projects/vision/budget", allowed: [.viewer]),
+                Row(method: .put, route: "/v1/projects/{name}/budget", path: "/v1/projects/vision/budget", body: #"{"limitMicros":999999999}"#, allowed: []),
+                Row(method: .delete, route: "/v1/projects/{name}/budget", path: "/v1/projects/vision/budget", allowed: []),
+                Row(method: .put, route: "/v1/projects/{name}/package", path: "/v1/projects/vision/package", body: #"{"monthlyFeeMicros":0,"allowanceGPUHours":100000}"#, allowed: []),
+                Row(method: .delete, route: "/v1/projects/{name}/package", path: "/v1/projects/vision/package", allowed: []),
+                Row(method: .get, route: "/v1/projects/{name}/credits", path: "/v1/projects/vision/credits", allowed: [.viewer]),
+                Row(method: .post, route: "/v1/projects/{name}/credits", path: "/v1/projects/vision/credits", body: #"{"kind":"trial","amountMicros":1000000}"#, allowed: []),
+                Row(method: .get, route: "/v1/projects/{name}/invoices", path: "/v1/projects/vision/invoices", allowed: [.viewer]),
+                Row(method: .get, route: "/v1/projects/{name}/invoices/{month}", path: "/v1/projects/vision/invoices/2026-12", allowed: [.viewer]),
+                Row(method: .get, route: "/v1/projects/{name}/usage", path: "/v1/projects/vision/usage", allowed: [.viewer]),
+                Row(method: .post, route: "/v1/jobs/estimate", path: "/v1/jobs/estimate", body: #"{"project":"vision","command":["x"]}"#, allowed: [.viewer]),
             ]
 
             let registered = Set(fixture.routes().routes.map { "\($0.method.uppercased()) \($0.path)" })

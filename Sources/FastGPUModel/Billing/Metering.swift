@@ -153,6 +153,19 @@ public enum Money {
         let fraction = String(magnitude % 1_000_000)
         return "\(sign)\(magnitude / 1_000_000).\(String(repeating: "0", count: 6 - fraction.count))\(fraction)"
     }
+
+    /// `12.34` or `0.000005` as micro-units; nil unless a plain non-negative decimal with at most six places.
+    public static func micros(_ text: String) -> Int64? {
+        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+        guard (1...2).contains(parts.count), !parts[0].isEmpty, parts[0].count <= 12, parts[0].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+              let whole = Int64(parts[0]) else { return nil }
+        var fraction: Int64 = 0
+        if parts.count == 2 {
+            guard (1...6).contains(parts[1].count), parts[1].utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), let digits = Int64(parts[1]) else { return nil }
+            fraction = digits * [1, 100_000, 10_000, 1_000, 100, 10, 1][parts[1].count]
+        }
+        return whole * 1_000_000 + fraction
+    }
 }
 
 /// Turns the time allocations ran into charges.
