@@ -9,9 +9,12 @@ public import FastGPUStore
 /// live allocation that ran, the first segment not yet charged, so a segment is charged once;
 /// a charge is never billed in a month whose invoice is final.
 struct BillingTable {
+    /// What admission holds for a job: `micros` in all, of which `attemptMicros` for one attempt
+    /// (price × resources × max runtime). A retried attempt raises `micros` by another attempt.
     struct Reservation: Hashable {
         var project: ProjectID
         var micros: Int64
+        var attemptMicros: Int64
     }
 
     var prices: PriceBook

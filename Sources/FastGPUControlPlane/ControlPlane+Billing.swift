@@ -29,6 +29,25 @@ extension ControlPlane {
         for charge in charges { pending.jobsCosted.insert(charge.job) }
     }
 
+    /// A job whose allocation was lost or preempted waits to run again: another attempt is
+    /// reserved on top of what it was charged, if the budget holds it. False when it does not:
+    /// the caller cancels the job, so no attempt runs beyond the budget.
+    func reserveRetry(_ job: JobID) -> Bool {
+        guard var reservation = billing.reservations[job], state.jobs[job]?.state == .pending,
+              let budget = billing.budgets[reservation.project] else { return true }
+        let charged = billing.totals.costMicros(job: job)
+        let needed = Money.sum(charged, reservation.attemptMicros)
+        guard needed > reservation.micros else { return true }
+        let others = billing.outstandingMicros(reservation.project) - max(0, reservation.micros - charged)
+        let month = BillingMonth(containing: clock.now())
+        guard budget.admits(spentMicros: billing.spentMicros(reservation.project, in: month), reservedMicros: others, requestMicros: reservation.attemptMicros) else {
+            return false
+        }
+        reservation.micros = needed
+        billing.reservations[job] = reservation
+        return true
+    }
+
     /// A job that left pending and running releases what admission reserved for it.
     func releaseReservation(ifFinished job: JobID) {
         guard billing.reservations[job] != nil, let state = state.jobs[job]?.state, state != .pending && state != .running else { return }
@@ -130,7 +149,7 @@ extension ControlPlane {
         guard budget.admits(spentMicros: spent, reservedMicros: held, requestMicros: reservation) else {
             throw .budgetExhausted("budgetExhausted: this job reserves \(Money.text(reservation)) for its \(job.runtimeLimit!.wholeMilliseconds / 1000) s limit; project \(projects[job.project]?.name ?? "\(job.project)") has spent \(Money.text(spent)) of its \(Money.text(budget.limitMicros)) budget for \(month) and running jobs hold \(Money.text(held)); shorten --max-runtime, ask for less, or raise the budget (`fastgpu budget set`)")
         }
-        billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: reservation)
+        billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: reservation, attemptMicros: reservation)
     }
 
     // MARK: - Reads and settings for the API

@@ -151,7 +151,11 @@ public actor ControlPlane {
         for job in state.jobs.values where (job.state == .pending || job.state == .running) && billing.budgets[job.project] != nil {
             var priced = job
             if priced.runtimeLimit == nil, let budget = billing.budgets[job.project] { priced.runtimeLimit = .seconds(budget.defaultMaxRuntimeSeconds) }
-            billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: costEstimate(of: priced, runtime: priced.runtimeLimit, now: job.submitTime).forRuntimeMicros ?? 0)
+            let attempt = costEstimate(of: priced, runtime: priced.runtimeLimit, now: job.submitTime).forRuntimeMicros ?? 0
+            // A waiting job's charges are past attempts'; a running one's may be this attempt's.
+            let charged = billing.totals.costMicros(job: job.id)
+            billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: job.state == .pending ? charged + attempt : max(attempt, charged),
+                                                                    attemptMicros: attempt)
         }
         for id in nodeRecords.keys { watchers.changed(.node(id), to: state.index) }
         reads.publish(jobs: state.jobs.keys.sorted().compactMap { try? view(of: $0) }, queue: [], members: members, projectIDs: projectIDs)

@@ -14,6 +14,7 @@ extension ControlPlane {
     @discardableResult
     func apply(_ change: ClusterChange, now: Timestamp, by actor: String? = nil) throws(ClusterChangeError) -> [ClusterEvent] {
         let events = try state.apply(change)
+        var refusedRetries: [JobID] = []
         pending.metaDirty = true
         switch change {
         case .registerNode(let node):
@@ -57,6 +58,9 @@ extension ControlPlane {
             case .ended(let allocation, let outcome, let cause):
                 meterEnded(allocation, at: now)
                 releaseReservation(ifFinished: allocation.task.job)
+                if outcome == .lost || outcome == .preempted, !reserveRetry(allocation.task.job), !refusedRetries.contains(allocation.task.job) {
+                    refusedRetries.append(allocation.task.job)
+                }
                 pending.ended[allocation.id] = PendingWrites.Ended(allocation: allocation, outcome: outcome, at: now,
                                                                    report: cause == .exited ? .exited : .stopping)
                 pending.allocations.insert(allocation.id)
@@ -71,7 +75,12 @@ extension ControlPlane {
             }
             record(event, at: now, by: actor)
         }
-        return events
+        // A retry the budget cannot hold does not run: the job is cancelled, by the budget.
+        var all = events
+        for job in refusedRetries where state.jobs[job]?.state == .pending {
+            all += try apply(.cancel(job, at: now), now: now, by: "budget")
+        }
+        return all
     }
 
     /// Records an event for the next transaction.

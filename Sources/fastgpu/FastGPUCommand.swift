@@ -13,6 +13,11 @@ struct FastGPUCommand: AsyncParsableCommand {
               jobs      ls | show | logs [-f] | cancel | why
               queue     every pending job in order, with reason and estimated start
               login     save a server URL and token
+              usage     GPU-hours and cost by SKU, job or member
+              invoices  ls | show MONTH
+              budget    show | set | clear
+              prices    ls | set
+              credits   ls | grant | package
 
             Run the pool:
               up        a local FastGPU (server and agents) in one command
@@ -28,7 +33,7 @@ struct FastGPUCommand: AsyncParsableCommand {
             """,
         version: FastGPUVersion.current,
         subcommands: [RunCommand.self, ExecCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
-                      NodesCommand.self, ProjectsCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
+                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
     )
 }
 

@@ -123,6 +123,11 @@ enum Output {
         write(String(decoding: try encoder.encode(value), as: UTF8.self) + "\n")
     }
 
+    /// `key  value` lines, the keys padded to the widest.
+    static func pairs(_ rows: [[String]]) -> String {
+        String(table(["", ""], rows).drop { $0 != "\n" }.dropFirst())
+    }
+
     /// Columns padded to their widest cell, as kubectl and squeue print them.
     static func table(_ header: [String], _ rows: [[String]]) -> String {
         var widths = header.map(\.count)

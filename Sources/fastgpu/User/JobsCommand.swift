@@ -1,5 +1,6 @@
 import ArgumentParser
 import FastGPUClient
+import FastGPUModel
 import FastGPUWire
 import Foundation
 
@@ -47,8 +48,9 @@ struct JobsCommand: AsyncParsableCommand {
             } while after != nil
             if format.json { return try Output.json(JobListWire(items: items, next: nil)) }
             let now = Date()
-            Output.write(Output.table(["ID", "NAME", "PROJECT", "STATE", "GPUS", "NODES", "SUBMITTED", "INFO"], items.map { job in
-                [String(job.id), job.name, job.project, job.state, Self.gpus(job), String(job.tasks), WireTime.age(job.submittedAt, now: now), Self.info(job)]
+            Output.write(Output.table(["ID", "NAME", "PROJECT", "STATE", "GPUS", "NODES", "SUBMITTED", "COST", "INFO"], items.map { job in
+                [String(job.id), job.name, job.project, job.state, Self.gpus(job), String(job.tasks), WireTime.age(job.submittedAt, now: now),
+                 Money.text(job.costMicros ?? 0), Self.info(job)]
             }))
         }
 
@@ -96,6 +98,7 @@ struct JobsCommand: AsyncParsableCommand {
                   resources    \(job.tasks) node(s) × GPUs \(List.gpus(job)), \(Double(job.cpuMillis) / 1000) CPU, \(job.memoryMiB) MiB\(job.gang ? ", gang" : "")
                   priority     \(job.priority)\(job.spot ? ", spot" : "")
                   attempts     \(job.attempts) of \(job.maxAttempts)
+                  cost         \(Money.text(job.costMicros ?? 0))\(job.state == "running" ? " so far" : "")
                   submitted    \(job.submittedAt) (\(WireTime.age(job.submittedAt)))
 
                 """

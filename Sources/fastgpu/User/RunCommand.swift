@@ -1,5 +1,6 @@
 import ArgumentParser
 import FastGPUClient
+import FastGPUModel
 import FastGPUWire
 import Foundation
 
@@ -88,6 +89,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(name: [.short, .long], help: "Return once the job is accepted; follow it later with `fastgpu jobs logs -f`.")
     var detach = false
 
+    @Flag(name: .customLong("dry-run"), help: "Print what the job would cost and when it would start; submit nothing.")
+    var dryRun = false
+
     @Option(name: .customLong("idempotency-key"), help: ArgumentHelp("Submit at most once under this key (24 h): a script that runs again gets the same job.", valueName: "key"))
     var idempotencyKey: String?
 
@@ -138,6 +142,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let body = try spec().body(defaultProject: ClientOptions.project(nil))
         let client = try await connection.client()
+        if dryRun { return try await printEstimate(body, client: client) }
         // One key per invocation at least: a submission retried after a lost answer (a server
         // restart) is the same job, never a second one.
         let key = idempotencyKey ?? UUID().uuidString
@@ -153,6 +158,26 @@ struct RunCommand: AsyncParsableCommand {
         defer { interrupt.cancel() }
         let finished = try await JobFollower(client: client, job: job.id).follow(from: job)
         throw ExitCode(JobFollower.exitCode(of: finished))
+    }
+}
+
+extension RunCommand {
+    /// `--dry-run`: the cost per hour and for the run time, whether the budget admits it, when it would start.
+    func printEstimate(_ body: JobSubmissionBody, client: FastGPUClient) async throws {
+        let estimate = try await client.estimate(body)
+        var rows = [["cost per hour", Money.text(estimate.perHourMicros)]]
+        if let seconds = estimate.runtimeSeconds, let total = estimate.forRuntimeMicros {
+            rows.append(["cost for \(WireTime.span(Double(seconds)))", "at most \(Money.text(total))"])
+        }
+        if let admits = estimate.budgetAdmits { rows.append(["budget", admits ? "admits it" : "would refuse it (budgetExhausted)"]) }
+        if let start = estimate.estimatedStart {
+            let seconds = WireTime.parse(start).map { $0.timeIntervalSinceNow } ?? 0
+            rows.append(["estimated start", seconds < 1 ? "now" : "in \(WireTime.span(seconds)) (\(start))"])
+        } else {
+            rows.append(["estimated start", "unknown (running work gave no run time)"])
+        }
+        if let reason = estimate.reason { rows.append(["why it would wait", reason]) }
+        Output.write(Output.pairs(rows))
     }
 }
 
