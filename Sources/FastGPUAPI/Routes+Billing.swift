@@ -14,8 +14,7 @@ extension APIServer {
         let clock = self.clock
 
         route(.get, "/v1/prices") { _, context in
-            _ = try context.requirePrincipal()
-            let versions = await cp.priceBook()
+            let versions = try await cp.priceBook(by: try context.requirePrincipal())
             let now = clock.now()
             let current = PriceBook(versions: versions).version(at: now).version
             return try json(PriceBookWire(current: current, items: versions.map(Wire.priceVersion)))
@@ -57,6 +56,21 @@ extension APIServer {
             let principal = try context.requirePrincipal()
             try await cp.setPackage(project: try pathParameter(context, "name"), nil, by: principal)
             return Response(status: .noContent)
+        }
+        route(.get, "/v1/projects/{name}/quota") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(Wire.quota(try await cp.quota(project: try pathParameter(context, "name"), by: principal)))
+        }
+        route(.put, "/v1/projects/{name}/quota") { request, context in
+            let principal = try context.requirePrincipal()
+            var request = request
+            let body = try decode(SetQuotaBody.self, from: try await body(of: &request))
+            let quota = Quota(gpuModel: body.gpuModel, guaranteedMilliGPUs: body.guaranteedMilliGPUs, borrowingLimitMilliGPUs: body.borrowingLimitMilliGPUs)
+            return try json(Wire.quota(try await cp.setQuota(project: try pathParameter(context, "name"), quota, by: principal)))
+        }
+        route(.delete, "/v1/projects/{name}/quota") { _, context in
+            let principal = try context.requirePrincipal()
+            return try json(Wire.quota(try await cp.setQuota(project: try pathParameter(context, "name"), nil, by: principal)))
         }
         route(.get, "/v1/projects/{name}/credits") { _, context in
             let principal = try context.requirePrincipal()
@@ -131,6 +145,11 @@ func parseTime(_ text: String, field: String) throws -> Timestamp {
 extension Wire {
     static func priceVersion(_ version: PriceVersion) -> PriceVersionWire {
         PriceVersionWire(version: version.version, effectiveAt: time(version.effectiveAt), prices: version.onDemandMicrosPerHour, spotPercent: version.spotPercent)
+    }
+
+    static func quota(_ view: ControlPlane.QuotaView) -> QuotaWire {
+        QuotaWire(project: view.project, gpuModel: view.quota?.gpuModel, guaranteedMilliGPUs: view.quota?.guaranteedMilliGPUs,
+                  borrowingLimitMilliGPUs: view.quota?.borrowingLimitMilliGPUs, guaranteedInUseMilliGPUs: view.guaranteedInUseMilliGPUs, inUseMilliGPUs: view.inUseMilliGPUs)
     }
 
     static func budget(_ view: BudgetView) -> BudgetWire {

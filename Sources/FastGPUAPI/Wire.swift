@@ -55,6 +55,7 @@ enum Wire {
             case .reservedFor: "reservedFor"
             case .noReadyNode: "noReadyNode"
             case .backoff: "backoff"
+            case .quotaExhausted: "quotaExhausted"
             }
             return ReasonWire(kind: "notNow", code: code, message: reason.explanation(now: now), jobsAhead: ahead,
                               largestFreeFit: fit.map { FreeFitWire(node: $0.node.rawValue, freeGPUs: $0.freeGPUs, gpuModel: $0.gpuModel) })

@@ -154,7 +154,10 @@ extension ControlPlane {
 
     // MARK: - Reads and settings for the API
 
-    public func priceBook() -> [PriceVersion] { billing.prices.versions }
+    public func priceBook(by principal: Principal) throws -> [PriceVersion] {
+        try requireUser(principal)
+        return billing.prices.versions
+    }
 
     /// A new price version (cluster admins), effective from `effectiveAt` (now when absent; never in the past,
     /// so nothing already charged changes price).

@@ -88,6 +88,33 @@ extension ControlPlane {
         return projectView(record)
     }
 
+    /// A project's quota and what it holds now: within its guarantee, and in all (milli-GPUs).
+    public struct QuotaView: Hashable, Sendable {
+        public var project: String
+        public var quota: Quota?
+        public var guaranteedInUseMilliGPUs: Int
+        public var inUseMilliGPUs: Int
+    }
+
+    public func quota(project name: String, by principal: Principal) throws -> QuotaView {
+        let id = try visibleProject(name, by: principal)
+        let use = state.quotaUse(of: id)
+        return QuotaView(project: name, quota: state.projects[id]?.quota, guaranteedInUseMilliGPUs: use.guaranteed, inUseMilliGPUs: use.total)
+    }
+
+    /// Sets or clears a project's quota (cluster admins: guarantees divide the pool). Work already
+    /// running keeps its standing; new placements follow the new quota.
+    public func setQuota(project name: String, _ quota: Quota?, by principal: Principal) async throws -> QuotaView {
+        try checkWritable()
+        try requireClusterAdmin(principal)
+        let id = try visibleProject(name, by: principal)
+        if let quota, let why = Quota.validate(quota) { throw ControlPlaneError.invalid(why) }
+        try apply(.setQuota(id, quota), now: clock.now(), by: principal.subject)
+        wake()
+        try await awaitDurable()
+        return try self.quota(project: name, by: principal)
+    }
+
     public func setMember(project name: String, subject: String, role newRole: MemberRole?, by principal: Principal) async throws -> ProjectView {
         try checkWritable()
         let id = try visibleProject(name, by: principal)

@@ -138,7 +138,7 @@ public actor ControlPlane {
             index: stored.meta?.stateIndex ?? 0, nextAllocationID: stored.meta?.nextAllocationID ?? 1, nodes: nodes,
             jobs: stored.jobs.map { $0.spec.restoringFinishedAt($0.finishedAt) },
             allocations: stored.liveAllocations.map { $0.allocation.restoringRunning($0.report == .running).restoringPulling($0.report == .pulling) },
-            projects: stored.projects.map { ProjectAccount(id: $0.id, weight: $0.weight, usage: $0.usage) },
+            projects: stored.projects.map { ProjectAccount(id: $0.id, weight: $0.weight, usage: $0.usage, quota: $0.quota) },
             launches: Dictionary(stored.jobs.map { ($0.id, $0.launch) }, uniquingKeysWith: { first, _ in first }))
         do {
             state = try ClusterState(restoring: snapshot)

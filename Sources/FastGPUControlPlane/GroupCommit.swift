@@ -25,7 +25,7 @@ extension ControlPlane {
             pending.nodes.insert(id)
         case .setGPUHealth(let id, _, _):
             pending.nodes.insert(id)
-        case .setProject(let id, _):
+        case .setProject(let id, _), .setQuota(let id, _):
             pending.projects.insert(id)
         case .decayUsage:
             pending.projects.formUnion(state.projects.keys)
@@ -151,7 +151,7 @@ extension ControlPlane {
         var batch = StoreBatch()
         for id in pending.projects.sorted() {
             guard var record = projects[id] else { continue }
-            if let account = state.projects[id] { record.usage = account.usage; record.weight = account.weight }
+            if let account = state.projects[id] { record.usage = account.usage; record.weight = account.weight; record.quota = account.quota }
             projects[id] = record
             batch.append(.saveProject(record))
         }

@@ -40,11 +40,14 @@ public struct ProjectAccount: Hashable, Sendable, Codable {
     public var weight: Int
     /// Use by ended allocations, decayed by `ClusterChange.decayUsage`.
     public var usage: ResourceUsage
+    /// Guaranteed GPUs and what it may borrow beyond them; nil: none guaranteed.
+    public var quota: Quota?
 
-    public init(id: ProjectID, weight: Int = 1, usage: ResourceUsage = ResourceUsage()) {
+    public init(id: ProjectID, weight: Int = 1, usage: ResourceUsage = ResourceUsage(), quota: Quota? = nil) {
         self.id = id
         self.weight = weight
         self.usage = usage
+        self.quota = quota
     }
 }
 
@@ -55,6 +58,8 @@ public enum ClusterChange: Sendable, Codable {
     case setNodeState(NodeID, NodeState, at: Timestamp)
     case setGPUHealth(NodeID, gpu: Int, GPUHealth)
     case setProject(ProjectID, weight: Int)
+    /// A project's quota, or none.
+    case setQuota(ProjectID, Quota?)
     /// A new job, with what it runs (the simulator's jobs run nothing and have no launch).
     case submit(Job, launch: JobLaunch? = nil)
     case commit(VerifiedPlan, at: Timestamp)
@@ -182,6 +187,9 @@ public struct ClusterState: Sendable {
         case .setProject(let id, let weight):
             guard weight >= 1 else { throw .invalidWeight(weight) }
             projects[id, default: ProjectAccount(id: id)].weight = weight
+
+        case .setQuota(let id, let quota):
+            projects[id, default: ProjectAccount(id: id)].quota = quota
 
         case .submit(let job, let launch):
             guard jobs[job.id] == nil else { throw .duplicateJob(job.id) }
@@ -364,13 +372,14 @@ public struct ClusterState: Sendable {
                   seen.insert(placement.task).inserted
             else { throw .placementRefused(placement.task, "task is not waiting") }
             guard let slot = nodeSlots[placement.node] else { throw .unknownNode(placement.node) }
-            let allocation = Allocation(
+            var allocation = Allocation(
                 id: AllocationID(nextID), task: placement.task, node: placement.node, devices: placement.devices,
                 cpuMillis: placement.cpuMillis, memoryMiB: placement.memoryMiB, project: job.project,
                 priority: job.priority, spot: job.spot, milliGPUs: job.taskGroups[placement.task.group].milliGPUsPerTask,
                 epoch: Epoch(index + 1), startTime: now,
                 expectedEnd: job.plannedRuntime.map { now + $0 } ?? .distantFuture)
             var node = staged[slot] ?? nodes[slot]
+            if placement.borrowed { allocation.borrowed = true }
             if let shortage = node.reserve(allocation) { throw .placementRefused(placement.task, shortage.description) }
             staged[slot] = node
             created.append(allocation)

@@ -7,8 +7,11 @@ public struct Placement: Hashable, Sendable, Codable {
     public var memoryMiB: Int
     /// The task belongs to a gang group: it commits with all its group or not at all.
     public var gang: Bool
+    /// Beyond its project's guaranteed quota: runs on borrowed capacity, which its owner reclaims.
+    public var borrowed: Bool = false
 
-    public init(task: TaskRef, node: NodeID, devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int, gang: Bool) {
+    public init(task: TaskRef, node: NodeID, devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int, gang: Bool, borrowed: Bool = false) {
+        self.borrowed = borrowed
         self.task = task
         self.node = node
         self.devices = devices
@@ -67,10 +70,18 @@ public enum Shortfall: Hashable, Sendable, CustomStringConvertible, Codable {
     case noReadyNode
     /// Requeued after a loss; the scheduler considers it again from `until` on.
     case backoff(until: Timestamp)
+    /// Its project's quota holds no more: what it is guaranteed, what it uses, what it may borrow
+    /// (milli-GPUs). Waiting helps as its own work ends.
+    case quotaExhausted(guaranteedMilliGPUs: Int, usedMilliGPUs: Int, borrowableMilliGPUs: Int)
+
+    /// `2`, `1.5`: milli-GPUs as GPUs.
+    static func gpus(_ milli: Int) -> String { milli % 1000 == 0 ? "\(milli / 1000)" : "\(milli / 1000).\(String(milli % 1000).count == 3 ? String(milli % 1000) : String(repeating: "0", count: 3 - String(milli % 1000).count) + String(milli % 1000))" }
 
     public var description: String {
         switch self {
         case .gpus(let n, let model): "no ready node has \(n) free \(model ?? "") GPU\(n == 1 ? "" : "s")".replacingDoubleSpaces()
+        case .quotaExhausted(let guaranteed, let used, let borrowable):
+            "its project's quota is used up: \(Self.gpus(used)) GPUs in use, \(Self.gpus(guaranteed)) guaranteed and at most \(Self.gpus(borrowable)) more borrowed"
         case .gpuShare(let milli, let memory): "no GPU has a free share of \(milli)m with \(memory) MiB"
         case .migSlots(let profile): "no MIG GPU has free slots for \(profile)"
         case .cpu(let m): "no ready node has \(m)m CPU free beside the GPUs"

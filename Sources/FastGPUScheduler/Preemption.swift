@@ -16,7 +16,8 @@ extension SchedulingPass {
     /// the second key gives the default policy 13,934 s average JCT, capacity first 13,521 s.
     mutating func preempt(for job: Job, tasks: [TaskRef]) -> Int? {
         if runningRanks == nil { rankRunningJobs() }
-        let rank = configuration.policy.claimRank(of: job, in: state, now: now)
+        var rank = configuration.policy.claimRank(of: job, in: state, now: now)
+        rank.guaranteed = !placingBorrowed
         // Nothing running ranks below this job: no search can find a victim.
         guard let lowest = lowestRunningRank, lowest < rank else { return nil }
         // A search that failed in this pass fails again for the same tasks at an equal or lower
@@ -77,7 +78,10 @@ extension SchedulingPass {
         var ranks: [JobID: PreemptionRank] = [:]
         for allocation in state.allocations.values where ranks[allocation.task.job] == nil {
             guard let job = state.jobs[allocation.task.job] else { continue }
-            ranks[job.id] = configuration.policy.preemptionRank(of: job, in: state, now: now)
+            var rank = configuration.policy.preemptionRank(of: job, in: state, now: now)
+            // Work on borrowed capacity yields to any work within a guarantee.
+            rank.guaranteed = !job.liveAllocations.values.contains { state.allocations[$0]?.borrowed == true }
+            ranks[job.id] = rank
         }
         runningRanks = ranks
         lowestRunningRank = ranks.values.min()
@@ -106,7 +110,7 @@ extension SchedulingPass {
                 guard let allocation = state.allocations[id], let victimRank = runningRanks?[allocation.task.job], victimRank < rank else { continue }
                 // Work that only ranks lower by the policy's own level (same tier and class) keeps
                 // a grace after it starts: a restart costs more than a short wait.
-                if victimRank.nonSpot == rank.nonSpot, victimRank.priority == rank.priority,
+                if victimRank.guaranteed == rank.guaranteed, victimRank.nonSpot == rank.nonSpot, victimRank.priority == rank.priority,
                    now.milliseconds(since: allocation.startTime) < configuration.preemptionGrace.wholeMilliseconds { continue }
                 yielding.append(allocation)
             }
@@ -159,6 +163,7 @@ extension SchedulingPass {
             nodes[slot].release(allocation)
             index.update(slot, freeWholeGPUs: nodes[slot].freeWholeGPUs)
             preempted.insert(allocation.id)
+            adjustQuotaUse(allocation, borrowed: allocation.borrowed == true, by: -1)
             transaction.preempted.append(allocation.id)
             preemptions.append(Preemption(allocation: allocation.id, epoch: allocation.epoch, victim: allocation.task, beneficiary: beneficiary))
         }

@@ -25,6 +25,10 @@ public protocol QueuePolicy: Sendable {
 /// policy's own level. Spot work never displaces non-spot work, whatever its class: not being
 /// preempted by spot is what a non-spot price buys.
 public struct PreemptionRank: Hashable, Comparable, Sendable {
+    /// Within its project's guaranteed quota (always, where no project has a quota): above every
+    /// tier and class, so that an owner reclaims what it lent whoever borrowed it (Kueue's
+    /// reclaim within the cohort). The scheduling pass sets it; policies leave it true.
+    public var guaranteed: Bool = true
     public var nonSpot: Bool
     public var priority: Int
     public var level: Int
@@ -36,6 +40,7 @@ public struct PreemptionRank: Hashable, Comparable, Sendable {
     }
 
     public static func < (a: PreemptionRank, b: PreemptionRank) -> Bool {
+        if a.guaranteed != b.guaranteed { return !a.guaranteed }
         if a.nonSpot != b.nonSpot { return !a.nonSpot }
         if a.priority != b.priority { return a.priority < b.priority }
         return a.level < b.level

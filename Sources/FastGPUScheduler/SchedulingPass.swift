@@ -49,6 +49,13 @@ public struct SchedulingPass {
     var failedSearches: [FailedSearch] = []
     /// Why candidates failed for the last task that could not be placed.
     var tally = FailureTally()
+    /// Milli-GPUs each project holds within its guarantee and in all, placements of this pass
+    /// included; filled on first use and only while a project has a quota.
+    var quotaUse: [ProjectID: (guaranteed: Int, total: Int)] = [:]
+    /// The job being decided runs on borrowed capacity: its placements say so.
+    var placingBorrowed = false
+    /// Whether any project has a quota (read once: the state does not change within a pass).
+    let quotasActive: Bool
 
     public init(state: ClusterState, configuration: SchedulerConfiguration, now: Timestamp) {
         self.state = state
@@ -60,6 +67,7 @@ public struct SchedulingPass {
         self.index = CapacityIndex(nodes: state.nodes)
         self.mix = configuration.workloadMix ?? WorkloadMix.of(waiting)
         self.catalog = NodeShapeCatalog(nodes: state.nodes)
+        self.quotasActive = state.quotasActive
     }
 
     /// The plan so far (the whole plan once `step()` has returned nil).
@@ -103,6 +111,13 @@ public struct SchedulingPass {
         if let head = blockedHead {
             return park(job, position: position, reason: .notNow(shortfall: .reservedFor(head), largestFreeFit: nil, jobsAhead: position, estimatedStart: nil))
         }
+        let standing = quotaStanding(of: job, tasks: unplaced)
+        if case .exhausted(let guaranteed, let used, let borrowable) = standing {
+            return park(job, position: position, reason: .notNow(shortfall: .quotaExhausted(guaranteedMilliGPUs: guaranteed, usedMilliGPUs: used, borrowableMilliGPUs: borrowable),
+                                                                 largestFreeFit: nil, jobsAhead: position, estimatedStart: nil))
+        }
+        placingBorrowed = standing == .borrowing
+        defer { placingBorrowed = false }
 
         var placed = 0
         var failedGroup: Int?
@@ -223,11 +238,12 @@ public struct SchedulingPass {
 
     /// Records the placement on the scratch nodes and in the plan.
     mutating func take(_ task: TaskRef, demand: TaskDemand, slot: Int, devices: [DeviceAssignment], transaction: Transaction?) -> Placement? {
-        let allocation = Allocation(
+        var allocation = Allocation(
             id: AllocationID(nextTentativeID), task: task, node: nodes[slot].id, devices: devices,
             cpuMillis: demand.resources.cpuMillis, memoryMiB: demand.resources.memoryMiB, project: demand.project,
             priority: demand.priority, spot: demand.spot, milliGPUs: demand.gpu.milliGPUs, epoch: Epoch(state.index),
             startTime: now, expectedEnd: demand.expectedEnd)
+        if placingBorrowed { allocation.borrowed = true }
         transaction?.remember(slot, nodes[slot])
         if nodes[slot].reserve(allocation) != nil { return nil }
         nextTentativeID -= 1
@@ -235,7 +251,8 @@ public struct SchedulingPass {
         transaction?.tentativeIDs.append(allocation.id)
         index.update(slot, freeWholeGPUs: nodes[slot].freeWholeGPUs)
         let placement = Placement(task: task, node: nodes[slot].id, devices: devices, cpuMillis: demand.resources.cpuMillis,
-                                  memoryMiB: demand.resources.memoryMiB, gang: demand.gang)
+                                  memoryMiB: demand.resources.memoryMiB, gang: demand.gang, borrowed: placingBorrowed)
+        adjustQuotaUse(allocation, borrowed: placingBorrowed, by: 1)
         placements.append(placement)
         return placement
     }
@@ -296,10 +313,36 @@ public struct SchedulingPass {
             nodes[slot] = node
             index.update(slot, freeWholeGPUs: node.freeWholeGPUs)
         }
-        for id in transaction.tentativeIDs { tentative[id] = nil }
+        for id in transaction.tentativeIDs {
+            if let allocation = tentative[id] { adjustQuotaUse(allocation, borrowed: allocation.borrowed == true, by: -1) }
+            tentative[id] = nil
+        }
         placements.removeSubrange(transaction.placementsMark...)
         preemptions.removeSubrange(transaction.preemptionsMark...)
-        for id in transaction.preempted { preempted.remove(id) }
+        for id in transaction.preempted {
+            preempted.remove(id)
+            if let allocation = state.allocations[id] { adjustQuotaUse(allocation, borrowed: allocation.borrowed == true, by: 1) }
+        }
+    }
+
+    // MARK: Quotas
+
+    /// Where the job's unplaced tasks would stand against its project's quota, as the pass stands.
+    mutating func quotaStanding(of job: Job, tasks: [TaskRef]) -> QuotaStanding {
+        guard quotasActive else { return .unmanaged }
+        let milli = tasks.reduce(0) { $0 + job.taskGroups[$1.group].milliGPUsPerTask }
+        let use = quotaUse[job.project] ?? state.quotaUse(of: job.project)
+        quotaUse[job.project] = use
+        return state.quotaStanding(of: job, milliGPUs: milli, use: use)
+    }
+
+    /// Counts an allocation in (+1) or out (−1) of its project's use.
+    mutating func adjustQuotaUse(_ allocation: Allocation, borrowed: Bool, by sign: Int) {
+        guard quotasActive else { return }
+        var use = quotaUse[allocation.project] ?? state.quotaUse(of: allocation.project)
+        use.total += sign * allocation.milliGPUs
+        if !borrowed { use.guaranteed += sign * allocation.milliGPUs }
+        quotaUse[allocation.project] = use
     }
 
     // MARK: Reasons

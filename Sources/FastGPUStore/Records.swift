@@ -66,6 +66,8 @@ public struct ProjectRecord: Hashable, Sendable, Codable {
     /// The highest priority class (`low`, `normal`, `high`) the project's members may submit
     /// with, and so preempt with; set by a cluster admin.
     public var maxPriority: String
+    /// Guaranteed GPUs and the borrowing limit; nil: none guaranteed.
+    public var quota: Quota?
 
     public init(id: ProjectID, name: String, weight: Int, usage: ResourceUsage = ResourceUsage(), createdAt: Timestamp, maxPriority: String = PriorityClass.normal.name) {
         self.id = id

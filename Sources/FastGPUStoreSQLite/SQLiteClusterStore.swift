@@ -281,6 +281,9 @@ public final class SQLiteClusterStore: ClusterStore {
             }
             try db.execute(sql: "CREATE TRIGGER invoice_final BEFORE UPDATE ON invoice BEGIN SELECT RAISE(ABORT, 'a final invoice never changes'); END")
         }
+        migrator.registerMigration("v10: project quotas") { db in
+            try db.alter(table: "project") { t in t.add(column: "quota", .text) }
+        }
         return migrator
     }
 

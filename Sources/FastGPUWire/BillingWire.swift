@@ -288,3 +288,45 @@ package struct JobEstimateWire: Codable, Sendable, Equatable {
         self.reason = reason
     }
 }
+
+/// A project's quota (`/v1/projects/{name}/quota`): guaranteed GPUs (of one model, or any), how
+/// many more it may borrow, and what it holds now. GPUs in thousandths, as shares count.
+package struct QuotaWire: Codable, Sendable, Equatable {
+    package var project: String
+    package var gpuModel: String?
+    package var guaranteedMilliGPUs: Int?
+    /// Absent: as much as is idle.
+    package var borrowingLimitMilliGPUs: Int?
+    package var guaranteedInUseMilliGPUs: Int
+    package var inUseMilliGPUs: Int
+
+    package init(project: String, gpuModel: String?, guaranteedMilliGPUs: Int?, borrowingLimitMilliGPUs: Int?, guaranteedInUseMilliGPUs: Int, inUseMilliGPUs: Int) {
+        self.project = project
+        self.gpuModel = gpuModel
+        self.guaranteedMilliGPUs = guaranteedMilliGPUs
+        self.borrowingLimitMilliGPUs = borrowingLimitMilliGPUs
+        self.guaranteedInUseMilliGPUs = guaranteedInUseMilliGPUs
+        self.inUseMilliGPUs = inUseMilliGPUs
+    }
+}
+
+package struct SetQuotaBody: Codable, Sendable, Equatable {
+    package var gpuModel: String?
+    package var guaranteedMilliGPUs: Int
+    package var borrowingLimitMilliGPUs: Int?
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case gpuModel, guaranteedMilliGPUs, borrowingLimitMilliGPUs }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        gpuModel = try c.decodeIfPresent(String.self, forKey: .gpuModel)
+        guaranteedMilliGPUs = try c.decode(Int.self, forKey: .guaranteedMilliGPUs)
+        borrowingLimitMilliGPUs = try c.decodeIfPresent(Int.self, forKey: .borrowingLimitMilliGPUs)
+    }
+
+    package init(gpuModel: String? = nil, guaranteedMilliGPUs: Int, borrowingLimitMilliGPUs: Int? = nil) {
+        self.gpuModel = gpuModel
+        self.guaranteedMilliGPUs = guaranteedMilliGPUs
+        self.borrowingLimitMilliGPUs = borrowingLimitMilliGPUs
+    }
+}

@@ -1,0 +1,73 @@
+import FastGPUAPI
+import FastGPUControlPlane
+import FastGPUModel
+import Foundation
+import Testing
+
+@Suite("API: quotas with borrowing and reclaim")
+struct QuotaAPITests {
+    @Test func anOwnerReclaimsItsGuaranteeFromABorrowerWithinOnePassAndTheNotice() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let node = try await api.register("n1", gpus: 8)
+            _ = try await api.member("olga", of: "owner", role: "admin")
+            _ = try await api.member("bert", of: "borrower", role: "admin")
+            let set = try await api.call(.put, "/v1/projects/owner/quota", token: fixture.admin, body: #"{"gpuModel":"H100","guaranteedMilliGPUs":8000}"#)
+            #expect(set.status == .ok, "\(set.detail)")
+            // The owner is idle: the borrower, guaranteed nothing, takes all 8 GPUs, even at high priority.
+            let borrowed = try await api.submit(fixture.admin, project: "borrower", gpus: 8, extra: #","priority":"high""#)
+            try await fixture.schedule()
+            try await BillingAPITests.run(api, job: borrowed, node: node)
+            let started = try await api.get("/v1/jobs/\(borrowed)", token: fixture.admin).json["allocations"]?[0]
+            // Its agent says what it runs: from now on, GPUs it may still be stopping are held.
+            _ = try await api.post("/v1/nodes/\(node.id)/heartbeat", token: node.token,
+                                   body: #"{"running":[{"allocation":\#(started?["id"]?.int ?? 0),"epoch":\#(started?["epoch"]?.int ?? 0)}]}"#)
+            let running = try await api.get("/v1/jobs/\(borrowed)", token: fixture.admin).json
+            #expect(running["state"]?.string == "running")
+            #expect(try await api.get("/v1/projects/borrower/quota", token: fixture.admin).json["inUseMilliGPUs"]?.int == 8000)
+            let victim = running["allocations"]?[0]?["id"]?.int ?? 0
+
+            // The owner wants its guarantee: one pass preempts the borrower and places the owner.
+            let submitted = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"owner","command":["train"],"resources":{"gpus":8,"gpuModel":"H100"}}"#)
+            #expect(submitted.status == .created, "\(submitted.detail)")
+            let owned = UInt64(submitted.json["id"]?.int ?? 0)
+            #expect(try await fixture.schedule() == 1)
+            let preempted = try await api.get("/v1/jobs/\(borrowed)", token: fixture.admin).json
+            #expect(preempted["allocations"]?[0]?["outcome"]?.string == "preempted")
+            #expect(try await api.get("/v1/jobs/\(owned)", token: fixture.admin).json["state"]?.string == "running")
+            // The borrower's agent has its stop notice; the owner's work waits for those GPUs until the agent lets go.
+            var assigned = try await api.get("/v1/nodes/\(node.id)/assignments", token: node.token).json
+            #expect(assigned["allocations"]?.array.isEmpty == true)
+            _ = try await api.post("/v1/nodes/\(node.id)/heartbeat", token: node.token, body: #"{"running":[]}"#)
+            assigned = try await api.get("/v1/nodes/\(node.id)/assignments", token: node.token).json
+            #expect(assigned["allocations"]?.array.count == 1 && assigned["allocations"]?[0]?["job"]?.int == Int64(owned))
+            #expect(assigned["allocations"]?[0]?["allocation"]?["id"]?.int != victim)
+            #expect(try await api.get("/v1/projects/owner/quota", token: fixture.admin).json["guaranteedInUseMilliGPUs"]?.int == 8000)
+
+            // Guaranteed work does not yield to a borrower, whatever its priority: it waits.
+            _ = try await api.submit(fixture.admin, project: "borrower", gpus: 8, extra: #","priority":"high""#)
+            #expect(try await fixture.schedule() == 0)
+        }
+    }
+
+    @Test func workBeyondTheBorrowingLimitWaitsWithQuotaExhausted() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            _ = try await api.register("n1", gpus: 8)
+            _ = try await api.member("bert", of: "borrower", role: "admin")
+            let set = try await api.call(.put, "/v1/projects/borrower/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":2000,"borrowingLimitMilliGPUs":2000}"#)
+            #expect(set.status == .ok, "\(set.detail)")
+            let first = try await api.submit(fixture.admin, project: "borrower", gpus: 4)
+            try await fixture.schedule()
+            let second = try await api.submit(fixture.admin, project: "borrower", gpus: 1)
+            try await fixture.schedule()
+            #expect(try await api.get("/v1/jobs/\(first)", token: fixture.admin).json["state"]?.string == "running")
+            let waiting = try await api.get("/v1/jobs/\(second)", token: fixture.admin).json
+            #expect(waiting["state"]?.string == "pending")
+            #expect(waiting["queue"]?["reason"]?["code"]?.string == "quotaExhausted", "\(waiting["queue"] ?? .null)")
+            #expect(waiting["queue"]?["reason"]?["message"]?.string?.contains("4 GPUs in use, 2 guaranteed and at most 2 more borrowed") == true)
+            let bad = try await api.call(.put, "/v1/projects/borrower/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":-1}"#)
+            #expect(bad.status.code == 422)
+        }
+    }
+}
