@@ -232,6 +232,14 @@ package struct FastGPUClient: Sendable {
         let _: NoContent = try await call(.DELETE, "/v1/projects/\(Self.escape(project))/package")
     }
 
+    package func quota(project: String) async throws -> QuotaWire { try await call(.GET, "/v1/projects/\(Self.escape(project))/quota") }
+
+    package func setQuota(project: String, _ body: SetQuotaBody) async throws -> QuotaWire {
+        try await call(.PUT, "/v1/projects/\(Self.escape(project))/quota", body: body)
+    }
+
+    package func removeQuota(project: String) async throws -> QuotaWire { try await call(.DELETE, "/v1/projects/\(Self.escape(project))/quota") }
+
     package func credits(project: String) async throws -> CreditListWire { try await call(.GET, "/v1/projects/\(Self.escape(project))/credits") }
 
     package func grantCredit(project: String, _ body: GrantCreditBody) async throws -> CreditWire {

@@ -21,8 +21,9 @@ public struct Allocation: Hashable, Sendable, Identifiable, Codable {
     /// When its agent began pulling the job's image; nil for a job without one, or one whose
     /// image the node had. Written by `ClusterState.apply(.allocationPulling)`.
     public internal(set) var pullingSince: Timestamp?
-    /// Placed beyond its project's guaranteed quota: yields to work within a guarantee. Nil (stored
-    /// before quotas) and false both mean its project's own.
+    /// Placed beyond its project's guaranteed quota (its standing when placed, for people and
+    /// metrics; the scheduler re-derives standing each pass from its project's use, oldest work
+    /// first: `ClusterState.jobsWithinGuarantee`). Nil (stored before quotas) means false.
     public var borrowed: Bool?
 
     public init(id: AllocationID, task: TaskRef, node: NodeID, devices: [DeviceAssignment], cpuMillis: Int, memoryMiB: Int,

@@ -52,13 +52,41 @@ extension ClusterState {
     public var quotasActive: Bool { projects.values.contains { $0.quota != nil } }
 
     /// The milli-GPUs a project's live allocations hold: within its guarantee, and in all.
+    /// Standing is the project's, not the allocation's (Kueue's: a queue borrows while its use
+    /// exceeds its nominal quota): its oldest work fills the guarantee, the rest is borrowed.
     public func quotaUse(of project: ProjectID) -> (guaranteed: Int, total: Int) {
-        var guaranteed = 0, total = 0
-        for allocation in allocations.values where allocation.project == project {
-            total += allocation.milliGPUs
-            if allocation.borrowed != true { guaranteed += allocation.milliGPUs }
+        var total = 0
+        for allocation in allocations.values where allocation.project == project { total += allocation.milliGPUs }
+        let guarantee = projects[project]?.quota?.guaranteedMilliGPUs ?? 0
+        return (min(total, guarantee), total)
+    }
+
+    /// The jobs whose running work is within their project's guarantee: per project, oldest
+    /// first (by first start, then id), as long as their GPUs fit in it. Everything else that
+    /// runs is borrowed and yields to guaranteed claims. Empty unless a project has a quota.
+    public func jobsWithinGuarantee() -> Set<JobID> {
+        guard quotasActive else { return [] }
+        var running: [ProjectID: [(start: Timestamp, job: JobID, milli: Int)]] = [:]
+        var byJob: [JobID: (start: Timestamp, milli: Int)] = [:]
+        for allocation in allocations.values {
+            let entry = byJob[allocation.task.job] ?? (allocation.startTime, 0)
+            byJob[allocation.task.job] = (min(entry.start, allocation.startTime), entry.milli + allocation.milliGPUs)
         }
-        return (guaranteed, total)
+        for (id, entry) in byJob {
+            guard let job = jobs[id], let quota = projects[job.project]?.quota,
+                  job.taskGroups.allSatisfy({ $0.resources.gpu.milliGPUs == 0 || quota.covers(requestedModel: $0.resources.gpuModel) }) else { continue }
+            running[job.project, default: []].append((entry.start, id, entry.milli))
+        }
+        var within: Set<JobID> = []
+        for (project, jobs) in running {
+            var left = projects[project]?.quota?.guaranteedMilliGPUs ?? 0
+            for entry in jobs.sorted(by: { ($0.start, $0.job) < ($1.start, $1.job) }) {
+                guard entry.milli <= left else { break }
+                left -= entry.milli
+                within.insert(entry.job)
+            }
+        }
+        return within
     }
 
     /// Where `milliGPUs` more of the job would stand, given what its project holds (`use`, which a
@@ -74,6 +102,6 @@ extension ClusterState {
         if let limit = quota?.borrowingLimitMilliGPUs, use.total + milliGPUs > guaranteed + limit {
             return .exhausted(guaranteedMilliGPUs: guaranteed, usedMilliGPUs: use.total, borrowableMilliGPUs: limit)
         }
-        return use.guaranteed + milliGPUs <= guaranteed ? .guaranteed : .borrowing
+        return use.total + milliGPUs <= guaranteed ? .guaranteed : .borrowing
     }
 }

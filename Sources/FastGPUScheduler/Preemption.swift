@@ -76,11 +76,12 @@ extension SchedulingPass {
     /// within a pass).
     private mutating func rankRunningJobs() {
         var ranks: [JobID: PreemptionRank] = [:]
+        let within = quotasActive ? state.jobsWithinGuarantee() : []
         for allocation in state.allocations.values where ranks[allocation.task.job] == nil {
             guard let job = state.jobs[allocation.task.job] else { continue }
             var rank = configuration.policy.preemptionRank(of: job, in: state, now: now)
             // Work on borrowed capacity yields to any work within a guarantee.
-            rank.guaranteed = !job.liveAllocations.values.contains { state.allocations[$0]?.borrowed == true }
+            if quotasActive { rank.guaranteed = within.contains(job.id) }
             ranks[job.id] = rank
         }
         runningRanks = ranks

@@ -341,7 +341,7 @@ public struct SchedulingPass {
         guard quotasActive else { return }
         var use = quotaUse[allocation.project] ?? state.quotaUse(of: allocation.project)
         use.total += sign * allocation.milliGPUs
-        if !borrowed { use.guaranteed += sign * allocation.milliGPUs }
+        use.guaranteed = min(use.total, state.projects[allocation.project]?.quota?.guaranteedMilliGPUs ?? 0)
         quotaUse[allocation.project] = use
     }
 

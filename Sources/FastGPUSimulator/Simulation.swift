@@ -133,6 +133,12 @@ public struct SimulationOptions: Sendable {
     /// Nodes are partitioned by project (label `pool`), and each job runs only in its project's
     /// pool: a virtual cluster per team, as Philly and Helios ran them.
     public var poolPerProject: Bool = false
+    /// Quotas by project name on a shared cluster: guaranteed work reclaims borrowed capacity.
+    public var quotas: [String: Quota] = [:]
+    /// Projects whose jobs all run on the spot tier (cheaper, preemptible by any non-spot work).
+    public var spotProjects: Set<String> = []
+    /// What allocations cost: every ended allocation is metered as the control plane meters it.
+    public var prices = PriceBook(versions: [])
 
     public init(nodes: [Node], gpusPerNode: Int, restartPenaltyMilliseconds: Int64 = 30_000, intervalMilliseconds: Int64? = nil, history: [TraceJob] = []) {
         self.nodes = nodes
@@ -194,6 +200,10 @@ public struct PlacementRecord: Hashable, Sendable {
 public struct SimulationResult: Sendable {
     /// Every placement committed, in order.
     public var placements: [PlacementRecord]
+    /// What every allocation cost, summed per project name (micro-units), and its GPU time
+    /// (milli-GPU × ms): preempted runs included, as they are billed.
+    public var costMicrosByProject: [String: Int64] = [:]
+    public var gpuMillisecondsByProject: [String: Int64] = [:]
     public var policy: String
     public var oracle: Bool
     public var outcomes: [JobOutcome]
@@ -266,6 +276,8 @@ struct Engine {
     var passes = 0
     var never: Set<Int> = []
     var placementLog: [PlacementRecord] = []
+    var ledger = LedgerTotals()
+    var gpuTime: [ProjectID: Int64] = [:]
 
     struct Finish: Comparable {
         var time: Int64
@@ -293,6 +305,9 @@ struct Engine {
         for node in options.nodes {
             // The options' nodes are built by the simulator or read from a node list: valid by construction.
             try! state.apply(.registerNode(node))  // swiftlint:disable:this force_try
+        }
+        for (name, quota) in options.quotas.sorted(by: { $0.key < $1.key }) {
+            _ = try? state.apply(.setQuota(project(name), quota))
         }
         now = trace.jobs.first?.submitMilliseconds ?? 0
         lastIntegration = now
@@ -364,6 +379,7 @@ struct Engine {
         if options.poolPerProject { group.resources.nodeSelector["pool"] = traceJob.project }
         let job = Job(id: JobID(UInt64(traceJob.id)), name: traceJob.name, project: project(traceJob.project), submitter: traceJob.user,
                       priority: PriorityClass(name: "p\(traceJob.priority)", value: traceJob.priority),
+                      spot: options.spotProjects.contains(traceJob.project),
                       taskGroups: [group],
                       runtimeEstimate: estimate, submitTime: Timestamp(millisecondsSinceEpoch: traceJob.submitMilliseconds))
         observe?(job)
@@ -382,6 +398,7 @@ struct Engine {
         for allocation in live {
             if let ended = state.allocations[allocation] {
                 allocatedMilli -= ended.milliGPUs
+                meter(ended)
             }
             // The allocation is live (just read from the state): ending it cannot fail.
             _ = try? state.apply(.endAllocation(allocation, .succeeded, at: Timestamp(millisecondsSinceEpoch: now)))
@@ -420,6 +437,7 @@ struct Engine {
         var stopped: Set<Int> = []
         for allocation in ended {
             allocatedMilli -= allocation.milliGPUs
+            meter(allocation)
             stopped.insert(Int(allocation.task.job.rawValue) - 1)
         }
         for job in stopped.sorted() {
@@ -446,12 +464,33 @@ struct Engine {
         }
     }
 
+    /// Charges an allocation that ends now, from its start (the simulated workload starts as it
+    /// is placed), with the control plane's metering.
+    mutating func meter(_ allocation: Allocation) {
+        let model = state.node(allocation.node).flatMap { node in allocation.devices.first.flatMap { d in node.gpus.first { $0.index == d.gpuIndex }?.model } }
+        let metered = MeteredAllocation(allocation: allocation.id, job: allocation.task.job, project: allocation.project, tier: allocation.spot ? .spot : .onDemand,
+                                        gpuModel: model, milliGPUs: allocation.milliGPUs, cpuMillis: 0, memoryMiB: 0, runningSince: allocation.startTime)
+        for charge in Metering.charges(of: metered, fromSegment: 0, until: Timestamp(millisecondsSinceEpoch: now), ended: true, prices: options.prices).charges {
+            ledger.add(charge)
+        }
+        gpuTime[allocation.project, default: 0] += Int64(allocation.milliGPUs) * max(0, now - allocation.startTime.millisecondsSinceEpoch)
+    }
+
     func result() -> SimulationResult {
         let finished = outcomes.compactMap(\.finishMilliseconds)
-        return SimulationResult(
+        var cost: [String: Int64] = [:]
+        var gpu: [String: Int64] = [:]
+        for (name, id) in projectIDs {
+            cost[name] = ledger.byProjectMonth.filter { $0.key.project == id }.values.reduce(Int64(0)) { $0 + LedgerTotals.amountMicros($1) }
+            gpu[name] = gpuTime[id] ?? 0
+        }
+        var result = SimulationResult(
             placements: placementLog, policy: policy.name, oracle: policy.isOracle, outcomes: outcomes.filter { !never.contains($0.id) },
             allocatedMilliGPUMilliseconds: allocatedIntegral, capacityMilliGPUs: options.nodes.reduce(0) { $0 + $1.gpus.count * 1000 },
             firstSubmitMilliseconds: trace.jobs.first?.submitMilliseconds ?? 0, lastFinishMilliseconds: finished.max() ?? 0,
             preemptions: preemptions, schedulingPasses: passes, neverPlaceable: never.count)
+        result.costMicrosByProject = cost
+        result.gpuMillisecondsByProject = gpu
+        return result
     }
 }

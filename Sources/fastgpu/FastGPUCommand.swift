@@ -18,6 +18,7 @@ struct FastGPUCommand: AsyncParsableCommand {
               budget    show | set | clear
               prices    ls | set
               credits   ls | grant | package
+              quota     show | set | clear: guaranteed GPUs and borrowing
 
             Run the pool:
               up        a local FastGPU (server and agents) in one command
@@ -33,7 +34,7 @@ struct FastGPUCommand: AsyncParsableCommand {
             """,
         version: FastGPUVersion.current,
         subcommands: [RunCommand.self, ExecCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
-                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
+                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, QuotaCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
     )
 }
 

@@ -24,6 +24,11 @@ struct TraceOptions: ParsableArguments {
     @Option(name: .customLong("gpu-model"), help: "GPU model of every node.") var gpuModel = "V100-32GB"
     @Option(name: .customLong("node-list"), help: "A node list (Alibaba's sn,cpu_milli,memory_mib,gpu,model) instead of --nodes.") var nodeList: String?
     @Option(help: "One pool of nodes per project instead of --nodes, jobs confined to their project's pool: vcvGl=20,vcvlY=2.") var pools: String?
+    @Option(name: .customLong("project-map"), help: "Rename the trace's projects (Philly's VCs): 7f04ca=vision,6214e9=speech,*=research ('*': every other).")
+    var projectMap: String?
+    @Option(help: "Quotas on the shared cluster: project=GPUs guaranteed[:GPUs more it may borrow], e.g. vision=128,speech=96,research=0. Work beyond a guarantee is borrowed and yields to guaranteed work.")
+    var quotas: String?
+    @Option(help: "Projects whose jobs all run on the spot tier (comma-separated).") var spot: String?
     @Option(name: .customLong("from-s"), help: "Keep jobs submitted at or after this many seconds into the trace.") var fromSeconds: Int64?
     @Option(name: .customLong("to-s"), help: "Keep jobs submitted before this many seconds into the trace.") var toSeconds: Int64?
     @Option(help: "Schedule every this many seconds instead of on every event.") var interval: Int64?
@@ -40,12 +45,42 @@ struct TraceOptions: ParsableArguments {
             throw ValidationError("give the cluster one way: --nodes N (with --gpus-per-node, --gpu-model), --node-list FILE or --pools P=N,…")
         }
         if let pools, parsedPools(pools) == nil { throw ValidationError("--pools takes project=nodes pairs: vcvGl=20,vcvlY=2") }
+        if let quotas, parsedQuotas(quotas) == nil { throw ValidationError("--quotas takes project=GPUs[:borrowable GPUs] pairs: vision=128,speech=96:32") }
+        if quotas != nil && pools != nil { throw ValidationError("--quotas share one cluster (--nodes); --pools partitions it: give one") }
+        if let projectMap, parsedMap(projectMap) == nil { throw ValidationError("--project-map takes from=to pairs: 7f04ca=vision,*=research") }
         guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
         if let interval, interval < 1 { throw ValidationError("--interval must be at least 1 second") }
         guard restartPenalty >= 0 else { throw ValidationError("--restart-penalty cannot be negative") }
         if let format, TraceFormat(rawValue: format) == nil {
             throw ValidationError("unknown --format '\(format)'; use \(TraceFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+    }
+
+    func parsedQuotas(_ text: String) -> [String: Quota]? {
+        var quotas: [String: Quota] = [:]
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=")
+            guard parts.count == 2, !parts[0].isEmpty else { return nil }
+            let amounts = parts[1].split(separator: ":")
+            guard (1...2).contains(amounts.count), let guaranteed = Int(amounts[0]), (0...100_000).contains(guaranteed) else { return nil }
+            var borrow: Int?
+            if amounts.count == 2 {
+                guard let more = Int(amounts[1]), (0...100_000).contains(more) else { return nil }
+                borrow = more * 1000
+            }
+            quotas[String(parts[0])] = Quota(guaranteedMilliGPUs: guaranteed * 1000, borrowingLimitMilliGPUs: borrow)
+        }
+        return quotas.isEmpty ? nil : quotas
+    }
+
+    func parsedMap(_ text: String) -> [String: String]? {
+        var map: [String: String] = [:]
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=")
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+            map[String(parts[0])] = String(parts[1])
+        }
+        return map.isEmpty ? nil : map
     }
 
     func parsedPools(_ text: String) -> [(project: String, nodes: Int)]? {
@@ -70,7 +105,10 @@ struct TraceOptions: ParsableArguments {
     }
 
     func load() throws -> (Trace, SimulationOptions) {
-        let whole = try TraceReader.read(trace, format: try traceFormat())
+        var whole = try TraceReader.read(trace, format: try traceFormat())
+        if let map = projectMap.flatMap(parsedMap) {
+            for index in whole.jobs.indices { whole.jobs[index].project = map[whole.jobs[index].project] ?? map["*"] ?? whole.jobs[index].project }
+        }
         let loaded = whole.window(fromSeconds: fromSeconds, toSeconds: toSeconds)
         guard !loaded.jobs.isEmpty else { throw ValidationError("no jobs in the window --from-s/--to-s") }
         var options: SimulationOptions
@@ -82,6 +120,8 @@ struct TraceOptions: ParsableArguments {
             options = .uniform(nodes: nodes!, gpusPerNode: gpusPerNode, gpuModel: gpuModel)
         }
         options.restartPenaltyMilliseconds = restartPenalty * 1000
+        options.quotas = quotas.flatMap(parsedQuotas) ?? [:]
+        options.spotProjects = Set((spot ?? "").split(separator: ",").map(String.init))
         options.intervalMilliseconds = interval.map { $0 * 1000 }
         if let fromSeconds { options.history = whole.finished(beforeSeconds: fromSeconds) }
         return (loaded, options)
@@ -119,6 +159,25 @@ struct SimCompareCommand: ParsableCommand {
         try Self.compare(options, policies: policies.split(separator: ",").map(String.init))
     }
 
+    /// Per policy and project: jobs, mean JCT, GPU-hours used (preempted runs included) and what they cost.
+    static func projectTable(_ results: [(String, SimulationResult)], projects: [String], quotas: [String: Quota]) -> String {
+        var rows = [["policy", "project", "quota", "jobs", "mean JCT s", "GPU-hours", "cost"]]
+        for (policy, result) in results {
+            for project in projects {
+                let mine = result.outcomes.filter { $0.project == project }
+                let jcts = mine.compactMap(\.completionMilliseconds)
+                let mean = jcts.isEmpty ? 0 : Double(jcts.reduce(0, +)) / Double(jcts.count) / 1000
+                let quota = quotas[project].map { q in "\(q.guaranteedMilliGPUs / 1000)" + (q.borrowingLimitMilliGPUs.map { "+\($0 / 1000)" } ?? "+idle") } ?? "-"
+                rows.append([policy, project, quota, "\(mine.count)", String(format: "%.0f", mean),
+                             String(format: "%.1f", Double(result.gpuMillisecondsByProject[project] ?? 0) / 3_600_000_000),
+                             Money.text(result.costMicrosByProject[project] ?? 0)])
+            }
+        }
+        var widths = rows[0].map(\.count)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        return rows.map { row in row.enumerated().map { $0.element.padding(toLength: widths[$0.offset] + 2, withPad: " ", startingAt: 0) }.joined() }.joined(separator: "\n")
+    }
+
     static func compare(_ options: TraceOptions, policies: [String]) throws {
         let (trace, simulation) = try options.load()
         let gpus = simulation.nodes.reduce(0) { $0 + $1.gpus.count }
@@ -127,12 +186,14 @@ struct SimCompareCommand: ParsableCommand {
         print("cluster   \(simulation.nodes.count) nodes, \(gpus) GPUs; restart penalty \(simulation.restartPenaltyMilliseconds / 1000) s; "
             + (simulation.intervalMilliseconds.map { "rounds every \($0 / 1000) s" } ?? "event-driven"))
         var results: [(SimulationMetrics, Double)] = []
+        var byProject: [(String, SimulationResult)] = []
         var outcomeRows = ["policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions"]
         for name in policies {
             let policy = SimulationPolicy.named(name, seed: options.seed)!
             let clock = ContinuousClock()
             let start = clock.now
             let result = Simulation(trace: trace, policy: policy, options: simulation).run()
+            byProject.append((name, result))
             let took = clock.now - start
             results.append((SimulationMetrics(result), Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18))
             if options.outcomes != nil {
@@ -144,6 +205,11 @@ struct SimCompareCommand: ParsableCommand {
             }
         }
         print(SimulationReport.table(results.map(\.0), seconds: results.map(\.1)))
+        let projects = Set(byProject.flatMap { $0.1.outcomes.map(\.project) })
+        if projects.count <= 12 {
+            print("\nper project (cost at the price book's list prices\(simulation.spotProjects.isEmpty ? "" : "; spot: " + simulation.spotProjects.sorted().joined(separator: ","))):")
+            print(Self.projectTable(byProject, projects: projects.sorted(), quotas: simulation.quotas))
+        }
         if let json = options.json {
             try SimulationReport.json(results.map(\.0)).write(toFile: json, atomically: true, encoding: .utf8)
             print("wrote \(json)")

@@ -195,3 +195,43 @@ import Testing
         #expect(fgd.points.first?.allocationRatio == 0.75)
     }
 }
+
+/// Quotas, spot and cost in the simulator, worked out by hand (the default policy: work of the
+/// same tier and class is safe from preemption for 8 restart penalties after it starts).
+@Suite struct SimulationQuotaTests {
+    /// One node of 4 GPUs. `lab` at t=0 asks 4 GPUs for 100 s; `team` at t=10 asks 4 GPUs for 20 s.
+    static let trace = try! TraceReader.parse("submit_s,gpus,duration_s,gpu_milli,project,priority\n0,4,100,1000,lab,100\n10,4,20,1000,team,100\n",  // swiftlint:disable:this force_try
+                                              format: .csv, file: "quota.csv")
+
+    static func run(quotas: [String: Quota] = [:], spot: Set<String> = []) -> SimulationResult {
+        var options = SimulationOptions.uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB")
+        options.quotas = quotas
+        options.spotProjects = spot
+        return Simulation(trace: trace, policy: SimulationPolicy.named("fastgpu")!, options: options).run()
+    }
+
+    @Test func withoutQuotasTheLaterJobWaits() {
+        let result = Self.run()
+        #expect(result.outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } } == [0, 100])
+    }
+
+    @Test func anOwnerReclaimsItsGuaranteeAndEveryRunIsBilled() {
+        // team is guaranteed 4 GPUs, lab nothing: lab's run is borrowed and yields at once.
+        // team runs 10–30; lab restarts at 30 with 90 s + 30 s penalty left and ends at 150.
+        let result = Self.run(quotas: ["team": Quota(guaranteedMilliGPUs: 4000)])
+        #expect(result.outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } } == [0, 10])
+        #expect(result.outcomes.map { $0.finishMilliseconds.map { $0 / 1000 } } == [150, 30])
+        // Both of lab's runs are billed: 4 GPUs × 130 s × 2.49 / 3600 = 0.359666; team 4 × 20 s: 0.055333.
+        #expect(result.costMicrosByProject["lab"] == 359_666)
+        #expect(result.costMicrosByProject["team"] == 55_333)
+        #expect(result.gpuMillisecondsByProject["lab"] == Int64(520_000_000))
+    }
+
+    @Test func spotWorkYieldsAndCostsItsSpotPrice() {
+        // Non-spot work preempts spot work with or without quotas; lab pays 40 % of 2.49:
+        // 4 × 130 s × 0.996 / 3600 = 0.143866.
+        let result = Self.run(spot: ["lab"])
+        #expect(result.outcomes.map { $0.finishMilliseconds.map { $0 / 1000 } } == [150, 30])
+        #expect(result.costMicrosByProject["lab"] == 143_866)
+    }
+}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import (APIConnectionError, APIStatusError, APITimeoutError, AuthenticationError, CapacityUnavailable, Conflict,
+from .errors import (APIConnectionError, APIStatusError, APITimeoutError, AuthenticationError, BudgetExhausted, CapacityUnavailable, Conflict,
                      FastGPUError, InvalidInput, InvalidRequest, JobFailed, ModelFileNotFound, NotFound, PermissionDenied,
                      RateLimited, StepFailed, WaitTimeout)
 
@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Client", "AsyncClient", "Job", "Allocation", "Model", "AsyncJob", "AsyncAllocation", "AsyncModel",
     "PendingReason", "StepResult", "ResultRef",
-    "FastGPUError", "APIConnectionError", "APITimeoutError", "APIStatusError", "InvalidRequest", "AuthenticationError",
+    "FastGPUError", "APIConnectionError", "APITimeoutError", "APIStatusError", "InvalidRequest", "AuthenticationError", "BudgetExhausted",
     "PermissionDenied", "NotFound", "Conflict", "RateLimited", "CapacityUnavailable", "InvalidInput", "ModelFileNotFound",
     "JobFailed", "StepFailed", "WaitTimeout",
 ]

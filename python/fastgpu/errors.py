@@ -6,6 +6,7 @@
     ├── APIStatusError              it answered with an error (status, code, detail)
     │   ├── InvalidRequest          400, 413, 422: the request is wrong; change it
     │   ├── AuthenticationError     401: no token, or a wrong, expired or revoked one
+    │   ├── BudgetExhausted         402: the project's budget cannot hold the job's reservation
     │   ├── PermissionDenied        403
     │   ├── NotFound                404
     │   ├── Conflict                409: the state forbids it now (a job not running, ...)
@@ -58,6 +59,11 @@ class InvalidRequest(APIStatusError):
 
 class AuthenticationError(APIStatusError):
     """401: no token, or one the server does not accept (wrong, expired, revoked)."""
+
+
+class BudgetExhausted(APIStatusError):
+    """402: the project's monthly budget cannot hold what the job reserves (price × resources ×
+    max runtime). Ask for less, a shorter `max_runtime`, or a larger budget (`fastgpu budget set`)."""
 
 
 class PermissionDenied(APIStatusError):
@@ -117,7 +123,7 @@ class WaitTimeout(FastGPUError, TimeoutError):
     """A wait of the SDK's own (a job to finish, GPUs to be granted) passed its timeout."""
 
 
-_BY_STATUS = {400: InvalidRequest, 413: InvalidRequest, 422: InvalidRequest, 401: AuthenticationError, 403: PermissionDenied,
+_BY_STATUS = {400: InvalidRequest, 413: InvalidRequest, 422: InvalidRequest, 401: AuthenticationError, 402: BudgetExhausted, 403: PermissionDenied,
               404: NotFound, 409: Conflict, 429: RateLimited, 503: CapacityUnavailable}
 
 

@@ -79,6 +79,22 @@ def test_gpus_no_node_has_are_refused_at_once(env):
         client.request_gpus(num_gpus=0)
 
 
+def test_work_the_budget_cannot_hold_is_refused_with_budget_exhausted(env):
+    admin = {"Authorization": f"Bearer {env.token}"}
+    created = httpx.post(f"{env.url}/v1/projects", json={"name": "capped"}, headers=admin)
+    assert created.status_code in (201, 409)
+    # 1.00 a month; an H100 for the default hour reserves 2.49 (plus its CPU and memory).
+    budget = httpx.put(f"{env.url}/v1/projects/capped/budget", json={"limitMicros": 1_000_000, "defaultMaxRuntimeSeconds": 3600}, headers=admin)
+    assert budget.status_code == 200, budget.text
+    client = Client(env.url, project="capped")
+    with pytest.raises(fastgpu.BudgetExhausted) as caught:
+        client.run(["true"], gpus="H100:1")
+    assert caught.value.status == 402 and "budgetExhausted" in caught.value.detail
+    # Ten minutes fit: 2.49 / 6 = 0.415.
+    job = client.run(["true"], gpus="H100:1", max_runtime=600)
+    assert job.wait().state == "succeeded"
+
+
 def test_clear_errors_for_a_wrong_token_a_missing_model_a_wrong_shape_and_no_server(env, onnx_model, tmp_path):
     def one_clear_exception(error: BaseException) -> None:
         # Raised by the SDK with the server's words, with no httpx exception chained to it.

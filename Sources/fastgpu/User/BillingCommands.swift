@@ -262,3 +262,70 @@ struct CreditsCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct QuotaCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "quota", abstract: "A project's guaranteed GPUs and how many more it may borrow while others leave them idle.",
+        discussion: """
+            Work within the guarantee is the project's own; work beyond it runs borrowed and is preempted (with the stop \
+            notice) when a project needs its guarantee back. Work beyond guarantee + borrowing limit waits (quotaExhausted).
+              fastgpu quota set vision --gpus 16 --model H100 --borrow 8
+            """,
+        subcommands: [Show.self, Set.self, Clear.self], defaultSubcommand: Show.self)
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "The quota and what the project holds now.")
+        @OptionGroup var connection: ClientOptions
+        @OptionGroup var format: OutputOptions
+        @Argument(help: "The project (default: the configured one).") var project: String?
+
+        func run() async throws {
+            let quota = try await connection.client().quota(project: ClientOptions.project(project))
+            if format.json { return try Output.json(quota) }
+            QuotaCommand.print(quota)
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "set", abstract: "Set the quota (cluster admins).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project.") var project: String
+        @Option(help: "GPUs guaranteed (fractions allowed: 0.5).") var gpus: String
+        @Option(help: "Of this model only (H100); any model when absent.") var model: String?
+        @Option(help: "At most this many GPUs more, borrowed; as many as are idle when absent.") var borrow: String?
+
+        func run() async throws {
+            func milli(_ text: String, _ flag: String) throws -> Int {
+                guard let micros = Money.micros(text), micros % 1000 == 0 else { throw CommandFailure("\(flag) \(text): give GPUs such as 16 or 0.5") }
+                return Int(micros / 1000)
+            }
+            let quota = try await connection.client().setQuota(project: project, SetQuotaBody(
+                gpuModel: model, guaranteedMilliGPUs: try milli(gpus, "--gpus"), borrowingLimitMilliGPUs: try borrow.map { try milli($0, "--borrow") }))
+            QuotaCommand.print(quota)
+        }
+    }
+
+    struct Clear: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "clear", abstract: "Remove the quota (cluster admins).")
+        @OptionGroup var connection: ClientOptions
+        @Argument(help: "The project.") var project: String
+
+        func run() async throws {
+            QuotaCommand.print(try await connection.client().removeQuota(project: project))
+        }
+    }
+
+    static func gpus(_ milli: Int) -> String { milli % 1000 == 0 ? "\(milli / 1000)" : String(format: "%.3f", Double(milli) / 1000) }
+
+    static func print(_ quota: QuotaWire) {
+        var rows: [[String]] = []
+        if let guaranteed = quota.guaranteedMilliGPUs {
+            rows.append(["guaranteed", "\(gpus(guaranteed)) \(quota.gpuModel ?? "any") GPUs"])
+            rows.append(["may borrow", quota.borrowingLimitMilliGPUs.map { "\(gpus($0)) GPUs more" } ?? "what is idle"])
+        } else {
+            rows.append(["guaranteed", "none (all its work is borrowed while any project has a quota)"])
+        }
+        rows.append(["in use", "\(gpus(quota.inUseMilliGPUs)) GPUs, \(gpus(quota.guaranteedInUseMilliGPUs)) of them within the guarantee"])
+        Output.write("quota of \(quota.project)\n" + Output.pairs(rows))
+    }
+}
