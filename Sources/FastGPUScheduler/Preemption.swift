@@ -23,16 +23,16 @@ extension SchedulingPass {
         // A search that failed in this pass fails again for the same tasks at an equal or lower
         // rank: within a pass victims only go and capacity only shrinks.
         let shape = job.taskGroups.map { FailedSearch.Group(resources: $0.resources, count: $0.count) }
-        if failedSearches.contains(where: { $0.groups == shape && rank <= $0.rank }) { return nil }
+        if failedSearches.contains(where: { $0.groups == shape && rank <= $0.rank && $0.project == (quotasActive ? job.project : nil) }) { return nil }
         preemptionSearches += 1
         let transaction = beginTransaction()
         var victimsTotal = 0
         for task in tasks {
             let demand = TaskDemand(job: job, group: task.group, now: now, defaultRuntime: configuration.defaultRuntime)
             if placeTask(task, demand: demand, transaction: transaction) != nil { continue }
-            guard let choice = cheapestVictims(for: demand, rank: rank) else {
+            guard let choice = cheapestVictims(for: demand, rank: rank, project: job.project) else {
                 rollBack(transaction)
-                failedSearches.append(FailedSearch(groups: shape, rank: rank))
+                failedSearches.append(FailedSearch(groups: shape, rank: rank, project: quotasActive ? job.project : nil))
                 return nil
             }
             for victim in choice.victims { evict(victim, for: job.id, transaction: transaction) }
@@ -85,6 +85,9 @@ extension SchedulingPass {
             ranks[job.id] = rank
         }
         runningRanks = ranks
+        // Lower bounds: within its own project a claim ignores the guarantee (below), so with
+        // quotas the bounds leave it out too.
+        if quotasActive { for id in Array(ranks.keys) { ranks[id]?.guaranteed = false } }
         lowestRunningRank = ranks.values.min()
         var lowestBySlot = [PreemptionRank?](repeating: nil, count: nodes.count)
         for (slot, node) in state.nodes.enumerated() {
@@ -96,7 +99,7 @@ extension SchedulingPass {
         lowestRankBySlot = lowestBySlot
     }
 
-    private func cheapestVictims(for demand: TaskDemand, rank: PreemptionRank) -> VictimChoice? {
+    private func cheapestVictims(for demand: TaskDemand, rank: PreemptionRank, project: ProjectID) -> VictimChoice? {
         var best: VictimChoice?
         let checks = configuration.checks
         let staticChecks: [any FeasibilityCheck] = [GPUModelCheck(), NodeSelectorCheck()]
@@ -108,7 +111,11 @@ extension SchedulingPass {
             if case .whole(let k) = demand.gpu, node.gpus.count < k { continue }
             var yielding: [Allocation] = []
             for id in node.allocations where tentative[id] == nil && !preempted.contains(id) {
-                guard let allocation = state.allocations[id], let victimRank = runningRanks?[allocation.task.job], victimRank < rank else { continue }
+                guard let allocation = state.allocations[id], var victimRank = runningRanks?[allocation.task.job] else { continue }
+                // Quotas decide between projects; within one, its own policy does (Kueue's reclaim
+                // within the cohort beside preemption within the queue).
+                if allocation.project == project { victimRank.guaranteed = rank.guaranteed }
+                guard victimRank < rank else { continue }
                 // Work that only ranks lower by the policy's own level (same tier and class) keeps
                 // a grace after it starts: a restart costs more than a short wait.
                 if victimRank.guaranteed == rank.guaranteed, victimRank.nonSpot == rank.nonSpot, victimRank.priority == rank.priority,
@@ -180,4 +187,6 @@ struct FailedSearch {
 
     var groups: [Group]
     var rank: PreemptionRank
+    /// With quotas, a search is its project's (its own work ranks differently to it); else nil.
+    var project: ProjectID?
 }

@@ -163,6 +163,31 @@ struct BillingAPITests {
         }
     }
 
+    @Test func atTheLimitSpotWorkStopsAndTheSoftThresholdWarnsOnce() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            let node = try await api.register("n1", gpus: 8)
+            try await Self.gpuOnlyPrices(api)
+            // 0.10 a month, soft at 50 %: one spot H100 (0.996 an hour) spends 0.05 in ~181 s and 0.10 in ~362 s.
+            let set = try await api.call(.put, "/v1/projects/default/budget", token: fixture.admin,
+                                         body: #"{"limitMicros":100000,"softPercent":50,"stopSpot":true,"defaultMaxRuntimeSeconds":360}"#)
+            #expect(set.status == .ok, "\(set.detail)")
+            let spot = try await api.submit(fixture.admin, gpus: 1, extra: #","spot":true"#)
+            try await fixture.schedule()
+            try await Self.run(api, job: spot, node: node)
+            for _ in 0..<7 {
+                fixture.clock.advance(by: .seconds(60))
+                _ = try await api.post("/v1/nodes/\(node.id)/heartbeat", token: node.token)
+                try await fixture.controlPlane.meterRunning()
+            }
+            let events = try await api.get("/v1/jobs/\(spot)/events", token: fixture.admin).json["items"]?.array.compactMap { $0["kind"]?.string } ?? []
+            #expect(events.contains("cancelled"), "\(events)")
+            #expect(try await api.get("/v1/jobs/\(spot)", token: fixture.admin).json["state"]?.string == "cancelled")
+            let spent = try await api.get("/v1/projects/default/budget", token: fixture.admin).json["spentMicros"]?.int ?? 0
+            #expect(spent >= 100_000 && spent < 100_000 + 16_600, "stopped within a minute's segment of the limit: \(spent)")
+        }
+    }
+
     @Test func creditsComeOffTheInvoiceAndTheDryRunPricesAJob() async throws {
         let fixture = try await Fixture.make()
         try await fixture.test { api in
