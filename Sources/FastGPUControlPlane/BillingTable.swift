@@ -82,27 +82,44 @@ struct BillingTable {
             .reduce(Int64(0)) { Money.sum($0, max(0, $1.value.micros - totals.costMicros(job: $1.key))) }
     }
 
-    /// Credits left for `month`'s invoice: grants valid then, less what final invoices before it took.
+    /// Credits left for `month`'s invoice. Each final invoice before it drew its trial and
+    /// prepaid amounts from the credits valid in its month, the soonest to expire first; what an
+    /// expired credit had left is gone, never taken from a newer one.
     func balances(_ project: ProjectID, for month: BillingMonth) -> CreditBalances {
-        var trial: Int64 = 0, prepaid: Int64 = 0
-        for credit in credits where credit.project == project && credit.grantedAt < month.end {
-            switch credit.kind {
-            case .trial: if credit.expiresAt.map({ $0 > month.start }) ?? true { trial = Money.sum(trial, credit.amountMicros) }
-            case .prepaid: if credit.expiresAt.map({ $0 > month.start }) ?? true { prepaid = Money.sum(prepaid, credit.amountMicros) }
+        let mine = credits.filter { $0.project == project }
+        var left = Dictionary(mine.map { ($0.id, $0.amountMicros) }, uniquingKeysWith: { a, _ in a })
+        func valid(_ credit: CreditRecord, in month: BillingMonth) -> Bool {
+            credit.grantedAt < month.end && (credit.expiresAt.map { $0 > month.start } ?? true)
+        }
+        func draw(_ amount: Int64, kind: CreditKind, in month: BillingMonth) {
+            var owed = amount
+            let usable = mine.filter { $0.kind == kind && valid($0, in: month) }
+                .sorted { ($0.expiresAt?.millisecondsSinceEpoch ?? .max, $0.id) < ($1.expiresAt?.millisecondsSinceEpoch ?? .max, $1.id) }
+            for credit in usable where owed > 0 {
+                let taken = min(owed, left[credit.id] ?? 0)
+                left[credit.id, default: 0] -= taken
+                owed -= taken
             }
         }
-        for (key, record) in invoices where key.project == project && key.month < month {
-            trial -= record.invoice.trialAppliedMicros
-            prepaid -= record.invoice.prepaidAppliedMicros
+        for (key, record) in invoices.sorted(by: { $0.key.month < $1.key.month }) where key.project == project && key.month < month {
+            draw(record.invoice.trialAppliedMicros, kind: .trial, in: key.month)
+            draw(record.invoice.prepaidAppliedMicros, kind: .prepaid, in: key.month)
         }
-        return CreditBalances(trialMicros: max(0, trial), prepaidMicros: max(0, prepaid))
+        var trial: Int64 = 0, prepaid: Int64 = 0
+        for credit in mine where valid(credit, in: month) {
+            switch credit.kind {
+            case .trial: trial = Money.sum(trial, left[credit.id] ?? 0)
+            case .prepaid: prepaid = Money.sum(prepaid, left[credit.id] ?? 0)
+            }
+        }
+        return CreditBalances(trialMicros: trial, prepaidMicros: prepaid)
     }
 
     /// The month's invoice: final when issued, else as it stands now.
     func invoice(_ project: ProjectID, month: BillingMonth) -> (invoice: Invoice, issuedAt: Timestamp?) {
         let key = LedgerTotals.ProjectMonth(project: project, month: month)
         if let record = invoices[key] { return (record.invoice, record.issuedAt) }
-        return (Invoice(project: project, month: month, lines: totals.byProjectMonth[key] ?? [:], package: packages[project],
+        return (Invoice(project: project, month: month, lines: totals.byProjectMonth[key] ?? [:], package: packages[project].flatMap { $0.covers(month) ? $0 : nil },
                         credits: balances(project, for: month)), nil)
     }
 

@@ -71,7 +71,9 @@ extension ControlPlane {
     func issueInvoices(now: Timestamp) {
         let current = BillingMonth(containing: now)
         var due = Set(billing.totals.byProjectMonth.keys.filter { $0.month < current })
-        for project in billing.packages.keys { due.insert(LedgerTotals.ProjectMonth(project: project, month: current.previous)) }
+        for (project, package) in billing.packages where package.covers(current.previous) {
+            due.insert(LedgerTotals.ProjectMonth(project: project, month: current.previous))
+        }
         for key in due.sorted(by: { ($0.month, $0.project) < ($1.month, $1.project) })
         where billing.invoices[key] == nil && now.millisecondsSinceEpoch >= key.month.end.millisecondsSinceEpoch + Self.invoiceGrace && projects[key.project] != nil {
             let issued = InvoiceRecord(invoice: billing.invoice(key.project, month: key.month).invoice, issuedAt: now)
@@ -215,6 +217,8 @@ extension ControlPlane {
                 throw ControlPlaneError.invalid("a package's fee must be 0…1,000,000 and its allowance 0…10,000,000 GPU-hours")
             }
         }
+        var package = package
+        package?.since = billing.packages[project]?.since ?? clock.now()
         billing.packages[project] = package
         pending.direct.append(.savePackage(project, package))
         try await awaitDurable()

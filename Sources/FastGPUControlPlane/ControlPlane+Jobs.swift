@@ -51,6 +51,12 @@ extension ControlPlane {
                       runtimeLimit: submission.runtimeLimit, submitTime: now)
         job.outputs = launch.outputs.map(\.when)
         if let why = ClusterState.validate(job) { throw ControlPlaneError.invalid(why) }
+        if let quota = state.projects[project]?.quota, let limit = quota.borrowingLimitMilliGPUs {
+            let milli = job.taskGroups.reduce(0) { $0 + $1.count * $1.milliGPUsPerTask }
+            guard milli <= quota.guaranteedMilliGPUs + limit else {
+                throw ControlPlaneError.invalid("the job asks for \(milli / 1000) GPUs; project \(submission.project)'s quota lets it hold \((quota.guaranteedMilliGPUs + limit) / 1000) at most (\(quota.guaranteedMilliGPUs / 1000) guaranteed + \(limit / 1000) borrowed)")
+            }
+        }
         // Admission holds the job's money before anything awaits: a racing submission sees it.
         try admit(&job, now: now)
         do { try apply(.submit(job, launch: launch), now: now, by: principal.subject) } catch {

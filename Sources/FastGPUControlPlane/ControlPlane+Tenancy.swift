@@ -99,7 +99,8 @@ extension ControlPlane {
     public func quota(project name: String, by principal: Principal) throws -> QuotaView {
         let id = try visibleProject(name, by: principal)
         let use = state.quotaUse(of: id)
-        return QuotaView(project: name, quota: state.projects[id]?.quota, guaranteedInUseMilliGPUs: use.guaranteed, inUseMilliGPUs: use.total)
+        let quota = state.projects[id]?.quota
+        return QuotaView(project: name, quota: quota, guaranteedInUseMilliGPUs: min(use.covered, quota?.guaranteedMilliGPUs ?? 0), inUseMilliGPUs: use.total)
     }
 
     /// Sets or clears a project's quota (cluster admins: guarantees divide the pool). Work already

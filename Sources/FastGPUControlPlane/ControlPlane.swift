@@ -148,14 +148,16 @@ public actor ControlPlane {
         durableIndex = state.index
         billing = BillingTable(stored: stored.billing)
         // What admission reserved is a function of each unfinished job and the prices at its submission.
-        for job in state.jobs.values where (job.state == .pending || job.state == .running) && billing.budgets[job.project] != nil {
+        // Service replicas are metered but not admitted against budgets (they have no run-time limit).
+        let replicas = Set(services.records.values.flatMap { $0.replicas.map(\.job) })
+        for job in state.jobs.values where (job.state == .pending || job.state == .running) && billing.budgets[job.project] != nil && !replicas.contains(job.id) {
             var priced = job
             if priced.runtimeLimit == nil, let budget = billing.budgets[job.project] { priced.runtimeLimit = .seconds(budget.defaultMaxRuntimeSeconds) }
             let attempt = costEstimate(of: priced, runtime: priced.runtimeLimit, now: job.submitTime).forRuntimeMicros ?? 0
-            // A waiting job's charges are past attempts'; a running one's may be this attempt's.
+            // Its charges so far plus a whole attempt: for a running job that over-holds what this
+            // attempt already spent (the safe side: it refuses sooner, never overspends).
             let charged = billing.totals.costMicros(job: job.id)
-            billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: job.state == .pending ? charged + attempt : max(attempt, charged),
-                                                                    attemptMicros: attempt)
+            billing.reservations[job.id] = BillingTable.Reservation(project: job.project, micros: Money.sum(charged, attempt), attemptMicros: attempt)
         }
         for id in nodeRecords.keys { watchers.changed(.node(id), to: state.index) }
         reads.publish(jobs: state.jobs.keys.sorted().compactMap { try? view(of: $0) }, queue: [], members: members, projectIDs: projectIDs)

@@ -51,14 +51,23 @@ extension ClusterState {
     /// Whether any project has a quota (without one, quotas play no part in any decision).
     public var quotasActive: Bool { projects.values.contains { $0.quota != nil } }
 
-    /// The milli-GPUs a project's live allocations hold: within its guarantee, and in all.
-    /// Standing is the project's, not the allocation's (Kueue's: a queue borrows while its use
-    /// exceeds its nominal quota): its oldest work fills the guarantee, the rest is borrowed.
-    public func quotaUse(of project: ProjectID) -> (guaranteed: Int, total: Int) {
-        var total = 0
-        for allocation in allocations.values where allocation.project == project { total += allocation.milliGPUs }
-        let guarantee = projects[project]?.quota?.guaranteedMilliGPUs ?? 0
-        return (min(total, guarantee), total)
+    /// The milli-GPUs a project's live allocations hold: of work its guarantee covers (its
+    /// model), and in all. Standing is the project's, not the allocation's (Kueue's: a queue
+    /// borrows while its use exceeds its nominal quota): its oldest covered work fills the
+    /// guarantee, the rest is borrowed.
+    public func quotaUse(of project: ProjectID) -> (covered: Int, total: Int) {
+        var covered = 0, total = 0
+        for allocation in allocations.values where allocation.project == project {
+            total += allocation.milliGPUs
+            if let job = jobs[allocation.task.job], isCoveredByQuota(job) { covered += allocation.milliGPUs }
+        }
+        return (covered, total)
+    }
+
+    /// Whether the job's GPUs count against its project's guarantee (a quota of its model, or of any).
+    public func isCoveredByQuota(_ job: Job) -> Bool {
+        guard let quota = projects[job.project]?.quota else { return false }
+        return job.taskGroups.allSatisfy { $0.resources.gpu.milliGPUs == 0 || quota.covers(requestedModel: $0.resources.gpuModel) }
     }
 
     /// The jobs whose running work is within their project's guarantee: per project, oldest
@@ -73,8 +82,7 @@ extension ClusterState {
             byJob[allocation.task.job] = (min(entry.start, allocation.startTime), entry.milli + allocation.milliGPUs)
         }
         for (id, entry) in byJob {
-            guard let job = jobs[id], let quota = projects[job.project]?.quota,
-                  job.taskGroups.allSatisfy({ $0.resources.gpu.milliGPUs == 0 || quota.covers(requestedModel: $0.resources.gpuModel) }) else { continue }
+            guard let job = jobs[id], isCoveredByQuota(job) else { continue }
             running[job.project, default: []].append((entry.start, id, entry.milli))
         }
         var within: Set<JobID> = []
@@ -91,17 +99,16 @@ extension ClusterState {
 
     /// Where `milliGPUs` more of the job would stand, given what its project holds (`use`, which a
     /// scheduling pass adds its own placements to).
-    public func quotaStanding(of job: Job, milliGPUs: Int, use: (guaranteed: Int, total: Int)) -> QuotaStanding {
+    public func quotaStanding(of job: Job, milliGPUs: Int, use: (covered: Int, total: Int)) -> QuotaStanding {
         guard quotasActive, milliGPUs > 0 else { return .unmanaged }
         let quota = projects[job.project]?.quota
-        let covered = quota.map { q in job.taskGroups.allSatisfy { $0.resources.gpu.milliGPUs == 0 || q.covers(requestedModel: $0.resources.gpuModel) } } ?? false
-        let guaranteed = covered ? (quota?.guaranteedMilliGPUs ?? 0) : 0
+        let guaranteed = isCoveredByQuota(job) ? (quota?.guaranteedMilliGPUs ?? 0) : 0
         // In all, the project may hold its guarantee plus its borrowing limit (Kueue's nominal
         // quota + borrowingLimit); within that, a job is its own while the guarantee holds it,
         // else wholly borrowed.
         if let limit = quota?.borrowingLimitMilliGPUs, use.total + milliGPUs > guaranteed + limit {
             return .exhausted(guaranteedMilliGPUs: guaranteed, usedMilliGPUs: use.total, borrowableMilliGPUs: limit)
         }
-        return use.total + milliGPUs <= guaranteed ? .guaranteed : .borrowing
+        return use.covered + milliGPUs <= guaranteed ? .guaranteed : .borrowing
     }
 }

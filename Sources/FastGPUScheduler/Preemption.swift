@@ -17,7 +17,8 @@ extension SchedulingPass {
     mutating func preempt(for job: Job, tasks: [TaskRef]) -> Int? {
         if runningRanks == nil { rankRunningJobs() }
         var rank = configuration.policy.claimRank(of: job, in: state, now: now)
-        rank.guaranteed = !placingBorrowed
+        // A claim reclaims only within its guarantee (a CPU-only claim, with quotas, never does).
+        rank.guaranteed = quotasActive ? placingStanding == .guaranteed : true
         // Nothing running ranks below this job: no search can find a victim.
         guard let lowest = lowestRunningRank, lowest < rank else { return nil }
         // A search that failed in this pass fails again for the same tasks at an equal or lower
@@ -114,7 +115,12 @@ extension SchedulingPass {
                 guard let allocation = state.allocations[id], var victimRank = runningRanks?[allocation.task.job] else { continue }
                 // Quotas decide between projects; within one, its own policy does (Kueue's reclaim
                 // within the cohort beside preemption within the queue).
-                if allocation.project == project { victimRank.guaranteed = rank.guaranteed }
+                if allocation.project == project {
+                    victimRank.guaranteed = rank.guaranteed
+                } else if quotasActive && victimRank.guaranteed {
+                    // Another project's work within its guarantee is never a victim, whatever the priorities.
+                    continue
+                }
                 guard victimRank < rank else { continue }
                 // Work that only ranks lower by the policy's own level (same tier and class) keeps
                 // a grace after it starts: a restart costs more than a short wait.

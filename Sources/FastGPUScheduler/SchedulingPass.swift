@@ -51,9 +51,11 @@ public struct SchedulingPass {
     var tally = FailureTally()
     /// Milli-GPUs each project holds within its guarantee and in all, placements of this pass
     /// included; filled on first use and only while a project has a quota.
-    var quotaUse: [ProjectID: (guaranteed: Int, total: Int)] = [:]
+    var quotaUse: [ProjectID: (covered: Int, total: Int)] = [:]
     /// The job being decided runs on borrowed capacity: its placements say so.
     var placingBorrowed = false
+    /// Where the job being decided stands against its quota (its preemption claim uses it).
+    var placingStanding = QuotaStanding.unmanaged
     /// Whether any project has a quota (read once: the state does not change within a pass).
     let quotasActive: Bool
 
@@ -117,7 +119,8 @@ public struct SchedulingPass {
                                                                  largestFreeFit: nil, jobsAhead: position, estimatedStart: nil))
         }
         placingBorrowed = standing == .borrowing
-        defer { placingBorrowed = false }
+        placingStanding = standing
+        defer { placingBorrowed = false; placingStanding = .unmanaged }
 
         var placed = 0
         var failedGroup: Int?
@@ -341,7 +344,7 @@ public struct SchedulingPass {
         guard quotasActive else { return }
         var use = quotaUse[allocation.project] ?? state.quotaUse(of: allocation.project)
         use.total += sign * allocation.milliGPUs
-        use.guaranteed = min(use.total, state.projects[allocation.project]?.quota?.guaranteedMilliGPUs ?? 0)
+        if let job = state.jobs[allocation.task.job], state.isCoveredByQuota(job) { use.covered += sign * allocation.milliGPUs }
         quotaUse[allocation.project] = use
     }
 

@@ -284,6 +284,9 @@ public final class SQLiteClusterStore: ClusterStore {
         migrator.registerMigration("v10: project quotas") { db in
             try db.alter(table: "project") { t in t.add(column: "quota", .text) }
         }
+        migrator.registerMigration("v11: when a package began") { db in
+            try db.alter(table: "package") { t in t.add(column: "since", .integer).notNull().defaults(to: 0) }
+        }
         return migrator
     }
 
@@ -374,8 +377,8 @@ public final class SQLiteClusterStore: ClusterStore {
                     }
                 case .savePackage(let project, let package):
                     if let package {
-                        try db.execute(sql: "INSERT OR REPLACE INTO package (projectID, monthlyFeeMicros, allowanceGPUHours) VALUES (?, ?, ?)",
-                                       arguments: [project.rawValue, package.monthlyFeeMicros, package.allowanceGPUHours])
+                        try db.execute(sql: "INSERT OR REPLACE INTO package (projectID, monthlyFeeMicros, allowanceGPUHours, since) VALUES (?, ?, ?, ?)",
+                                       arguments: [project.rawValue, package.monthlyFeeMicros, package.allowanceGPUHours, package.since.millisecondsSinceEpoch])
                     } else {
                         try db.execute(sql: "DELETE FROM package WHERE projectID = ?", arguments: [project.rawValue])
                     }
@@ -477,7 +480,8 @@ extension SQLiteClusterStore {
                                                                   defaultMaxRuntimeSeconds: row["defaultMaxRuntimeSeconds"])
         }
         for row in try Row.fetchAll(db, sql: "SELECT * FROM package") {
-            billing.packages[ProjectID(row["projectID"])] = BillingPackage(monthlyFeeMicros: row["monthlyFeeMicros"], allowanceGPUHours: row["allowanceGPUHours"])
+            billing.packages[ProjectID(row["projectID"])] = BillingPackage(monthlyFeeMicros: row["monthlyFeeMicros"], allowanceGPUHours: row["allowanceGPUHours"],
+                                                                           since: Timestamp(millisecondsSinceEpoch: row["since"]))
         }
         billing.credits = try Row.fetchAll(db, sql: "SELECT * FROM credit ORDER BY id").compactMap { row in
             guard let kind = CreditKind(rawValue: row["kind"]) else { return nil }

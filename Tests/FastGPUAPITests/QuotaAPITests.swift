@@ -47,6 +47,12 @@ struct QuotaAPITests {
             // Guaranteed work does not yield to a borrower, whatever its priority: it waits.
             _ = try await api.submit(fixture.admin, project: "borrower", gpus: 8, extra: #","priority":"high""#)
             #expect(try await fixture.schedule() == 0)
+            // Nor to another project's guaranteed claim of higher priority (guarantees over-sold here).
+            _ = try await api.member("gus", of: "other", role: "admin")
+            #expect(try await api.call(.put, "/v1/projects/other/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":8000}"#).status == .ok)
+            _ = try await api.submit(fixture.admin, project: "other", gpus: 8, extra: #","priority":"high""#)
+            #expect(try await fixture.schedule() == 0)
+            #expect(try await api.get("/v1/jobs/\(owned)", token: fixture.admin).json["state"]?.string == "running")
         }
     }
 
@@ -66,6 +72,9 @@ struct QuotaAPITests {
             #expect(waiting["state"]?.string == "pending")
             #expect(waiting["queue"]?["reason"]?["code"]?.string == "quotaExhausted", "\(waiting["queue"] ?? .null)")
             #expect(waiting["queue"]?["reason"]?["message"]?.string?.contains("4 GPUs in use, 2 guaranteed and at most 2 more borrowed") == true)
+            // A job that could never fit the quota is refused at once, not left waiting.
+            let huge = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"borrower","command":["x"],"resources":{"gpus":5}}"#)
+            #expect(huge.status.code == 422 && huge.detail.contains("lets it hold 4 at most"), "\(huge.detail)")
             let bad = try await api.call(.put, "/v1/projects/borrower/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":-1}"#)
             #expect(bad.status.code == 422)
         }

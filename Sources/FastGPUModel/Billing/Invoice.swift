@@ -3,11 +3,17 @@
 public struct BillingPackage: Hashable, Sendable, Codable {
     public var monthlyFeeMicros: Int64
     public var allowanceGPUHours: Int64
+    /// When the project went on the package: months that ended before it pay no fee.
+    public var since: Timestamp
 
-    public init(monthlyFeeMicros: Int64, allowanceGPUHours: Int64) {
+    public init(monthlyFeeMicros: Int64, allowanceGPUHours: Int64, since: Timestamp = .zero) {
         self.monthlyFeeMicros = monthlyFeeMicros
         self.allowanceGPUHours = allowanceGPUHours
+        self.since = since
     }
+
+    /// Whether it covered any of `month`.
+    public func covers(_ month: BillingMonth) -> Bool { since < month.end }
 
     /// The allowance in milli-GPU-milliseconds, the GPU lines' usage unit.
     public var allowanceUsage: Int64 { allowanceGPUHours.multipliedReportingOverflow(by: 3_600_000_000).overflow ? .max : allowanceGPUHours * 3_600_000_000 }
