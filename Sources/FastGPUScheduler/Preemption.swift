@@ -177,7 +177,7 @@ extension SchedulingPass {
             nodes[slot].release(allocation)
             index.update(slot, freeWholeGPUs: nodes[slot].freeWholeGPUs)
             preempted.insert(allocation.id)
-            adjustQuotaUse(allocation, borrowed: allocation.borrowed == true, by: -1)
+            adjustQuotaUse(allocation, by: -1)
             transaction.preempted.append(allocation.id)
             preemptions.append(Preemption(allocation: allocation.id, epoch: allocation.epoch, victim: allocation.task, beneficiary: beneficiary))
         }

@@ -255,7 +255,7 @@ public struct SchedulingPass {
         index.update(slot, freeWholeGPUs: nodes[slot].freeWholeGPUs)
         let placement = Placement(task: task, node: nodes[slot].id, devices: devices, cpuMillis: demand.resources.cpuMillis,
                                   memoryMiB: demand.resources.memoryMiB, gang: demand.gang, borrowed: placingBorrowed)
-        adjustQuotaUse(allocation, borrowed: placingBorrowed, by: 1)
+        adjustQuotaUse(allocation, by: 1)
         placements.append(placement)
         return placement
     }
@@ -317,14 +317,14 @@ public struct SchedulingPass {
             index.update(slot, freeWholeGPUs: node.freeWholeGPUs)
         }
         for id in transaction.tentativeIDs {
-            if let allocation = tentative[id] { adjustQuotaUse(allocation, borrowed: allocation.borrowed == true, by: -1) }
+            if let allocation = tentative[id] { adjustQuotaUse(allocation, by: -1) }
             tentative[id] = nil
         }
         placements.removeSubrange(transaction.placementsMark...)
         preemptions.removeSubrange(transaction.preemptionsMark...)
         for id in transaction.preempted {
             preempted.remove(id)
-            if let allocation = state.allocations[id] { adjustQuotaUse(allocation, borrowed: allocation.borrowed == true, by: 1) }
+            if let allocation = state.allocations[id] { adjustQuotaUse(allocation, by: 1) }
         }
     }
 
@@ -340,7 +340,7 @@ public struct SchedulingPass {
     }
 
     /// Counts an allocation in (+1) or out (−1) of its project's use.
-    mutating func adjustQuotaUse(_ allocation: Allocation, borrowed: Bool, by sign: Int) {
+    mutating func adjustQuotaUse(_ allocation: Allocation, by sign: Int) {
         guard quotasActive else { return }
         var use = quotaUse[allocation.project] ?? state.quotaUse(of: allocation.project)
         use.total += sign * allocation.milliGPUs

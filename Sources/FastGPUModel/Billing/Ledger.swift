@@ -31,8 +31,6 @@ public struct LedgerTotals: Hashable, Sendable {
         byJob[job, default: [:]][line, default: 0] += usage
     }
 
-    public mutating func forget(job: JobID) { byJob[job] = nil }
-
     public func spentMicros(project: ProjectID, month: BillingMonth) -> Int64 {
         Self.amountMicros(byProjectMonth[ProjectMonth(project: project, month: month)] ?? [:])
     }
@@ -72,5 +70,4 @@ public struct Ledger: Hashable, Sendable {
         return append(entry) ? entry : nil
     }
 
-    public func contains(_ sourceID: String) -> Bool { sourceIDs.contains(sourceID) }
 }

@@ -159,8 +159,6 @@ public struct PriceBook: Hashable, Sendable {
         return current
     }
 
-    public var latest: PriceVersion { versions.last! /* never empty: init puts the standard book in an empty one */ }
-
     /// The times in `(from, to)` where another version takes effect: metering cuts a segment there.
     public func changes(after from: Timestamp, before to: Timestamp) -> [Timestamp] {
         versions.lazy.map(\.effectiveAt).filter { $0 > from && $0 < to }
