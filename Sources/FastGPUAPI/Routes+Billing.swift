@@ -65,7 +65,12 @@ extension APIServer {
             let principal = try context.requirePrincipal()
             var request = request
             let body = try decode(SetQuotaBody.self, from: try await body(of: &request))
-            let quota = Quota(gpuModel: body.gpuModel, guaranteedMilliGPUs: body.guaranteedMilliGPUs, borrowingLimitMilliGPUs: body.borrowingLimitMilliGPUs)
+            let guarantees: [Quota.Guarantee]
+            switch body.guaranteeList() {
+            case .success(let list): guarantees = list.map { Quota.Guarantee(gpuModel: $0.gpuModel, milliGPUs: $0.milliGPUs) }
+            case .failure(let error): throw APIProblem(status: .badRequest, title: "Bad request", detail: error.message, field: "guarantees")
+            }
+            let quota = Quota(guarantees: guarantees, borrowingLimitMilliGPUs: body.borrowingLimitMilliGPUs, cohort: body.cohort)
             return try json(Wire.quota(try await cp.setQuota(project: try pathParameter(context, "name"), quota, by: principal)))
         }
         route(.delete, "/v1/projects/{name}/quota") { _, context in
@@ -148,8 +153,10 @@ extension Wire {
     }
 
     static func quota(_ view: ControlPlane.QuotaView) -> QuotaWire {
-        QuotaWire(project: view.project, gpuModel: view.quota?.gpuModel, guaranteedMilliGPUs: view.quota?.guaranteedMilliGPUs,
-                  borrowingLimitMilliGPUs: view.quota?.borrowingLimitMilliGPUs, guaranteedInUseMilliGPUs: view.guaranteedInUseMilliGPUs, inUseMilliGPUs: view.inUseMilliGPUs)
+        QuotaWire(project: view.project,
+                  guarantees: zip(view.quota?.guarantees ?? [], view.guaranteedInUse).map { QuotaWire.Guarantee(gpuModel: $0.gpuModel, milliGPUs: $0.milliGPUs, inUseMilliGPUs: $1) },
+                  guaranteedMilliGPUs: view.quota?.guaranteedMilliGPUs, borrowingLimitMilliGPUs: view.quota?.borrowingLimitMilliGPUs, cohort: view.quota?.cohort,
+                  guaranteedInUseMilliGPUs: view.guaranteedInUseMilliGPUs, inUseMilliGPUs: view.inUseMilliGPUs)
     }
 
     static func budget(_ view: BudgetView) -> BudgetWire {

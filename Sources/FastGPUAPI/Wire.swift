@@ -56,6 +56,7 @@ enum Wire {
             case .noReadyNode: "noReadyNode"
             case .backoff: "backoff"
             case .quotaExhausted: "quotaExhausted"
+            case .cohortFenced: "cohortFenced"
             }
             return ReasonWire(kind: "notNow", code: code, message: reason.explanation(now: now), jobsAhead: ahead,
                               largestFreeFit: fit.map { FreeFitWire(node: $0.node.rawValue, freeGPUs: $0.freeGPUs, gpuModel: $0.gpuModel) })

@@ -93,6 +93,8 @@ extension ControlPlane {
         public var project: String
         public var quota: Quota?
         public var guaranteedInUseMilliGPUs: Int
+        /// Per guarantee (parallel to `quota.guarantees`), the covered work it holds.
+        public var guaranteedInUse: [Int]
         public var inUseMilliGPUs: Int
     }
 
@@ -100,7 +102,8 @@ extension ControlPlane {
         let id = try visibleProject(name, by: principal)
         let use = state.quotaUse(of: id)
         let quota = state.projects[id]?.quota
-        return QuotaView(project: name, quota: quota, guaranteedInUseMilliGPUs: min(use.covered, quota?.guaranteedMilliGPUs ?? 0), inUseMilliGPUs: use.total)
+        let held = zip(quota?.guarantees ?? [], use.covered).map { min($0.milliGPUs, $1) }
+        return QuotaView(project: name, quota: quota, guaranteedInUseMilliGPUs: held.reduce(0, +), guaranteedInUse: held, inUseMilliGPUs: use.total)
     }
 
     /// Sets or clears a project's quota (cluster admins: guarantees divide the pool). Work already

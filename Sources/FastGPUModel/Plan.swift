@@ -73,6 +73,9 @@ public enum Shortfall: Hashable, Sendable, CustomStringConvertible, Codable {
     /// Its project's quota holds no more: what it is guaranteed, what it uses, what it may borrow
     /// (milli-GPUs). Waiting helps as its own work ends.
     case quotaExhausted(guaranteedMilliGPUs: Int, usedMilliGPUs: Int, borrowableMilliGPUs: Int)
+    /// The idle GPUs it fits on are guaranteed to a cohort, which lends them only to its own
+    /// projects; waiting helps as other work ends.
+    case cohortFenced(cohort: String)
 
     /// `2`, `1.5`: milli-GPUs as GPUs.
     static func gpus(_ milli: Int) -> String { milli % 1000 == 0 ? "\(milli / 1000)" : "\(milli / 1000).\(String(milli % 1000).count == 3 ? String(milli % 1000) : String(repeating: "0", count: 3 - String(milli % 1000).count) + String(milli % 1000))" }
@@ -82,6 +85,7 @@ public enum Shortfall: Hashable, Sendable, CustomStringConvertible, Codable {
         case .gpus(let n, let model): "no ready node has \(n) free \(model ?? "") GPU\(n == 1 ? "" : "s")".replacingDoubleSpaces()
         case .quotaExhausted(let guaranteed, let used, let borrowable):
             "its project's quota is used up: \(Self.gpus(used)) GPUs in use, \(Self.gpus(guaranteed)) guaranteed and at most \(Self.gpus(borrowable)) more borrowed"
+        case .cohortFenced(let cohort): "the idle GPUs it fits on are guaranteed to cohort \(cohort), which lends them only to its own projects"
         case .gpuShare(let milli, let memory): "no GPU has a free share of \(milli)m with \(memory) MiB"
         case .migSlots(let profile): "no MIG GPU has free slots for \(profile)"
         case .cpu(let m): "no ready node has \(m)m CPU free beside the GPUs"

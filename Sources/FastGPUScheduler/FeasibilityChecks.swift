@@ -12,6 +12,8 @@ public enum CheckFailure: String, Hashable, Sendable, CaseIterable {
     case migSlots
     /// The node is held for the backfill reservation and the task would outlive its start.
     case reserved
+    /// Borrowed work would take GPUs another cohort's guarantees hold.
+    case cohortFence
 }
 
 /// A stateless test of one node against one task. Checks run cheapest first and stop at the

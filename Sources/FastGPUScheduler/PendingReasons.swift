@@ -24,6 +24,7 @@ extension CheckFailure {
         case .gpuShare: 6
         case .migSlots: 7
         case .reserved: 8
+        case .cohortFence: 9
         }
     }
 }
@@ -46,6 +47,9 @@ extension SchedulingPass {
         if index.readyNodes == 0 { return .noReadyNode }
         if let reservation, tally[.reserved] > 0, tally[.reserved] >= max(tally[.cpu], tally[.memory]) {
             return .reservedFor(reservation.job)
+        }
+        if let fencedBy, tally[.cohortFence] > 0, tally[.cohortFence] >= max(tally[.cpu], tally[.memory], tally[.gpuShare], tally[.migSlots]) {
+            return .cohortFenced(cohort: fencedBy)
         }
         switch demand.gpu {
         case .whole(let count):

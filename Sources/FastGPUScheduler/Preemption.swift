@@ -60,12 +60,16 @@ extension SchedulingPass {
         var slot: Int
         var victims: [Allocation]
         var count: Int
+        /// Milli-GPUs of victims outside the claim's named cohort: a cohort reclaims what it
+        /// lent to its own projects before it touches what outsiders hold beside its fence.
+        var foreign: Int
         /// Milli-GPUs the victims hold, gang partners on other nodes included.
         var disturbed: Int
         var lostWork: Int64
         var tie: UInt64
 
         func isCheaper(than other: VictimChoice) -> Bool {
+            if foreign != other.foreign { return foreign < other.foreign }
             if disturbed != other.disturbed { return disturbed < other.disturbed }
             if count != other.count { return count < other.count }
             if lostWork != other.lostWork { return lostWork < other.lostWork }
@@ -104,11 +108,14 @@ extension SchedulingPass {
         var best: VictimChoice?
         let checks = configuration.checks
         let staticChecks: [any FeasibilityCheck] = [GPUModelCheck(), NodeSelectorCheck()]
+        let cohort = quotasActive ? state.projects[project]?.quota?.cohort : nil
+        let isForeign = { (victim: Allocation) in cohort != nil && state.projects[victim.project]?.quota?.cohort != cohort }
         for slot in nodes.indices where index.isIndexed(slot) {
             // Nothing on this node ranks below the job (a lower bound: victims only go in a pass).
             guard let lowest = lowestRankBySlot[slot], lowest < rank else { continue }
             let node = nodes[slot]
             if staticChecks.contains(where: { $0.failure(of: node, for: demand) != nil }) { continue }
+            if let fenced = placingFences, fenced.fences.crossed(by: demand.gpu.milliGPUs, cohort: fenced.cohort, nodeModel: node.gpuModel) != nil { continue }
             if case .whole(let k) = demand.gpu, node.gpus.count < k { continue }
             var yielding: [Allocation] = []
             for id in node.allocations where tentative[id] == nil && !preempted.contains(id) {
@@ -130,10 +137,12 @@ extension SchedulingPass {
             }
             guard !yielding.isEmpty else { continue }
             yielding.sort(by: Self.cheaperVictim)
+            if cohort != nil { yielding = yielding.filter { !isForeign($0) } + yielding.filter(isForeign) }
             var copy = node
             var victims: [Allocation] = []
             var count = 0
             var disturbed = 0
+            var foreign = 0
             var lost: Int64 = 0
             for victim in yielding {
                 copy.release(victim)
@@ -141,9 +150,10 @@ extension SchedulingPass {
                 let gang = gangSize(of: victim)
                 count += gang
                 disturbed += victim.milliGPUs * gang
+                if isForeign(victim) { foreign += victim.milliGPUs * gang }
                 lost += Int64(victim.milliGPUs) * now.milliseconds(since: victim.startTime)
                 if checks.allSatisfy({ $0.failure(of: copy, for: demand) == nil }), DeviceSelection.devices(on: copy, for: demand) != nil {
-                    let choice = VictimChoice(slot: slot, victims: victims, count: count, disturbed: disturbed, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
+                    let choice = VictimChoice(slot: slot, victims: victims, count: count, foreign: foreign, disturbed: disturbed, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
                     if best.map({ choice.isCheaper(than: $0) }) ?? true { best = choice }
                     break
                 }

@@ -51,7 +51,14 @@ public struct SchedulingPass {
     var tally = FailureTally()
     /// Milli-GPUs each project holds within its guarantee and in all, placements of this pass
     /// included; filled on first use and only while a project has a quota.
-    var quotaUse: [ProjectID: (covered: Int, total: Int)] = [:]
+    var quotaUse: [ProjectID: QuotaUse] = [:]
+    /// Named cohorts' fences, placements of this pass included; built on first use (nil before,
+    /// empty when no named cohort guarantees anything).
+    var fences: CohortFences?
+    /// The cohort of the job being placed borrowed, and the fences it must respect (nil: none).
+    var placingFences: (cohort: String?, fences: CohortFences)?
+    /// The cohort whose fence last turned a candidate away (for the pending reason).
+    var fencedBy: String?
     /// The job being decided runs on borrowed capacity: its placements say so.
     var placingBorrowed = false
     /// Where the job being decided stands against its quota (its preemption claim uses it).
@@ -120,7 +127,11 @@ public struct SchedulingPass {
         }
         placingBorrowed = standing == .borrowing
         placingStanding = standing
-        defer { placingBorrowed = false; placingStanding = .unmanaged }
+        if placingBorrowed {
+            if fences == nil { fences = CohortFences(state: state) }
+            if let fences, !fences.isEmpty { placingFences = (state.projects[job.project]?.quota?.cohort, fences) }
+        }
+        defer { placingBorrowed = false; placingStanding = .unmanaged; placingFences = nil }
 
         var placed = 0
         var failedGroup: Int?
@@ -211,7 +222,16 @@ public struct SchedulingPass {
                 nodes: nodes, checks: configuration.checks, scorers: configuration.scorers, reservation: reservation,
                 reservedSlots: reservedSlots, mix: mix, seed: configuration.seed,
                 sameGroupBySlot: demand.spread ? sameGroupCounts(job: demand.job, group: demand.group) : [:])
+            let fenced = placingFences
+            var fencedBy: String?
+            defer { if fencedBy != nil { self.fencedBy = fencedBy } }
             Self.forEachCandidate(in: index, models: models, for: demand) { slot in
+                // Borrowed work stays out of GPUs another cohort's guarantees hold.
+                if let fenced, let cohort = fenced.fences.crossed(by: demand.gpu.milliGPUs, cohort: fenced.cohort, nodeModel: evaluator.nodes[slot].gpuModel) {
+                    failures.add(.cohortFence)
+                    fencedBy = cohort
+                    return true
+                }
                 guard let devices = evaluator.devices(onSlot: slot, for: demand, failures: &failures) else { return true }
                 let score = evaluator.score(slot: slot, devices: devices, task: demand)
                 let tie = Self.tieBreak(evaluator.seed, evaluator.nodes[slot].id)
@@ -344,8 +364,13 @@ public struct SchedulingPass {
         guard quotasActive else { return }
         var use = quotaUse[allocation.project] ?? state.quotaUse(of: allocation.project)
         use.total += sign * allocation.milliGPUs
-        if let job = state.jobs[allocation.task.job], state.isCoveredByQuota(job) { use.covered += sign * allocation.milliGPUs }
+        if let job = state.jobs[allocation.task.job], let k = state.guaranteeIndex(of: job), k < use.covered.count { use.covered[k] += sign * allocation.milliGPUs }
         quotaUse[allocation.project] = use
+        if fences != nil, let slot = state.slot(of: allocation.node) {
+            let cohort = state.projects[allocation.project]?.quota?.cohort
+            fences?.add(sign * allocation.milliGPUs, cohort: cohort, nodeModel: nodes[slot].gpuModel)
+            if placingFences != nil, let fences { placingFences?.fences = fences }
+        }
     }
 
     // MARK: Reasons

@@ -289,44 +289,108 @@ package struct JobEstimateWire: Codable, Sendable, Equatable {
     }
 }
 
-/// A project's quota (`/v1/projects/{name}/quota`): guaranteed GPUs (of one model, or any), how
-/// many more it may borrow, and what it holds now. GPUs in thousandths, as shares count.
+/// A project's quota (`/v1/projects/{name}/quota`): guaranteed GPUs per model (or of any), how
+/// many more it may borrow, the cohort it lends to, and what it holds now. GPUs in thousandths,
+/// as shares count.
 package struct QuotaWire: Codable, Sendable, Equatable {
+    package struct Guarantee: Codable, Sendable, Equatable {
+        /// Absent: GPUs of any model.
+        package var gpuModel: String?
+        package var milliGPUs: Int
+        /// Work of the project this guarantee covers, as much of it as the guarantee holds.
+        package var inUseMilliGPUs: Int
+
+        package init(gpuModel: String?, milliGPUs: Int, inUseMilliGPUs: Int) {
+            self.gpuModel = gpuModel
+            self.milliGPUs = milliGPUs
+            self.inUseMilliGPUs = inUseMilliGPUs
+        }
+    }
+
     package var project: String
-    package var gpuModel: String?
+    /// Empty: no quota.
+    package var guarantees: [Guarantee]
+    /// All guarantees together (absent: no quota).
     package var guaranteedMilliGPUs: Int?
     /// Absent: as much as is idle.
     package var borrowingLimitMilliGPUs: Int?
+    /// Absent: the project lends to, and borrows from, the whole cluster.
+    package var cohort: String?
     package var guaranteedInUseMilliGPUs: Int
     package var inUseMilliGPUs: Int
 
-    package init(project: String, gpuModel: String?, guaranteedMilliGPUs: Int?, borrowingLimitMilliGPUs: Int?, guaranteedInUseMilliGPUs: Int, inUseMilliGPUs: Int) {
+    package init(project: String, guarantees: [Guarantee], guaranteedMilliGPUs: Int?, borrowingLimitMilliGPUs: Int?, cohort: String?,
+                 guaranteedInUseMilliGPUs: Int, inUseMilliGPUs: Int) {
         self.project = project
-        self.gpuModel = gpuModel
+        self.guarantees = guarantees
         self.guaranteedMilliGPUs = guaranteedMilliGPUs
         self.borrowingLimitMilliGPUs = borrowingLimitMilliGPUs
+        self.cohort = cohort
         self.guaranteedInUseMilliGPUs = guaranteedInUseMilliGPUs
         self.inUseMilliGPUs = inUseMilliGPUs
     }
 }
 
+/// `PUT /v1/projects/{name}/quota`: one guarantee (`gpuModel`, `guaranteedMilliGPUs`) or several
+/// (`guarantees`, one per model), a borrowing limit and a cohort.
 package struct SetQuotaBody: Codable, Sendable, Equatable {
-    package var gpuModel: String?
-    package var guaranteedMilliGPUs: Int
-    package var borrowingLimitMilliGPUs: Int?
+    package struct Guarantee: Codable, Sendable, Equatable {
+        package var gpuModel: String?
+        package var milliGPUs: Int
 
-    package enum CodingKeys: String, CodingKey, CaseIterable { case gpuModel, guaranteedMilliGPUs, borrowingLimitMilliGPUs }
+        package enum CodingKeys: String, CodingKey, CaseIterable { case gpuModel, milliGPUs }
+
+        package init(from decoder: any Decoder) throws {
+            let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+            gpuModel = try c.decodeIfPresent(String.self, forKey: .gpuModel)
+            milliGPUs = try c.decode(Int.self, forKey: .milliGPUs)
+        }
+
+        package init(gpuModel: String?, milliGPUs: Int) {
+            self.gpuModel = gpuModel
+            self.milliGPUs = milliGPUs
+        }
+    }
+
+    package var gpuModel: String?
+    package var guaranteedMilliGPUs: Int?
+    package var guarantees: [Guarantee]?
+    package var borrowingLimitMilliGPUs: Int?
+    package var cohort: String?
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case gpuModel, guaranteedMilliGPUs, guarantees, borrowingLimitMilliGPUs, cohort }
 
     package init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
         gpuModel = try c.decodeIfPresent(String.self, forKey: .gpuModel)
-        guaranteedMilliGPUs = try c.decode(Int.self, forKey: .guaranteedMilliGPUs)
+        guaranteedMilliGPUs = try c.decodeIfPresent(Int.self, forKey: .guaranteedMilliGPUs)
+        guarantees = try c.decodeIfPresent([Guarantee].self, forKey: .guarantees)
         borrowingLimitMilliGPUs = try c.decodeIfPresent(Int.self, forKey: .borrowingLimitMilliGPUs)
+        cohort = try c.decodeIfPresent(String.self, forKey: .cohort)
     }
 
-    package init(gpuModel: String? = nil, guaranteedMilliGPUs: Int, borrowingLimitMilliGPUs: Int? = nil) {
+    package init(gpuModel: String? = nil, guaranteedMilliGPUs: Int, borrowingLimitMilliGPUs: Int? = nil, cohort: String? = nil) {
         self.gpuModel = gpuModel
         self.guaranteedMilliGPUs = guaranteedMilliGPUs
         self.borrowingLimitMilliGPUs = borrowingLimitMilliGPUs
+        self.cohort = cohort
+    }
+
+    package init(guarantees: [Guarantee], borrowingLimitMilliGPUs: Int? = nil, cohort: String? = nil) {
+        self.guarantees = guarantees
+        self.borrowingLimitMilliGPUs = borrowingLimitMilliGPUs
+        self.cohort = cohort
+    }
+
+    /// The guarantees the body gives, or why it gives none that can be read.
+    package func guaranteeList() -> Result<[(gpuModel: String?, milliGPUs: Int)], SetQuotaBodyError> {
+        switch (guarantees, guaranteedMilliGPUs) {
+        case (let list?, nil) where gpuModel == nil: .success(list.map { ($0.gpuModel, $0.milliGPUs) })
+        case (nil, let milli?): .success([(gpuModel, milli)])
+        case (nil, nil): .failure(SetQuotaBodyError(message: "give guaranteedMilliGPUs (with gpuModel) or guarantees"))
+        default: .failure(SetQuotaBodyError(message: "give guaranteedMilliGPUs (with gpuModel) or guarantees, not both"))
+        }
     }
 }
+
+package struct SetQuotaBodyError: Error, Sendable { package var message: String }

@@ -26,7 +26,7 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "One pool of nodes per project instead of --nodes, jobs confined to their project's pool: vcvGl=20,vcvlY=2.") var pools: String?
     @Option(name: .customLong("project-map"), help: "Rename the trace's projects (Philly's VCs): 7f04ca=vision,6214e9=speech,*=research ('*': every other).")
     var projectMap: String?
-    @Option(help: "Quotas on the shared cluster: project=GPUs guaranteed[:GPUs more it may borrow], e.g. vision=128,speech=96,research=0. Work beyond a guarantee is borrowed and yields to guaranteed work.")
+    @Option(help: "Quotas on the shared cluster: project=GPUs guaranteed[:GPUs more it may borrow][@cohort], e.g. vision=128,speech=96@lab,research=0. Work beyond a guarantee is borrowed and yields to guaranteed work; a named cohort lends its idle guarantees only to its own projects.")
     var quotas: String?
     @Option(help: "Projects whose jobs all run on the spot tier (comma-separated).") var spot: String?
     @Option(name: .customLong("from-s"), help: "Keep jobs submitted at or after this many seconds into the trace.") var fromSeconds: Int64?
@@ -45,7 +45,7 @@ struct TraceOptions: ParsableArguments {
             throw ValidationError("give the cluster one way: --nodes N (with --gpus-per-node, --gpu-model), --node-list FILE or --pools P=N,…")
         }
         if let pools, parsedPools(pools) == nil { throw ValidationError("--pools takes project=nodes pairs: vcvGl=20,vcvlY=2") }
-        if let quotas, parsedQuotas(quotas) == nil { throw ValidationError("--quotas takes project=GPUs[:borrowable GPUs] pairs: vision=128,speech=96:32") }
+        if let quotas, parsedQuotas(quotas) == nil { throw ValidationError("--quotas takes project=GPUs[:borrowable GPUs][@cohort] pairs: vision=128,speech=96:32@lab") }
         if quotas != nil && pools != nil { throw ValidationError("--quotas share one cluster (--nodes); --pools partitions it: give one") }
         if let projectMap, parsedMap(projectMap) == nil { throw ValidationError("--project-map takes from=to pairs: 7f04ca=vision,*=research") }
         guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
@@ -61,14 +61,19 @@ struct TraceOptions: ParsableArguments {
         for pair in text.split(separator: ",") {
             let parts = pair.split(separator: "=")
             guard parts.count == 2, !parts[0].isEmpty else { return nil }
-            let amounts = parts[1].split(separator: ":")
+            // p=G[:B][@cohort]
+            let cohortParts = parts[1].split(separator: "@")
+            guard (1...2).contains(cohortParts.count) else { return nil }
+            let cohort = cohortParts.count == 2 ? String(cohortParts[1]) : nil
+            if let cohort, !Quota.isValidCohortName(cohort) { return nil }
+            let amounts = cohortParts[0].split(separator: ":")
             guard (1...2).contains(amounts.count), let guaranteed = Int(amounts[0]), (0...100_000).contains(guaranteed) else { return nil }
             var borrow: Int?
             if amounts.count == 2 {
                 guard let more = Int(amounts[1]), (0...100_000).contains(more) else { return nil }
                 borrow = more * 1000
             }
-            quotas[String(parts[0])] = Quota(guaranteedMilliGPUs: guaranteed * 1000, borrowingLimitMilliGPUs: borrow)
+            quotas[String(parts[0])] = Quota(guaranteedMilliGPUs: guaranteed * 1000, borrowingLimitMilliGPUs: borrow, cohort: cohort)
         }
         return quotas.isEmpty ? nil : quotas
     }
@@ -167,7 +172,7 @@ struct SimCompareCommand: ParsableCommand {
                 let mine = result.outcomes.filter { $0.project == project }
                 let jcts = mine.compactMap(\.completionMilliseconds)
                 let mean = jcts.isEmpty ? 0 : Double(jcts.reduce(0, +)) / Double(jcts.count) / 1000
-                let quota = quotas[project].map { q in "\(q.guaranteedMilliGPUs / 1000)" + (q.borrowingLimitMilliGPUs.map { "+\($0 / 1000)" } ?? "+idle") } ?? "-"
+                let quota = quotas[project].map { q in "\(q.guaranteedMilliGPUs / 1000)" + (q.borrowingLimitMilliGPUs.map { "+\($0 / 1000)" } ?? "+idle") + (q.cohort.map { "@\($0)" } ?? "") } ?? "-"
                 rows.append([policy, project, quota, "\(mine.count)", String(format: "%.0f", mean),
                              String(format: "%.1f", Double(result.gpuMillisecondsByProject[project] ?? 0) / 3_600_000_000),
                              Money.text(result.costMicrosByProject[project] ?? 0)])

@@ -80,3 +80,78 @@ struct QuotaAPITests {
         }
     }
 }
+
+@Suite("API: cohorts and guarantees per model")
+struct CohortAPITests {
+    @Test func aCohortLendsItsIdleGuaranteeOnlyToItsOwnProjectsAndReclaimsFromThemFirst() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            _ = try await api.register("n1", gpus: 8)
+            _ = try await api.register("n2", gpus: 8)
+            for project in ["vision", "speech", "outsider"] { _ = try await api.member("m-\(project)", of: project, role: "admin") }
+            // vision is guaranteed 8 of the 16 GPUs and lends them only within cohort lab; speech is
+            // in lab with no guarantee of its own; outsider has no quota at all.
+            let vision = try await api.call(.put, "/v1/projects/vision/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":8000,"cohort":"lab"}"#)
+            #expect(vision.status == .ok, "\(vision.detail)")
+            #expect(vision.json["cohort"]?.string == "lab" && vision.json["guarantees"]?[0]?["milliGPUs"]?.int == 8000)
+            #expect(try await api.call(.put, "/v1/projects/speech/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":0,"cohort":"lab"}"#).status == .ok)
+
+            // The outsider may borrow the 8 GPUs nobody is guaranteed, not vision's idle 8.
+            let first = try await api.submit(fixture.admin, project: "outsider", gpus: 8)
+            let second = try await api.submit(fixture.admin, project: "outsider", gpus: 8)
+            try await fixture.schedule()
+            #expect(try await api.get("/v1/jobs/\(first)", token: fixture.admin).json["allocations"]?.array.count == 1)
+            let fenced = try await api.get("/v1/jobs/\(second)", token: fixture.admin).json
+            #expect(fenced["state"]?.string == "pending")
+            #expect(fenced["queue"]?["reason"]?["code"]?.string == "cohortFenced", "\(fenced["queue"] ?? .null)")
+            #expect(fenced["queue"]?["reason"]?["message"]?.string?.contains("guaranteed to cohort lab") == true)
+            #expect(try await api.post("/v1/jobs/\(second)/cancel", token: fixture.admin).status == .ok)
+
+            // speech, in lab, borrows vision's idle guarantee.
+            let lent = try await api.submit(fixture.admin, project: "speech", gpus: 8)
+            try await fixture.schedule()
+            #expect(try await api.get("/v1/jobs/\(lent)", token: fixture.admin).json["allocations"]?.array.count == 1)
+
+            // vision wants its guarantee back: the pass reclaims what lab lent to speech, not
+            // what the outsider holds beside the fence.
+            let owned = try await api.submit(fixture.admin, project: "vision", gpus: 8)
+            #expect(try await fixture.schedule() == 1)
+            #expect(try await api.get("/v1/jobs/\(lent)", token: fixture.admin).json["allocations"]?[0]?["outcome"]?.string == "preempted")
+            #expect(try await api.get("/v1/jobs/\(first)", token: fixture.admin).json["allocations"]?[0]?["outcome"] == nil)
+            #expect(try await api.get("/v1/jobs/\(owned)", token: fixture.admin).json["allocations"]?.array.count == 1)
+        }
+    }
+
+    @Test func aQuotaHoldsOneGuaranteePerModelAndBadQuotasAreRefused() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            _ = try await api.register("n1", gpus: 8)
+            _ = try await api.member("m", of: "multi", role: "admin")
+            let set = try await api.call(.put, "/v1/projects/multi/quota", token: fixture.admin,
+                                         body: #"{"guarantees":[{"gpuModel":"H100","milliGPUs":4000},{"gpuModel":"A100","milliGPUs":2000}],"borrowingLimitMilliGPUs":1000}"#)
+            #expect(set.status == .ok, "\(set.detail)")
+            #expect(set.json["guaranteedMilliGPUs"]?.int == 6000 && set.json["guarantees"]?.array.count == 2)
+            // An H100 job counts against the H100 guarantee only.
+            let job = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"multi","command":["x"],"resources":{"gpus":3,"gpuModel":"H100"}}"#)
+            #expect(job.status == .created, "\(job.detail)")
+            try await fixture.schedule()
+            let quota = try await api.get("/v1/projects/multi/quota", token: fixture.admin).json
+            #expect(quota["guarantees"]?[0]?["inUseMilliGPUs"]?.int == 3000 && quota["guarantees"]?[1]?["inUseMilliGPUs"]?.int == 0)
+            #expect(quota["guaranteedInUseMilliGPUs"]?.int == 3000)
+            // Holding at most 6 + 1: a job of 8 GPUs is refused at submission.
+            let huge = try await api.post("/v1/jobs", token: fixture.admin, body: #"{"project":"multi","command":["x"],"resources":{"gpus":8}}"#)
+            #expect(huge.status.code == 422 && huge.detail.contains("lets it hold 7 at most"), "\(huge.detail)")
+
+            let both = try await api.call(.put, "/v1/projects/multi/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":1000,"guarantees":[{"milliGPUs":1000}]}"#)
+            #expect(both.status.code == 400 && both.detail.contains("not both"), "\(both.detail)")
+            let twice = try await api.call(.put, "/v1/projects/multi/quota", token: fixture.admin, body: #"{"guarantees":[{"gpuModel":"H100","milliGPUs":1000},{"gpuModel":"h100","milliGPUs":1000}]}"#)
+            #expect(twice.status.code == 422 && twice.detail.contains("one guarantee per GPU model"), "\(twice.detail)")
+            let cohort = try await api.call(.put, "/v1/projects/multi/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":1000,"cohort":"Lab!"}"#)
+            #expect(cohort.status.code == 422 && cohort.detail.contains("cohort name"), "\(cohort.detail)")
+            let unknown = try await api.call(.put, "/v1/projects/multi/quota", token: fixture.admin, body: #"{"guarantees":[{"milliGPUs":1000,"extra":1}]}"#)
+            #expect(unknown.status.code == 400)
+            // The quota that was set is still there, whole.
+            #expect(try await api.get("/v1/projects/multi/quota", token: fixture.admin).json["guarantees"]?.array.count == 2)
+        }
+    }
+}

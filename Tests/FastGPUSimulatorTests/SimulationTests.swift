@@ -227,6 +227,22 @@ import Testing
         #expect(result.gpuMillisecondsByProject["lab"] == Int64(520_000_000))
     }
 
+    @Test func aNamedCohortKeepsOutsidersOffItsIdleGuarantee() {
+        // Two nodes of 4 GPUs; lab is guaranteed 4 and idle. team asks 4 GPUs twice at t=0.
+        let trace = try! TraceReader.parse("submit_s,gpus,duration_s,gpu_milli,project,priority\n0,4,100,1000,team,100\n0,4,100,1000,team,100\n",  // swiftlint:disable:this force_try
+                                           format: .csv, file: "cohort.csv")
+        func starts(_ quota: Quota) -> [Int64?] {
+            var options = SimulationOptions.uniform(nodes: 2, gpusPerNode: 4, gpuModel: "H100-80GB")
+            options.quotas = ["lab": quota]
+            return Simulation(trace: trace, policy: SimulationPolicy.named("fastgpu")!, options: options).run()
+                .outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } }
+        }
+        // Lending to the whole cluster: team borrows lab's idle 4 GPUs at once.
+        #expect(starts(Quota(guaranteedMilliGPUs: 4000)) == [0, 0])
+        // Lending only within cohort lab: team's second job waits for its first.
+        #expect(starts(Quota(guaranteedMilliGPUs: 4000, cohort: "lab")) == [0, 100])
+    }
+
     @Test func spotWorkYieldsAndCostsItsSpotPrice() {
         // Non-spot work preempts spot work with or without quotas; lab pays 40 % of 2.49:
         // 4 × 130 s × 0.996 / 3600 = 0.143866.

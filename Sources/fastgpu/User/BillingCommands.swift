@@ -268,8 +268,10 @@ struct QuotaCommand: AsyncParsableCommand {
         commandName: "quota", abstract: "A project's guaranteed GPUs and how many more it may borrow while others leave them idle.",
         discussion: """
             Work within the guarantee is the project's own; work beyond it runs borrowed and is preempted (with the stop \
-            notice) when a project needs its guarantee back. Work beyond guarantee + borrowing limit waits (quotaExhausted).
+            notice) when a project needs its guarantee back. Work beyond guarantee + borrowing limit waits (quotaExhausted). \
+            Projects of a named cohort lend their idle guarantees only to each other (cohortFenced).
               fastgpu quota set vision --gpus 16 --model H100 --borrow 8
+              fastgpu quota set speech --gpus H100=8 --gpus A100=16 --cohort lab
             """,
         subcommands: [Show.self, Set.self, Clear.self], defaultSubcommand: Show.self)
 
@@ -290,17 +292,29 @@ struct QuotaCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "set", abstract: "Set the quota (cluster admins).")
         @OptionGroup var connection: ClientOptions
         @Argument(help: "The project.") var project: String
-        @Option(help: "GPUs guaranteed (fractions allowed: 0.5).") var gpus: String
-        @Option(help: "Of this model only (H100); any model when absent.") var model: String?
+        @Option(help: "GPUs guaranteed (fractions allowed: 0.5); MODEL=N for one model's, repeated for several (--gpus H100=8 --gpus A100=16).")
+        var gpus: [String]
+        @Option(help: "Of this model only (H100), for a plain --gpus N; any model when absent.") var model: String?
         @Option(help: "At most this many GPUs more, borrowed; as many as are idle when absent.") var borrow: String?
+        @Option(help: "Lend idle guarantees only to projects of this cohort (and borrow theirs); the whole cluster when absent.") var cohort: String?
 
         func run() async throws {
             func milli(_ text: String, _ flag: String) throws -> Int {
                 guard let micros = Money.micros(text), micros % 1000 == 0 else { throw CommandFailure("\(flag) \(text): give GPUs such as 16 or 0.5") }
                 return Int(micros / 1000)
             }
+            guard !gpus.isEmpty, gpus.count <= 16 else { throw CommandFailure("give --gpus 1 to 16 times") }
+            var guarantees: [SetQuotaBody.Guarantee] = []
+            for text in gpus {
+                if let equals = text.firstIndex(of: "=") {
+                    guard model == nil else { throw CommandFailure("--gpus \(text) names its model; leave out --model") }
+                    guarantees.append(.init(gpuModel: String(text[..<equals]), milliGPUs: try milli(String(text[text.index(after: equals)...]), "--gpus")))
+                } else {
+                    guarantees.append(.init(gpuModel: model, milliGPUs: try milli(text, "--gpus")))
+                }
+            }
             let quota = try await connection.client().setQuota(project: project, SetQuotaBody(
-                gpuModel: model, guaranteedMilliGPUs: try milli(gpus, "--gpus"), borrowingLimitMilliGPUs: try borrow.map { try milli($0, "--borrow") }))
+                guarantees: guarantees, borrowingLimitMilliGPUs: try borrow.map { try milli($0, "--borrow") }, cohort: cohort))
             QuotaCommand.print(quota)
         }
     }
@@ -319,12 +333,15 @@ struct QuotaCommand: AsyncParsableCommand {
 
     static func print(_ quota: QuotaWire) {
         var rows: [[String]] = []
-        if let guaranteed = quota.guaranteedMilliGPUs {
-            rows.append(["guaranteed", "\(gpus(guaranteed)) \(quota.gpuModel ?? "any") GPUs"])
-            rows.append(["may borrow", quota.borrowingLimitMilliGPUs.map { "\(gpus($0)) GPUs more" } ?? "what is idle"])
-        } else {
+        if quota.guarantees.isEmpty {
             rows.append(["guaranteed", "none (all its work is borrowed while any project has a quota)"])
+        } else {
+            for guarantee in quota.guarantees {
+                rows.append(["guaranteed", "\(gpus(guarantee.milliGPUs)) \(guarantee.gpuModel ?? "any") GPUs (\(gpus(guarantee.inUseMilliGPUs)) in use)"])
+            }
+            rows.append(["may borrow", quota.borrowingLimitMilliGPUs.map { "\(gpus($0)) GPUs more" } ?? "what is idle"])
         }
+        rows.append(["cohort", quota.cohort.map { "\($0) (lends idle guarantees only to its projects)" } ?? "the whole cluster"])
         rows.append(["in use", "\(gpus(quota.inUseMilliGPUs)) GPUs, \(gpus(quota.guaranteedInUseMilliGPUs)) of them within the guarantee"])
         Output.write("quota of \(quota.project)\n" + Output.pairs(rows))
     }
