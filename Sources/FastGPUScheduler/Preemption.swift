@@ -63,6 +63,11 @@ extension SchedulingPass {
         /// Milli-GPUs of victims outside the claim's named cohort: a cohort reclaims what it
         /// lent to its own projects before it touches what outsiders hold beside its fence.
         var foreign: Int
+        /// Milli-GPUs of the claim's own project's work, with quotas: a guaranteed claim takes
+        /// back what others borrowed before it stops its own project's work (Kueue orders
+        /// borrowing workloads of other queues first). Else a wide claim would stop one of its
+        /// own wide jobs rather than several narrow borrowed ones, and its own work would churn.
+        var own: Int
         /// Milli-GPUs the victims hold, gang partners on other nodes included.
         var disturbed: Int
         var lostWork: Int64
@@ -70,6 +75,7 @@ extension SchedulingPass {
 
         func isCheaper(than other: VictimChoice) -> Bool {
             if foreign != other.foreign { return foreign < other.foreign }
+            if own != other.own { return own < other.own }
             if disturbed != other.disturbed { return disturbed < other.disturbed }
             if count != other.count { return count < other.count }
             if lostWork != other.lostWork { return lostWork < other.lostWork }
@@ -137,12 +143,17 @@ extension SchedulingPass {
             }
             guard !yielding.isEmpty else { continue }
             yielding.sort(by: Self.cheaperVictim)
-            if cohort != nil { yielding = yielding.filter { !isForeign($0) } + yielding.filter(isForeign) }
+            if quotasActive {
+                // Within a node too: the cohort's own borrowers, then outsiders; others' work before the claim's project's.
+                let key = { (victim: Allocation) in (isForeign(victim) ? 2 : 0) + (victim.project == project ? 1 : 0) }
+                yielding = (0...3).flatMap { k in yielding.filter { key($0) == k } }
+            }
             var copy = node
             var victims: [Allocation] = []
             var count = 0
             var disturbed = 0
             var foreign = 0
+            var own = 0
             var lost: Int64 = 0
             for victim in yielding {
                 copy.release(victim)
@@ -151,9 +162,10 @@ extension SchedulingPass {
                 count += gang
                 disturbed += victim.milliGPUs * gang
                 if isForeign(victim) { foreign += victim.milliGPUs * gang }
+                if quotasActive && victim.project == project { own += victim.milliGPUs * gang }
                 lost += Int64(victim.milliGPUs) * now.milliseconds(since: victim.startTime)
                 if checks.allSatisfy({ $0.failure(of: copy, for: demand) == nil }), DeviceSelection.devices(on: copy, for: demand) != nil {
-                    let choice = VictimChoice(slot: slot, victims: victims, count: count, foreign: foreign, disturbed: disturbed, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
+                    let choice = VictimChoice(slot: slot, victims: victims, count: count, foreign: foreign, own: own, disturbed: disturbed, lostWork: lost, tie: Self.tieBreak(configuration.seed, node.id))
                     if best.map({ choice.isCheaper(than: $0) }) ?? true { best = choice }
                     break
                 }

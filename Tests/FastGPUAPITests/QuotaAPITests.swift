@@ -122,6 +122,31 @@ struct CohortAPITests {
         }
     }
 
+    @Test func aGuaranteedClaimTakesBackBorrowedGPUsBeforeItStopsItsOwnWork() async throws {
+        let fixture = try await Fixture.make()
+        try await fixture.test { api in
+            _ = try await api.register("n1", gpus: 8)
+            _ = try await api.register("n2", gpus: 8)
+            _ = try await api.member("o", of: "owner", role: "admin")
+            _ = try await api.member("b", of: "borrower", role: "admin")
+            #expect(try await api.call(.put, "/v1/projects/owner/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":16000}"#).status == .ok)
+            let old = try await api.submit(fixture.admin, project: "owner", gpus: 8)
+            try await fixture.schedule()
+            var borrowed: [UInt64] = []
+            for _ in 0..<8 { borrowed.append(try await api.submit(fixture.admin, project: "borrower", gpus: 1)) }
+            try await fixture.schedule()
+            // A high-priority claim of the owner outranks its own old job too; stopping that one job
+            // would disturb fewer allocations, but what others borrowed goes first.
+            let claim = try await api.submit(fixture.admin, project: "owner", gpus: 8, extra: #","priority":"high""#)
+            #expect(try await fixture.schedule() == 1)
+            #expect(try await api.get("/v1/jobs/\(old)", token: fixture.admin).json["allocations"]?[0]?["outcome"] == nil)
+            for job in borrowed {
+                #expect(try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0]?["outcome"]?.string == "preempted")
+            }
+            #expect(try await api.get("/v1/jobs/\(claim)", token: fixture.admin).json["allocations"]?.array.count == 1)
+        }
+    }
+
     @Test func aQuotaHoldsOneGuaranteePerModelAndBadQuotasAreRefused() async throws {
         let fixture = try await Fixture.make()
         try await fixture.test { api in
