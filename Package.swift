@@ -223,7 +223,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FastGPUStoreTests",
-            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUTestSupport"],
+            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -39,7 +39,6 @@ struct ReplicaProbe: Codable, Equatable {
     /// Until a replica first answers, it is probed every 100 ms: the first request held at the
     /// gateway waits for this, not for the spec's interval.
     static let startupProbeInterval: TimeInterval = 0.1
-    static let reannounceInterval: TimeInterval = 10
 }
 
 // Readiness: the agent probes each running replica on its port and tells the control plane when
@@ -101,7 +100,7 @@ extension Agent {
             probe.nextProbeAt = now.addingTimeInterval(probe.everReady ? Double(probe.intervalMilliseconds) / 1000 : ReplicaProbe.startupProbeInterval)
             workload.replica = probe
             self.state?.workloads[id] = workload
-            let stale = probe.reportedAt.map { now.timeIntervalSince($0) > ReplicaProbe.reannounceInterval } ?? true
+            let stale = probe.reportedAt.map { now.timeIntervalSince($0) > Double(configuration.replicaReannounce.components.seconds) } ?? true
             if probe.reportedReady != probe.ready || (probe.ready && stale) {
                 await reportReadiness(id, ready: probe.ready, epoch: workload.epoch, port: probe.hostPort)
             }

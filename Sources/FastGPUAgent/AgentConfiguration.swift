@@ -16,6 +16,9 @@ public struct AgentConfiguration: Sendable {
     public var probeInterval: Duration = .seconds(10)
     /// Between SIGTERM and SIGKILL when a workload is stopped.
     public var stopGrace: Duration = .seconds(10)
+    /// A ready replica's readiness is told to the control plane again after this long, in case
+    /// the first report was lost (its changes are told at once).
+    public var replicaReannounce: Duration = .seconds(10)
     /// Seconds a blocking assignment query waits.
     public var pollWait: Int = 30
     /// How often output files are shipped and exits looked for.

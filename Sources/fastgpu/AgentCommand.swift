@@ -51,6 +51,9 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Seconds a stopped job gets between SIGTERM and SIGKILL (0 to 3600).")
     var stopGrace = 10
 
+    @Option(help: "Seconds after which a ready replica's readiness is reported again, in case a report was lost (1 to 3600).")
+    var replicaReannounce = 10
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -95,6 +98,8 @@ struct AgentCommand: AsyncParsableCommand {
         configuration.cgroups = !noCgroups
         guard (0...3600).contains(stopGrace) else { throw ValidationError("--stop-grace must be 0 to 3600 seconds") }
         configuration.stopGrace = .seconds(stopGrace)
+        guard (1...3600).contains(replicaReannounce) else { throw ValidationError("--replica-reannounce must be 1 to 3600 seconds") }
+        configuration.replicaReannounce = .seconds(replicaReannounce)
         if let caFile {
             guard FileManager.default.isReadableFile(atPath: caFile) else { throw CommandFailure("cannot read the CA file \(caFile)") }
             configuration.caFile = caFile

@@ -27,6 +27,7 @@ struct FastGPUCommand: AsyncParsableCommand {
               nodes     ls | show | cordon | uncordon | drain
               projects  ls | show | create | add-member | remove-member
               tokens    ls | create | revoke
+              admin     backup | restore: the server's database
 
             Study scheduling:
               sim       replay GPU-cluster traces (run, compare, pack)
@@ -34,7 +35,7 @@ struct FastGPUCommand: AsyncParsableCommand {
             """,
         version: FastGPUVersion.current,
         subcommands: [RunCommand.self, ExecCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
-                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, QuotaCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
+                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, QuotaCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, AdminCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
     )
 }
 

@@ -100,6 +100,8 @@ struct LocalServer {
     var services: [any Service]
     var controlPlane: ControlPlane
     var directory: String
+    /// Held until the process ends.
+    var lock: DirectoryLock
 
     static func make(dataDir: String?, host: String, port: Int, gatewayPort: Int? = nil, configuration: ControlPlaneConfiguration,
                      limits: RequestLimits = RequestLimits(), tls: TLSFiles? = nil, logger: Logger,
@@ -111,8 +113,11 @@ struct LocalServer {
         } catch {
             throw CommandFailure("cannot create the data directory \(directory): \(error.localizedDescription)")
         }
+        // One server per data directory, for its whole life (a restore checks the same lock).
+        let lock: DirectoryLock
+        do { lock = try DirectoryLock(directory: directory) } catch { throw CommandFailure("\(error)") }
         let store: SQLiteClusterStore
-        do { store = try SQLiteClusterStore(path: directory + "/fastgpu.db") } catch { throw CommandFailure("\(error)") }
+        do { store = try SQLiteClusterStore(path: directory + "/" + SQLiteClusterStore.databaseFileName) } catch { throw CommandFailure("\(error)") }
         // Secrets are sealed with a key kept beside the database, in a file of its own (0600):
         // back both up, and keep them apart.
         let secretBox: SecretBox
@@ -163,7 +168,7 @@ struct LocalServer {
             services += assembly.gateway.services
             services.append(gateway)
         }
-        return LocalServer(services: services, controlPlane: assembly.controlPlane, directory: directory)
+        return LocalServer(services: services, controlPlane: assembly.controlPlane, directory: directory, lock: lock)
     }
 }
 

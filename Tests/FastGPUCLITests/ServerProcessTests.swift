@@ -82,6 +82,38 @@ import Testing
         #expect(!secondErrors.contains("created project"), "no second bootstrap")
     }
 
+    @Test(.timeLimit(.minutes(2))) func aBackupTakenWhileTheServerRunsRestoresIntoAFreshServerThatServesTheSameJobs() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-backup-\(UInt64.random(in: 0...UInt64.max))").path
+        let (dataDir, restoredDir, backup) = (base + "/a", base + "/b", base + "/fastgpu.backup")
+        let first = try Server(dataDir: dataDir)
+        let token = try String(contentsOfFile: dataDir + "/admin-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        for i in 0..<5 {
+            let reply = try Self.curl(["-w", "\n%{http_code}", "-X", "POST", "http://127.0.0.1:\(first.port)/v1/jobs", "-H", "Authorization: Bearer \(token)",
+                                       "-d", #"{"project":"default","name":"kept\#(i)","command":["true"]}"#])
+            #expect(reply.hasSuffix("\n201"), "\(reply)")
+        }
+        let taken = try CLITests.run(["admin", "backup", backup, "--data-dir", dataDir])
+        #expect(taken.status == 0, "\(taken.errors)")
+        #expect(taken.output.contains("5 jobs, 1 projects") && taken.output.contains("secret key"), "\(taken.output)")
+        // Not into a directory a running server holds, and no second server on it either.
+        let busy = try CLITests.run(["admin", "restore", backup, "--data-dir", dataDir, "--replace"])
+        #expect(busy.status != 0 && busy.errors.contains("another FastGPU server uses"), "\(busy.errors)")
+        let twice = try CLITests.run(["server", "--data-dir", dataDir, "--port", "0"])
+        #expect(twice.status != 0 && twice.errors.contains("stop it first"), "\(twice.errors)")
+
+        let restored = try CLITests.run(["admin", "restore", backup, "--data-dir", restoredDir])
+        #expect(restored.status == 0, "\(restored.errors)")
+        #expect(restored.output.contains("no secret key"), "\(restored.output)")
+        try FileManager.default.copyItem(atPath: dataDir + "/secret-key", toPath: restoredDir + "/secret-key")
+        #expect(first.kill(SIGKILL) != 0)
+        let second = try Server(dataDir: restoredDir)
+        let list = try Self.curl(["http://127.0.0.1:\(second.port)/v1/jobs?limit=100", "-H", "Authorization: Bearer \(token)"])
+        for i in 0..<5 { #expect(list.contains("\"name\":\"kept\(i)\""), "kept\(i) lost: \(list)") }
+        #expect(second.kill(SIGTERM) == 0)
+        let bad = try CLITests.run(["admin", "restore", base + "/none.db", "--data-dir", restoredDir])
+        #expect(bad.status != 0 && bad.errors.split(separator: "\n").count == 1 && bad.errors.contains("there is no file"), "\(bad.errors)")
+    }
+
     @Test func anUnusableDataDirectoryIsOneLine() throws {
         let run = try CLITests.run(["server", "--data-dir", "/proc/fastgpu-nope", "--port", "0"])
         #expect(run.status != 0)

@@ -26,7 +26,9 @@ struct ServicesEndToEndTests {
             server = cluster.directory + "/model_server.py"
             try FileManager.default.copyItem(atPath: ServicesEndToEndTests.modelServer, toPath: server)
             chmod(server, 0o644)
-            try cluster.startAgent("n1", gpus: "8xH100-80GB")
+            // Readiness is re-announced only after a minute: a gateway that needed it (instead of
+            // the readiness event) would answer far later than any bound below.
+            try cluster.startAgent("n1", gpus: "8xH100-80GB", extra: ["--replica-reannounce", "60"])
             gateway = try cluster.gateway()
             var configuration = HTTPClient.Configuration()
             configuration.connectionPool = .init(idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 256)
@@ -118,11 +120,12 @@ struct ServicesEndToEndTests {
         #expect(ready.timeIntervalSince(started) >= 5, "the replica took its start-up delay")
         // Run alone (`swift test --filter ServicesEndToEndTests`) the first answer comes 0.1–0.3 s
         // after the ready event; inside the whole suite, which saturates both cores with other
-        // servers, agents, moto and simulations, up to ~2.5 s was seen, and 6–7 s since the
-        // storage suites joined it. The bound is what this test is for: it fails a gateway that
-        // waits for a poll (the 30 s route long poll, the 10 s readiness re-announce) instead of
-        // the readiness event. How fast the wake is, is a benchmark's to say, not a test's.
-        #expect(first.timeIntervalSince(ready) < 9.5, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
+        // servers, agents, moto and simulations, up to ~2.5 s was seen, 6–7 s since the storage
+        // suites joined it, and once 9.7 s on a clean clone. The bound is what this test is for:
+        // it fails a gateway that waits for a poll (the 30 s route long poll, the readiness
+        // re-announce, set to 60 s above) instead of the readiness event. How fast the wake is,
+        // is a benchmark's to say, not a test's.
+        #expect(first.timeIntervalSince(ready) < 25, "first answer \(first.timeIntervalSince(ready)) s after the replica was ready")
         #expect(try rig.events("cold").filter { $0.kind == "replicaStarted" }.count == 1, "one wake, not one per request")
         let metrics = try rig.cluster.get("/metrics")
         #expect(metrics.contains(#"fastgpu_service_requests_total{service="cold",gateway="embedded"} 100"#), "\(metrics.split(separator: "\n").filter { $0.contains("service") })")
