@@ -36,6 +36,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.27.0"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
     ],
     targets: [
         .target(
@@ -108,6 +109,16 @@ let package = Package(
                 "FastGPUModel",
                 "FastGPUStore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
+            name: "FastGPUStorePostgres",
+            dependencies: [
+                "FastGPUModel",
+                "FastGPUStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -223,14 +234,16 @@ let package = Package(
         ),
         .testTarget(
             name: "FastGPUStoreTests",
-            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUTestSupport", .product(name: "GRDB", package: "GRDB.swift")],
+            dependencies: ["FastGPUModel", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUStorePostgres", "FastGPUTestSupport",
+                           .product(name: "GRDB", package: "GRDB.swift"), .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "FastGPUAPITests",
             dependencies: [
                 "FastGPUModel", "FastGPUScheduler", "FastGPUStore", "FastGPUStoreSQLite", "FastGPUControlPlane", "FastGPUAPI", "FastGPUWire", "FastGPUTestSupport",
-                "FastGPUStorage",
+                "FastGPUStorage", "FastGPUStorePostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -83,3 +83,58 @@ public struct StoredBilling: Hashable, Sendable {
 
     public init() {}
 }
+
+/// An invoice as the JSON body of its row (every store keeps it so).
+public struct StoredInvoice: Codable, Sendable {
+    public struct Line: Codable, Sendable {
+        var sku: String
+        var tier: String
+        var priceVersion: Int
+        var unitPriceMicrosPerHour: Int64
+        var usage: Int64
+    }
+    var project: UInt64
+    var month: String
+    var lines: [Line]
+    var packageFeeMicros: Int64
+    var usageMicros: Int64
+    var trialAppliedMicros: Int64
+    var allowanceAppliedMicros: Int64
+    var allowanceUsed: Int64
+    var prepaidAppliedMicros: Int64
+    var totalMicros: Int64
+
+    public init(_ invoice: Invoice) {
+        project = invoice.project.rawValue
+        month = invoice.month.description
+        lines = invoice.lines.map { Line(sku: $0.key.sku.description, tier: $0.key.tier.rawValue, priceVersion: $0.key.priceVersion,
+                                         unitPriceMicrosPerHour: $0.key.unitPriceMicrosPerHour, usage: $0.usage) }
+        packageFeeMicros = invoice.packageFeeMicros
+        usageMicros = invoice.usageMicros
+        trialAppliedMicros = invoice.trialAppliedMicros
+        allowanceAppliedMicros = invoice.allowanceAppliedMicros
+        allowanceUsed = invoice.allowanceUsed
+        prepaidAppliedMicros = invoice.prepaidAppliedMicros
+        totalMicros = invoice.totalMicros
+    }
+
+    /// The invoice as it was issued: its figures as stored, not recomputed.
+    public var invoice: Invoice {
+        get throws {
+            guard let month = BillingMonth(month) else { throw StoreError("a stored invoice has no month") }
+            let keys = try lines.map { line -> (LineKey, Int64) in
+                guard let sku = SKU(line.sku), let tier = BillingTier(rawValue: line.tier) else { throw StoreError("a stored invoice line is unreadable") }
+                return (LineKey(sku: sku, tier: tier, priceVersion: line.priceVersion, unitPriceMicrosPerHour: line.unitPriceMicrosPerHour), line.usage)
+            }
+            var invoice = Invoice(project: ProjectID(project), month: month, lines: Dictionary(keys, uniquingKeysWith: +), package: nil, credits: CreditBalances())
+            invoice.packageFeeMicros = packageFeeMicros
+            invoice.usageMicros = usageMicros
+            invoice.trialAppliedMicros = trialAppliedMicros
+            invoice.allowanceAppliedMicros = allowanceAppliedMicros
+            invoice.allowanceUsed = allowanceUsed
+            invoice.prepaidAppliedMicros = prepaidAppliedMicros
+            invoice.totalMicros = totalMicros
+            return invoice
+        }
+    }
+}

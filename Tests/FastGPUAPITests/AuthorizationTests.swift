@@ -17,7 +17,7 @@ struct AuthorizationTests {
         #expect(TokenSecret.generate() != token)
 
         let fixture = try await Fixture.make()
-        let database = try String(contentsOfFile: fixture.path, encoding: .isoLatin1) + ((try? String(contentsOfFile: fixture.path + "-wal", encoding: .isoLatin1)) ?? "")
+        let database = try fixture.storedText()
         #expect(!database.contains(fixture.admin), "the database never holds a token")
         #expect(database.contains(TokenSecret.hash(fixture.admin)))
     }

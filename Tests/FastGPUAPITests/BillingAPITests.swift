@@ -61,7 +61,7 @@ struct BillingAPITests {
             let usage = try await api.get("/v1/projects/default/usage?by=job&from=2027-01-01", token: fixture.admin).json
             #expect(usage["items"]?[0]?["key"]?.string == "job-\(job)" && usage["amountMicros"]?.int == 235_858)
             #expect(usage["milliGPUHours"]?.int == 94) // 341 GPU-seconds = 0.0947 GPU-hours
-            let charges = try await SQLiteClusterStore(path: fixture.path).charges(of: JobID(UInt64(job)), limit: 100)
+            let charges = try await fixture.openStore().charges(of: JobID(UInt64(job)), limit: 100)
             #expect(charges.count == 3 && charges.allSatisfy { $0.end.milliseconds(since: $0.start) <= 60_000 })
             #expect(charges.reduce(0) { $0 + $1.usage } == 2000 * 170_500)
         }
@@ -93,7 +93,7 @@ struct BillingAPITests {
             try await Self.exit(api, job: 1, node: node)
             // 130 s of one H100 whatever the restart: 130 × 2.49 / 3600 = 0.089916 (…6̅).
             #expect(try await api.get("/v1/jobs/1", token: again.admin).json["costMicros"]?.int == 89_916)
-            let charges = try await SQLiteClusterStore(path: again.path).charges(of: JobID(1), limit: 100)
+            let charges = try await again.openStore().charges(of: JobID(1), limit: 100)
             #expect(charges.map(\.segment) == [0, 1, 2])
         }
     }

@@ -9,7 +9,7 @@ import Testing
 /// own `make`; each check gets a fresh, empty store, and `reopen` gives a second handle on the
 /// same data, as a restarted server would get.
 struct ClusterStoreConformance {
-    let make: () throws -> (store: any ClusterStore, reopen: () throws -> any ClusterStore)
+    let make: @Sendable () async throws -> (store: any ClusterStore, reopen: @Sendable () async throws -> any ClusterStore)
 
     static let t0 = Timestamp.seconds(1_800_000_000)
 
@@ -38,7 +38,7 @@ struct ClusterStoreConformance {
     }
 
     func everything() async throws {
-        let (store, reopen) = try make()
+        let (store, reopen) = try await make()
         #expect(try await store.load().isEmpty)
         let (node, gpus) = Self.node(1)
         let token = TokenRecord(id: 1, name: "admin", secretHash: "ab", displayPrefix: "fgpu_ab", kind: .user, subject: "alice", clusterAdmin: true, createdAt: Self.t0)
@@ -59,7 +59,7 @@ struct ClusterStoreConformance {
             .appendEvent(EventRecord(time: Self.t0, event: .submitted(JobID(2), project: ProjectID(1)))),
             .setMeta(StoreMeta(stateIndex: 12, nextAllocationID: 3)),
         ]))
-        for candidate in [store, try reopen()] {
+        for candidate in [store, try await reopen()] {
             let loaded = try await candidate.load()
             #expect(loaded.meta == StoreMeta(stateIndex: 12, nextAllocationID: 3))
             #expect(loaded.projects == [Self.project(1, "default")])
@@ -83,7 +83,7 @@ struct ClusterStoreConformance {
     }
 
     func upsertsReplaceAndRemovalsRemove() async throws {
-        let (store, _) = try make()
+        let (store, _) = try await make()
         var job = Self.job(1)
         try await store.commit(StoreBatch([.saveProject(Self.project(1, "default")), .submitJob(job, idempotency: nil),
                                            .saveMember(MemberRecord(projectID: ProjectID(1), subject: "bob", role: .viewer))]))
@@ -113,7 +113,7 @@ struct ClusterStoreConformance {
     }
 
     func aBatchIsAllOrNothing() async throws {
-        let (store, _) = try make()
+        let (store, _) = try await make()
         try await store.commit(StoreBatch([.saveProject(Self.project(1, "default")), .submitJob(Self.job(1), idempotency: nil)]))
         // The second submission of job 1 violates the primary key: nothing of the batch lands.
         await #expect(throws: (any Error).self) {
@@ -125,7 +125,7 @@ struct ClusterStoreConformance {
     }
 
     func logsPageInOrderAndIgnoreRepeats() async throws {
-        let (store, _) = try make()
+        let (store, _) = try await make()
         let (node, gpus) = Self.node(1)
         try await store.commit(StoreBatch([.saveProject(Self.project(1, "default")), .saveNode(node, gpus: gpus), .submitJob(Self.job(1), idempotency: nil)]))
         func chunk(_ allocation: UInt64, _ sequence: Int64, _ text: String) -> StoreWrite {
@@ -143,7 +143,7 @@ struct ClusterStoreConformance {
     }
 
     func eventsPageBySequence() async throws {
-        let (store, _) = try make()
+        let (store, _) = try await make()
         let requeued = { (n: Int) in ClusterEvent.requeued(JobID(1), notBefore: Self.t0 + .seconds(n)) }
         try await store.commit(StoreBatch((1...5).map { .appendEvent(EventRecord(time: Self.t0, event: requeued($0))) }))
         let first = try await store.events(job: JobID(1), after: 0, limit: 2)
@@ -153,7 +153,7 @@ struct ClusterStoreConformance {
     }
 
     func auditRecordsAppendAndPageBySequenceAndSubject() async throws {
-        let (store, reopen) = try make()
+        let (store, reopen) = try await make()
         let records = (1...4).map { i in
             AuditRecord(time: Self.t0, subject: i % 2 == 0 ? "bob" : "alice", tokenID: UInt64(i), action: "POST /v1/jobs", target: "/v1/jobs",
                         remoteAddress: "10.0.0.\(i)", status: 201, failure: nil, requestID: "r\(i)")

@@ -3,8 +3,10 @@ import FastGPUControlPlane
 import FastGPUModel
 import FastGPUStorage
 import FastGPUStore
+import FastGPUStorePostgres
 import FastGPUStoreSQLite
 import Foundation
+import PostgresNIO
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -31,7 +33,7 @@ struct Fixture {
     static func make(path: String? = nil, configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), clock: ManualClock = ManualClock()) async throws -> Fixture {
         let path = path ?? temporaryDatabase()
         let secretBox = SecretBox.random()
-        let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration,
+        let assembly = try await ServerAssembly.build(store: try await openStore(path: path), secretBox: secretBox, clock: clock, configuration: configuration,
                                                       localStorage: localStorage(beside: path))
         return Fixture(path: path, clock: clock, controlPlane: assembly.controlPlane, scheduling: assembly.scheduling, admin: assembly.bootstrapToken ?? "",
                        secretBox: secretBox)
@@ -39,9 +41,60 @@ struct Fixture {
 
     /// The same database opened by a new control plane, as after a restart.
     func restarted() async throws -> Fixture {
-        let assembly = try await ServerAssembly.build(store: try SQLiteClusterStore(path: path), secretBox: secretBox, clock: clock,
+        let assembly = try await ServerAssembly.build(store: try await Self.openStore(path: path), secretBox: secretBox, clock: clock,
                                                       configuration: controlPlane.configuration, localStorage: Self.localStorage(beside: path))
         return Fixture(path: path, clock: clock, controlPlane: assembly.controlPlane, scheduling: assembly.scheduling, admin: admin, secretBox: secretBox)
+    }
+
+    /// The store the suite runs on: SQLite at `path`, or with `FASTGPU_TEST_STORE=postgres` a
+    /// PostgreSQL database of its own on the server `FASTGPU_TEST_POSTGRES` names (one per
+    /// path, so a restart opens the same one).
+    static func openStore(path: String) async throws -> any ClusterStore {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["FASTGPU_TEST_STORE"] == "postgres" else { return try SQLiteClusterStore(path: path) }
+        guard let url = environment["FASTGPU_TEST_POSTGRES"].flatMap(URLComponents.init(string:)), let host = url.host else {
+            throw StoreError("FASTGPU_TEST_STORE=postgres needs FASTGPU_TEST_POSTGRES=postgres://USER@HOST:PORT/DB")
+        }
+        func configuration(_ database: String) -> PostgresClient.Configuration {
+            PostgresClient.Configuration(host: host, port: url.port ?? 5432, username: url.user ?? "postgres", password: url.password, database: database, tls: .disable)
+        }
+        let name = postgresDatabase(path: path)
+        let admin = PostgresClient(configuration: configuration("postgres"))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await admin.run() }
+            var exists = false
+            for try await _ in try await admin.query("SELECT 1 FROM pg_database WHERE datname = \(name)") { exists = true }
+            if !exists { try await admin.query(PostgresQuery(unsafeSQL: "CREATE DATABASE \(name)")) }
+            group.cancelAll()
+        }
+        return try await PostgresClusterStore(configuration: configuration(name))
+    }
+
+    func openStore() async throws -> any ClusterStore { try await Self.openStore(path: path) }
+
+    static var usesPostgres: Bool { ProcessInfo.processInfo.environment["FASTGPU_TEST_STORE"] == "postgres" }
+
+    /// The database of the fixture whose SQLite file would be `path` (its directory's random digits).
+    static func postgresDatabase(path: String) -> String {
+        "fastgpu_" + String(path.unicodeScalars.filter { CharacterSet.decimalDigits.contains($0) }.map(Character.init).suffix(40))
+    }
+
+    /// Everything the store holds, as bytes an attacker with the disk would see: the SQLite file
+    /// and its log, or a `pg_dump` of the PostgreSQL database.
+    func storedText() throws -> String {
+        guard Self.usesPostgres else {
+            return try String(contentsOfFile: path, encoding: .isoLatin1) + ((try? String(contentsOfFile: path + "-wal", encoding: .isoLatin1)) ?? "")
+        }
+        guard let url = ProcessInfo.processInfo.environment["FASTGPU_TEST_POSTGRES"].flatMap(URLComponents.init(string:)) else { return "" }
+        let dump = Process()
+        dump.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        dump.arguments = ["pg_dump", "-h", url.host ?? "127.0.0.1", "-p", "\(url.port ?? 5432)", "-U", url.user ?? "postgres", Self.postgresDatabase(path: path)]
+        let out = Pipe()
+        dump.standardOutput = out
+        try dump.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        dump.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// The `local` storage backend's objects, beside the database as a server keeps them.
