@@ -195,14 +195,19 @@ extension ClusterState {
     /// scheduling pass adds its own placements to).
     public func quotaStanding(of job: Job, milliGPUs: Int, use: QuotaUse) -> QuotaStanding {
         guard quotasActive, milliGPUs > 0 else { return .unmanaged }
-        let quota = projects[job.project]?.quota
-        // In all, the project may hold its guarantees plus its borrowing limit (Kueue's nominal
-        // quota + borrowingLimit); within that, a job is its own while its guarantee holds it,
-        // else wholly borrowed.
-        if let quota, let limit = quota.borrowingLimitMilliGPUs, use.total + milliGPUs > quota.guaranteedMilliGPUs + limit {
-            return .exhausted(guaranteedMilliGPUs: quota.guaranteedMilliGPUs, usedMilliGPUs: use.total, borrowableMilliGPUs: limit)
+        guard let quota = projects[job.project]?.quota else { return .borrowing }
+        let k = guaranteeIndex(of: job).flatMap { $0 < use.covered.count ? $0 : nil }
+        // The borrowing limit caps what the project holds beyond its guarantees (Kueue's
+        // borrowingLimit): the part of this claim its guarantee cannot hold counts against it.
+        if let limit = quota.borrowingLimitMilliGPUs {
+            let held = zip(quota.guarantees, use.covered).reduce(0) { $0 + min($1.0.milliGPUs, $1.1) }
+            let room = k.map { max(0, quota.guarantees[$0].milliGPUs - use.covered[$0]) } ?? 0
+            if use.total - held + max(0, milliGPUs - room) > limit {
+                return .exhausted(guaranteedMilliGPUs: quota.guaranteedMilliGPUs, usedMilliGPUs: use.total, borrowableMilliGPUs: limit)
+            }
         }
-        guard let quota, let k = guaranteeIndex(of: job), k < use.covered.count else { return .borrowing }
+        // A job is its own while its guarantee holds it whole, else wholly borrowed.
+        guard let k else { return .borrowing }
         return use.covered[k] + milliGPUs <= quota.guarantees[k].milliGPUs ? .guaranteed : .borrowing
     }
 }
@@ -229,7 +234,7 @@ public struct CohortFences: Sendable {
         for project in state.projects.values {
             guard let quota = project.quota, let cohort = quota.cohort else { continue }
             guaranteed[cohort, default: [:]][nil, default: 0] += quota.guaranteedMilliGPUs
-            for guarantee in quota.guarantees { if let model = guarantee.gpuModel { guaranteed[cohort, default: [:]][model, default: 0] += guarantee.milliGPUs } }
+            for guarantee in quota.guarantees { if let model = guarantee.gpuModel { guaranteed[cohort, default: [:]][model.lowercased(), default: 0] += guarantee.milliGPUs } }
         }
         guard !guaranteed.isEmpty else { return }
         for (cohort, kinds) in guaranteed.sorted(by: { $0.key < $1.key }) {
@@ -239,9 +244,10 @@ public struct CohortFences: Sendable {
                 fences.append(Fence(cohort: cohort, kind: kind, capacity: capacity))
             }
         }
+        // Use on the nodes capacity counts (ready ones): placements and preemptions happen there only.
         for allocation in state.allocations.values where allocation.milliGPUs > 0 {
-            let cohort = state.projects[allocation.project]?.quota?.cohort
-            add(allocation.milliGPUs, cohort: cohort, nodeModel: state.slot(of: allocation.node).map { state.nodes[$0].gpuModel } ?? nil)
+            guard let slot = state.slot(of: allocation.node), state.nodes[slot].state.acceptsWork else { continue }
+            add(allocation.milliGPUs, cohort: state.projects[allocation.project]?.quota?.cohort, nodeModel: state.nodes[slot].gpuModel)
         }
     }
 
@@ -257,6 +263,7 @@ public struct CohortFences: Sendable {
     /// The cohort whose fence a borrowed placement of `milli` by a project of `cohort` on GPUs of
     /// `nodeModel` would cross; nil when it crosses none.
     public func crossed(by milli: Int, cohort: String?, nodeModel: String?) -> String? {
+        guard milli > 0 else { return nil }
         for fence in fences where fence.cohort != cohort && fence.kind.holds(nodeModel: nodeModel) {
             var outsiders = 0
             for (user, models) in use where user != fence.cohort {

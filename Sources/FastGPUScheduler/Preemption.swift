@@ -74,8 +74,8 @@ extension SchedulingPass {
         var tie: UInt64
 
         func isCheaper(than other: VictimChoice) -> Bool {
-            if foreign != other.foreign { return foreign < other.foreign }
             if own != other.own { return own < other.own }
+            if foreign != other.foreign { return foreign < other.foreign }
             if disturbed != other.disturbed { return disturbed < other.disturbed }
             if count != other.count { return count < other.count }
             if lostWork != other.lostWork { return lostWork < other.lostWork }
@@ -144,9 +144,10 @@ extension SchedulingPass {
             guard !yielding.isEmpty else { continue }
             yielding.sort(by: Self.cheaperVictim)
             if quotasActive {
-                // Within a node too: the cohort's own borrowers, then outsiders; others' work before the claim's project's.
-                let key = { (victim: Allocation) in (isForeign(victim) ? 2 : 0) + (victim.project == project ? 1 : 0) }
-                yielding = (0...3).flatMap { k in yielding.filter { key($0) == k } }
+                // Within a node too: what others borrowed (the cohort's own projects first, then
+                // outsiders) before the claim's own project's work.
+                let key = { (victim: Allocation) in victim.project == project ? 2 : (isForeign(victim) ? 1 : 0) }
+                yielding = (0...2).flatMap { k in yielding.filter { key($0) == k } }
             }
             var copy = node
             var victims: [Allocation] = []

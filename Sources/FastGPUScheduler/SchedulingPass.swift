@@ -128,7 +128,7 @@ public struct SchedulingPass {
         placingBorrowed = standing == .borrowing
         placingStanding = standing
         if placingBorrowed {
-            if fences == nil { fences = CohortFences(state: state) }
+            if fences == nil { fences = buildFences() }
             if let fences, !fences.isEmpty { placingFences = (state.projects[job.project]?.quota?.cohort, fences) }
         }
         defer { placingBorrowed = false; placingStanding = .unmanaged; placingFences = nil }
@@ -371,6 +371,19 @@ public struct SchedulingPass {
             fences?.add(sign * allocation.milliGPUs, cohort: cohort, nodeModel: nodes[slot].gpuModel)
             if placingFences != nil, let fences { placingFences?.fences = fences }
         }
+    }
+
+    /// The fences as the pass stands: the state's, with this pass's placements and preemptions.
+    func buildFences() -> CohortFences {
+        var built = CohortFences(state: state)
+        guard !built.isEmpty else { return built }
+        func add(_ allocation: Allocation, _ sign: Int) {
+            guard let slot = state.slot(of: allocation.node), state.nodes[slot].state.acceptsWork else { return }
+            built.add(sign * allocation.milliGPUs, cohort: state.projects[allocation.project]?.quota?.cohort, nodeModel: nodes[slot].gpuModel)
+        }
+        for allocation in tentative.values { add(allocation, 1) }
+        for id in preempted { if let allocation = state.allocations[id] { add(allocation, -1) } }
+        return built
     }
 
     // MARK: Reasons

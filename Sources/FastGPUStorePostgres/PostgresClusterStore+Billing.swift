@@ -72,7 +72,8 @@ extension PostgresClusterStore {
     }
 
     public func usage(project: ProjectID, from: Timestamp, to: Timestamp) async throws -> [LineUsage] {
-        try await lineUsages(try await client.query("""
+        guard Int64(exactly: project.rawValue) != nil else { return [] }
+        return try await lineUsages(try await client.query("""
             SELECT project_id, month, job_id, sku, tier, price_version, unit_price_micros_per_hour, SUM(usage)::bigint FROM charge
             WHERE project_id = \(Int64(project.rawValue)) AND start >= \(from.millisecondsSinceEpoch) AND start < \(to.millisecondsSinceEpoch)
             GROUP BY project_id, month, job_id, sku, tier, price_version, unit_price_micros_per_hour ORDER BY job_id
@@ -80,6 +81,7 @@ extension PostgresClusterStore {
     }
 
     public func charges(of job: JobID, limit: Int) async throws -> [Charge] {
+        guard Int64(exactly: job.rawValue) != nil else { return [] }
         let rows = try await client.query("""
             SELECT source_id, project_id, job_id, allocation_id, segment, sku, tier, price_version, unit_price_micros_per_hour, quantity,
                    start, "end", usage, month, reverses

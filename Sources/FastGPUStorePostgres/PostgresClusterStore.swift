@@ -64,6 +64,7 @@ public final class PostgresClusterStore: ClusterStore {
             "CREATE TABLE idempotency_key (subject text NOT NULL, key text NOT NULL, created_at bigint NOT NULL, doc text NOT NULL, PRIMARY KEY (subject, key))",
             "CREATE TABLE log_chunk (allocation_id bigint NOT NULL, sequence bigint NOT NULL, job_id bigint NOT NULL, position bigint NOT NULL, doc text NOT NULL, PRIMARY KEY (allocation_id, sequence))",
             "CREATE INDEX log_by_position ON log_chunk (job_id, position)",
+            "CREATE INDEX log_position ON log_chunk (position)",
             "CREATE TABLE audit (sequence bigserial PRIMARY KEY, subject text NOT NULL, doc text NOT NULL)",
             "CREATE INDEX audit_by_subject ON audit (subject, sequence)",
             "CREATE TABLE secret (project_id bigint NOT NULL REFERENCES project(id) ON DELETE CASCADE, name text NOT NULL, doc text NOT NULL, PRIMARY KEY (project_id, name))",
@@ -144,6 +145,8 @@ public final class PostgresClusterStore: ClusterStore {
     }
 
     public func events(job: JobID, after sequence: Int64, limit: Int) async throws -> [EventRecord] {
+        // Ids come from requests too: one no row can have is answered, not trapped on.
+        guard Int64(exactly: job.rawValue) != nil else { return [] }
         let rows = try await client.query("""
             SELECT sequence, time, actor, payload FROM event WHERE job_id = \(Int64(job.rawValue)) AND sequence > \(sequence) ORDER BY sequence LIMIT \(limit)
             """, logger: logger)
@@ -155,6 +158,7 @@ public final class PostgresClusterStore: ClusterStore {
     }
 
     public func logs(job: JobID, after position: Int64, limit: Int) async throws -> [StoredLogChunk] {
+        guard Int64(exactly: job.rawValue) != nil else { return [] }
         let rows = try await client.query("""
             SELECT position, doc FROM log_chunk WHERE job_id = \(Int64(job.rawValue)) AND position > \(position) ORDER BY position LIMIT \(limit)
             """, logger: logger)
@@ -166,13 +170,15 @@ public final class PostgresClusterStore: ClusterStore {
     }
 
     public func allocations(job: JobID) async throws -> [AllocationRecord] {
-        try await client.withConnection { c in
+        guard Int64(exactly: job.rawValue) != nil else { return [] }
+        return try await client.withConnection { c in
             try await docs(AllocationRecord.self, "SELECT doc FROM allocation WHERE job_id = \(Int64(job.rawValue)) ORDER BY id", on: c)
         }
     }
 
     public func allocation(_ id: AllocationID) async throws -> AllocationRecord? {
-        try await client.withConnection { c in
+        guard Int64(exactly: id.rawValue) != nil else { return nil }
+        return try await client.withConnection { c in
             try await docs(AllocationRecord.self, "SELECT doc FROM allocation WHERE id = \(Int64(id.rawValue))", on: c).first
         }
     }

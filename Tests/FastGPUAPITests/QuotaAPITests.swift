@@ -77,6 +77,14 @@ struct QuotaAPITests {
             #expect(huge.status.code == 422 && huge.detail.contains("lets it hold 4 at most"), "\(huge.detail)")
             let bad = try await api.call(.put, "/v1/projects/borrower/quota", token: fixture.admin, body: #"{"guaranteedMilliGPUs":-1}"#)
             #expect(bad.status.code == 422)
+            // A limit of 0 borrows nothing: work of a model no guarantee covers waits, however
+            // much the guarantee of another model leaves unused.
+            _ = try await api.member("a", of: "a100s", role: "admin")
+            #expect(try await api.call(.put, "/v1/projects/a100s/quota", token: fixture.admin,
+                                       body: #"{"gpuModel":"A100","guaranteedMilliGPUs":8000,"borrowingLimitMilliGPUs":0}"#).status == .ok)
+            let uncovered = try await api.submit(fixture.admin, project: "a100s", gpus: 1)
+            try await fixture.schedule()
+            #expect(try await api.get("/v1/jobs/\(uncovered)", token: fixture.admin).json["queue"]?["reason"]?["code"]?.string == "quotaExhausted")
         }
     }
 }
