@@ -55,8 +55,9 @@ public struct SchedulingPass {
     /// Named cohorts' fences, placements of this pass included; built on first use (nil before,
     /// empty when no named cohort guarantees anything).
     var fences: CohortFences?
-    /// The cohort of the job being placed borrowed, and the fences it must respect (nil: none).
-    var placingFences: (cohort: String?, fences: CohortFences)?
+    /// The job being placed is borrowed and fences stand: it must respect them, as a project of `placingCohort`.
+    var placingFenced = false
+    var placingCohort: String?
     /// The cohort whose fence last turned a candidate away (for the pending reason).
     var fencedBy: String?
     /// The job being decided runs on borrowed capacity: its placements say so.
@@ -129,9 +130,9 @@ public struct SchedulingPass {
         placingStanding = standing
         if placingBorrowed {
             if fences == nil { fences = buildFences() }
-            if let fences, !fences.isEmpty { placingFences = (state.projects[job.project]?.quota?.cohort, fences) }
+            if let fences, !fences.isEmpty { (placingFenced, placingCohort) = (true, state.projects[job.project]?.quota?.cohort) }
         }
-        defer { placingBorrowed = false; placingStanding = .unmanaged; placingFences = nil }
+        defer { placingBorrowed = false; placingStanding = .unmanaged; placingFenced = false }
 
         var placed = 0
         var failedGroup: Int?
@@ -369,7 +370,6 @@ public struct SchedulingPass {
         if fences != nil, let slot = state.slot(of: allocation.node) {
             let cohort = state.projects[allocation.project]?.quota?.cohort
             fences?.add(sign * allocation.milliGPUs, cohort: cohort, nodeModel: nodes[slot].gpuModel)
-            if placingFences != nil, let fences { placingFences?.fences = fences }
         }
     }
 
@@ -384,6 +384,12 @@ public struct SchedulingPass {
         for allocation in tentative.values { add(allocation, 1) }
         for id in preempted { if let allocation = state.allocations[id] { add(allocation, -1) } }
         return built
+    }
+
+    /// The fences the job being placed must respect, with its cohort (nil: none).
+    var placingFences: (cohort: String?, fences: CohortFences)? {
+        guard placingFenced, let fences else { return nil }
+        return (placingCohort, fences)
     }
 
     // MARK: Reasons
