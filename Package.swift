@@ -194,6 +194,7 @@ let package = Package(
                 "FastGPUSimulator",
                 "FastGPUStore",
                 "FastGPUStoreSQLite",
+                "FastGPUStorePostgres",
                 "FastGPUControlPlane",
                 "FastGPUAPI",
                 "FastGPUAgent",

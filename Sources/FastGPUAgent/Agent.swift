@@ -72,8 +72,10 @@ public actor Agent {
             tls.trustRoots = .file(caFile)
             settings.tlsConfiguration = tls
         }
+        // A refused connection fails at once: the agent moves to the next control plane, or retries.
+        settings.connectionPool.retryConnectionEstablishment = false
         http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: settings)
-        client = AgentClient(server: configuration.server, http: http)
+        client = AgentClient(servers: ServerList(configuration.server), http: http)
     }
 
     var statePath: String { configuration.dataDirectory + "/agent-state.json" }

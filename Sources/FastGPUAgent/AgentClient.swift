@@ -11,7 +11,8 @@ struct AgentClient: Sendable {
     typealias Assignments = AssignmentsWire
     typealias Assignment = AssignmentWire
 
-    let server: String
+    /// The control planes; every call of this agent shares which one is in use.
+    let servers: ServerList
     let http: HTTPClient
 
     struct Failure: Error, CustomStringConvertible {
@@ -62,7 +63,7 @@ struct AgentClient: Sendable {
     }
 
     private func client(_ token: String) -> FastGPUClient {
-        FastGPUClient(server: server, token: token, http: http)
+        FastGPUClient(servers: servers, token: token, http: http)
     }
 
     private func refused<T>(_ call: () async throws -> T) async throws -> T {

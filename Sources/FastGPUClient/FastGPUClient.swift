@@ -12,8 +12,10 @@ import Synchronization
 /// `FastGPUWire` structs the server itself encodes and decodes, so client and server agree by
 /// construction; every failure is a `ClientError` that reads as one line.
 package struct FastGPUClient: Sendable {
-    /// The server's base URL, without a trailing slash.
-    package let server: String
+    /// The servers' base URLs (several control planes of one cluster), and which one is in use.
+    package let servers: ServerList
+    /// The base URL in use now, without a trailing slash.
+    package var server: String { servers.current.url }
     package var token: String?
     let http: HTTPClient
     /// The CA file the client trusts for https (nil: the system's roots); the reachability
@@ -25,13 +27,15 @@ package struct FastGPUClient: Sendable {
     /// when nil. One per file for the life of the process: an HTTPClient must never be
     /// released without a shutdown.
     package static func http(caFile: String?) throws -> HTTPClient {
-        guard let caFile else { return .shared }
+        guard let caFile else { return failingFast }
         return try trustingClients.withLock { clients in
             if let client = clients[caFile] { return client }
             guard FileManager.default.isReadableFile(atPath: caFile) else { throw ClientError.badReply("cannot read the CA file \(caFile)") }
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.trustRoots = .file(caFile)
-            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: HTTPClient.Configuration(tlsConfiguration: tls))
+            var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+            configuration.connectionPool.retryConnectionEstablishment = false
+            let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
             clients[caFile] = client
             return client
         }
@@ -39,11 +43,25 @@ package struct FastGPUClient: Sendable {
 
     private static let trustingClients = Mutex<[String: HTTPClient]>([:])
 
-    package init(server: String, token: String?, http: HTTPClient = .shared, caFile: String? = nil) {
+    /// The process's HTTP client: a refused connection fails the request at once (AsyncHTTPClient
+    /// would retry it until the request's deadline), so a client moves on to the next server
+    /// of its list, or its caller's retry loop runs, without waiting out a dead server.
+    package static let failingFast: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.redirectConfiguration = .disallow
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    /// `server` is one base URL or several, comma-separated (the control planes of one cluster).
+    package init(server: String, token: String?, http: HTTPClient = FastGPUClient.failingFast, caFile: String? = nil) {
+        self.init(servers: ServerList(server), token: token, http: http, caFile: caFile)
+    }
+
+    /// A client that shares `servers` (and so which one is in use) with others.
+    package init(servers: ServerList, token: String?, http: HTTPClient = FastGPUClient.failingFast, caFile: String? = nil) {
         self.caFile = caFile
-        var server = server
-        while server.hasSuffix("/") { server.removeLast() }
-        self.server = server
+        self.servers = servers
         self.token = token
         self.http = http
     }
@@ -52,6 +70,22 @@ package struct FastGPUClient: Sendable {
     /// refused connection until the request's deadline, which would keep a person waiting 30 s
     /// for "connection refused".)
     package func checkReachable(timeout: Duration = .seconds(5)) async throws {
+        // With several servers, the first that answers becomes the one in use.
+        var failure: (any Error)?
+        for _ in servers.urls {
+            let current = servers.current
+            do {
+                try await checkReachable(current.url, timeout: timeout)
+                return
+            } catch {
+                failure = failure ?? error
+                servers.moveOn(from: current.index)
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    private func checkReachable(_ server: String, timeout: Duration) async throws {
         guard let url = URL(string: server), let host = url.host else { throw ClientError.badReply("'\(server)' is not a server URL") }
         let port = url.port ?? (url.scheme == "https" ? 443 : 80)
         do {
@@ -137,7 +171,7 @@ package struct FastGPUClient: Sendable {
                 do {
                     var request = try makeRequest(.GET, "/v1/jobs/\(id)/logs?follow=\(follow)&after=\(position)", headers: [])
                     request.headers.add(name: "Accept", value: "application/x-ndjson")
-                    let response = try await execute(request, timeout: .hours(24 * 365))
+                    let response = try await execute(request, path: "/v1/jobs/\(id)/logs?follow=\(follow)&after=\(position)", timeout: .hours(24 * 365))
                     guard response.status.code == 200 else {
                         let body = try await response.body.collect(upTo: 1 << 20)
                         throw ClientError.reply(status: Int(response.status.code), body: Array(buffer: body), server: server, path: "/v1/jobs/\(id)/logs")
@@ -346,7 +380,7 @@ package struct FastGPUClient: Sendable {
             encoder.outputFormatting = [.sortedKeys]
             request.body = .bytes(ByteBuffer(bytes: try encoder.encode(body)))
         }
-        let response = try await execute(request, timeout: timeout)
+        let response = try await execute(request, path: path, timeout: timeout)
         let buffer: ByteBuffer
         do {
             buffer = try await response.body.collect(upTo: 64 << 20)
@@ -373,13 +407,46 @@ package struct FastGPUClient: Sendable {
         return request
     }
 
-    private func execute(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> HTTPClientResponse {
-        do {
-            return try await http.execute(request, timeout: timeout)
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            throw ClientError.unreachable(server: server, reason: Self.short(error))
+    /// Sends `request` to `path` on the server in use. With several servers, a request that
+    /// never reached one (refused, or no connection within the deadline) goes to the next, and
+    /// so does one that may have reached it when sending it twice does no harm (a read, or a
+    /// write with an `Idempotency-Key`). A 503 with `Retry-After` (a control plane between
+    /// leaders, or one that stopped accepting writes) is asked again after that wait, for up
+    /// to 30 s: the request was not applied.
+    private func execute(_ template: HTTPClientRequest, path: String, timeout: TimeAmount) async throws -> HTTPClientResponse {
+        let resendable = [.GET, .HEAD].contains(template.method) || template.headers.contains(name: "Idempotency-Key")
+        var movedOn = 0
+        var waited: Duration = .zero
+        while true {
+            let current = servers.current
+            var request = template
+            request.url = current.url + path
+            let response: HTTPClientResponse
+            do {
+                response = try await http.execute(request, timeout: timeout)
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                let reason = Self.short(error)
+                let neverSent = reason == "connection refused"
+                if servers.urls.count > 1, movedOn < 2 * servers.urls.count, neverSent || resendable {
+                    servers.moveOn(from: current.index)
+                    movedOn += 1
+                    if movedOn >= servers.urls.count { try await Task.sleep(for: .milliseconds(200)) }
+                    continue
+                }
+                throw ClientError.unreachable(server: current.url, reason: reason)
+            }
+            if response.status == .serviceUnavailable, let after = response.headers.first(name: "Retry-After").flatMap(Int.init),
+               (0...5).contains(after), waited < .seconds(30) {
+                _ = try? await response.body.collect(upTo: 1 << 20)
+                let pause: Duration = after == 0 ? .milliseconds(200) : .seconds(after)
+                try await Task.sleep(for: pause)
+                waited += pause
+                if servers.urls.count > 1 { servers.moveOn(from: current.index) }
+                continue
+            }
+            return response
         }
     }
 

@@ -3,6 +3,7 @@ public import FastGPUStore
 import Foundation
 public import Logging
 public import PostgresNIO
+import Synchronization
 
 /// The store for several control planes: PostgreSQL through PostgresNIO. Each record is a row
 /// whose keys and query columns are columns of their own and whose body is the record's JSON
@@ -13,6 +14,8 @@ public final class PostgresClusterStore: ClusterStore {
     let client: PostgresClient
     let logger: Logger
     private let runner: Task<Void, Never>
+    /// Set on a leader (`fence(holder:epoch:)`): every commit checks it.
+    let fencing = Mutex<Fence?>(nil)
 
     /// Connects (the pool runs until `shutdown`), checks the credentials with one query (a wrong
     /// password is said at once, not after PostgresNIO's minute of retries) and applies the
@@ -91,6 +94,14 @@ public final class PostgresClusterStore: ClusterStore {
             """,
             "CREATE TABLE invoice (project_id bigint NOT NULL, month text NOT NULL, body text NOT NULL, issued_at bigint NOT NULL, PRIMARY KEY (project_id, month))",
             "CREATE TRIGGER invoice_final BEFORE UPDATE ON invoice FOR EACH ROW EXECUTE FUNCTION fastgpu_refuse('a final invoice never changes')",
+        ]),
+        ("v2: the leader lease; events carry the epoch of the leader that committed them", [
+            """
+            CREATE TABLE leader_lease (id integer PRIMARY KEY CHECK (id = 1), holder text NOT NULL, url text NOT NULL, epoch bigint NOT NULL,
+                backend_pid integer NOT NULL, expires_at timestamptz NOT NULL, taken_at timestamptz)
+            """,
+            "INSERT INTO leader_lease (id, holder, url, epoch, backend_pid, expires_at) VALUES (1, '', '', 0, 0, '-infinity')",
+            "ALTER TABLE event ADD COLUMN epoch bigint",
         ]),
     ]
 
@@ -203,11 +214,19 @@ public final class PostgresClusterStore: ClusterStore {
 
     public func commit(_ batch: StoreBatch) async throws {
         guard !batch.isEmpty else { return }
-        try await client.withTransaction(logger: logger) { c in
-            var nextPosition: Int64?
-            for write in batch.writes {
-                try await apply(write, on: c, nextPosition: &nextPosition)
+        let fence = fencing.withLock { $0 }
+        do {
+            try await client.withTransaction(logger: logger) { c in
+                if let fence { try await checkFence(fence, on: c) }
+                var nextPosition: Int64?
+                for write in batch.writes {
+                    try await apply(write, on: c, nextPosition: &nextPosition)
+                }
             }
+        } catch let error as PostgresTransactionError {
+            // The store's own refusals (a fenced commit) read as themselves.
+            if let refusal = error.closureError as? StoreError { throw refusal }
+            throw error
         }
     }
 
@@ -262,9 +281,9 @@ public final class PostgresClusterStore: ClusterStore {
                 """, logger: l)
         case .appendEvent(let r):
             try await c.query("""
-                INSERT INTO event (time, kind, job_id, node_id, allocation_id, actor, payload)
+                INSERT INTO event (time, kind, job_id, node_id, allocation_id, actor, payload, epoch)
                 VALUES (\(r.time.millisecondsSinceEpoch), \(r.kind), \(r.jobID.map { Int64($0.rawValue) }), \(r.nodeID.map { Int64($0.rawValue) }),
-                        \(r.allocationID.map { Int64($0.rawValue) }), \(r.actor), \(try Self.json(r.event)))
+                        \(r.allocationID.map { Int64($0.rawValue) }), \(r.actor), \(try Self.json(r.event)), \(fencing.withLock { $0?.epoch }))
                 """, logger: l)
         case .appendLog(let r):
             // Positions only grow: batches commit one at a time under this transaction's lock.

@@ -15,7 +15,7 @@ struct AgentCommand: AsyncParsableCommand {
             """
     )
 
-    @Option(help: "URL of the control plane, e.g. http://127.0.0.1:8470.")
+    @Option(help: "URL of the control plane, e.g. http://127.0.0.1:8470, or the URLs of several, comma-separated (the agent moves on when one fails).")
     var server: String
 
     @Option(help: "Join token for the first registration (or FASTGPU_JOIN_TOKEN).")

@@ -20,7 +20,7 @@ struct GatewayCommand: AsyncParsableCommand {
             FASTGPU_TOKEN): it reads every project's routes and checks callers' tokens.
             """)
 
-    @Option(help: ArgumentHelp("The FastGPU server's URL.", valueName: "url")) var server: String
+    @Option(help: ArgumentHelp("The FastGPU server's URL, or several control planes' URLs, comma-separated.", valueName: "url")) var server: String
     @Option(help: ArgumentHelp("A cluster-admin token (default: FASTGPU_TOKEN).", valueName: "token")) var token: String?
     @Option(help: "Address to listen on.") var host = "127.0.0.1"
     @Option(help: "Port to listen on (0: a free one).") var port = 8471

@@ -3,6 +3,7 @@ import FastGPUAPI
 import FastGPUControlPlane
 import FastGPUStorage
 import FastGPUStore
+import FastGPUStorePostgres
 import FastGPUStoreSQLite
 import Foundation
 import Hummingbird
@@ -63,6 +64,21 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("Where state lives: sqlite (one file in the data directory) or postgres://USER@HOST[:PORT]/DATABASE, which several servers may share (one leads, the others follow and take over).", valueName: "store"))
+    var store = "sqlite"
+
+    @Option(help: ArgumentHelp("File whose first line is the PostgreSQL password (else FASTGPU_STORE_PASSWORD or PGPASSWORD).", valueName: "file"))
+    var storePasswordFile: String?
+
+    @Option(help: ArgumentHelp("With a postgres store: the URL other servers forward requests to while this one leads (default: the address it listens on).", valueName: "url"))
+    var advertiseURL: String?
+
+    @Option(help: "With a postgres store: seconds a leader's lease lasts unrenewed; a leader that cannot renew stops within it, and a follower takes over after it (at once when the leader's process is gone).")
+    var leaseTTL = 3
+
+    @Option(help: ArgumentHelp("The key secrets are sealed with (default DATA-DIR/secret-key); with a postgres store, every server needs the same one.", valueName: "file"))
+    var secretKeyFile: String?
+
     func run() async throws {
         guard (0...1_000_000).contains(rateLimit) else { throw ValidationError("--rate-limit must be 0 to 1000000") }
         guard (1...10_000_000).contains(maxPendingJobs) else { throw ValidationError("--max-pending-jobs must be 1 to 10000000") }
@@ -78,6 +94,29 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.retryBackoff = .seconds(retryBackoff)
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        if store != "sqlite" {
+            let url: PostgresStoreURL
+            do { url = try PostgresStoreURL(store) } catch { throw ValidationError("--store: \(error)") }
+            guard (1...60).contains(leaseTTL) else { throw ValidationError("--lease-ttl must be 1 to 60 seconds") }
+            guard gatewayPort == nil || gatewayPort == -1 else {
+                throw ValidationError("with a postgres store the gateway runs on its own: `fastgpu gateway --server URL1,URL2,...`")
+            }
+            if let advertiseURL, URL(string: advertiseURL)?.host == nil { throw ValidationError("--advertise-url must look like http://HOST:PORT") }
+            let password: String?
+            do { password = try PostgresStoreURL.password(file: storePasswordFile, environment: ProcessInfo.processInfo.environment) } catch {
+                throw CommandFailure("\(error)")
+            }
+            let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
+            try await ReplicatedServer.run(.init(store: url, password: password, directory: directory,
+                                                 secretKeyFile: secretKeyFile ?? directory + "/secret-key", host: host, port: port,
+                                                 advertiseURL: advertiseURL, leaseTTL: .seconds(leaseTTL), configuration: configuration,
+                                                 limits: limits, tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }),
+                                           logger: logger)
+            return
+        }
+        guard storePasswordFile == nil, advertiseURL == nil, secretKeyFile == nil else {
+            throw ValidationError("--store-password-file, --advertise-url and --secret-key-file go with --store postgres://...")
+        }
         let gatewayPort = self.gatewayPort ?? (port == 0 ? 0 : 8471)
         guard (-1...65535).contains(gatewayPort) else { throw ValidationError("--gateway-port must be -1 (none) to 65535") }
         let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, gatewayPort: gatewayPort >= 0 ? gatewayPort : nil,

@@ -48,7 +48,8 @@ final class StepsEndToEndTests {
     @Test func aStepRunsInTheAllocationWithItsDevicesAndEndsWithIt() throws {
         let submitted = try cluster.json(cluster.post("/v1/jobs", #"{"project":"default","command":["sh","-c","echo $CUDA_VISIBLE_DEVICES > devices; exec sleep 300"],"resources":{"gpus":1}}"#))
         let id = try #require(submitted["id"] as? Int)
-        _ = try job(id, reaching: ["running"])
+        // Running as its agent reported it (a job is `running` from its placement on; a step waits for the process).
+        _ = try job(id) { ($0["allocations"] as? [[String: Any]])?.contains { $0["runningSince"] is String } == true }
         // A step that reads what the job wrote in its work directory, sees the same devices, and fails.
         var step = try cluster.json(cluster.post("/v1/jobs/\(id)/steps",
                                                  #"{"command":["sh","-c","sleep 0.2; cat devices; echo $CUDA_VISIBLE_DEVICES $FASTGPU_STEP_ID $GREETING; echo oops >&2; exit 3"],"env":{"GREETING":"hi"}}"#))

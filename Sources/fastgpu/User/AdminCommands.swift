@@ -31,7 +31,7 @@ struct LoginCommand: AsyncParsableCommand {
         if let project, !projects.items.contains(where: { $0.name == project }) {
             throw CommandFailure("project '\(project)' does not exist or is not yours; yours: \(projects.items.map(\.name).joined(separator: ", "))")
         }
-        try CLIConfig(server: client.server, token: secret, project: project, caFile: caPath).save()
+        try CLIConfig(server: client.servers.description, token: secret, project: project, caFile: caPath).save()
         Output.write("logged in to \(client.server); projects: \(projects.items.map(\.name).joined(separator: ", ")); saved to \(CLIConfig.path)\n")
     }
 }

@@ -9,7 +9,7 @@ import Foundation
 /// wrote (`~/.config/fastgpu/config.json`, or `FASTGPU_CONFIG`), and for a local FastGPU the
 /// defaults of `fastgpu up`: http://127.0.0.1:8470 and the admin token in ~/.fastgpu.
 struct ClientOptions: ParsableArguments {
-    @Option(help: ArgumentHelp("The FastGPU server's URL.", valueName: "url"))
+    @Option(help: ArgumentHelp("The FastGPU server's URL, or several control planes' URLs, comma-separated (FASTGPU_SERVER).", valueName: "url"))
     var server: String?
 
     @Option(help: ArgumentHelp("An API token (default: the one `fastgpu login` saved).", valueName: "token"))
@@ -23,9 +23,15 @@ struct ClientOptions: ParsableArguments {
         let config = CLIConfig.load()
         let environment = ProcessInfo.processInfo.environment
         let server = self.server ?? environment["FASTGPU_SERVER"] ?? config.server ?? CLIConfig.localServer
-        guard let url = URL(string: server), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
-            throw CommandFailure("the server URL must look like http://HOST:PORT, not '\(server)'")
+        // Several control planes of one cluster: a comma-separated list, used in turn when one fails.
+        let urls = ServerList(server).urls
+        guard urls.count <= 16 else { throw CommandFailure("at most 16 server URLs, not \(urls.count)") }
+        for candidate in urls {
+            guard let url = URL(string: candidate), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil else {
+                throw CommandFailure("the server URL must look like http://HOST:PORT (or several, comma-separated), not '\(candidate.prefix(200))'")
+            }
         }
+        guard let url = URL(string: urls[0]) else { throw CommandFailure("no server URL") }
         // The saved token goes only to the server it was saved for (a --server elsewhere gets none).
         let savedFor = (config.server ?? CLIConfig.localServer).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
         var token = self.token ?? environment["FASTGPU_TOKEN"] ?? (savedFor == server.trimmingCharacters(in: CharacterSet(charactersIn: "/")) ? config.token : nil)
