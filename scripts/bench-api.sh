@@ -26,9 +26,9 @@ if [ "$STORE" = postgres ]; then
   PG=$(scripts/postgres-test-server.sh | tail -1)
   DB=fastgpu_bench_$RANDOM$RANDOM
   psql "$PG" -X -q -c "CREATE DATABASE $DB"
-  "$BIN" server --store "${PG%/*}/$DB" --data-dir "$DIR" --port "$PORT" --log-level error >"$DIR/server.log" 2>&1 &
+  "$BIN" server --store "${PG%/*}/$DB" --data-dir "$DIR" --port "$PORT" --max-pending-jobs 10000000 --log-level error >"$DIR/server.log" 2>&1 &
 else
-  "$BIN" server --data-dir "$DIR" --port "$PORT" --log-level error >"$DIR/server.log" 2>&1 &
+  "$BIN" server --data-dir "$DIR" --port "$PORT" --max-pending-jobs 10000000 --log-level error >"$DIR/server.log" 2>&1 &
 fi
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
@@ -48,6 +48,17 @@ curl -sf -X POST "$URL/v1/jobs" -H "$AUTH" -H 'Content-Type: application/json' -
 
 echo "== [$STORE] GET /v1/jobs/1 (wrk -t1 -c$CONNECTIONS -d${DURATION}s)"
 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "$URL/v1/jobs/1" | tee "$DIR/get.txt" | grep -E "Requests/sec|  50%|  99%|Non-2xx|Socket errors"
+
+if [ "$STORE" = postgres ]; then
+  # A second control plane on the same database: it follows and forwards every request to the leader.
+  "$BIN" server --store "${PG%/*}/$DB" --data-dir "$DIR/follower" --port $((PORT + 1)) --log-level error >"$DIR/follower.log" 2>&1 &
+  FOLLOWER=$!
+  for _ in $(seq 1 100); do curl -sf -H "$AUTH" "http://127.0.0.1:$((PORT + 1))/v1/jobs/1" >/dev/null && break; sleep 0.1; done
+  echo "== [$STORE] GET /v1/jobs/1 through a follower (wrk -t1 -c$CONNECTIONS -d${DURATION}s)"
+  wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$AUTH" "http://127.0.0.1:$((PORT + 1))/v1/jobs/1" | tee "$DIR/get-follower.txt" \
+    | grep -E "Requests/sec|  50%|  99%|Non-2xx|Socket errors"
+  kill -TERM $FOLLOWER; wait $FOLLOWER 2>/dev/null || true
+fi
 
 echo "== [$STORE] POST /v1/jobs, durable (wrk -t1 -c$CONNECTIONS -d${DURATION}s)"
 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s scripts/wrk-submit.lua -H "$AUTH" "$URL/v1/jobs" | tee "$DIR/post.txt" \

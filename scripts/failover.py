@@ -9,6 +9,7 @@ forwarding) and started again as a follower. At the end the database and the API
   lost        acknowledged submissions whose job the cluster does not have
   duplicates  jobs created twice for one idempotency key
   twice       a job with two allocations alive at once (an allocation's end after the next one's start)
+  run again   a job with a second allocation at all (the failover made it run again)
   fencing     a commit of an older leader's epoch after a newer leader's first commit
 
 and the time from each kill to the new leader's first placement is reported (p50/p99), with the
@@ -376,7 +377,7 @@ def main():
             time.sleep(random.uniform(*args.between))
 
         clients.stop()
-        leader, _ = cluster.wait_leader()
+        leader, final_epoch = cluster.wait_leader()
         url = cluster.urls[leader]
         # Every acknowledged job finishes (agents kept working); then the books are checked.
         acked = dict(clients.acked)
@@ -395,7 +396,7 @@ def main():
         duplicates = [key for key, found in jobs.items() if len(found) > 1]
         failed = [key for key, found in jobs.items() if any(state == "failed" for _, state in found)]
         twice = 0
-        allocations = {}
+        allocations = {}  # job -> [(start, end)]
         for job_id, started, ended in psql(args.postgres_db, """
                 SELECT job_id, (doc::jsonb->>'startedAt')::bigint, (doc::jsonb->>'endedAt')::bigint FROM allocation ORDER BY job_id, id"""):
             allocations.setdefault(int(job_id), []).append((int(started), int(ended) if ended else None))
@@ -404,6 +405,9 @@ def main():
             for (s1, e1), (s2, _) in zip(spans, spans[1:]):
                 if e1 is None or e1 > s2:
                     twice += 1
+        # A job that ended once never runs again: an exit its agent could not report to a dying
+        # leader is reported to the next one, not taken for a lost allocation.
+        run_again = len([spans for spans in allocations.values() if len(spans) > 1])
         fencing = 0
         epochs = [int(r[0]) for r in psql(args.postgres_db, "SELECT DISTINCT epoch FROM event WHERE epoch IS NOT NULL ORDER BY 1")]
         for older, newer in zip(epochs, epochs[1:]):
@@ -416,9 +420,12 @@ def main():
         takeovers = [r["takeover_s"] for r in figures["kills"]]
         figures.update({
             "acknowledged": len(acked), "jobs": sum(len(v) for v in jobs.values()), "lost": len(lost), "duplicates": len(duplicates),
-            "failed_jobs": len(failed), "unfinished": unfinished, "allocations_running_twice": twice, "fencing_violations": fencing,
+            "failed_jobs": len(failed), "unfinished": unfinished, "allocations_running_twice": twice, "jobs_run_again": run_again,
+            "fencing_violations": fencing,
             "submission_retries": clients.retries, "slowest_acknowledgement_s": round(clients.slowest, 2),
-            "agents_ready_at_end": ready, "cli_ok": cli_ok, "cli_failed": cli_failed,
+            "agents_ready_at_end": ready,
+            # Leader changes nobody caused (a leader that could not renew in time on a loaded machine).
+            "unplanned_leader_changes": final_epoch - 1 - args.kills - args.partitions, "cli_ok": cli_ok, "cli_failed": cli_failed,
             "first_placement_p50_s": percentile(placements, 50), "first_placement_p99_s": percentile(placements, 99),
             "first_placement_max_s": max(placements) if placements else None,
             "takeover_p50_s": percentile(takeovers, 50), "takeover_p99_s": percentile(takeovers, 99),
@@ -426,6 +433,8 @@ def main():
         if lost: failures.append(f"{len(lost)} acknowledged jobs lost, e.g. {lost[:3]}")
         if duplicates: failures.append(f"{len(duplicates)} idempotency keys made two jobs, e.g. {duplicates[:3]}")
         if twice: failures.append(f"{twice} allocations ran while another of their job was alive")
+        if run_again: failures.append(f"{run_again} jobs ran again after a failover (a lost allocation)")
+        if failed: failures.append(f"{len(failed)} jobs failed")
         if fencing: failures.append(f"{fencing} epochs committed after their successor's first commit")
         if unfinished: failures.append(f"{unfinished} jobs did not finish after the failures stopped")
         if ready != args.agents: failures.append(f"{ready} of {args.agents} agents ready at the end")

@@ -8,7 +8,9 @@
 # Where PostgreSQL is installed (initdb and pg_ctl), a throwaway server on loopback
 # (scripts/postgres-test-server.sh) runs the store conformance suite on PostgreSQL as well, and
 # the API suite a second time with PostgreSQL as the control plane's store. Without it those
-# say they were not run; FASTGPU_REQUIRE_POSTGRES_TESTS=1 (CI) makes that a failure.
+# say they were not run; FASTGPU_REQUIRE_POSTGRES_TESTS=1 (CI) makes that a failure. There, a short
+# failover run follows: three control planes on it, four agents, the leader killed three times and
+# cut off from the database once (scripts/failover.py; its README figures come from 20 kills).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="$(scripts/python-env.sh)"
@@ -26,4 +28,8 @@ if [ -n "${FASTGPU_TEST_POSTGRES:-}" ]; then
   FASTGPU_TEST_STORE=postgres swift test --skip-build --filter FastGPUAPITests
 fi
 swift build --product fastgpu
+if [ -n "${FASTGPU_TEST_POSTGRES:-}" ]; then
+  python3 scripts/failover.py --fastgpu .build/debug/fastgpu --postgres "$FASTGPU_TEST_POSTGRES" --kills 3 --partitions 1 \
+    --agents 4 --clients 2 --between 2 3
+fi
 FASTGPU_SERVE_PYTHON="$venv/bin/python" "$venv/bin/python" -m pytest -q python/tests

@@ -39,9 +39,7 @@ extension Agent {
                     try await shipOutput(&workload)
                     self.state?.workloads[id] = nil
                     if workload.stoppingSince == nil {
-                        exiting[id] = workload.epoch
-                        defer { exiting[id] = nil }
-                        _ = try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
+                        await reportExit(id, epoch: workload.epoch, code: code, node: state.nodeID, token: state.token)
                     }
                     return
                 }
@@ -99,9 +97,7 @@ extension Agent {
                 self.state?.workloads[id] = nil
                 logger.info("allocation \(id) stopped")
                 if workload.limitExceeded {
-                    exiting[id] = workload.epoch
-                    defer { exiting[id] = nil }
-                    try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 124)
+                    await reportExit(id, epoch: workload.epoch, code: 124, node: state.nodeID, token: state.token)
                 }
                 return
             }
@@ -148,18 +144,9 @@ extension Agent {
             // Its steps end with it (the allocation's devices go back).
             signalSteps(SIGKILL, of: workload)
             // Gone from the state before the report: a reconcile that runs meanwhile must not
-            // try to stop it. Should the report fail, the next heartbeat omits it and the
-            // control plane treats it as lost.
+            // try to stop it. Heartbeats list it until its exit is reported (`reportExit`).
             self.state?.workloads[id] = nil
-            // Listed by heartbeats until its exit is reported: a heartbeat sent meanwhile must
-            // not make the control plane think it lost (and run again) what just ended.
-            exiting[id] = workload.epoch
-            defer { exiting[id] = nil }
-            do {
-                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: code)
-            } catch let failure as AgentClient.Failure where failure.status == 409 {
-                logger.info("allocation \(id) exited after the control plane had ended it")
-            }
+            await reportExit(id, epoch: workload.epoch, code: code, node: state.nodeID, token: state.token)
             logger.info("allocation \(id) exited with \(code)")
             return
         } else if !alive {
@@ -172,11 +159,45 @@ extension Agent {
             }
             await removeContainer(of: workload)
             signalSteps(SIGKILL, of: workload)
-            try? await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: workload.epoch, exitCode: 137)
             self.state?.workloads[id] = nil
+            await reportExit(id, epoch: workload.epoch, code: 137, node: state.nodeID, token: state.token)
             return
         }
         self.state?.workloads[id] = workload
+    }
+
+    /// Reports how an allocation ended. Until a control plane has the report, heartbeats list
+    /// the allocation as still held and each heartbeat sends the report again: a job that
+    /// ended while no control plane answered (one restarting, or a leader being replaced) is
+    /// never taken for lost and run a second time. A refusal (the control plane ended the
+    /// allocation already, or does not know it) is final.
+    func reportExit(_ id: UInt64, epoch: UInt64, code: Int32, node: UInt64, token: String) async {
+        exiting[id] = epoch
+        do {
+            try await client.report(node: node, token: token, allocation: id, epoch: epoch, exitCode: code)
+        } catch let failure as AgentClient.Failure where failure.status < 500 {
+            logger.info("allocation \(id) exited after the control plane had ended it (\(failure.status))")
+        } catch {
+            unreportedExits[id] = code
+            logger.warning("allocation \(id): its exit (\(code)) is not reported yet (\(error)); the next heartbeat sends it again")
+            return
+        }
+        exiting[id] = nil
+        unreportedExits[id] = nil
+    }
+
+    /// Sends the exits no control plane has acknowledged yet, oldest allocation first; stops at
+    /// the first that still finds none.
+    func resendExits() async {
+        guard let state else { return }
+        for (id, code) in unreportedExits.sorted(by: { $0.key < $1.key }) {
+            guard let epoch = exiting[id] else {
+                unreportedExits[id] = nil
+                continue
+            }
+            await reportExit(id, epoch: epoch, code: code, node: state.nodeID, token: state.token)
+            if unreportedExits[id] != nil { return }
+        }
     }
 
     /// `podman rm --force` of a container workload, off the actor, awaited.

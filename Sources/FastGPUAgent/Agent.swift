@@ -33,6 +33,8 @@ public actor Agent {
     var spawned: Set<UInt64> = []
     /// Allocations whose exit is being reported (gone from `state`, still listed as running).
     var exiting: [UInt64: UInt64] = [:]
+    /// Exit codes of allocations in `exiting` that no control plane has acknowledged yet.
+    var unreportedExits: [UInt64: Int32] = [:]
     /// Steps (`allocation/step`) this run of the agent has spawned.
     var spawnedSteps: Set<String> = []
     var cgroups = Cgroups(mode: .unavailable("not detected yet"))
@@ -202,6 +204,7 @@ public actor Agent {
     func heartbeat() async throws {
         guard state != nil else { return }
         if ContinuousClock.now - lastProbe >= configuration.probeInterval { await probeAgain() }
+        await resendExits()
         guard let state else { return }
         // Every workload this agent holds, started, about to be, or stopping: the control plane
         // treats a live allocation missing from this list as lost. (One it has already ended is

@@ -87,8 +87,9 @@ extension ControlPlane {
     /// assignment index so that the agent knows whether to fetch its assignments.
     ///
     /// `running`, when the agent sends it, is every allocation it runs with its epoch: an
-    /// allocation the agent confirmed running and no longer lists is lost (its process died
-    /// with the agent, say) and its task requeued.
+    /// allocation the agent confirmed running and no longer lists — in a heartbeat made after
+    /// it saw that allocation's assignment — is lost (its process died with the agent, say)
+    /// and its task requeued.
     ///
     /// `reconciled` is the assignment index the agent has acted on; an allocation being stopped
     /// is gone only if the agent does not list it *and* has seen the assignments without it.
@@ -119,6 +120,10 @@ extension ControlPlane {
             }
             for allocationID in node.allocations.sorted() where state.allocations[allocationID]?.runningSince != nil {
                 guard let allocation = state.allocations[allocationID], running[allocationID] != allocation.epoch else { continue }
+                // A heartbeat the agent made before it had seen this allocation (one delayed, or
+                // sent again after a control plane failed over) says nothing about it: an
+                // allocation's epoch is the assignment index that brought it.
+                if let reconciled, reconciled < allocation.epoch.rawValue { continue }
                 try lose(allocationID, cause: .agentLostIt, now: now)
                 changed = true
             }

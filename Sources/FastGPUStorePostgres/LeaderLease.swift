@@ -175,7 +175,8 @@ extension PostgresClusterStore {
     }
 
     /// Opens the store at `url` (the password from a file or the environment).
-    public convenience init(url: PostgresStoreURL, password: String?, logger: Logger = Logger(label: "fastgpu.store.postgres")) async throws {
-        try await self.init(configuration: url.clientConfiguration(password: password), logger: logger)
+    public convenience init(url: PostgresStoreURL, password: String?, idleTransactionTimeout: Duration = .seconds(5),
+                            logger: Logger = Logger(label: "fastgpu.store.postgres")) async throws {
+        try await self.init(configuration: url.clientConfiguration(password: password, idleTransactionTimeout: idleTransactionTimeout), logger: logger)
     }
 }

@@ -49,13 +49,16 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
         requireTLS ? .require(.makeClientConfiguration()) : .disable
     }
 
-    public func clientConfiguration(password: String?) -> PostgresClient.Configuration {
+    /// `idleTransactionTimeout`: how long the database lets a transaction of this client sit
+    /// idle before it ends the session. A control plane cut off mid-commit holds the lease row
+    /// (its commit's epoch check) until then, so a successor's takeover waits for it: keep it
+    /// under the lease's life (`fastgpu server` uses the lease's life less one second).
+    public func clientConfiguration(password: String?, idleTransactionTimeout: Duration = .seconds(5)) -> PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
         // A control plane serves many requests at once; PostgreSQL's default allows 100 connections in all.
         configuration.options.maximumConnections = 20
-        // A transaction left open by a control plane that stalled or lost its network must not
-        // hold the leader lease's row (or any other) for long: the database ends it.
-        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "5000")]
+        let milliseconds = max(500, idleTransactionTimeout.components.seconds * 1000 + idleTransactionTimeout.components.attoseconds / 1_000_000_000_000_000)
+        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", String(milliseconds))]
         return configuration
     }
 

@@ -11,6 +11,7 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -37,6 +38,7 @@ enum ReplicatedServer {
         var configuration: ControlPlaneConfiguration
         var limits: RequestLimits
         var tls: TLSFiles?
+        var tlsCertificateFile: String?
     }
 
     static func run(_ settings: Settings, logger: Logger) async throws {
@@ -47,7 +49,8 @@ enum ReplicatedServer {
         }
         let store: PostgresClusterStore
         do {
-            store = try await PostgresClusterStore(url: settings.store, password: settings.password, logger: logger)
+            store = try await PostgresClusterStore(url: settings.store, password: settings.password,
+                                                   idleTransactionTimeout: max(.seconds(1), settings.leaseTTL - .seconds(1)), logger: logger)
         } catch {
             throw CommandFailure("cannot use the store \(settings.store): \(error)")
         }
@@ -61,7 +64,8 @@ enum ReplicatedServer {
         } catch {
             throw CommandFailure("cannot use the store \(settings.store): \(error)")
         }
-        let role = RoleResponder(forwarder: LeaderForwarder(store: store, holder: holder, logger: logger))
+        let forwarder = LeaderForwarder(store: store, holder: holder, peerCertificates: settings.tlsCertificateFile, logger: logger)
+        let role = RoleResponder(forwarder: forwarder)
         let advertised = AdvertisedURL()
         let scheme = settings.tls == nil ? "http" : "https"
         let descriptors = raiseDescriptorLimit()
@@ -96,6 +100,7 @@ enum ReplicatedServer {
         let group = ServiceGroup(configuration: .init(services: [.init(service: app), .init(service: leadership)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+        try? await forwarder.http.shutdown()
         store.shutdown()
     }
 }
@@ -154,20 +159,26 @@ final class LeaderForwarder: Sendable {
     private let cached = Mutex<(leader: LeaderLease.Leader, at: ContinuousClock.Instant)?>(nil)
     static let maxBodyBytes = 64 << 20
 
-    static let http: HTTPClient = {
+    let http: HTTPClient
+
+    /// `peerCertificates`: this server's own `--tls-cert` file, trusted besides the system's
+    /// roots, so that replicas sharing a certificate from a private CA reach each other.
+    init(store: PostgresClusterStore, holder: String, peerCertificates: String?, logger: Logger) {
+        self.store = store
+        self.holder = holder
+        self.logger = logger
         var configuration = HTTPClient.Configuration()
         configuration.connectionPool.retryConnectionEstablishment = false
         // Agents' blocking queries each hold a connection to the leader for their whole wait.
         configuration.connectionPool.concurrentHTTP1ConnectionsPerHostSoftLimit = 4096
         configuration.redirectConfiguration = .disallow
         configuration.decompression = .disabled
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
-    init(store: PostgresClusterStore, holder: String, logger: Logger) {
-        self.store = store
-        self.holder = holder
-        self.logger = logger
+        if let peerCertificates {
+            var tls = TLSConfiguration.makeClientConfiguration()
+            tls.additionalTrustRoots = [.file(peerCertificates)]
+            configuration.tlsConfiguration = tls
+        }
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     static let hopByHop: Set<String> = ["connection", "keep-alive", "transfer-encoding", "te", "upgrade", "host", "content-length",
@@ -199,7 +210,7 @@ final class LeaderForwarder: Sendable {
         if body.readableBytes > 0 || [.post, .put, .patch].contains(request.method) { out.body = .bytes(body) }
         let response: HTTPClientResponse
         do {
-            response = try await Self.http.execute(out, timeout: .minutes(30))
+            response = try await http.execute(out, timeout: .minutes(30))
         } catch {
             cached.withLock { $0 = nil }
             let text = String(describing: error)

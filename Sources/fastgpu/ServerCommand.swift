@@ -16,12 +16,18 @@ import ServiceLifecycle
 struct ServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "server",
-        abstract: "Run the control plane: the v1 HTTP API, the SQLite store and the scheduler.",
+        abstract: "Run the control plane: the v1 HTTP API, the store and the scheduler.",
         discussion: """
             State lives in one SQLite file (WAL, synchronous=FULL) in the data directory; a \
             restarted server finds every acknowledged job there. On first start the server \
             creates the project `default` and a cluster-admin token, written to \
             DATA-DIR/admin-token (mode 0600).
+
+            With --store postgres://USER@HOST/DB several servers share one PostgreSQL: one \
+            leads (it holds a lease with a fencing epoch that every commit checks), the others \
+            forward requests to it and take over when it is gone. Give them the same secret key \
+            (--secret-key-file), and give agents, gateways and the CLI every server's URL, \
+            comma-separated.
             """
     )
 
@@ -110,7 +116,8 @@ struct ServerCommand: AsyncParsableCommand {
             try await ReplicatedServer.run(.init(store: url, password: password, directory: directory,
                                                  secretKeyFile: secretKeyFile ?? directory + "/secret-key", host: host, port: port,
                                                  advertiseURL: advertiseURL, leaseTTL: .seconds(leaseTTL), configuration: configuration,
-                                                 limits: limits, tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }),
+                                                 limits: limits, tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") },
+                                                 tlsCertificateFile: tlsCert),
                                            logger: logger)
             return
         }

@@ -10,16 +10,17 @@ import Testing
         let errors = Pipe()
         var port = 0
 
-        init(dataDir: String) throws {
+        /// `until`: the line to wait for (a server on PostgreSQL says when it leads).
+        init(dataDir: String, arguments: [String] = [], until: String = "server listening on") throws {
             process.executableURL = CLITests.binary
-            process.arguments = ["server", "--data-dir", dataDir, "--port", "0", "--log-level", "notice"]
+            process.arguments = ["server", "--data-dir", dataDir, "--port", "0", "--log-level", "notice"] + arguments
             process.standardOutput = output
             process.standardError = errors
             try process.run()
             // Blocks until the server says where it listens; no sleeping.
             // (The gateway says where it listens on a line of its own, before or after.)
             var seen = ""
-            while seen.split(separator: "\n", omittingEmptySubsequences: false).dropLast().first(where: { $0.contains("server listening on") }) == nil {
+            while seen.split(separator: "\n", omittingEmptySubsequences: false).dropLast().first(where: { $0.contains(until) }) == nil {
                 let data = output.fileHandleForReading.availableData
                 if data.isEmpty { break }
                 seen += String(decoding: data, as: UTF8.self)
@@ -112,6 +113,66 @@ import Testing
         #expect(second.kill(SIGTERM) == 0)
         let bad = try CLITests.run(["admin", "restore", base + "/none.db", "--data-dir", restoredDir])
         #expect(bad.status != 0 && bad.errors.split(separator: "\n").count == 1 && bad.errors.contains("there is no file"), "\(bad.errors)")
+    }
+
+    /// A database of its own on the test PostgreSQL (`FASTGPU_TEST_POSTGRES`), as a store URL.
+    static func freshPostgresStore() throws -> String {
+        guard let admin = ProcessInfo.processInfo.environment["FASTGPU_TEST_POSTGRES"] else { throw CLIError("no FASTGPU_TEST_POSTGRES") }
+        let name = "fastgpu_cli_\(UInt64.random(in: 0...UInt64.max))"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["psql", admin, "-X", "-q", "-c", "CREATE DATABASE \(name)"]
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CLIError("cannot create a database on \(admin)") }
+        return String(admin[..<admin.lastIndex(of: "/")!]) + "/" + name
+    }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["FASTGPU_TEST_POSTGRES"] != nil), .timeLimit(.minutes(2)))
+    func twoServersOnOnePostgreSQLOneLeadsTheOtherForwardsAndTakesOverAndBackupsRestoreIntoANewDatabase() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("fastgpu-pg-\(UInt64.random(in: 0...UInt64.max))").path
+        let store = try Self.freshPostgresStore()
+        let leader = try Server(dataDir: base, arguments: ["--store", store], until: "leading")
+        let follower = try Server(dataDir: base, arguments: ["--store", store])
+        let token = try String(contentsOfFile: base + "/admin-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        // Either server takes a submission; the follower forwards it.
+        for (i, port) in [leader.port, follower.port, follower.port].enumerated() {
+            let reply = try Self.curl(["-w", "\n%{http_code}", "-X", "POST", "http://127.0.0.1:\(port)/v1/jobs", "-H", "Authorization: Bearer \(token)",
+                                       "-H", "Idempotency-Key: k\(i)", "-d", #"{"project":"default","name":"pg\#(i)","command":["true"]}"#])
+            #expect(reply.hasSuffix("\n201"), "\(reply)")
+        }
+        // The leader dies; the follower leads at once, with every acknowledged job, and the same key is the same job.
+        #expect(leader.kill(SIGKILL) != 0)
+        var lead = ""
+        while !lead.contains("leading") {
+            let data = follower.output.fileHandleForReading.availableData
+            if data.isEmpty { break }
+            lead += String(decoding: data, as: UTF8.self)
+        }
+        #expect(lead.contains("leading (epoch 2)"), "\(lead)")
+        let again = try Self.curl(["-X", "POST", "http://127.0.0.1:\(follower.port)/v1/jobs", "-H", "Authorization: Bearer \(token)",
+                                   "-H", "Idempotency-Key: k1", "-d", #"{"project":"default","name":"pg1","command":["true"]}"#])
+        let list = try Self.curl(["http://127.0.0.1:\(follower.port)/v1/jobs?limit=100", "-H", "Authorization: Bearer \(token)"])
+        for i in 0..<3 { #expect(list.contains("\"name\":\"pg\(i)\""), "pg\(i) lost: \(list)") }
+        #expect(again.contains("\"id\":2,"), "\(again)")
+
+        // pg_dump while it runs; pg_restore into a new database; a server there serves the same jobs.
+        let backup = base + "/fastgpu.pgdump"
+        let taken = try CLITests.run(["admin", "backup", backup, "--store", store])
+        #expect(taken.status == 0 && taken.output.contains("pg_dump"), "\(taken.errors)")
+        let target = try Self.freshPostgresStore()
+        let restored = try CLITests.run(["admin", "restore", backup, "--store", target])
+        #expect(restored.status == 0 && restored.output.contains("3 jobs"), "\(restored.output) \(restored.errors)")
+        let occupied = try CLITests.run(["admin", "restore", backup, "--store", target])
+        #expect(occupied.status != 0 && occupied.errors.contains("not empty"), "\(occupied.errors)")
+        #expect(follower.kill(SIGTERM) == 0)
+        let third = try Server(dataDir: base, arguments: ["--store", target], until: "leading")
+        let served = try Self.curl(["http://127.0.0.1:\(third.port)/v1/jobs?limit=100", "-H", "Authorization: Bearer \(token)"])
+        for i in 0..<3 { #expect(served.contains("\"name\":\"pg\(i)\""), "pg\(i) not restored: \(served)") }
+        #expect(third.kill(SIGTERM) == 0)
+
+        let password = try CLITests.run(["server", "--store", "postgres://u:secret@127.0.0.1/x"])
+        #expect(password.status != 0 && password.errors.contains("put no password in the store URL") && !password.errors.contains("secret@"), "\(password.errors)")
     }
 
     @Test func anUnusableDataDirectoryIsOneLine() throws {

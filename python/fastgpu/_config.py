@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import AuthenticationError, InvalidInput
@@ -26,6 +26,19 @@ class Settings:
     ca_file: Optional[str]
     #: The gateway was named (argument or FASTGPU_GATEWAY), not derived from the server's URL.
     gateway_given: bool = False
+    #: Several control planes of one cluster (`server` is the first): a request that cannot
+    #: reach the one in use goes to the next.
+    servers: Tuple[str, ...] = ()
+    _current: List[int] = field(default_factory=lambda: [0], compare=False)
+
+    def current(self) -> str:
+        """The server in use now."""
+        return self.servers[self._current[0] % len(self.servers)] if self.servers else self.server
+
+    def move_on(self, failed: str) -> None:
+        """After `failed` could not be reached: use the next server (unless another call already moved on)."""
+        if len(self.servers) > 1 and self.current() == failed:
+            self._current[0] = (self._current[0] + 1) % len(self.servers)
 
     def __repr__(self) -> str:  # the token is never shown
         return f"Settings(server={self.server!r}, project={self.project!r}, gateway={self.gateway!r}, token=<{len(self.token)} chars>)"
@@ -69,11 +82,15 @@ def resolve(server: Optional[str] = None, token: Optional[str] = None, project: 
             gateway: Optional[str] = None, ca_file: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> Settings:
     env = dict(os.environ) if env is None else env
     saved = _saved_login(env)
-    server = _check_url(server or env.get("FASTGPU_SERVER") or saved.get("server") or LOCAL_SERVER, "server")
+    given_servers = str(server or env.get("FASTGPU_SERVER") or saved.get("server") or LOCAL_SERVER)
+    servers = tuple(_check_url(part.strip(), "server") for part in given_servers.split(",") if part.strip())
+    if not servers or len(servers) > 16:
+        raise InvalidInput(f"give one server URL, or up to 16 comma-separated, not {given_servers!r}")
+    server = servers[0]
     host = urlsplit(server).hostname or ""
     # The saved token goes only to the server it was saved for.
     saved_server = str(saved.get("server") or LOCAL_SERVER).rstrip("/")
-    token = token or env.get("FASTGPU_TOKEN") or (saved.get("token") if saved_server == server else None)
+    token = token or env.get("FASTGPU_TOKEN") or (saved.get("token") if saved_server == ",".join(servers) else None)
     if not token and host in ("127.0.0.1", "localhost", "::1"):
         token = _local_admin_token(env)
     if not token:
@@ -88,4 +105,4 @@ def resolve(server: Optional[str] = None, token: Optional[str] = None, project: 
         netloc = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else (parts.hostname or "")
         gateway = urlunsplit((parts.scheme, f"{netloc}:{GATEWAY_PORT}", "", "", ""))
     return Settings(server=server, token=token, project=project, gateway=_check_url(gateway, "gateway"),
-                    ca_file=ca_file or env.get("FASTGPU_CA_FILE") or saved.get("caFile"), gateway_given=given)
+                    ca_file=ca_file or env.get("FASTGPU_CA_FILE") or saved.get("caFile"), gateway_given=given, servers=servers)

@@ -127,7 +127,7 @@ def _request_args(settings: Settings, call: Call) -> Dict[str, Any]:
     headers = {"User-Agent": USER_AGENT, **call.headers}
     if call.auth and call.url is None:
         headers["Authorization"] = f"Bearer {settings.token}"
-    url = call.url if call.url is not None else settings.server + call.path
+    url = call.url if call.url is not None else settings.current() + call.path
     args: Dict[str, Any] = {"method": call.method, "url": url, "headers": headers, "timeout": call.timeout}
     if call.params:
         args["params"] = {k: v for k, v in call.params.items() if v is not None}
@@ -149,6 +149,13 @@ def _transport_error(exc: Exception, url: str) -> errors.APIConnectionError:
         return errors.APITimeoutError(f"{url} did not answer in time ({type(exc).__name__})", url=url)
     reason = str(exc) or type(exc).__name__
     return errors.APIConnectionError(f"cannot reach {url}: {reason}", url=url)
+
+
+def _move_on(settings: Settings, call: Call, reply: Optional[Reply], failure: Optional[Exception]) -> None:
+    """Before a retry: a server that could not be reached, or that answered 503 (a control
+    plane between leaders), is left for the next one of the list."""
+    if call.url is None and (failure is not None or (reply is not None and reply.status == 503)):
+        settings.move_on(settings.current())
 
 
 def _retry_delay(call: Call, attempt: int, policy: _Policy, url: str, reply: Optional[Reply], failure: Optional[Exception]) -> Optional[float]:
@@ -177,9 +184,9 @@ class SyncDriver:
         self.http = http or httpx.Client(verify=verify, follow_redirects=False)
 
     def send(self, call: Call) -> Reply:
-        args = _request_args(self.settings, call)
         attempt = 0
         while True:
+            args = _request_args(self.settings, call)
             reply, failure = None, None
             try:
                 r = self.http.request(**args)
@@ -190,6 +197,7 @@ class SyncDriver:
             if delay is None:
                 assert reply is not None
                 return reply
+            _move_on(self.settings, call, reply, failure)
             time.sleep(delay)
             attempt += 1
 
@@ -237,9 +245,9 @@ class AsyncDriver:
     async def send(self, call: Call) -> Reply:
         import asyncio
 
-        args = _request_args(self.settings, call)
         attempt = 0
         while True:
+            args = _request_args(self.settings, call)
             reply, failure = None, None
             try:
                 r = await self.http.request(**args)
@@ -250,6 +258,7 @@ class AsyncDriver:
             if delay is None:
                 assert reply is not None
                 return reply
+            _move_on(self.settings, call, reply, failure)
             await asyncio.sleep(delay)
             attempt += 1
 

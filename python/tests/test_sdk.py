@@ -197,6 +197,31 @@ def test_retries_keep_one_idempotency_key_and_honour_retry_after():
     assert all(json.loads(r.content) == {"project": "p", "command": ["true"]} for r in seen)
 
 
+def test_several_control_planes_a_failed_one_is_left_for_the_next():
+    job = {"id": 7, "state": "pending", "allocations": []}
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.host == "cp1.test":
+            raise httpx.ConnectError("refused")
+        if request.url.host == "cp2.test":
+            return httpx.Response(503, headers={"Retry-After": "0"}, json={"detail": "no leader"})
+        return httpx.Response(201, json=job)
+
+    settings = resolve("http://cp1.test, http://cp2.test,http://cp3.test/", "fgpu_token", env={})
+    assert settings.servers == ("http://cp1.test", "http://cp2.test", "http://cp3.test") and settings.server == "http://cp1.test"
+    driver = SyncDriver(settings, max_retries=4, http=httpx.Client(transport=httpx.MockTransport(handler)))
+    from fastgpu import _ops
+    assert driver.run(_ops.submit({"project": "p", "command": ["true"]})) == job
+    assert seen == ["http://cp1.test/v1/jobs", "http://cp2.test/v1/jobs", "http://cp3.test/v1/jobs"]
+    # The next call starts where the last one succeeded.
+    driver.run(_ops.submit({"project": "p", "command": ["true"]}))
+    assert seen[-1] == "http://cp3.test/v1/jobs" and len(seen) == 4
+    with pytest.raises(fastgpu.InvalidInput):
+        resolve("http://a.test,ftp://b.test", "t", env={})
+
+
 def test_errors_carry_the_servers_status_code_and_detail():
     problem = {"type": "about:blank", "title": "Conflict", "status": 409, "detail": "job 3 is pending", "requestId": "r1"}
     driver, _ = scripted([httpx.Response(409, json=problem, headers={"Content-Type": "application/problem+json"})])
