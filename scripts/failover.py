@@ -96,7 +96,12 @@ class Proxy:
         server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
         self.loop.run_forever()
 
-    async def _pipe(self, reader, writer):
+    # The database drops a connection whose client stays silent for about this long (the
+    # store's keepalives: 2 s idle, then 2 probes 1 s apart); a partition lasting longer ends the
+    # database's side of every connection across it, as a real one would.
+    KEEPALIVE_DEADLINE = 4.0
+
+    async def _pipe(self, reader, writer, upstream):
         try:
             while True:
                 data = await reader.read(65536)
@@ -117,13 +122,27 @@ class Proxy:
             except Exception:
                 pass
 
+    async def _reaper(self, up_writer):
+        """While cut off, the database side of the link goes once the keepalives give up."""
+        while not up_writer.is_closing():
+            if not self.open.is_set():
+                cut = time.time()
+                while not self.open.is_set() and time.time() - cut < self.KEEPALIVE_DEADLINE:
+                    await asyncio.sleep(0.05)
+                if not self.open.is_set():
+                    up_writer.transport.abort()
+                    return
+            await asyncio.sleep(0.05)
+
     async def _client(self, reader, writer):
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except Exception:
             writer.close()
             return
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        reaper = asyncio.ensure_future(self._reaper(up_writer))
+        await asyncio.gather(self._pipe(reader, up_writer, True), self._pipe(up_reader, writer, False))
+        reaper.cancel()
 
 
 class Cluster:

@@ -175,7 +175,7 @@ extension Agent {
         exiting[id] = epoch
         do {
             try await client.report(node: node, token: token, allocation: id, epoch: epoch, exitCode: code)
-        } catch let failure as AgentClient.Failure where failure.status < 500 {
+        } catch let failure as AgentClient.Failure where [401, 403, 404, 409].contains(failure.status) {
             logger.info("allocation \(id) exited after the control plane had ended it (\(failure.status))")
         } catch {
             unreportedExits[id] = code
@@ -187,7 +187,8 @@ extension Agent {
     }
 
     /// Sends the exits no control plane has acknowledged yet, oldest allocation first; stops at
-    /// the first that still finds none.
+    /// the first that finds no control plane (one that answered with an error is passed over
+    /// and tried again next time).
     func resendExits() async {
         guard let state else { return }
         for (id, code) in unreportedExits.sorted(by: { $0.key < $1.key }) {
@@ -195,8 +196,18 @@ extension Agent {
                 unreportedExits[id] = nil
                 continue
             }
-            await reportExit(id, epoch: epoch, code: code, node: state.nodeID, token: state.token)
-            if unreportedExits[id] != nil { return }
+            do {
+                try await client.report(node: state.nodeID, token: state.token, allocation: id, epoch: epoch, exitCode: code)
+            } catch let failure as AgentClient.Failure where [401, 403, 404, 409].contains(failure.status) {
+                logger.info("allocation \(id) exited after the control plane had ended it (\(failure.status))")
+            } catch is AgentClient.Failure {
+                continue
+            } catch {
+                return
+            }
+            logger.info("allocation \(id): its exit (\(code)) is reported now")
+            exiting[id] = nil
+            unreportedExits[id] = nil
         }
     }
 

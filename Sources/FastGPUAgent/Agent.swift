@@ -204,7 +204,6 @@ public actor Agent {
     func heartbeat() async throws {
         guard state != nil else { return }
         if ContinuousClock.now - lastProbe >= configuration.probeInterval { await probeAgain() }
-        await resendExits()
         guard let state else { return }
         // Every workload this agent holds, started, about to be, or stopping: the control plane
         // treats a live allocation missing from this list as lost. (One it has already ended is
@@ -215,6 +214,8 @@ public actor Agent {
         // Reconciling runs in one turn of this actor: `running` reflects every assignment change
         // up to `assignmentIndex`, so the control plane may free what is not in it.
         _ = try await client.heartbeat(node: state.nodeID, token: state.token, gpus: gpus, running: running, assignmentIndex: assignmentIndex)
+        // After the heartbeat, so that a slow resend never makes the node late.
+        await resendExits()
     }
 
     func assignmentLoop() async throws {

@@ -13,9 +13,12 @@ import Synchronization
 /// close, and a leader cut off from the database (its backend still open at the far end of a
 /// dead link) once its lease runs out.
 ///
-/// A leader stops acting the moment a renewal fails or `ttl` passes on its own monotonic clock
-/// since the last renewal it sent: the database gave it at most that, so it stops before anyone
-/// else can start. Every commit of a leader's store checks its epoch in the same transaction
+/// A leader stops acting the moment a renewal fails, its lease's connection closes, or `ttl`
+/// passes on its own monotonic clock since the last renewal it sent. When the lease runs out it
+/// has stopped before anyone else can start; when its connection is gone (the database dropped
+/// it: a keepalive that went unanswered, `pg_terminate_backend`) a successor may start while the
+/// old leader notices, within 50 ms of its own side closing — and a link that died silently is
+/// seen by both sides' keepalives after a few seconds. Either way every commit of a leader's store checks its epoch in the same transaction
 /// (`PostgresClusterStore.fence`), so nothing it still had in flight commits after a
 /// successor's takeover: the takeover locks the row against those checks, and they see the new
 /// epoch once it commits.
@@ -56,10 +59,18 @@ public final class LeaderLease: Sendable {
     private func connected() async throws -> PostgresConnection {
         if let existing = connection.withLock({ $0 }), !existing.isClosed { return existing }
         let fresh = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
-        // A database that hears nothing from this side for a few seconds drops the backend, which frees the lease.
-        try await fresh.query("SET tcp_keepalives_idle = 2", logger: logger)
-        try await fresh.query("SET tcp_keepalives_interval = 1", logger: logger)
-        try await fresh.query("SET tcp_keepalives_count = 2", logger: logger)
+        do {
+            // A database that hears nothing from this side for a few seconds drops the backend, which frees the lease.
+            try await fresh.query("SET tcp_keepalives_idle = 2", logger: logger)
+            try await fresh.query("SET tcp_keepalives_interval = 1", logger: logger)
+            try await fresh.query("SET tcp_keepalives_count = 2", logger: logger)
+            // No lease statement may run longer than the lease lasts.
+            let limit = max(1000, Int(ttlSeconds * 1000) - 1000)
+            try await fresh.query(PostgresQuery(unsafeSQL: "SET statement_timeout = \(limit)"), logger: logger)
+        } catch {
+            try? await fresh.close()
+            throw error
+        }
         let previous = connection.withLock { current -> PostgresConnection? in
             defer { current = fresh }
             return current
@@ -67,6 +78,10 @@ public final class LeaderLease: Sendable {
         if let previous { try? await previous.close() }
         return fresh
     }
+
+    /// True when the connection the lease was taken on has closed: from then on the lease is
+    /// free for others (its backend is gone), so a leader must stop at once.
+    public var connectionLost: Bool { connection.withLock { $0?.isClosed ?? true } }
 
     /// Drops the lease's connection (its backend ends; a lease it held is free at once).
     public func close() async {
@@ -175,8 +190,8 @@ extension PostgresClusterStore {
     }
 
     /// Opens the store at `url` (the password from a file or the environment).
-    public convenience init(url: PostgresStoreURL, password: String?, idleTransactionTimeout: Duration = .seconds(5),
+    public convenience init(url: PostgresStoreURL, password: String?, lockTimeout: Duration = .seconds(5),
                             logger: Logger = Logger(label: "fastgpu.store.postgres")) async throws {
-        try await self.init(configuration: url.clientConfiguration(password: password, idleTransactionTimeout: idleTransactionTimeout), logger: logger)
+        try await self.init(configuration: url.clientConfiguration(password: password, lockTimeout: lockTimeout), logger: logger)
     }
 }

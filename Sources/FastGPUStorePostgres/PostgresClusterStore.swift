@@ -107,7 +107,9 @@ public final class PostgresClusterStore: ClusterStore {
 
     func migrate() async throws {
         try await client.withTransaction(logger: logger) { connection in
-            // One migrator at a time across replicas: a transaction-scoped advisory lock.
+            // One migrator at a time across replicas: a transaction-scoped advisory lock, waited for
+            // as long as another replica's migration takes (not the pool's lock timeout).
+            try await connection.query("SET LOCAL lock_timeout = 0", logger: logger)
             try await connection.query("SELECT pg_advisory_xact_lock(4242001)", logger: logger)
             try await connection.query("CREATE TABLE IF NOT EXISTS schema_migration (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())", logger: logger)
             var applied: Set<String> = []
@@ -220,7 +222,7 @@ public final class PostgresClusterStore: ClusterStore {
                 if let fence { try await checkFence(fence, on: c) }
                 var nextPosition: Int64?
                 for write in batch.writes {
-                    try await apply(write, on: c, nextPosition: &nextPosition)
+                    try await apply(write, on: c, epoch: fence?.epoch, nextPosition: &nextPosition)
                 }
             }
         } catch let error as PostgresTransactionError {
@@ -230,7 +232,8 @@ public final class PostgresClusterStore: ClusterStore {
         }
     }
 
-    private func apply(_ write: StoreWrite, on c: PostgresConnection, nextPosition: inout Int64?) async throws {
+    /// `epoch`: the leader epoch this commit checked (nil without a lease), written with its events.
+    private func apply(_ write: StoreWrite, on c: PostgresConnection, epoch: Int64?, nextPosition: inout Int64?) async throws {
         let l = logger
         switch write {
         case .saveProject(let r):
@@ -283,7 +286,7 @@ public final class PostgresClusterStore: ClusterStore {
             try await c.query("""
                 INSERT INTO event (time, kind, job_id, node_id, allocation_id, actor, payload, epoch)
                 VALUES (\(r.time.millisecondsSinceEpoch), \(r.kind), \(r.jobID.map { Int64($0.rawValue) }), \(r.nodeID.map { Int64($0.rawValue) }),
-                        \(r.allocationID.map { Int64($0.rawValue) }), \(r.actor), \(try Self.json(r.event)), \(fencing.withLock { $0?.epoch }))
+                        \(r.allocationID.map { Int64($0.rawValue) }), \(r.actor), \(try Self.json(r.event)), \(epoch))
                 """, logger: l)
         case .appendLog(let r):
             // Positions only grow: batches commit one at a time under this transaction's lock.

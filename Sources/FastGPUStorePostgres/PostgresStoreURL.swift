@@ -25,6 +25,12 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
         guard !database.isEmpty, database.count <= 63, !database.contains("/") else {
             throw StoreError("the store URL needs a database: postgres://USER@HOST/DATABASE")
         }
+        // Names go to pg_dump and pg_restore too: none may read as an option or a connection string.
+        for (what, name) in [("user", user), ("database", database), ("host", host)] {
+            guard !name.hasPrefix("-"), !name.contains("="), name.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value != 0x7F }) else {
+                throw StoreError("the store URL's \(what) may not begin with '-' or hold '=', spaces or control characters")
+            }
+        }
         let port = url.port ?? 5432
         guard (1...65535).contains(port) else { throw StoreError("the store URL's port must be 1 to 65535") }
         var requireTLS = false
@@ -49,16 +55,22 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
         requireTLS ? .require(.makeClientConfiguration()) : .disable
     }
 
-    /// `idleTransactionTimeout`: how long the database lets a transaction of this client sit
-    /// idle before it ends the session. A control plane cut off mid-commit holds the lease row
-    /// (its commit's epoch check) until then, so a successor's takeover waits for it: keep it
-    /// under the lease's life (`fastgpu server` uses the lease's life less one second).
-    public func clientConfiguration(password: String?, idleTransactionTimeout: Duration = .seconds(5)) -> PostgresClient.Configuration {
+    /// `lockTimeout`: how long a statement of this client waits for a row lock (the lease's,
+    /// held by a takeover) before it fails, and so its commit with it.
+    ///
+    /// The database also probes every connection of this client after two silent seconds and
+    /// drops it after two more unanswered probes: a control plane cut off mid-commit holds the
+    /// lease row (its commit's epoch check) until then, so a successor's takeover waits about
+    /// that long. (An idle-in-transaction timeout would end such sessions sooner, but it ends a
+    /// merely slow client's session under its feet, which PostgresNIO does not survive well.)
+    public func clientConfiguration(password: String?, lockTimeout: Duration = .seconds(5)) -> PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(host: host, port: port, username: user, password: password, database: database, tls: tls)
         // A control plane serves many requests at once; PostgreSQL's default allows 100 connections in all.
         configuration.options.maximumConnections = 20
-        let milliseconds = max(500, idleTransactionTimeout.components.seconds * 1000 + idleTransactionTimeout.components.attoseconds / 1_000_000_000_000_000)
-        configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", String(milliseconds))]
+        let milliseconds = max(500, lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000)
+        configuration.options.additionalStartupParameters = [("lock_timeout", String(milliseconds)),
+                                                             ("tcp_keepalives_idle", "2"), ("tcp_keepalives_interval", "1"),
+                                                             ("tcp_keepalives_count", "2")]
         return configuration
     }
 
@@ -71,10 +83,14 @@ public struct PostgresStoreURL: Sendable, Equatable, CustomStringConvertible {
     /// or `PGPASSWORD`; nil when none is given (trust or peer authentication).
     public static func password(file: String?, environment: [String: String]) throws -> String? {
         if let file {
-            guard let data = FileManager.default.contents(atPath: file), data.count <= 4096 else {
-                throw StoreError("cannot read the store password file \(file) (or it is over 4 KiB)")
+            var status = stat()
+            guard stat(file, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG, let handle = FileHandle(forReadingAtPath: file) else {
+                throw StoreError("cannot read the store password file \(file) (it must be a regular file)")
             }
-            let line = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            defer { try? handle.close() }
+            let data = (try? handle.read(upToCount: 4097)) ?? Data()
+            guard data.count <= 4096 else { throw StoreError("the store password file \(file) is over 4 KiB") }
+            let line = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
             guard !line.isEmpty else { throw StoreError("the store password file \(file) is empty") }
             return line
         }

@@ -101,13 +101,14 @@ struct PostgresOptions: ParsableArguments {
 /// consistent snapshot while the control planes run) and `pg_restore` into an empty database.
 enum PostgresBackup {
     /// Runs one of PostgreSQL's tools; its first line of complaint becomes the error.
-    static func tool(_ name: String, _ arguments: [String], password: String?) throws {
+    static func tool(_ name: String, _ arguments: [String], password: String?, tls: Bool = false) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [name] + arguments
         var environment = ProcessInfo.processInfo.environment
         if let password { environment["PGPASSWORD"] = password }
         environment["PGCONNECT_TIMEOUT"] = "10"
+        environment["PGSSLMODE"] = tls ? "require" : "disable"
         process.environment = environment
         let errors = Pipe()
         process.standardError = errors
@@ -129,7 +130,7 @@ enum PostgresBackup {
         guard !FileManager.default.fileExists(atPath: file) else { throw CommandFailure("\(file) exists: a backup never overwrites a file") }
         let partial = file + ".partial"
         try? FileManager.default.removeItem(atPath: partial)
-        try tool("pg_dump", connection(url) + ["--format=custom", "--no-owner", "--file", partial, url.database], password: password)
+        try tool("pg_dump", connection(url) + ["--format=custom", "--no-owner", "--file", partial, "--", url.database], password: password, tls: url.requireTLS)
         // A dump of something that is not a FastGPU store is no backup of one.
         let listing = Process()
         listing.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -155,8 +156,8 @@ enum PostgresBackup {
     static func restore(_ file: String, into url: PostgresStoreURL, password: String?) async throws -> Int {
         guard FileManager.default.isReadableFile(atPath: file) else { throw CommandFailure("there is no file \(file) to restore") }
         do {
-            try tool("pg_restore", connection(url) + ["--no-owner", "--exit-on-error", "--single-transaction", "--dbname", url.database, file],
-                     password: password)
+            try tool("pg_restore", connection(url) + ["--no-owner", "--exit-on-error", "--single-transaction", "--dbname", url.database, "--", file],
+                     password: password, tls: url.requireTLS)
         } catch let failure as CommandFailure where failure.description.contains("already exists") {
             throw CommandFailure("\(url) is not empty: restore into a new database (createdb), then point the servers at it; nothing was changed")
         }

@@ -50,7 +50,7 @@ enum ReplicatedServer {
         let store: PostgresClusterStore
         do {
             store = try await PostgresClusterStore(url: settings.store, password: settings.password,
-                                                   idleTransactionTimeout: max(.seconds(1), settings.leaseTTL - .seconds(1)), logger: logger)
+                                                   lockTimeout: max(.seconds(1), settings.leaseTTL - .seconds(1)), logger: logger)
         } catch {
             throw CommandFailure("cannot use the store \(settings.store): \(error)")
         }
@@ -79,7 +79,10 @@ enum ReplicatedServer {
             configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fastgpu",
                                  availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: logger)),
             onServerRunning: { channel in
-                let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                let address = channel.localAddress.map { local -> String in
+                    let ip = local.ipAddress ?? "?"
+                    return "\(ip.contains(":") ? "[\(ip)]" : ip):\(local.port ?? 0)"
+                } ?? "?"
                 let url = "\(scheme)://\(address)"
                 advertised.set(settings.advertiseURL ?? url)
                 FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (store \(settings.store), following until it leads)\n".utf8))
@@ -99,7 +102,13 @@ enum ReplicatedServer {
         }
         let group = ServiceGroup(configuration: .init(services: [.init(service: app), .init(service: leadership)],
                                                       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            try? await forwarder.http.shutdown()
+            store.shutdown()
+            throw error
+        }
         try? await forwarder.http.shutdown()
         store.shutdown()
     }
@@ -107,26 +116,43 @@ enum ReplicatedServer {
 
 /// This process's own URL, as the lease row tells followers; known once the listener runs.
 final class AdvertisedURL: Sendable {
-    private let state = Mutex<(url: String?, waiting: [CheckedContinuation<String, Never>])>((nil, []))
+    private let state = Mutex<(url: String?, waiting: [(id: UInt64, continuation: CheckedContinuation<String, any Error>)])>((nil, []))
 
     func set(_ url: String) {
-        let waiting = state.withLock { state -> [CheckedContinuation<String, Never>] in
+        let waiting = state.withLock { state -> [(id: UInt64, continuation: CheckedContinuation<String, any Error>)] in
             state.url = url
             defer { state.waiting = [] }
             return state.waiting
         }
-        for continuation in waiting { continuation.resume(returning: url) }
+        for waiter in waiting { waiter.continuation.resume(returning: url) }
     }
 
-    func value() async -> String {
-        await withCheckedContinuation { continuation in
-            let known = state.withLock { state -> String? in
-                if let url = state.url { return url }
-                state.waiting.append(continuation)
-                return nil
+    /// The URL once known; throws `CancellationError` when the waiting task is cancelled (a
+    /// listener that never started, or a stop before it did).
+    func value() async throws -> String {
+        let id = UInt64.random(in: 0...UInt64.max)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
+                let known = state.withLock { state -> String? in
+                    if let url = state.url { return url }
+                    state.waiting.append((id, continuation))
+                    return nil
+                }
+                if let known { continuation.resume(returning: known) }
+                // Cancelled before the waiter was recorded: `onCancel` found nothing to resume.
+                if Task.isCancelled { cancelWaiter(id) }
             }
-            if let known { continuation.resume(returning: known) }
+        } onCancel: {
+            cancelWaiter(id)
         }
+    }
+
+    private func cancelWaiter(_ id: UInt64) {
+        let waiter = state.withLock { state -> CheckedContinuation<String, any Error>? in
+            guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+            return state.waiting.remove(at: index).continuation
+        }
+        waiter?.resume(throwing: CancellationError())
     }
 }
 
@@ -139,6 +165,8 @@ final class RoleResponder: HTTPResponder, Sendable {
     init(forwarder: LeaderForwarder) { self.forwarder = forwarder }
 
     func lead(_ responder: RouterResponder<APIRequestContext>) { leading.withLock { $0 = responder } }
+
+    func follow() { leading.withLock { $0 = nil } }
 
     func respond(to request: Request, context: APIRequestContext) async throws -> Response {
         if let responder = leading.withLock({ $0 }) { return try await responder.respond(to: request, context: context) }
@@ -191,8 +219,16 @@ final class LeaderForwarder: Sendable {
         return found
     }
 
+    /// Set on every forwarded request: a follower never forwards one again (two followers that
+    /// each think the other leads, or one that advertises an address that reaches itself).
+    static let forwardedBy = HTTPField.Name("FastGPU-Forwarded-By")!
+
     func respond(to request: Request, context: APIRequestContext) async throws -> Response {
         if request.uri.path == "/healthz" { return Response(status: .ok, headers: [.contentType: "text/plain"], body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n"))) }
+        guard request.headers[Self.forwardedBy] == nil else {
+            cached.withLock { $0 = nil }
+            return Self.problem(.serviceUnavailable, "No leader here", "this control plane does not lead (any more); retry in a second", retryAfter: 1)
+        }
         guard let leader = await leader(), leader.holder != holder else {
             return Self.problem(.serviceUnavailable, "No leader", "the control planes are choosing a leader; retry in a second", retryAfter: 1)
         }
@@ -207,6 +243,7 @@ final class LeaderForwarder: Sendable {
         for field in request.headers where !Self.hopByHop.contains(field.name.canonicalName) {
             out.headers.add(name: field.name.canonicalName, value: field.value)
         }
+        out.headers.add(name: Self.forwardedBy.canonicalName, value: holder)
         if body.readableBytes > 0 || [.post, .put, .patch].contains(request.method) { out.body = .bytes(body) }
         let response: HTTPClientResponse
         do {
@@ -267,7 +304,8 @@ struct Leadership: Service {
     }
 
     func run() async throws {
-        let url = await advertised.value()
+        let url: String
+        do { url = try await cancelWhenGracefulShutdown { try await advertised.value() } } catch { return }
         let renewedAt = RenewalTime()
         let taken: Int64?
         do {
@@ -292,20 +330,11 @@ struct Leadership: Service {
         }
         guard let epoch = taken else { return }
         store.fence(holder: lease.holder, epoch: epoch)
-        let started = ContinuousClock.now
-        let assembly: ServerAssembly
-        do {
-            assembly = try await build()
-        } catch {
-            Self.stop("cannot load the state as the new leader: \(error)", logger: logger)
-        }
-        role.lead(assembly.api.makeRouter().router.buildResponder())
-        logger.notice("leading", metadata: ["epoch": "\(epoch)", "url": "\(url)", "loaded-ms": "\((ContinuousClock.now - started).wholeMilliseconds)"])
-        FileHandle.standardOutput.write(Data("fastgpu server leading (epoch \(epoch)) at \(url)\n".utf8))
         let ttl = lease.ttl
         do {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingTaskGroup(of: Void.self) { group in
+                    // From the moment the lease is taken — loading a large state must not let it run out.
                     // Renews often; stops this process when a renewal says the lease is gone or fails.
                     group.addTask {
                         while true {
@@ -319,14 +348,26 @@ struct Leadership: Service {
                             renewedAt.set(sent)
                         }
                     }
-                    // Stops this process before the database could give the lease to another.
+                    // Stops this process before the database could give the lease to another, and
+                    // at once when the lease's own connection is gone (the lease is free from then on).
                     group.addTask {
                         while true {
                             try await Task.sleep(for: .milliseconds(50))
                             let since = ContinuousClock.now - renewedAt.get()
                             if since > ttl - .milliseconds(250) { Self.stop("no renewal of the leader lease for \(since.wholeMilliseconds) ms", logger: logger) }
+                            if lease.connectionLost { Self.stop("the leader lease's connection to the database is gone", logger: logger) }
                         }
                     }
+                    let started = ContinuousClock.now
+                    let assembly: ServerAssembly
+                    do {
+                        assembly = try await build()
+                    } catch {
+                        Self.stop("cannot load the state as the new leader: \(error)", logger: logger)
+                    }
+                    role.lead(assembly.api.makeRouter().router.buildResponder())
+                    logger.notice("leading", metadata: ["epoch": "\(epoch)", "url": "\(url)", "loaded-ms": "\((ContinuousClock.now - started).wholeMilliseconds)"])
+                    FileHandle.standardOutput.write(Data("fastgpu server leading (epoch \(epoch)) at \(url)\n".utf8))
                     // A leader whose store refuses writes (a failed or fenced commit) serves no one: hand over.
                     group.addTask {
                         while true {
@@ -342,7 +383,8 @@ struct Leadership: Service {
                 }
             }
         } catch is CancellationError {}
-        // A graceful stop hands the lease over at once.
+        // A graceful stop hands the lease over at once; requests still arriving go to the successor.
+        role.follow()
         await lease.resign(epoch: epoch)
         logger.notice("resigned the leader lease", metadata: ["epoch": "\(epoch)"])
     }

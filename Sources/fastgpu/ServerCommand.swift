@@ -108,6 +108,9 @@ struct ServerCommand: AsyncParsableCommand {
                 throw ValidationError("with a postgres store the gateway runs on its own: `fastgpu gateway --server URL1,URL2,...`")
             }
             if let advertiseURL, URL(string: advertiseURL)?.host == nil { throw ValidationError("--advertise-url must look like http://HOST:PORT") }
+            if advertiseURL == nil, ["0.0.0.0", "::", "[::]"].contains(host) {
+                throw ValidationError("listening on \(host), give --advertise-url: the address other servers reach this one at")
+            }
             let password: String?
             do { password = try PostgresStoreURL.password(file: storePasswordFile, environment: ProcessInfo.processInfo.environment) } catch {
                 throw CommandFailure("\(error)")

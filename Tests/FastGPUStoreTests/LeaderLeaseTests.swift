@@ -119,7 +119,8 @@ struct PostgresStoreURLTests {
     }
 
     @Test func passwordsInTheURLAndIncompleteURLsAreRefusedClearly() {
-        for bad in ["postgres://u:secret@h/d", "postgres://h/d", "postgres://u@h/", "mysql://u@h/d", "postgres://u@h/d?sslmode=prefer", "postgres://u@h:0/d"] {
+        for bad in ["postgres://u:secret@h/d", "postgres://h/d", "postgres://u@h/", "mysql://u@h/d", "postgres://u@h/d?sslmode=prefer", "postgres://u@h:0/d",
+                    "postgres://u@h/-dfile", "postgres://u@h/host%3Devil", "postgres://-u@h/d", "postgres://u@h/d%0Ax"] {
             #expect(throws: StoreError.self, "\(bad)") { try PostgresStoreURL(bad) }
         }
         do {
@@ -131,12 +132,14 @@ struct PostgresStoreURLTests {
 
     @Test func thePasswordComesFromAFileOrTheEnvironment() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)").path
-        try "s3cret\nignored\n".write(toFile: file, atomically: true, encoding: .utf8)
+        try "s3cret\r\nignored\n".write(toFile: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: file) }
         #expect(try PostgresStoreURL.password(file: file, environment: ["FASTGPU_STORE_PASSWORD": "other"]) == "s3cret")
         #expect(try PostgresStoreURL.password(file: nil, environment: ["FASTGPU_STORE_PASSWORD": "env"]) == "env")
         #expect(try PostgresStoreURL.password(file: nil, environment: ["PGPASSWORD": "pg"]) == "pg")
         #expect(try PostgresStoreURL.password(file: nil, environment: [:]) == nil)
         #expect(throws: StoreError.self) { try PostgresStoreURL.password(file: file + ".missing", environment: [:]) }
+        // Not a regular file (a FIFO or a device would hang or never end): refused, not read.
+        #expect(throws: StoreError.self) { try PostgresStoreURL.password(file: "/dev/zero", environment: [:]) }
     }
 }
