@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One GPU as a probe reports it, in the words the control plane registers
 /// (`POST /v1/nodes/register` takes `uuid`, `model`, `memoryMiB`, `migEnabled`).
@@ -110,13 +111,30 @@ public struct SimulatedProbe: DeviceProbe {
 public struct NvidiaSMIProbe: DeviceProbe {
     public static let queryFields = ["index", "uuid", "name", "memory.total", "mig.mode.current", "power.draw",
                                      "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id"]
+    /// Fields a driver may not know (the 580 driver of an H200 knows no `total_energy_consumption`):
+    /// without them the probe still reads the GPUs, and that reading is absent.
+    public static let optionalFields: Set<String> = ["power.draw", "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id"]
     public let executable: String
+    /// The fields this driver answered, once learnt (each probe would otherwise fail first).
+    private static let answeredFields = Mutex<[String: [String]]>([:])
 
     public init(executable: String = "/usr/bin/nvidia-smi") { self.executable = executable }
 
     public func probe() throws -> [ProbedGPU] {
-        let query = try run(["--query-gpu=\(Self.queryFields.joined(separator: ","))", "--format=csv,noheader,nounits"])
-        var gpus = try NvidiaSMIParser.parseQuery(query)
+        var fields = Self.answeredFields.withLock { $0[executable] } ?? Self.queryFields
+        var query: String?
+        while query == nil {
+            do {
+                query = try run(["--query-gpu=\(fields.joined(separator: ","))", "--format=csv,noheader,nounits"])
+            } catch let error as ProbeError {
+                // `Field "X" is not a valid field to query.`: ask again without it, if it is one we can do without.
+                guard let unknown = NvidiaSMIParser.unknownField(in: error.description), Self.optionalFields.contains(unknown),
+                      fields.contains(unknown) else { throw error }
+                fields.removeAll { $0 == unknown }
+            }
+        }
+        Self.answeredFields.withLock { [fields] in $0[executable] = fields }
+        var gpus = try NvidiaSMIParser.parseQuery(query ?? "", fields: fields)
         if gpus.contains(where: \.migEnabled) {
             let listing = try NvidiaSMIParser.parseList(try run(["-L"]))
             for i in gpus.indices { gpus[i].migDevices = listing[gpus[i].index] ?? [] }
@@ -153,17 +171,20 @@ public enum NvidiaSMIParser {
     /// Parses `nvidia-smi --query-gpu=<NvidiaSMIProbe.queryFields> --format=csv,noheader,nounits`.
     /// `[N/A]` and `[Not Supported]` are absent values; `[GPU is lost]`, `[Unknown Error]` and
     /// uncorrected ECC errors make the GPU unhealthy, with that as the reason.
-    public static func parseQuery(_ output: String) throws -> [ProbedGPU] {
+    /// `columns`: the fields queried, in order (a driver that does not know an optional one is
+    /// asked without it).
+    public static func parseQuery(_ output: String, fields columns: [String] = NvidiaSMIProbe.queryFields) throws -> [ProbedGPU] {
         var gpus: [ProbedGPU] = []
         for (number, rawLine) in output.split(whereSeparator: \.isNewline).enumerated() {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
             let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard fields.count == NvidiaSMIProbe.queryFields.count else {
-                throw ProbeError("nvidia-smi line \(number + 1): \(fields.count) fields, expected \(NvidiaSMIProbe.queryFields.count): \(line)")
+            guard fields.count == columns.count else {
+                throw ProbeError("nvidia-smi line \(number + 1): \(fields.count) fields, expected \(columns.count): \(line)")
             }
             func value(_ field: String) -> String? {
-                let text = fields[NvidiaSMIProbe.queryFields.firstIndex(of: field)!]
+                guard let column = columns.firstIndex(of: field) else { return nil }
+                let text = fields[column]
                 return text.hasPrefix("[") || text.isEmpty ? nil : text
             }
             guard let index = value("index").flatMap(Int.init) else { throw ProbeError("nvidia-smi line \(number + 1): no GPU index: \(line)") }
@@ -191,8 +212,26 @@ public enum NvidiaSMIParser {
     /// (`NV#`, directly or through others, as on an NVSwitch board) share an island; a GPU
     /// reached only over PCIe or the SMP link (`PIX`, `PXB`, `PHB`, `NODE`, `SYS`) is an island
     /// of its own. Islands are numbered 0, 1, ... in the order of their lowest GPU index.
+    /// The field named by nvidia-smi's `Field "X" is not a valid field to query.`, if that is the message.
+    public static func unknownField(in message: String) -> String? {
+        guard let start = message.range(of: "Field \""), let end = message[start.upperBound...].range(of: "\" is not a valid field") else { return nil }
+        return String(message[start.upperBound..<end.lowerBound])
+    }
+
+    /// Removes terminal escapes (`ESC [ ... letter`): recent drivers underline the header of `topo -m`.
+    static func withoutEscapes(_ text: String) -> String {
+        var out = ""
+        var scalars = text.unicodeScalars.makeIterator()
+        while let scalar = scalars.next() {
+            guard scalar == "\u{1B}" else { out.unicodeScalars.append(scalar); continue }
+            guard scalars.next() == "[" else { continue }
+            while let next = scalars.next(), !(("A"..."Z").contains(next) || ("a"..."z").contains(next)) {}
+        }
+        return out
+    }
+
     public static func parseTopology(_ output: String) throws -> [Int: Int] {
-        let lines = output.split(whereSeparator: \.isNewline).map(String.init)
+        let lines = withoutEscapes(output).split(whereSeparator: \.isNewline).map(String.init)
         guard let headerAt = lines.firstIndex(where: { $0.split(whereSeparator: \.isWhitespace).first.map { $0.hasPrefix("GPU") } == true && $0.first?.isWhitespace == true }) else {
             throw ProbeError("nvidia-smi topo -m: no GPU header line")
         }

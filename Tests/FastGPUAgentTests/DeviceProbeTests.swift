@@ -19,6 +19,30 @@ import Testing
         #expect(gpus[4].energyMillijoules == 1_957_723_004)
     }
 
+    /// Recorded on a real H200 (driver 580.159.04; scripts/record-nvidia-smi.sh): that driver
+    /// knows no `total_energy_consumption`, so the probe asks without it, and it underlines the
+    /// header of `topo -m` with terminal escapes.
+    @Test func aRecordedH200ReadsWithTheFieldsItsDriverKnows() throws {
+        let fields = NvidiaSMIProbe.queryFields.filter { $0 != "total_energy_consumption" }
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("h200.query.csv"), fields: fields)
+        #expect(gpus.count == 1)
+        let gpu = try #require(gpus.first)
+        #expect(gpu.index == 0 && gpu.uuid == "GPU-e68f909f-c803-bfa9-77f8-29f4673e8be6" && gpu.productName == "NVIDIA H200")
+        #expect(gpu.model == "H200-141GB" && gpu.memoryMiB == 143_771 && gpu.healthy && !gpu.migEnabled, "\(gpu)")
+        #expect(gpu.powerWatts == 79.41 && gpu.energyMillijoules == nil)
+        #expect(try NvidiaSMIParser.parseTopology(try Self.fixture("h200.topo.txt")) == [0: 0])
+        #expect(try Self.fixture("h200.topo.txt").contains("\u{1B}[4m"), "the recording keeps the escapes")
+        // What the driver said, and that the probe recognises it as a field to do without.
+        let said = #"nvidia-smi failed (exit 2): Field "total_energy_consumption" is not a valid field to query."#
+        #expect(NvidiaSMIParser.unknownField(in: said) == "total_energy_consumption")
+        #expect(NvidiaSMIProbe.optionalFields.contains("total_energy_consumption"))
+        // Every field the probe needs is one this driver documents.
+        let help = try Self.fixture("h200.help-query-gpu.txt")
+        for field in NvidiaSMIProbe.queryFields where !NvidiaSMIProbe.optionalFields.contains(field) {
+            #expect(help.contains("\"\(field)\""), "\(field) is not in the recorded --help-query-gpu")
+        }
+    }
+
     @Test func nvlinkIslandsComeFromTheTopologyMatrix() throws {
         #expect(try NvidiaSMIParser.parseTopology(try Self.fixture("hgx-h100x8.topo.txt")) == Dictionary(uniqueKeysWithValues: (0..<8).map { ($0, 0) }),
                 "NVSwitch: one island; NIC columns and rows are not GPUs")
