@@ -179,11 +179,12 @@ extension Agent {
             logger.info("allocation \(id) exited after the control plane had ended it (\(failure.status))")
         } catch {
             unreportedExits[id] = code
+            try? save()
             logger.warning("allocation \(id): its exit (\(code)) is not reported yet (\(error)); the next heartbeat sends it again")
             return
         }
         exiting[id] = nil
-        unreportedExits[id] = nil
+        if unreportedExits.removeValue(forKey: id) != nil { try? save() }
     }
 
     /// Sends the exits no control plane has acknowledged yet, oldest allocation first; stops at
@@ -208,6 +209,7 @@ extension Agent {
             logger.info("allocation \(id): its exit (\(code)) is reported now")
             exiting[id] = nil
             unreportedExits[id] = nil
+            try? save()
         }
     }
 

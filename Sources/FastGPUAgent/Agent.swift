@@ -140,8 +140,13 @@ public actor Agent {
         if cgroups.enforced { logger.notice("\(cgroups.summary)") } else { logger.warning("\(cgroups.summary)") }
         try prepareIsolation()
         if let data = FileManager.default.contents(atPath: statePath), let saved = try? JSONDecoder().decode(LocalState.self, from: data),
-           saved.server == configuration.server {
+           saved.isFor(servers: configuration.server) {
             state = saved
+            state?.server = configuration.server
+            for (id, exit) in saved.unreportedExits ?? [:] {
+                exiting[id] = exit.epoch
+                unreportedExits[id] = exit.code
+            }
             logger.notice("re-attached to node \(saved.nodeID) with \(saved.workloads.count) workload(s) from \(statePath)")
             return
         }
@@ -173,7 +178,10 @@ public actor Agent {
     }
 
     func save() throws {
-        guard let state else { return }
+        guard var state else { return }
+        state.unreportedExits = unreportedExits.isEmpty ? nil : Dictionary(uniqueKeysWithValues: unreportedExits.compactMap { id, code in
+            exiting[id].map { (id, LocalState.UnreportedExit(epoch: $0, code: code)) }
+        })
         let data = try JSONEncoder().encode(state)
         let temporary = statePath + ".tmp"
         guard FileManager.default.createFile(atPath: temporary, contents: data, attributes: [.posixPermissions: 0o600]) else {

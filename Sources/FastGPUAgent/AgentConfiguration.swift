@@ -1,3 +1,4 @@
+import FastGPUClient
 import Foundation
 
 public struct AgentConfiguration: Sendable {
@@ -68,6 +69,20 @@ struct LocalState: Codable {
     var nodeID: UInt64
     var token: String
     var workloads: [UInt64: Workload]
+    /// Exits no control plane has acknowledged yet (kept across a restart of the agent, so that
+    /// a job that ended during an outage is not taken for lost and run again).
+    var unreportedExits: [UInt64: UnreportedExit]?
+
+    struct UnreportedExit: Codable, Equatable {
+        var epoch: UInt64
+        var code: Int32
+    }
+
+    /// The saved state belongs to this agent's cluster when it names one of the same control
+    /// planes (a list may be reordered or grow between starts).
+    func isFor(servers: String) -> Bool {
+        !Set(ServerList(server).urls).isDisjoint(with: ServerList(servers).urls)
+    }
 }
 
 struct Workload: Codable, Equatable {
