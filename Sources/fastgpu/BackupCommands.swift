@@ -100,8 +100,10 @@ struct PostgresOptions: ParsableArguments {
 /// Backups of a PostgreSQL store with PostgreSQL's own tools: `pg_dump` (custom format: one
 /// consistent snapshot while the control planes run) and `pg_restore` into an empty database.
 enum PostgresBackup {
-    /// Runs one of PostgreSQL's tools; its first line of complaint becomes the error.
-    static func tool(_ name: String, _ arguments: [String], password: String?, tls: Bool = false) throws {
+    /// Runs one of PostgreSQL's tools and returns what it printed; its first line of complaint
+    /// becomes the error.
+    @discardableResult
+    static func tool(_ name: String, _ arguments: [String], password: String?, tls: Bool = false) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [name] + arguments
@@ -110,16 +112,19 @@ enum PostgresBackup {
         environment["PGCONNECT_TIMEOUT"] = "10"
         environment["PGSSLMODE"] = tls ? "require" : "disable"
         process.environment = environment
-        let errors = Pipe()
+        let output = Pipe(), errors = Pipe()
         process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
+        process.standardOutput = output
         do { try process.run() } catch { throw CommandFailure("cannot run \(name): \(error.localizedDescription) (install PostgreSQL's client tools)") }
+        // Standard output first: it is the long one (a listing); complaints are a few lines.
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             let line = text.split(separator: "\n").first.map(String.init) ?? "exit status \(process.terminationStatus)"
             throw CommandFailure("\(name) failed: \(line.prefix(300))")
         }
+        return printed
     }
 
     static func connection(_ url: PostgresStoreURL) -> [String] {
@@ -132,16 +137,8 @@ enum PostgresBackup {
         try? FileManager.default.removeItem(atPath: partial)
         try tool("pg_dump", connection(url) + ["--format=custom", "--no-owner", "--file", partial, "--", url.database], password: password, tls: url.requireTLS)
         // A dump of something that is not a FastGPU store is no backup of one.
-        let listing = Process()
-        listing.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        listing.arguments = ["pg_restore", "--list", partial]
-        let out = Pipe()
-        listing.standardOutput = out
-        listing.standardError = FileHandle.nullDevice
-        try listing.run()
-        let contents = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        listing.waitUntilExit()
-        guard listing.terminationStatus == 0, contents.contains("TABLE public job "), contents.contains("TABLE public schema_migration ") else {
+        let contents = (try? tool("pg_restore", ["--list", "--", partial], password: nil)) ?? ""
+        guard contents.contains("TABLE public job "), contents.contains("TABLE public schema_migration ") else {
             try? FileManager.default.removeItem(atPath: partial)
             throw CommandFailure("\(url) holds no FastGPU store (no job or schema_migration table); nothing was written")
         }

@@ -67,23 +67,12 @@ enum ReplicatedServer {
         let forwarder = LeaderForwarder(store: store, holder: holder, peerCertificates: settings.tlsCertificateFile, logger: logger)
         let role = RoleResponder(forwarder: forwarder)
         let advertised = AdvertisedURL()
-        let scheme = settings.tls == nil ? "http" : "https"
-        let descriptors = raiseDescriptorLimit()
-        let cap = settings.limits.connectionCap(descriptorLimit: descriptors)
-        let perAddress = ConnectionsPerAddress(limit: min(cap, settings.limits.maxConnectionsPerAddress))
-        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [perAddress.handler()],
-                                                                   idleTimeout: .seconds(Int64(settings.limits.idleTimeout.components.seconds))))
+        let listener = try APIListener(host: settings.host, port: settings.port, limits: settings.limits, tls: settings.tls, logger: logger)
+        let scheme = listener.scheme
         let app = Application(
-            responder: role,
-            server: try settings.tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0.configuration) } ?? http1,
-            configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "fastgpu",
-                                 availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: logger)),
+            responder: role, server: listener.server, configuration: listener.configuration,
             onServerRunning: { channel in
-                let address = channel.localAddress.map { local -> String in
-                    let ip = local.ipAddress ?? "?"
-                    return "\(ip.contains(":") ? "[\(ip)]" : ip):\(local.port ?? 0)"
-                } ?? "?"
-                let url = "\(scheme)://\(address)"
+                let url = listener.url(of: channel)
                 advertised.set(settings.advertiseURL ?? url)
                 FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (store \(settings.store), following until it leads)\n".utf8))
             },
@@ -91,12 +80,8 @@ enum ReplicatedServer {
         let leadership = Leadership(store: store, lease: lease, role: role, advertised: advertised, logger: logger) {
             let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: settings.configuration,
                                                           limits: settings.limits, logger: logger, localStorage: nil, scheme: scheme)
-            if let token = assembly.bootstrapToken {
-                let path = settings.directory + "/admin-token"
-                if !FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) {
-                    logger.critical("cannot write the first admin token to \(path)")
-                }
-                logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
+            if let token = assembly.bootstrapToken, writeAdminToken(token, directory: settings.directory, logger: logger) == nil {
+                logger.critical("cannot write the first admin token to \(settings.directory)/admin-token")
             }
             return assembly
         }
@@ -266,10 +251,8 @@ final class LeaderForwarder: Sendable {
     }
 
     static func problem(_ status: HTTPResponse.Status, _ title: String, _ detail: String, retryAfter: Int? = nil) -> Response {
-        let object = ["type": "about:blank", "title": title, "status": "\(status.code)", "detail": detail]
-        var json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
-        // The status is a number in problem+json.
-        json = Data(String(decoding: json, as: UTF8.self).replacingOccurrences(of: "\"status\":\"\(status.code)\"", with: "\"status\":\(status.code)").utf8)
+        let object: [String: Any] = ["type": "about:blank", "title": title, "status": status.code, "detail": detail]
+        let json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfter { headers[.retryAfter] = "\(retryAfter)" }
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: json)))

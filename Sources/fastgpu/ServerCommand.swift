@@ -9,6 +9,7 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
+import NIOCore
 import NIOSSL
 import Logging
 import ServiceLifecycle
@@ -174,32 +175,14 @@ struct LocalServer {
         // The `local` storage backend keeps its objects beside the database.
         let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: configuration, limits: limits, logger: logger,
                                                       localStorage: LocalObjectStore(root: directory + "/objects"), scheme: tls == nil ? "http" : "https")
-        if let token = assembly.bootstrapToken {
-            let path = directory + "/admin-token"
-            guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw CommandFailure("cannot write the admin token to \(path); remove \(directory)/fastgpu.db and start again")
-            }
-            logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
+        if let token = assembly.bootstrapToken, writeAdminToken(token, directory: directory, logger: logger) == nil {
+            throw CommandFailure("cannot write the admin token to \(directory)/admin-token; remove \(directory)/fastgpu.db and start again")
         }
         let (router, _) = assembly.api.makeRouter()
-        // Connections are capped below the descriptor limit (raised to its hard maximum first),
-        // so a flood of connections queues in the kernel instead of starving the store of files.
-        let descriptors = raiseDescriptorLimit()
-        let cap = limits.connectionCap(descriptorLimit: descriptors)
-        let perAddress = ConnectionsPerAddress(limit: min(cap, limits.maxConnectionsPerAddress))
-        logger.info("accepting at most \(cap) connections (descriptor limit \(descriptors)); idle ones close after \(limits.idleTimeout)")
-        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [perAddress.handler()],
-                                                                   idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds))))
-        let scheme = tls == nil ? "http" : "https"
+        let listener = try APIListener(host: host, port: port, limits: limits, tls: tls, logger: logger)
         let app = Application(
-            router: router,
-            server: try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0.configuration) } ?? http1,
-            configuration: .init(address: .hostname(host, port: port), serverName: "fastgpu",
-                                 availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: logger)),
-            onServerRunning: { channel in
-                let address = channel.localAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                onRunning("\(scheme)://\(address)", directory)
-            },
+            router: router, server: listener.server, configuration: listener.configuration,
+            onServerRunning: { channel in onRunning(listener.url(of: channel), directory) },
             logger: logger)
         var services: [any Service] = [app, assembly.scheduling, assembly.liveness, assembly.serviceReconciler]
         if let gatewayPort {
@@ -219,6 +202,47 @@ struct LocalServer {
         }
         return LocalServer(services: services, controlPlane: assembly.controlPlane, directory: directory, lock: lock)
     }
+}
+
+/// How the API listens, for a server on SQLite or on PostgreSQL alike: connections are capped
+/// below the descriptor limit (raised to its hard maximum first), so a flood of connections
+/// queues in the kernel instead of starving the store of files; each address has a cap of its
+/// own; idle connections close; https where a certificate is given.
+struct APIListener {
+    let server: HTTPServerBuilder
+    let configuration: ApplicationConfiguration
+    let scheme: String
+
+    init(host: String, port: Int, limits: RequestLimits, tls: TLSFiles?, logger: Logger) throws {
+        let descriptors = raiseDescriptorLimit()
+        let cap = limits.connectionCap(descriptorLimit: descriptors)
+        let perAddress = ConnectionsPerAddress(limit: min(cap, limits.maxConnectionsPerAddress))
+        logger.info("accepting at most \(cap) connections (descriptor limit \(descriptors)); idle ones close after \(limits.idleTimeout)")
+        let http1: HTTPServerBuilder = .http1(configuration: .init(additionalChannelHandlers: [perAddress.handler()],
+                                                                   idleTimeout: .seconds(Int64(limits.idleTimeout.components.seconds))))
+        server = try tls.map { try HTTPServerBuilder.tls(http1, tlsConfiguration: $0.configuration) } ?? http1
+        configuration = .init(address: .hostname(host, port: port), serverName: "fastgpu",
+                              availableConnectionsDelegate: MaximumAvailableConnections(cap, logger: logger))
+        scheme = tls == nil ? "http" : "https"
+    }
+
+    /// The URL the listener answers at (an IPv6 address in brackets).
+    func url(of channel: any Channel) -> String {
+        let address = channel.localAddress.map { local -> String in
+            let ip = local.ipAddress ?? "?"
+            return "\(ip.contains(":") ? "[\(ip)]" : ip):\(local.port ?? 0)"
+        } ?? "?"
+        return "\(scheme)://\(address)"
+    }
+}
+
+/// Writes the first cluster-admin token to DIRECTORY/admin-token (0600) and says so; the path,
+/// or nil when it cannot be written.
+func writeAdminToken(_ token: String, directory: String, logger: Logger) -> String? {
+    let path = directory + "/admin-token"
+    guard FileManager.default.createFile(atPath: path, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600]) else { return nil }
+    logger.notice("first start: created project 'default' and a cluster-admin token", metadata: ["token-file": "\(path)"])
+    return path
 }
 
 /// The certificate and key `fastgpu server` serves https with, read at start so that a bad
