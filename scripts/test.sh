@@ -24,6 +24,13 @@ if [ -z "${FASTGPU_TEST_POSTGRES:-}" ]; then
   echo "note: no PostgreSQL here (initdb, pg_ctl): the PostgreSQL store tests do not run" >&2
 fi
 swift test
+# The alert rules and the Grafana dashboard's queries (promtool, from Debian's prometheus package).
+if command -v promtool >/dev/null; then
+  scripts/check-observability.sh
+else
+  [ "${FASTGPU_REQUIRE_PROMTOOL:-}" = 1 ] && { echo "promtool required, but not installed (Debian: prometheus)" >&2; exit 1; }
+  echo "note: no promtool here: the alert rules and dashboard queries are not checked" >&2
+fi
 if [ -n "${FASTGPU_TEST_POSTGRES:-}" ]; then
   FASTGPU_TEST_STORE=postgres swift test --skip-build --filter FastGPUAPITests
 fi

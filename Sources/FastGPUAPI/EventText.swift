@@ -25,6 +25,8 @@ public enum EventText {
             from == .down ? "\(node(id)) is back (\(to.rawValue))" : to == .down ? "\(node(id)) is down; its allocations are lost" : "\(node(id)) is \(to.rawValue)"
         case .nodeReplaced(let id): "\(node(id))'s credential revoked; it awaits a new registration"
         case .gpuHealthChanged(let id, let gpu, let health): "gpu\(gpu) of \(node(id)) is \(health == .healthy ? "healthy" : "unhealthy")"
+        case .gpuIdle(let allocation, _, let id, let gpu, let seconds):
+            "\(allocation) holds gpu\(gpu) of \(node(id)) at 0 % utilisation for \(seconds / 60) min \(seconds % 60) s: release it if it is not needed"
         case .projectChanged(let id, let weight, let maxPriority): "\(project(id)): weight \(weight), max priority \(maxPriority)"
         case .secretChanged(let id, let name, let removed): "secret \(name) of \(project(id)) \(removed ? "removed" : "set")"
         case .budgetThreshold(let id, let spent, let limit, let exhausted):

@@ -225,44 +225,10 @@ public final class APIMetrics: SchedulingObserver, Sendable {
         histogram.record(duration)
     }
 
+    /// The registry's counters and histograms (scheduling passes, API requests), then the
+    /// cluster's state as it is now (`ClusterMetrics`): series of things that are gone (a node,
+    /// a job's label on a GPU) disappear instead of staying at their last value.
     func render(_ stats: ControlPlaneStats) -> String {
-        for state in JobState.allCases {
-            registry.makeGauge(name: "fastgpu_jobs", labels: [("state", state.rawValue)]).set(Double(stats.jobsByState[state] ?? 0))
-        }
-        for state in NodeState.allCases {
-            registry.makeGauge(name: "fastgpu_nodes", labels: [("state", state.rawValue)]).set(Double(stats.nodesByState[state] ?? 0))
-        }
-        registry.makeGauge(name: "fastgpu_queue_length").set(Double(stats.queueLength))
-        registry.makeGauge(name: "fastgpu_gpus_total").set(Double(stats.gpusTotal))
-        registry.makeGauge(name: "fastgpu_gpus_allocated").set(Double(stats.gpusAllocatedMilli) / 1000)
-        registry.makeGauge(name: "fastgpu_state_index").set(Double(stats.stateIndex))
-        for gpu in stats.gpus {
-            let labels = [("node", gpu.node), ("gpu", String(gpu.index)), ("model", gpu.model)]
-            registry.makeGauge(name: "fastgpu_gpu_allocated", labels: labels).set(Double(gpu.allocatedMilli) / 1000)
-            registry.makeGauge(name: "fastgpu_gpu_healthy", labels: labels).set(gpu.healthy ? 1.0 : 0.0)
-            if let watts = gpu.telemetry?.powerWatts { registry.makeGauge(name: "fastgpu_gpu_power_watts", labels: labels).set(Double(watts)) }
-            if let energy = gpu.telemetry?.energyMillijoules {
-                // The driver's counter since it loaded: use increase(), not the value.
-                registry.makeGauge(name: "fastgpu_gpu_energy_joules", labels: labels).set(Double(energy) / 1000)
-            }
-        }
-        for spend in stats.spend {
-            // In currency units (Prometheus' base unit), from the ledger's micro-units.
-            registry.makeGauge(name: "fastgpu_project_spend_this_month", labels: [("project", spend.project)]).set(Double(spend.spentMicros) / 1_000_000)
-            registry.makeGauge(name: "fastgpu_project_budget_reserved", labels: [("project", spend.project)]).set(Double(spend.reservedMicros) / 1_000_000)
-            if let limit = spend.limitMicros {
-                registry.makeGauge(name: "fastgpu_project_budget_limit", labels: [("project", spend.project)]).set(Double(limit) / 1_000_000)
-                registry.makeGauge(name: "fastgpu_project_budget_used_ratio", labels: [("project", spend.project)])
-                    .set(limit > 0 ? Double(spend.spentMicros) / Double(limit) : 1)
-            }
-        }
-        for service in stats.services {
-            registry.makeGauge(name: "fastgpu_service_desired_replicas", labels: [("service", service.name), ("project", service.project)]).set(Double(service.desired))
-            for state in ReplicaState.allCases {
-                registry.makeGauge(name: "fastgpu_service_replicas", labels: [("service", service.name), ("project", service.project), ("state", state.rawValue)])
-                    .set(Double(service.replicas[state] ?? 0))
-            }
-        }
-        return registry.emitToString()
+        registry.emitToString() + ClusterMetrics.text(stats)
     }
 }

@@ -74,9 +74,16 @@ extension APIServer {
             for gpu in body.gpus ?? [] {
                 health[gpu.index] = gpu.healthy ? .healthy : .unhealthy(reason: gpu.reason ?? "reported unhealthy")
                 // Readings outside what any GPU draws or counts are dropped, not stored.
-                let power = gpu.powerWatts.flatMap { $0.isFinite && $0 >= 0 && $0 < 100_000 ? $0 : nil }
-                let energy = gpu.energyMillijoules.flatMap { $0 >= 0 ? $0 : nil }
-                if power != nil || energy != nil { telemetry[gpu.index] = GPUTelemetry(powerWatts: power, energyMillijoules: energy) }
+                let reading = GPUTelemetry(
+                    powerWatts: gpu.powerWatts.flatMap { $0.isFinite && $0 >= 0 && $0 < 100_000 ? $0 : nil },
+                    energyMillijoules: gpu.energyMillijoules.flatMap { $0 >= 0 ? $0 : nil },
+                    utilizationPercent: gpu.utilizationPercent.flatMap { (0...100).contains($0) ? $0 : nil },
+                    memoryUsedMiB: gpu.memoryUsedMiB.flatMap { (0...16_777_216).contains($0) ? $0 : nil },
+                    temperatureCelsius: gpu.temperatureCelsius.flatMap { (-60...250).contains($0) ? $0 : nil },
+                    eccCorrected: gpu.eccCorrected.flatMap { $0 >= 0 ? $0 : nil }, eccUncorrected: gpu.eccUncorrected.flatMap { $0 >= 0 ? $0 : nil },
+                    xidErrors: gpu.xidErrors.flatMap { $0 >= 0 ? $0 : nil }, lastXid: gpu.lastXid.flatMap { (0..<100_000).contains($0) ? $0 : nil },
+                    simulated: gpu.simulated ?? false)
+                if !reading.isEmpty || reading.simulated { telemetry[gpu.index] = reading }
             }
             let running = body.running.map { list in
                 Dictionary(list.map { (AllocationID($0.allocation), Epoch($0.epoch)) }, uniquingKeysWith: { first, _ in first })

@@ -130,10 +130,17 @@ enum Wire {
                 }
                 var reason: String?
                 if case .unhealthy(let why) = gpu.health { reason = why }
-                return GPUWire(index: gpu.index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, healthy: gpu.isHealthy, healthReason: reason,
-                               migEnabled: gpu.migEnabled, usage: usage, freeMilli: gpu.freeMilli, island: gpu.island,
-                               powerWatts: view.telemetry[gpu.index]?.powerWatts,
-                               energyJoules: view.telemetry[gpu.index]?.energyMillijoules.map { Double($0) / 1000 })
+                let reading = view.telemetry[gpu.index]
+                var wire = GPUWire(index: gpu.index, uuid: gpu.uuid, model: gpu.model, memoryMiB: gpu.memoryMiB, healthy: gpu.isHealthy, healthReason: reason,
+                                   migEnabled: gpu.migEnabled, usage: usage, freeMilli: gpu.freeMilli, island: gpu.island,
+                                   powerWatts: reading?.powerWatts, energyJoules: reading?.energyMillijoules.map { Double($0) / 1000 })
+                wire.utilizationPercent = reading?.utilizationPercent
+                wire.memoryUsedMiB = reading?.memoryUsedMiB
+                wire.temperatureCelsius = reading?.temperatureCelsius
+                wire.xidErrors = reading?.xidErrors
+                wire.simulated = reading?.simulated == true ? true : nil
+                wire.idleSince = view.idleSince[gpu.index].map(time)
+                return wire
             },
             allocations: node.allocations.map(\.rawValue).sorted(), registeredAt: time(view.record.registeredAt), lastHeartbeatAt: view.lastHeartbeatAt.map(time))
     }

@@ -26,6 +26,10 @@ public actor Agent {
     var state: LocalState?
     var gpus: [ProbedGPU] = []
     var lastProbe = ContinuousClock.now
+    /// For simulated GPUs' readings: each workload's CPU time when last read, and when.
+    var simulatedLoad: [UInt64: UInt64] = [:]
+    var lastSimulated: ContinuousClock.Instant?
+    var simulatedEnergy: [Int: Double] = [:]
     var assignmentIndex: UInt64 = 0
     /// The newest step id the assignments listed: a newer one answers the long poll at once.
     var stepsSeen: UInt64 = 0
@@ -125,6 +129,7 @@ public actor Agent {
                 now.island = now.island ?? old.island
                 return now
             }
+            simulateReadings()
         case .failure(let error):
             logger.warning("probing the GPUs failed; their last reading stands", metadata: ["error": "\(error)"])
         }
@@ -133,6 +138,7 @@ public actor Agent {
     func start() async throws {
         try FileManager.default.createDirectory(atPath: configuration.dataDirectory + "/allocations", withIntermediateDirectories: true)
         gpus = try configuration.probe.probe()
+        simulateReadings()
         // Named by node and data directory: two agents on one machine (two `fastgpu up`, a test
         // suite) must never share a cgroup, since a stop signals every process in it.
         let instance = configuration.nodeName + "-" + Self.shortHash(configuration.dataDirectory)
@@ -359,6 +365,7 @@ public actor Agent {
                                 directory: directory, shipped: [:], nextSequence: 0, reportedRunning: false, stoppingSince: nil,
                                 deadline: assignment.maxRuntimeSeconds.map { Date().addingTimeInterval(TimeInterval($0)) }, limitExceeded: false,
                                 cgroups: groups.isEmpty ? nil : groups)
+        workload.gpus = assignment.allocation.slots.map { Array(Set($0.map(\.gpu))).sorted() }
         if let replica = assignment.replica {
             // The agent gives each replica a port: `$PORT` for a host process; a container
             // listens on its spec's port (or the same one) and podman publishes it here.

@@ -28,8 +28,14 @@ struct AgentClient: Sendable {
     }
 
     func heartbeat(node: UInt64, token: String, gpus: [ProbedGPU], running: [(allocation: UInt64, epoch: UInt64)], assignmentIndex: UInt64) async throws -> HeartbeatWire {
-        let body = HeartbeatBody(gpus: gpus.map { GPUHealthBody(index: $0.index, healthy: $0.healthy, reason: $0.healthReason,
-                                                                powerWatts: $0.powerWatts, energyMillijoules: $0.energyMillijoules) },
+        let body = HeartbeatBody(gpus: gpus.map {
+                                     GPUHealthBody(index: $0.index, healthy: $0.healthy, reason: $0.healthReason, powerWatts: $0.powerWatts,
+                                                   energyMillijoules: $0.energyMillijoules, utilizationPercent: $0.utilizationPercent,
+                                                   memoryUsedMiB: $0.memoryUsedMiB, temperatureCelsius: $0.temperatureCelsius,
+                                                   eccCorrected: $0.eccCorrected, eccUncorrected: $0.eccUncorrected,
+                                                   xidErrors: $0.xidErrors > 0 ? $0.xidErrors : nil, lastXid: $0.lastXid,
+                                                   simulated: $0.simulated ? true : nil)
+                                 },
                                  running: running.map { RunningAllocationBody(allocation: $0.allocation, epoch: $0.epoch) }, assignmentIndex: assignmentIndex)
         return try await refused { try await client(token).heartbeat(node: node, body) }
     }

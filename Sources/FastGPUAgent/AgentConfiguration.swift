@@ -122,6 +122,8 @@ struct Workload: Codable, Equatable {
     var replica: ReplicaProbe? = nil
     /// Steps started in it, by id.
     var steps: [UInt64: StepRun]? = nil
+    /// The node's GPUs it holds (indices), for simulated GPUs' readings.
+    var gpus: [Int]? = nil
 }
 
 /// A step the agent started in an allocation: what of its output it has reported.

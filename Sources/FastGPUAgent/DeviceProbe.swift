@@ -23,6 +23,20 @@ public struct ProbedGPU: Hashable, Sendable {
     /// Its NVLink island: GPUs with the same number reach each other over NVLink (from
     /// `nvidia-smi topo -m`); nil where the topology could not be read.
     public var island: Int?
+    /// What the GPU does now, as the driver reads it (nil where it cannot): utilisation over the
+    /// driver's last sample period, memory used, temperature, and ECC errors since the driver loaded.
+    public var utilizationPercent: Int?
+    public var memoryUsedMiB: Int?
+    public var temperatureCelsius: Int?
+    public var eccCorrected: Int64?
+    public var eccUncorrected: Int64?
+    /// XID errors the kernel logged for this GPU since the agent started, and the last one's code.
+    public var xidErrors: Int = 0
+    public var lastXid: Int?
+    /// `00000000:3B:00.0`: how the kernel's XID lines name the GPU.
+    public var pciBusID: String?
+    /// Not a real GPU (`--simulate-gpus`): its readings are made up by the agent, and say so.
+    public var simulated = false
 
     public init(index: Int, uuid: String, productName: String, model: String, memoryMiB: Int, migEnabled: Bool = false, healthy: Bool = true,
                 healthReason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil, migDevices: [MIGDevice] = [],
@@ -90,8 +104,10 @@ public struct SimulatedProbe: DeviceProbe {
             }
             for _ in 0..<count {
                 let index = gpus.count
-                gpus.append(ProbedGPU(index: index, uuid: "GPU-sim-\(node)-\(index)", productName: "Simulated \(model)", model: model,
-                                      memoryMiB: gib * 1024))
+                var gpu = ProbedGPU(index: index, uuid: "GPU-sim-\(node)-\(index)", productName: "Simulated \(model)", model: model,
+                                    memoryMiB: gib * 1024)
+                gpu.simulated = true
+                gpus.append(gpu)
             }
         }
         guard gpus.count <= 64 else { throw ProbeError("--simulate-gpus: at most 64 GPUs on one node") }
@@ -110,15 +126,22 @@ public struct SimulatedProbe: DeviceProbe {
 /// their MIG instances. The parsers are separate so that they are tested on recorded output.
 public struct NvidiaSMIProbe: DeviceProbe {
     public static let queryFields = ["index", "uuid", "name", "memory.total", "mig.mode.current", "power.draw",
-                                     "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id"]
+                                     "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id",
+                                     "utilization.gpu", "memory.used", "temperature.gpu", "ecc.errors.corrected.volatile.total"]
     /// Fields a driver may not know (the 580 driver of an H200 knows no `total_energy_consumption`):
     /// without them the probe still reads the GPUs, and that reading is absent.
-    public static let optionalFields: Set<String> = ["power.draw", "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id"]
+    public static let optionalFields: Set<String> = ["power.draw", "total_energy_consumption", "ecc.errors.uncorrected.volatile.total", "pci.bus_id",
+                                                     "utilization.gpu", "memory.used", "temperature.gpu", "ecc.errors.corrected.volatile.total"]
     public let executable: String
+    /// XID errors from the kernel's log, matched to GPUs by PCI bus id.
+    let xids: XIDWatch
     /// The fields this driver answered, once learnt (each probe would otherwise fail first).
     private static let answeredFields = Mutex<[String: [String]]>([:])
 
-    public init(executable: String = "/usr/bin/nvidia-smi") { self.executable = executable }
+    public init(executable: String = "/usr/bin/nvidia-smi", kernelLog: String = "/dev/kmsg") {
+        self.executable = executable
+        xids = XIDWatch(path: kernelLog)
+    }
 
     public func probe() throws -> [ProbedGPU] {
         var fields = Self.answeredFields.withLock { $0[executable] } ?? Self.queryFields
@@ -144,7 +167,7 @@ public struct NvidiaSMIProbe: DeviceProbe {
         if let topology = try? run(["topo", "-m"]), let islands = try? NvidiaSMIParser.parseTopology(topology) {
             for i in gpus.indices { gpus[i].island = islands[gpus[i].index] }
         }
-        return gpus
+        return xids.apply(to: gpus)
     }
 
     private func run(_ arguments: [String]) throws -> String {
@@ -200,10 +223,17 @@ public enum NvidiaSMIParser {
             }
             let memory = value("memory.total").flatMap(Int.init) ?? 0
             if healthy && memory <= 0 { healthy = false; reason = "memory size unreadable" }
-            gpus.append(ProbedGPU(
+            var gpu = ProbedGPU(
                 index: index, uuid: value("uuid") ?? "GPU-unknown-\(index)", productName: name, model: modelName(product: name, memoryMiB: memory),
                 memoryMiB: memory, migEnabled: value("mig.mode.current") == "Enabled", healthy: healthy, healthReason: reason,
-                powerWatts: value("power.draw").flatMap(Double.init), energyMillijoules: value("total_energy_consumption").flatMap(Int64.init)))
+                powerWatts: value("power.draw").flatMap(Double.init), energyMillijoules: value("total_energy_consumption").flatMap(Int64.init))
+            gpu.utilizationPercent = value("utilization.gpu").flatMap(Int.init)
+            gpu.memoryUsedMiB = value("memory.used").flatMap(Int.init)
+            gpu.temperatureCelsius = value("temperature.gpu").flatMap(Int.init)
+            gpu.eccCorrected = value("ecc.errors.corrected.volatile.total").flatMap(Int64.init)
+            gpu.eccUncorrected = value("ecc.errors.uncorrected.volatile.total").flatMap(Int64.init)
+            gpu.pciBusID = value("pci.bus_id")
+            gpus.append(gpu)
         }
         return gpus
     }

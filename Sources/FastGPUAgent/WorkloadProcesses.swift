@@ -60,6 +60,8 @@ enum WorkloadProcesses {
     struct Stat {
         var state: Character
         var processGroup: Int32
+        /// utime + stime, in clock ticks.
+        var cpuTicks: UInt64
 
         var isZombie: Bool { state == "Z" || state == "X" }
 
@@ -71,6 +73,8 @@ enum WorkloadProcesses {
             guard fields.count >= 3, let state = fields[0].first, let group = Int32(fields[2]) else { return nil }
             self.state = state
             processGroup = group
+            // utime and stime are fields 14 and 15 of the line: 11 and 12 after the name.
+            cpuTicks = fields.count > 12 ? (UInt64(fields[11]) ?? 0) + (UInt64(fields[12]) ?? 0) : 0
         }
     }
 }

@@ -103,8 +103,12 @@ extension ControlPlane {
         for index in telemetry.keys where !node.gpus.indices.contains(index) {
             throw ControlPlaneError.invalid("\(node.name) has no gpu\(index)")
         }
-        if !telemetry.isEmpty { gpuTelemetry[id, default: [:]].merge(telemetry) { _, new in new } }
         var changed = false
+        if !telemetry.isEmpty {
+            gpuTelemetry[id, default: [:]].merge(telemetry) { _, new in new }
+            // A `gpu-idle` event is committed like any other change.
+            changed = watchIdle(node, telemetry: telemetry, now: now)
+        }
         for (index, health) in gpuHealth.sorted(by: { $0.key < $1.key }) {
             guard node.gpus.indices.contains(index) else { throw ControlPlaneError.invalid("\(node.name) has no gpu\(index)") }
             if node.gpus[index].health != health {
@@ -276,9 +280,41 @@ extension ControlPlane {
     func nodeView(_ id: NodeID) throws(ControlPlaneError) -> NodeView {
         guard let node = state.node(id), var record = nodeRecords[id] else { throw .notFound("\(id) not found") }
         record.state = node.state
-        return NodeView(record: record, node: node, lastHeartbeatAt: lastHeartbeat[id], telemetry: gpuTelemetry[id] ?? [:])
+        return NodeView(record: record, node: node, lastHeartbeatAt: lastHeartbeat[id], telemetry: gpuTelemetry[id] ?? [:],
+                        idleSince: (idleGPUs[id] ?? [:]).mapValues(\.since))
     }
 
     /// Marks down every node whose agent has been silent past TTL + grace; their allocations
     /// are lost and their jobs requeued (or failed, once out of attempts). Returns those nodes.
+
+    /// Follows each GPU that running allocations hold: read at 0 % utilisation, it is idle from
+    /// that reading on; once idle for `idleGPUAfter`, each holder's job gets one `gpu-idle`
+    /// event. A reading above 0 %, a change of holders or no holder ends the run. An allocation
+    /// not yet running (pulling its image, fetching inputs) is not idle, it is starting.
+    /// Returns whether it recorded an event.
+    func watchIdle(_ node: Node, telemetry: [Int: GPUTelemetry], now: Timestamp) -> Bool {
+        var recorded = false
+        for (index, reading) in telemetry.sorted(by: { $0.key < $1.key }) {
+            guard let utilization = reading.utilizationPercent else { continue }
+            let holders = node.gpus[index].holders
+            let running = !holders.isEmpty && holders.allSatisfy { state.allocations[$0]?.runningSince != nil }
+            guard running, utilization == 0 else {
+                idleGPUs[node.id]?[index] = nil
+                continue
+            }
+            var run = idleGPUs[node.id]?[index] ?? IdleRun(since: now, holders: holders)
+            if run.holders != holders { run = IdleRun(since: now, holders: holders) }
+            let idleFor = now.milliseconds(since: run.since)
+            if !run.reported, idleFor >= configuration.idleGPUAfter.wholeMilliseconds {
+                run.reported = true
+                for holder in holders {
+                    guard let allocation = state.allocations[holder] else { continue }
+                    record(.gpuIdle(holder, task: allocation.task, node: node.id, gpu: index, seconds: idleFor / 1000), at: now)
+                    recorded = true
+                }
+            }
+            idleGPUs[node.id, default: [:]][index] = run
+        }
+        return recorded
+    }
 }

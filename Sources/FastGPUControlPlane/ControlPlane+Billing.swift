@@ -309,6 +309,7 @@ extension ControlPlane {
         let month = BillingMonth(containing: clock.now())
         return projects.values.sorted { $0.id < $1.id }.map { record in
             ProjectSpend(project: record.name, spentMicros: billing.spentMicros(record.id, in: month), limitMicros: billing.budgets[record.id]?.limitMicros,
+                         softLimitMicros: billing.budgets[record.id]?.softLimitMicros,
                          reservedMicros: billing.outstandingMicros(record.id))
         }
     }
@@ -357,5 +358,7 @@ public struct ProjectSpend: Hashable, Sendable {
     public var project: String
     public var spentMicros: Int64
     public var limitMicros: Int64?
+    /// Where the budget's soft threshold warns.
+    public var softLimitMicros: Int64? = nil
     public var reservedMicros: Int64
 }

@@ -18,6 +18,11 @@ extension ControlPlane {
         let verified = PlanVerifier().verify(plan, against: state)
         var committed = 0
         if !verified.isEmpty {
+            // Queue wait: from submission to the job's first placement.
+            for job in Set(verified.placements.map(\.task.job)) {
+                guard let record = state.jobs[job], record.state == .pending, record.attempts == 0 else { continue }
+                queueWaits[record.project, default: WaitHistogram()].observe(Double(now.milliseconds(since: record.submitTime)) / 1000)
+            }
             try apply(.commit(verified, at: now), now: now)
             committed = verified.placements.count
         }

@@ -38,6 +38,10 @@ public actor ControlPlane {
     var stopping = StoppingAllocations()
     /// Each node's GPUs' last power and energy readings (memory only: the next heartbeat brings them back).
     var gpuTelemetry: [NodeID: [Int: GPUTelemetry]] = [:]
+    /// GPUs held by running allocations and read at 0 % since, by node and index (memory only).
+    var idleGPUs: [NodeID: [Int: IdleRun]] = [:]
+    /// How long each job waited from submission to its first placement, per project.
+    var queueWaits: [ProjectID: WaitHistogram] = [:]
     /// When a wake-up for the earliest retry backoff is due (nil: none pending).
     var backoffWake: Timestamp?
     var idempotency: [String: IdempotencyRecord] = [:]
@@ -228,8 +232,15 @@ public actor ControlPlane {
             total += node.gpus.count
             for gpu in node.gpus {
                 allocated += 1000 - gpu.freeMilli
+                let holders = gpu.holders.compactMap { id -> GPUStat.Holder? in
+                    guard let allocation = state.allocations[id], let job = state.jobs[allocation.task.job] else { return nil }
+                    return GPUStat.Holder(job: job.id.rawValue, project: projects[job.project]?.name ?? "\(job.project)")
+                }
+                let idle = idleGPUs[node.id]?[gpu.index]
                 gpus.append(GPUStat(node: node.name, index: gpu.index, model: gpu.model, healthy: gpu.isHealthy, allocatedMilli: 1000 - gpu.freeMilli,
-                                    telemetry: gpuTelemetry[node.id]?[gpu.index]))
+                                    telemetry: gpuTelemetry[node.id]?[gpu.index], holders: holders,
+                                    idleSeconds: idle.map { max(0, clock.now().milliseconds(since: $0.since) / 1000) },
+                                    idleReported: idle?.reported ?? false))
             }
         }
         let services = self.services.records.values.sorted { $0.name < $1.name }.map { record in
@@ -241,6 +252,26 @@ public actor ControlPlane {
                                  gpusAllocatedMilli: allocated, stateIndex: state.index, durableIndex: durableIndex, storeFailed: storeFailure != nil,
                                  gpus: gpus, services: services)
         stats.spend = spendStats()
+        stats.nodes = state.nodes.map { node in
+            NodeStat(name: node.name, state: node.state, heartbeatAgeSeconds: lastHeartbeat[node.id].map { Double(clock.now().milliseconds(since: $0)) / 1000 })
+        }
+        var pendingByProject: [ProjectID: (count: Int, oldest: Timestamp)] = [:]
+        for id in state.waiting {
+            guard let job = state.jobs[id] else { continue }
+            let entry = pendingByProject[job.project] ?? (0, job.submitTime)
+            pendingByProject[job.project] = (entry.count + 1, min(entry.oldest, job.submitTime))
+        }
+        var allocatedByProject: [ProjectID: Int] = [:]
+        for allocation in state.allocations.values {
+            allocatedByProject[allocation.project, default: 0] += allocation.milliGPUs
+        }
+        let now = clock.now()
+        stats.projects = projects.values.sorted { $0.name < $1.name }.map { project in
+            let pending = pendingByProject[project.id]
+            return ProjectStat(name: project.name, allocatedMilli: allocatedByProject[project.id] ?? 0, pendingJobs: pending?.count ?? 0,
+                               oldestPendingSeconds: pending.map { Double(now.milliseconds(since: $0.oldest)) / 1000 },
+                               queueWait: queueWaits[project.id] ?? WaitHistogram())
+        }
         return stats
     }
 

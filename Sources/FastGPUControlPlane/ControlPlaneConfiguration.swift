@@ -22,6 +22,9 @@ public struct ControlPlaneConfiguration: Sendable {
     /// Jobs one project may have waiting at once; a submission beyond it is refused (429), so
     /// one project's flood cannot fill the server's memory or the others' queue.
     public var maxPendingJobsPerProject = 10_000
+    /// A GPU an allocation holds at 0 % utilisation for this long is idle: a `gpu-idle` event on
+    /// its job and `fastgpu_gpu_idle_allocated` on `/metrics`.
+    public var idleGPUAfter: Duration = .seconds(600)
 
     public init(scheduler: SchedulerConfiguration = SchedulerConfiguration(), heartbeatTTL: Duration = .seconds(5), heartbeatGrace: Duration = .seconds(5),
                 startupGrace: Duration = .seconds(30), estimateLimit: Int = 2_000, maxPageSize: Int = 500) {

@@ -106,6 +106,8 @@ public struct NodeView: Hashable, Sendable {
     public var lastHeartbeatAt: Timestamp?
     /// Each GPU's last power and energy reading, by index.
     public var telemetry: [Int: GPUTelemetry] = [:]
+    /// When each idle held GPU was first read at 0 %, by index.
+    public var idleSince: [Int: Timestamp] = [:]
 }
 
 /// What an agent last read from a GPU beyond its health. Not scheduling input: kept beside the
@@ -114,11 +116,36 @@ public struct GPUTelemetry: Hashable, Sendable {
     public var powerWatts: Double?
     /// Energy since the driver loaded, in millijoules.
     public var energyMillijoules: Int64?
+    /// 0–100 over the driver's last sample period.
+    public var utilizationPercent: Int?
+    public var memoryUsedMiB: Int?
+    public var temperatureCelsius: Int?
+    /// ECC errors since the driver loaded.
+    public var eccCorrected: Int64?
+    public var eccUncorrected: Int64?
+    /// XID errors logged since the agent started, and the last one's code.
+    public var xidErrors: Int?
+    public var lastXid: Int?
+    /// Made up by the agent for a simulated GPU.
+    public var simulated = false
 
-    public init(powerWatts: Double?, energyMillijoules: Int64?) {
+    public init(powerWatts: Double? = nil, energyMillijoules: Int64? = nil, utilizationPercent: Int? = nil, memoryUsedMiB: Int? = nil,
+                temperatureCelsius: Int? = nil, eccCorrected: Int64? = nil, eccUncorrected: Int64? = nil, xidErrors: Int? = nil,
+                lastXid: Int? = nil, simulated: Bool = false) {
         self.powerWatts = powerWatts
         self.energyMillijoules = energyMillijoules
+        self.utilizationPercent = utilizationPercent
+        self.memoryUsedMiB = memoryUsedMiB
+        self.temperatureCelsius = temperatureCelsius
+        self.eccCorrected = eccCorrected
+        self.eccUncorrected = eccUncorrected
+        self.xidErrors = xidErrors
+        self.lastXid = lastXid
+        self.simulated = simulated
     }
+
+    /// Anything was read.
+    public var isEmpty: Bool { self == GPUTelemetry() }
 }
 
 /// One allocation as its agent must run it.
@@ -219,6 +246,49 @@ public struct ControlPlaneStats: Hashable, Sendable {
     public var gpus: [GPUStat] = []
     /// Every service's replicas by state, for per-service metrics.
     public var services: [ServiceStat] = []
+    public var nodes: [NodeStat] = []
+    public var projects: [ProjectStat] = []
+}
+
+/// One node as `/metrics` exports it.
+public struct NodeStat: Hashable, Sendable {
+    public var name: String
+    public var state: NodeState
+    public var heartbeatAgeSeconds: Double?
+}
+
+/// One project as `/metrics` exports it.
+public struct ProjectStat: Hashable, Sendable {
+    public var name: String
+    public var allocatedMilli: Int
+    public var pendingJobs: Int
+    public var oldestPendingSeconds: Double?
+    /// How long its jobs waited from submission to their first placement (since the server started).
+    public var queueWait: WaitHistogram
+}
+
+/// Counts of waits by upper bound in seconds, Prometheus-style (cumulative when exported).
+public struct WaitHistogram: Hashable, Sendable {
+    public static let bounds: [Double] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400]
+    /// One count per bound, then the count above the last.
+    public private(set) var counts = [Int](repeating: 0, count: WaitHistogram.bounds.count + 1)
+    public private(set) var sum: Double = 0
+    public var count: Int { counts.reduce(0, +) }
+
+    public init() {}
+
+    public mutating func observe(_ seconds: Double) {
+        counts[Self.bounds.firstIndex { seconds <= $0 } ?? Self.bounds.count] += 1
+        sum += seconds
+    }
+}
+
+/// A GPU held by running allocations and read at 0 % utilisation since `since`.
+struct IdleRun: Hashable, Sendable {
+    var since: Timestamp
+    var holders: [AllocationID]
+    /// Its `gpu-idle` events are recorded.
+    var reported = false
 }
 
 /// One service as `/metrics` exports it.
@@ -238,6 +308,17 @@ public struct GPUStat: Hashable, Sendable {
     /// Milli-GPUs allocated (1000: all of it).
     public var allocatedMilli: Int
     public var telemetry: GPUTelemetry?
+    /// The jobs holding it (several for a shared GPU or MIG instances).
+    public var holders: [Holder] = []
+    /// Held and at 0 % for this long (nil: not idle, or not held).
+    public var idleSeconds: Int64?
+    /// Idle for longer than the control plane's `idleGPUAfter`.
+    public var idleReported = false
+
+    public struct Holder: Hashable, Sendable {
+        public var job: UInt64
+        public var project: String
+    }
 }
 
 extension Allocation {

@@ -29,6 +29,9 @@ public enum ClusterEvent: Hashable, Sendable {
     /// A cluster admin revoked the node's credential so that another machine may take its name.
     case nodeReplaced(NodeID)
     case gpuHealthChanged(NodeID, gpu: Int, GPUHealth)
+    /// An allocation has held the GPU at 0 % utilisation for `seconds` (reported once per
+    /// allocation and GPU): paid-for capacity doing nothing.
+    case gpuIdle(AllocationID, task: TaskRef, node: NodeID, gpu: Int, seconds: Int64)
 
     // Projects.
     case projectChanged(ProjectID, weight: Int, maxPriority: String)
@@ -49,7 +52,7 @@ public enum ClusterEvent: Hashable, Sendable {
         switch self {
         case .submitted(let job, _), .requeued(let job, _), .cancelled(let job), .uploading(let job), .outputsUploaded(let job, _, _, _): job
         case .placed(let allocation), .ended(let allocation, _, _): allocation.task.job
-        case .started(_, let task, _), .pulling(_, let task, _, _): task.job
+        case .started(_, let task, _), .pulling(_, let task, _, _), .gpuIdle(_, let task, _, _, _): task.job
         default: nil
         }
     }
@@ -57,7 +60,7 @@ public enum ClusterEvent: Hashable, Sendable {
     public var node: NodeID? {
         switch self {
         case .placed(let allocation), .ended(let allocation, _, _): allocation.node
-        case .started(_, _, let node), .pulling(_, _, let node, _): node
+        case .started(_, _, let node), .pulling(_, _, let node, _), .gpuIdle(_, _, let node, _, _): node
         case .nodeRegistered(let node, _, _, _), .nodeStateChanged(let node, _, _), .nodeReplaced(let node), .gpuHealthChanged(let node, _, _): node
         default: nil
         }
@@ -66,7 +69,7 @@ public enum ClusterEvent: Hashable, Sendable {
     public var allocation: AllocationID? {
         switch self {
         case .placed(let allocation), .ended(let allocation, _, _): allocation.id
-        case .started(let id, _, _), .pulling(let id, _, _, _), .outputsUploaded(_, let id, _, _): id
+        case .started(let id, _, _), .pulling(let id, _, _, _), .outputsUploaded(_, let id, _, _), .gpuIdle(let id, _, _, _, _): id
         default: nil
         }
     }
@@ -94,6 +97,7 @@ public enum ClusterEvent: Hashable, Sendable {
         case .nodeStateChanged(_, _, let to): "node-\(to.rawValue)"
         case .nodeReplaced: "node-replaced"
         case .gpuHealthChanged: "gpu-health"
+        case .gpuIdle: "gpu-idle"
         case .projectChanged: "project-updated"
         case .secretChanged(_, _, let removed): removed ? "secret-removed" : "secret-set"
         case .budgetThreshold(_, _, _, let exhausted): exhausted ? "budget-exhausted" : "budget-warning"
@@ -134,7 +138,7 @@ extension ClusterEvent: Codable {
     private enum Key: String, CodingKey {
         case type, job, project, allocation, allocationID, task, node, outcome, cause, notBefore, image
         case name, gpus, again, from, to, gpu, health, weight, maxPriority, removed, kind, message, succeeded
-        case spentMicros, limitMicros, exhausted, month, totalMicros
+        case spentMicros, limitMicros, exhausted, month, totalMicros, seconds
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -171,6 +175,9 @@ extension ClusterEvent: Codable {
             try c.encode("nodeReplaced", forKey: .type); try c.encode(node, forKey: .node)
         case .gpuHealthChanged(let node, let gpu, let health):
             try c.encode("gpuHealthChanged", forKey: .type); try c.encode(node, forKey: .node); try c.encode(gpu, forKey: .gpu); try c.encode(health, forKey: .health)
+        case .gpuIdle(let id, let task, let node, let gpu, let seconds):
+            try c.encode("gpuIdle", forKey: .type); try c.encode(id, forKey: .allocationID); try c.encode(task, forKey: .task)
+            try c.encode(node, forKey: .node); try c.encode(gpu, forKey: .gpu); try c.encode(seconds, forKey: .seconds)
         case .projectChanged(let project, let weight, let maxPriority):
             try c.encode("projectChanged", forKey: .type); try c.encode(project, forKey: .project)
             try c.encode(weight, forKey: .weight); try c.encode(maxPriority, forKey: .maxPriority)
@@ -219,6 +226,10 @@ extension ClusterEvent: Codable {
         case "gpuHealthChanged":
             self = .gpuHealthChanged(try c.decode(NodeID.self, forKey: .node), gpu: try c.decode(Int.self, forKey: .gpu),
                                      try c.decode(GPUHealth.self, forKey: .health))
+        case "gpuIdle":
+            self = .gpuIdle(try c.decode(AllocationID.self, forKey: .allocationID), task: try c.decode(TaskRef.self, forKey: .task),
+                            node: try c.decode(NodeID.self, forKey: .node), gpu: try c.decode(Int.self, forKey: .gpu),
+                            seconds: try c.decode(Int64.self, forKey: .seconds))
         case "projectChanged":
             self = .projectChanged(try c.decode(ProjectID.self, forKey: .project), weight: try c.decode(Int.self, forKey: .weight),
                                    maxPriority: try c.decode(String.self, forKey: .maxPriority))

@@ -57,6 +57,16 @@ public struct GPU: Hashable, Sendable, Codable {
     // comparing enums with payloads copies them.
     public var isHealthy: Bool { if case .healthy = health { true } else { false } }
 
+    /// The allocations holding it (or a share or MIG instance of it), in the order they came.
+    public var holders: [AllocationID] {
+        switch usage {
+        case .free: []
+        case .whole(let allocation): [allocation]
+        case .shared(_, _, let holders): holders.map(\.allocation)
+        case .mig(_, let instances): instances.map(\.allocation)
+        }
+    }
+
     /// Free for a whole-GPU allocation.
     public var isFree: Bool { if case .free = usage { !migEnabled } else { false } }
 

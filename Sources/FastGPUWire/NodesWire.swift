@@ -70,8 +70,23 @@ package struct GPUHealthBody: Codable, Sendable, Equatable {
     package var powerWatts: Double?
     /// Energy used since the driver loaded, in millijoules (a counter: it only grows until a reload).
     package var energyMillijoules: Int64?
+    /// Utilisation over the driver's last sample period, 0–100.
+    package var utilizationPercent: Int?
+    package var memoryUsedMiB: Int?
+    package var temperatureCelsius: Int?
+    /// ECC errors since the driver loaded.
+    package var eccCorrected: Int64?
+    package var eccUncorrected: Int64?
+    /// XID errors the kernel logged for this GPU since the agent started, and the last one's code.
+    package var xidErrors: Int?
+    package var lastXid: Int?
+    /// The readings are made up by the agent (`--simulate-gpus`), not read from a driver.
+    package var simulated: Bool?
 
-    package enum CodingKeys: String, CodingKey, CaseIterable { case index, healthy, reason, powerWatts, energyMillijoules }
+    package enum CodingKeys: String, CodingKey, CaseIterable {
+        case index, healthy, reason, powerWatts, energyMillijoules, utilizationPercent, memoryUsedMiB, temperatureCelsius, eccCorrected, eccUncorrected
+        case xidErrors, lastXid, simulated
+    }
 
     package init(from decoder: any Decoder) throws {
         let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
@@ -80,14 +95,32 @@ package struct GPUHealthBody: Codable, Sendable, Equatable {
         reason = try c.decodeIfPresent(String.self, forKey: .reason)
         powerWatts = try c.decodeIfPresent(Double.self, forKey: .powerWatts)
         energyMillijoules = try c.decodeIfPresent(Int64.self, forKey: .energyMillijoules)
+        utilizationPercent = try c.decodeIfPresent(Int.self, forKey: .utilizationPercent)
+        memoryUsedMiB = try c.decodeIfPresent(Int.self, forKey: .memoryUsedMiB)
+        temperatureCelsius = try c.decodeIfPresent(Int.self, forKey: .temperatureCelsius)
+        eccCorrected = try c.decodeIfPresent(Int64.self, forKey: .eccCorrected)
+        eccUncorrected = try c.decodeIfPresent(Int64.self, forKey: .eccUncorrected)
+        xidErrors = try c.decodeIfPresent(Int.self, forKey: .xidErrors)
+        lastXid = try c.decodeIfPresent(Int.self, forKey: .lastXid)
+        simulated = try c.decodeIfPresent(Bool.self, forKey: .simulated)
     }
 
-    package init(index: Int, healthy: Bool, reason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil) {
+    package init(index: Int, healthy: Bool, reason: String? = nil, powerWatts: Double? = nil, energyMillijoules: Int64? = nil,
+                 utilizationPercent: Int? = nil, memoryUsedMiB: Int? = nil, temperatureCelsius: Int? = nil, eccCorrected: Int64? = nil,
+                 eccUncorrected: Int64? = nil, xidErrors: Int? = nil, lastXid: Int? = nil, simulated: Bool? = nil) {
         self.index = index
         self.healthy = healthy
         self.reason = reason
         self.powerWatts = powerWatts
         self.energyMillijoules = energyMillijoules
+        self.utilizationPercent = utilizationPercent
+        self.memoryUsedMiB = memoryUsedMiB
+        self.temperatureCelsius = temperatureCelsius
+        self.eccCorrected = eccCorrected
+        self.eccUncorrected = eccUncorrected
+        self.xidErrors = xidErrors
+        self.lastXid = lastXid
+        self.simulated = simulated
     }
 }
 
@@ -205,6 +238,14 @@ package struct GPUWire: Codable, Sendable, Equatable {
     /// As the agent last read them; absent where the driver does not report them.
     package var powerWatts: Double?
     package var energyJoules: Double?
+    package var utilizationPercent: Int?
+    package var memoryUsedMiB: Int?
+    package var temperatureCelsius: Int?
+    package var xidErrors: Int?
+    /// The readings come from a simulated GPU (`--simulate-gpus`).
+    package var simulated: Bool?
+    /// Held by an allocation but at 0 % utilisation since then (ISO 8601).
+    package var idleSince: String?
 
     package init(index: Int, uuid: String, model: String, memoryMiB: Int, healthy: Bool, healthReason: String? = nil, migEnabled: Bool, usage: String, freeMilli: Int,
                  island: Int? = nil, powerWatts: Double? = nil, energyJoules: Double? = nil) {

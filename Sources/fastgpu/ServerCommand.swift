@@ -68,6 +68,10 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Jobs one project may have waiting at once.")
     var maxPendingJobs = 10_000
 
+    @Option(help: ArgumentHelp("A GPU a running job holds at 0 % utilisation for this many seconds is idle: an event on the job and a metric.",
+                               valueName: "seconds"))
+    var idleGPUAfter = 600
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
@@ -89,12 +93,14 @@ struct ServerCommand: AsyncParsableCommand {
     func run() async throws {
         guard (0...1_000_000).contains(rateLimit) else { throw ValidationError("--rate-limit must be 0 to 1000000") }
         guard (1...10_000_000).contains(maxPendingJobs) else { throw ValidationError("--max-pending-jobs must be 1 to 10000000") }
+        guard (1...604_800).contains(idleGPUAfter) else { throw ValidationError("--idle-gpu-after must be 1 to 604800 seconds") }
         var limits = RequestLimits()
         limits.requestsPerSecond = rateLimit
         limits.burst = rateLimit * 2
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
         var configuration = ControlPlaneConfiguration()
         configuration.maxPendingJobsPerProject = maxPendingJobs
+        configuration.idleGPUAfter = .seconds(idleGPUAfter)
         configuration.heartbeatTTL = .seconds(heartbeatTTL)
         configuration.heartbeatGrace = .seconds(heartbeatGrace)
         configuration.startupGrace = .seconds(startupGrace)

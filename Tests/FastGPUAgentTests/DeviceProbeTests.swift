@@ -1,15 +1,19 @@
-import FastGPUAgent
+@testable import FastGPUAgent
 import Foundation
 import Testing
 
 @Suite struct DeviceProbeTests {
+    /// The query the hand-written recordings answer (the probe's fields before utilisation,
+    /// memory used, temperature and corrected ECC were added).
+    static let healthFields = Array(NvidiaSMIProbe.queryFields.prefix(9))
+
     static func fixture(_ name: String) throws -> String {
         let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
         return try String(contentsOf: url, encoding: .utf8)
     }
 
     @Test func anHGXH100BoardIsEightH100s() throws {
-        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("hgx-h100x8.query.csv"))
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("hgx-h100x8.query.csv"), fields: Self.healthFields)
         #expect(gpus.count == 8)
         #expect(gpus.map(\.index) == Array(0..<8))
         #expect(gpus.allSatisfy { $0.model == "H100-80GB" && $0.memoryMiB == 81559 && $0.healthy && !$0.migEnabled })
@@ -23,7 +27,7 @@ import Testing
     /// knows no `total_energy_consumption`, so the probe asks without it, and it underlines the
     /// header of `topo -m` with terminal escapes.
     @Test func aRecordedH200ReadsWithTheFieldsItsDriverKnows() throws {
-        let fields = NvidiaSMIProbe.queryFields.filter { $0 != "total_energy_consumption" }
+        let fields = Self.healthFields.filter { $0 != "total_energy_consumption" }
         let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("h200.query.csv"), fields: fields)
         #expect(gpus.count == 1)
         let gpu = try #require(gpus.first)
@@ -43,6 +47,42 @@ import Testing
         }
     }
 
+    /// The recorded wide query: the readings the heartbeat carries, with the units nounits drops.
+    @Test func aRecordedH200TelemetryLineGivesUtilisationMemoryTemperatureAndECC() throws {
+        let said = try Self.fixture("h200.fields.txt").split(separator: "\n").last { $0.hasPrefix("h200.telemetry.csv: index") }
+        let fields = try #require(said).split(separator: " ").last.map { $0.split(separator: ",").map(String.init) } ?? []
+        let gpu = try #require(try NvidiaSMIParser.parseQuery(try Self.fixture("h200.telemetry.csv"), fields: fields).first)
+        #expect(gpu.utilizationPercent == 0 && gpu.memoryUsedMiB == 0 && gpu.temperatureCelsius == 44)
+        #expect(gpu.eccCorrected == 0 && gpu.eccUncorrected == 0 && gpu.powerWatts == 79.41 && gpu.healthy)
+        #expect(gpu.memoryMiB == 143_771 && !gpu.simulated)
+        for field in ["utilization.gpu", "memory.used", "temperature.gpu", "ecc.errors.corrected.volatile.total"] {
+            #expect(NvidiaSMIProbe.queryFields.contains(field) && NvidiaSMIProbe.optionalFields.contains(field))
+            #expect(try Self.fixture("h200.help-query-gpu.txt").contains("\"\(field)\""))
+        }
+    }
+
+    /// XIDs come from the kernel's log, matched to GPUs by PCI bus id; one an application causes
+    /// (13, 31, 43, …) is counted, a hardware one also makes the GPU unhealthy.
+    @Test func xidLinesAreCountedPerGPUAndHardwareOnesMakeItUnhealthy() throws {
+        #expect(XIDWatch.parse("6,1234,567890,-;NVRM: Xid (PCI:0000:3b:00): 79, pid=0, name=, GPU has fallen off the bus.")! == ("0:3b:00", 79, "GPU has fallen off the bus."))
+        #expect(XIDWatch.parse("[ 812.123456] NVRM: Xid (PCI:0000:86:00): 13, pid='<unknown>', name=<unknown>, Graphics Exception: ESR 0x50")?.code == 13)
+        #expect(XIDWatch.parse("NVRM: GPU at PCI:0000:3b:00: GPU-0c6e2a44") == nil)
+        #expect(XIDWatch.parse("NVRM: Xid (PCI:0000:3b:00): x, pid=1") == nil)
+        #expect(XIDWatch.normalizedBus("00000000:3B:00.0") == XIDWatch.normalizedBus("0000:3b:00"))
+        var gpus = (0..<3).map { ProbedGPU(index: $0, uuid: "GPU-\($0)", productName: "NVIDIA H100", model: "H100-80GB", memoryMiB: 81_559) }
+        gpus[0].pciBusID = "00000000:3B:00.0"
+        gpus[1].pciBusID = "00000000:86:00.0"
+        let watch = XIDWatch(path: "/nonexistent")
+        watch.record(lines: ["[ 812.1] NVRM: Xid (PCI:0000:86:00): 13, pid=4242, name=python, Graphics Exception",
+                             "[ 813.0] NVRM: Xid (PCI:0000:86:00): 31, pid=4242, name=python, MMU Fault",
+                             "[ 900.0] NVRM: Xid (PCI:0000:3b:00): 79, pid=0, name=, GPU has fallen off the bus.",
+                             "[ 901.0] usb 1-1: new device"])
+        let read = watch.apply(to: gpus)
+        #expect(read[0].xidErrors == 1 && read[0].lastXid == 79 && !read[0].healthy && read[0].healthReason == "Xid 79: GPU has fallen off the bus.")
+        #expect(read[1].xidErrors == 2 && read[1].lastXid == 31 && read[1].healthy, "an application's XIDs leave the GPU healthy")
+        #expect(read[2].xidErrors == 0 && read[2].healthy)
+    }
+
     @Test func nvlinkIslandsComeFromTheTopologyMatrix() throws {
         #expect(try NvidiaSMIParser.parseTopology(try Self.fixture("hgx-h100x8.topo.txt")) == Dictionary(uniqueKeysWithValues: (0..<8).map { ($0, 0) }),
                 "NVSwitch: one island; NIC columns and rows are not GPUs")
@@ -57,7 +97,7 @@ import Testing
     }
 
     @Test func migInstancesComeFromTheListing() throws {
-        var gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("a100-mig.query.csv"))
+        var gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("a100-mig.query.csv"), fields: Self.healthFields)
         let listing = try NvidiaSMIParser.parseList(try Self.fixture("a100-mig.list.txt"))
         for i in gpus.indices { gpus[i].migDevices = listing[gpus[i].index] ?? [] }
         #expect(gpus.map(\.model) == ["A100-40GB", "A100-40GB"])
@@ -72,7 +112,7 @@ import Testing
     }
 
     @Test func lostGPUsAndECCErrorsAreUnhealthyWithTheirReason() throws {
-        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("faulty.query.csv"))
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("faulty.query.csv"), fields: Self.healthFields)
         #expect(gpus.count == 3)
         #expect(gpus[0].healthy && gpus[0].healthReason == nil)
         #expect(!gpus[1].healthy && gpus[1].healthReason == "3 uncorrected ECC errors")
@@ -81,7 +121,7 @@ import Testing
     }
 
     @Test func modelNamesForPartsWithoutASizeInTheirName() throws {
-        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("mixed-models.query.csv"))
+        let gpus = try NvidiaSMIParser.parseQuery(try Self.fixture("mixed-models.query.csv"), fields: Self.healthFields)
         #expect(gpus.map(\.model) == ["H200-141GB", "L40S-48GB", "RTX4090-24GB"])
         #expect(gpus[0].energyMillijoules == nil)
         #expect(gpus.allSatisfy { $0.healthy })
@@ -92,7 +132,7 @@ import Testing
 
     @Test func malformedOutputIsOneClearError() {
         #expect(throws: ProbeError("nvidia-smi line 1: 3 fields, expected 9: 0, GPU-x, NVIDIA H100") ) {
-            try NvidiaSMIParser.parseQuery("0, GPU-x, NVIDIA H100\n")
+            try NvidiaSMIParser.parseQuery("0, GPU-x, NVIDIA H100\n", fields: Self.healthFields)
         }
         #expect(throws: ProbeError.self) { try NvidiaSMIParser.parseList("GPU 0: X (UUID: GPU-1)\n  MIG broken\n") }
         #expect(throws: ProbeError("/nonexistent/nvidia-smi not found: no NVIDIA driver here")) {

@@ -19,7 +19,7 @@ import Testing
         """
 
     static func node(mps: String? = nil) throws -> GPUDeviceWiring.Node {
-        var gpus = try NvidiaSMIParser.parseQuery(try fixture("hgx-h100x8.query.csv"))
+        var gpus = try NvidiaSMIParser.parseQuery(try fixture("hgx-h100x8.query.csv"), fields: Array(NvidiaSMIProbe.queryFields.prefix(9)))
         gpus[3].migDevices = [MIGDevice(profile: "1g.10gb", deviceIndex: 0, uuid: "MIG-aaaa", gpuInstance: 2, computeInstance: 0)]
         return GPUDeviceWiring.Node(gpus: gpus, deviceRoot: "/dev", present: present, migMinors: GPUDeviceWiring.parseMIGMinors(migMinors), mpsPipeDirectory: mps)
     }

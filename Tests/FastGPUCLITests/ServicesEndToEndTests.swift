@@ -131,7 +131,7 @@ struct ServicesEndToEndTests {
         #expect(metrics.contains(#"fastgpu_service_requests_total{service="cold",gateway="embedded"} 100"#), "\(metrics.split(separator: "\n").filter { $0.contains("service") })")
         #expect(metrics.contains(#"fastgpu_service_cold_start_requests_total{service="cold",gateway="embedded"} 100"#))
         #expect(metrics.contains(#"fastgpu_service_request_seconds_count{service="cold",gateway="embedded"} 100"#))
-        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("fastgpu_service_replicas") && $0.contains(#"state="ready""#) && $0.hasSuffix(" 1.0") })
+        #expect(metrics.split(separator: "\n").contains { $0.hasPrefix("fastgpu_service_replicas") && $0.contains(#"state="ready""#) && $0.hasSuffix(" 1") })
     }
 
     @Test(.timeLimit(.minutes(3))) func loadAddsReplicasWithinThePanicWindowAndTheyGoBackToZeroWhenItStops() async throws {

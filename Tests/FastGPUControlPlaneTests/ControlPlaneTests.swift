@@ -191,6 +191,81 @@ struct ControlPlaneTests {
     }
 }
 
+extension ControlPlaneTests {
+    /// A GPU a running job holds at 0 % for `idleGPUAfter` is idle: one `gpu-idle` event on the
+    /// job, and `/metrics`' stats say so; a busy reading ends the run; a free GPU is never idle.
+    @Test func aHeldGPUAtZeroUtilisationBecomesIdleOnceAndABusyReadingEndsIt() async throws {
+        var configuration = ControlPlaneConfiguration()
+        configuration.idleGPUAfter = .seconds(60)
+        let h = try await Harness.make(configuration: configuration)
+        let (node, agent) = try await h.node("gpu-1", gpus: 2)
+        let job = try await h.submit(gpus: 1)
+        try await h.scheduling.pass()
+        let allocation = try #require(try await h.assigned(node, agent).first)
+        let snapshot = await h.controlPlane.snapshot()
+        let placed = try #require(snapshot.allocations.first)
+        let held = try #require(placed.devices.first?.gpuIndex)
+        let free = 1 - held
+        func beat(_ held: Int, _ free: Int) async throws {
+            _ = try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], telemetry: [
+                0: GPUTelemetry(utilizationPercent: held == 0 ? 0 : free), 1: GPUTelemetry(utilizationPercent: held == 1 ? 0 : free)], by: agent)
+        }
+        // Placed but not yet running: starting, not idle.
+        try await beat(held, 0)
+        h.clock.advance(by: .seconds(120))
+        try await beat(held, 0)
+        #expect(await h.controlPlane.stats().gpus.allSatisfy { $0.idleSeconds == nil })
+        try await h.controlPlane.report(node: node, allocation: allocation, epoch: placed.epoch, running: true, exitCode: nil, by: agent)
+        for _ in 0..<4 {
+            try await beat(held, 0)
+            h.clock.advance(by: .seconds(30))
+        }
+        try await beat(held, 0)
+        var stats = await h.controlPlane.stats()
+        let idle = try #require(stats.gpus.first { $0.index == held })
+        #expect(idle.idleSeconds == 120 && idle.idleReported)
+        #expect(idle.holders.map(\.job) == [job.rawValue] && idle.holders.map(\.project) == ["default"])
+        #expect(stats.gpus.first { $0.index == free }?.idleSeconds == nil, "a free GPU at 0 % is not idle")
+        var kinds = try await h.controlPlane.events(of: job, by: h.admin, after: 0, limit: 20).map(\.kind)
+        #expect(kinds.filter { $0 == "gpu-idle" }.count == 1, "\(kinds)")
+        guard case .gpuIdle(let which, _, let on, let gpu, let seconds)? = try await h.controlPlane.events(of: job, by: h.admin, after: 0, limit: 20)
+            .first(where: { $0.kind == "gpu-idle" })?.event else { Issue.record("no gpu-idle event"); return }
+        #expect(which == allocation && on == node && gpu == held && seconds == 60)
+        // Busy again: the run ends; idle again later: a new run, reported again only after the threshold.
+        try await h.controlPlane.heartbeat(node: node, gpuHealth: [:], telemetry: [held: GPUTelemetry(utilizationPercent: 87)], by: agent)
+        stats = await h.controlPlane.stats()
+        #expect(stats.gpus.first { $0.index == held }?.idleSeconds == nil)
+        try await beat(held, 0)
+        h.clock.advance(by: .seconds(59))
+        try await beat(held, 0)
+        kinds = try await h.controlPlane.events(of: job, by: h.admin, after: 0, limit: 20).map(\.kind)
+        #expect(kinds.filter { $0 == "gpu-idle" }.count == 1)
+        let view = try await h.controlPlane.node(node, by: h.admin)
+        #expect(view.idleSince[held] != nil && view.idleSince[free] == nil)
+    }
+
+    @Test func queueWaitIsMeasuredFromSubmissionToFirstPlacementPerProject() async throws {
+        let h = try await Harness.make()
+        let (node, agent) = try await h.node("gpu-1", gpus: 1)
+        let first = try await h.submit(gpus: 1)
+        _ = try await h.submit(gpus: 1)
+        h.clock.advance(by: .seconds(3))
+        try await h.scheduling.pass()
+        var project = try #require(await h.controlPlane.stats().projects.first { $0.name == "default" })
+        #expect(project.queueWait.count == 1 && project.queueWait.sum == 3)
+        #expect(project.pendingJobs == 1 && project.oldestPendingSeconds == 3 && project.allocatedMilli == 1000)
+        let allocation = try #require(try await h.assigned(node, agent).first)
+        let epoch = try #require(await h.controlPlane.snapshot().allocations.first?.epoch)
+        h.clock.advance(by: .seconds(100))
+        try await h.controlPlane.report(node: node, allocation: allocation, epoch: epoch, running: false, exitCode: 0, by: agent)
+        try await h.scheduling.pass()
+        project = try #require(await h.controlPlane.stats().projects.first { $0.name == "default" })
+        #expect(project.queueWait.count == 2 && project.queueWait.sum == 106, "the second waited 103 s")
+        #expect(project.pendingJobs == 0 && project.oldestPendingSeconds == nil)
+        _ = first
+    }
+}
+
 @Suite("Watchers and the manual clock")
 struct WatcherTests {
     @Test func aSleeperWakesWhenTheClockPassesItsDeadlineOrItsTaskIsCancelled() async throws {
