@@ -135,6 +135,7 @@ public struct APIServer: Sendable {
         gatewayRoutes(route)
         storageRoutes(route)
         outputRoutes(route)
+        dashboardRoutes(route)
         if let localStorage { localStorageRoutes(router, store: localStorage) }
         return (router, route.table)
     }
@@ -154,6 +155,12 @@ final class RouteBuilder {
 
     func callAsFunction(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> Response) {
         table.add(method, path)
+        index.add(method: method.rawValue, path: path)
+        router.on(RouterPath(path), method: method, use: handler)
+    }
+
+    /// A web dashboard page: routed and measured like an endpoint, but not part of the API's contract.
+    func page(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping @Sendable (Request, APIRequestContext) async throws -> Response) {
         index.add(method: method.rawValue, path: path)
         router.on(RouterPath(path), method: method, use: handler)
     }

@@ -172,7 +172,19 @@ struct AuthenticationMiddleware: RouterMiddleware {
     let clock: any WallClock
 
     func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization] else { return try await next(request, context) }
+        guard let header = request.headers[.authorization] else {
+            // The web dashboard's pages (and only they) take the session cookie: the API never
+            // does, so no other site can make a browser call it with the user's rights.
+            guard request.uri.path.hasPrefix("/ui/") || request.uri.path == "/ui", let session = Dashboard.sessionCookie(request.headers) else {
+                return try await next(request, context)
+            }
+            var context = context
+            switch tokens.authenticate(session, now: clock.now()) {
+            case .success(let principal): context.principal = principal
+            case .failure(let failure): context.authenticationFailure = failure
+            }
+            return try await next(request, context)
+        }
         var context = context
         if header.hasPrefix("Bearer ") {
             switch tokens.authenticate(String(header.dropFirst(7)), now: clock.now()) {

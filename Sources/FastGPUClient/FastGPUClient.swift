@@ -176,6 +176,8 @@ package struct FastGPUClient: Sendable {
 
     package func revokeToken(_ id: UInt64) async throws -> TokenWire { try await call(.POST, "/v1/tokens/\(id)/revoke") }
 
+    package func dashboardLink() async throws -> DashboardLinkWire { try await call(.POST, "/v1/ui/sessions") }
+
     // MARK: The agent's side
 
     package func registerNode(_ body: RegisterNodeBody) async throws -> RegisteredNodeWire {

@@ -102,6 +102,22 @@ extension ControlPlane {
         try reads.jobs(by: principal, project: project, states: states, after: after, limit: limit)
     }
 
+    /// Jobs by state in the projects the principal sees (all of them for a cluster admin).
+    public func jobCounts(by principal: Principal) -> [JobState: Int] {
+        var counts: [JobState: Int] = [:]
+        guard principal.kind == .user else { return counts }
+        var visible: [ProjectID: Bool] = [:]
+        for job in state.jobs.values {
+            let sees = principal.clusterAdmin || (visible[job.project] ?? {
+                let answer = role(of: principal, in: job.project) != nil
+                visible[job.project] = answer
+                return answer
+            }())
+            if sees { counts[job.state, default: 0] += 1 }
+        }
+        return counts
+    }
+
     public func cancel(_ id: JobID, by principal: Principal) async throws -> JobView {
         try checkWritable()
         let job = try visibleJob(id, by: principal)

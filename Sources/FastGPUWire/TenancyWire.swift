@@ -234,3 +234,17 @@ package struct SecretListWire: Codable, Sendable, Equatable {
 
     package init(items: [SecretWire]) { self.items = items }
 }
+
+/// `POST /v1/ui/sessions`: a one-time link (a path on the server) that signs its opener in to
+/// the web dashboard.
+package struct DashboardLinkWire: Codable, Sendable, Equatable {
+    package var path: String
+    package var linkExpiresAt: String
+    package var sessionExpiresAt: String
+
+    package init(path: String, linkExpiresAt: String, sessionExpiresAt: String) {
+        self.path = path
+        self.linkExpiresAt = linkExpiresAt
+        self.sessionExpiresAt = sessionExpiresAt
+    }
+}

@@ -13,6 +13,7 @@ struct FastGPUCommand: AsyncParsableCommand {
               jobs      ls | show | logs [-f] | cancel | why
               queue     every pending job in order, with reason and estimated start
               login     save a server URL and token
+              ui        a link that signs you in to the web dashboard
               usage     GPU-hours and cost by SKU, job or member
               invoices  ls | show MONTH
               budget    show | set | clear
@@ -35,7 +36,7 @@ struct FastGPUCommand: AsyncParsableCommand {
             """,
         version: FastGPUVersion.current,
         subcommands: [RunCommand.self, ExecCommand.self, JobsCommand.self, QueueCommand.self, ServeCommand.self, ServicesCommand.self, StorageCommand.self, BenchCommand.self, GatewayCommand.self, LoginCommand.self, UpCommand.self, ServerCommand.self, AgentCommand.self,
-                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, QuotaCommand.self, TokensCommand.self, SecretsCommand.self, AuditCommand.self, AdminCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
+                      NodesCommand.self, ProjectsCommand.self, UsageCommand.self, InvoicesCommand.self, BudgetCommand.self, PricesCommand.self, CreditsCommand.self, QuotaCommand.self, TokensCommand.self, UICommand.self, SecretsCommand.self, AuditCommand.self, AdminCommand.self, SimCommand.self, PlanCommand.self, VersionCommand.self, ExecEnvCommand.self, FetchInputsCommand.self]
     )
 }
 

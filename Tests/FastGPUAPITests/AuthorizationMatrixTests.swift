@@ -128,6 +128,8 @@ struct AuthorizationMatrixTests {
                     body: #"{"project":"vision","key":"run-1/out.npy","method":"PUT"}"#, allowed: []),
                 Row(method: .get, route: "/v1/audit", path: "/v1/audit", allowed: []),
                 Row(method: .get, route: "/v1/tokens", path: "/v1/tokens", allowed: users),
+                // A one-time dashboard link: for any person, as themselves.
+                Row(method: .post, route: "/v1/ui/sessions", path: "/v1/ui/sessions", allowed: users),
                 Row(method: .post, route: "/v1/tokens", path: "/v1/tokens", body: #"{"name":"mine"}"#, allowed: users),
                 Row(method: .post, route: "/v1/tokens/{id}/revoke", path: "/v1/tokens/1/revoke", allowed: []),
                 // Money: prices are public to users, changed by cluster admins; a project's money is its viewers' to read.

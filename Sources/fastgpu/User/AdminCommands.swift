@@ -296,6 +296,23 @@ struct TokensCommand: AsyncParsableCommand {
     }
 }
 
+/// `fastgpu ui`: a link that signs you in to the web dashboard.
+struct UICommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ui",
+        abstract: "Print a link to the web dashboard that signs you in (once, within 60 s; the session lasts 12 h).")
+    @OptionGroup var connection: ClientOptions
+
+    func run() async throws {
+        let client = try await connection.client()
+        let link = try await client.dashboardLink()
+        let server = ServerList(connection.server ?? ProcessInfo.processInfo.environment["FASTGPU_SERVER"] ?? CLIConfig.load().server ?? CLIConfig.localServer)
+            .urls.first ?? CLIConfig.localServer
+        Output.write("\(server)\(link.path)\n")
+        Output.error("open it within 60 s (it works once); the session lasts until \(link.sessionExpiresAt)\n")
+    }
+}
+
 /// `fastgpu audit`: the newest audit records (cluster admins).
 struct AuditCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
