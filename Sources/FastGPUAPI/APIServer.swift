@@ -71,11 +71,14 @@ public struct APIServer: Sendable {
     let scheme: String
     /// The port of this process's gateway once it listens (service replies carry its URL).
     let gatewayAddress: GatewayAddress?
+    /// Single sign-on's identity provider (nil: API tokens only).
+    let oidc: OIDCProvider?
 
     public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock(),
                 gatewayMetrics: (@Sendable () -> String)? = nil, localStorage: LocalObjectStore? = nil, scheme: String = "http",
-                gatewayAddress: GatewayAddress? = nil) {
+                gatewayAddress: GatewayAddress? = nil, oidc: OIDCProvider? = nil) {
         self.gatewayAddress = gatewayAddress
+        self.oidc = oidc
         self.gatewayMetrics = gatewayMetrics
         self.localStorage = localStorage
         self.scheme = scheme

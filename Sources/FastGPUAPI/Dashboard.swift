@@ -1,6 +1,7 @@
 import FastGPUControlPlane
 import FastGPUModel
 import FastGPUWire
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -29,6 +30,9 @@ final class Dashboard: Sendable {
     let assets: [String: (type: String, body: String)]
     /// One-time sign-in links: code → the session token it opens, until when.
     private let links = Mutex<[String: (secret: String, expires: Timestamp)]>([:])
+    /// Browser sign-ins sent to the identity provider: state → PKCE verifier, nonce, until when.
+    private let signIns = Mutex<[String: (verifier: String, nonce: String, expires: Timestamp)]>([:])
+    static let maxPendingSignIns = 10_000
 
     init() {
         var library = MustacheLibrary()
@@ -88,6 +92,33 @@ final class Dashboard: Sendable {
             guard let entry = table.removeValue(forKey: code), entry.expires > now else { return nil }
             return entry.secret
         }
+    }
+
+    /// Starts a browser sign-in: the state, nonce and PKCE challenge to send to the provider
+    /// (nil when too many are pending: a flood of sign-in starts cannot fill memory).
+    func startSignIn(now: Timestamp) -> (state: String, nonce: String, challenge: String)? {
+        let state = Self.randomURLSafe(), nonce = Self.randomURLSafe(), verifier = Self.randomURLSafe()
+        let stored = signIns.withLock { table -> Bool in
+            table = table.filter { $0.value.expires > now }
+            guard table.count < Self.maxPendingSignIns else { return false }
+            table[state] = (verifier, nonce, now + .seconds(600))
+            return true
+        }
+        guard stored else { return nil }
+        return (state, nonce, IDTokenVerifier.base64URL(Data(SHA256.hash(data: Data(verifier.utf8)))))
+    }
+
+    /// The verifier and nonce of a sign-in the provider sent back, once.
+    func finishSignIn(state: String, now: Timestamp) -> (verifier: String, nonce: String)? {
+        signIns.withLock { table in
+            guard let entry = table.removeValue(forKey: state), entry.expires > now else { return nil }
+            return (entry.verifier, entry.nonce)
+        }
+    }
+
+    static func randomURLSafe() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return IDTokenVerifier.base64URL(Data((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }))
     }
 
     static func cookie(_ secret: String, expires: Timestamp?, now: Timestamp, secure: Bool) -> String {

@@ -12,7 +12,9 @@ extension APIServer {
         let cp = controlPlane
         let clock = self.clock
         let dashboard = Dashboard()
-        let secure = scheme == "https"
+        let oidc = self.oidc
+        // Cookies only over TLS where people reach the server over it (directly, or through a proxy that terminates it).
+        let secure = scheme == "https" || (oidc?.settings.publicURL?.hasPrefix("https://") ?? false)
         typealias Handler = @Sendable (Request, APIRequestContext) async throws -> Response
 
         /// A page for a signed-in person: without a session, the sign-in page; an error, a page that says it.
@@ -71,7 +73,7 @@ extension APIServer {
             case "out"?: "Signed out."
             default: nil
             }
-            return dashboard.page("login", title: "Sign in", principal: nil, section: "login", ["message": message as Any])
+            return dashboard.page("login", title: "Sign in", principal: nil, section: "login", ["message": message as Any, "sso": oidc != nil])
         }
         route.page(.post, "/ui/login") { request, context in
             guard sameOrigin(request) else { throw APIProblem(status: .forbidden, title: "Forbidden", detail: "sign in from this server's own page") }
@@ -99,6 +101,79 @@ extension APIServer {
             let code = dashboard.link(for: secret, now: now)
             return try json(DashboardLinkWire(path: "/ui/login?code=\(code)", linkExpiresAt: Wire.time(now + Dashboard.linkLifetime),
                                               sessionExpiresAt: Wire.time(expires)), status: .created)
+        }
+
+        // MARK: Single sign-on
+
+        route(.get, "/v1/auth/oidc") { _, _ in
+            guard let oidc else { throw APIProblem(status: .notFound, title: "Not found", detail: "single sign-on is not configured on this server") }
+            let settings = oidc.settings
+            return try json(OIDCConfigurationWire(issuer: settings.issuer, clientId: settings.clientID, claim: settings.claim))
+        }
+        route(.post, "/v1/auth/oidc") { request, _ in
+            guard let oidc else { throw APIProblem(status: .notFound, title: "Not found", detail: "single sign-on is not configured on this server") }
+            var request = request
+            let body = try decode(OIDCSignInBody.self, from: try await body(of: &request))
+            let now = clock.now()
+            let subject: String
+            do {
+                subject = try await oidc.verify(body.idToken, nowSeconds: now.millisecondsSinceEpoch / 1000)
+            } catch let refusal as IDTokenRefusal {
+                throw APIProblem(status: .unauthorized, title: "Unauthorized", detail: refusal.description)
+            } catch let failure as OIDCFailure {
+                throw APIProblem(status: .unauthorized, title: "Unauthorized", detail: failure.description)
+            }
+            let settings = oidc.settings
+            let view = try await cp.signIn(subject: subject, clusterAdmin: settings.admins.contains(subject), expiresAt: now + settings.sessionLifetime,
+                                           via: settings.issuer)
+            return try json(OIDCSessionWire(token: view.secret ?? "", subject: subject, clusterAdmin: view.record.clusterAdmin,
+                                            expiresAt: view.record.expiresAt.map(Wire.time) ?? ""), status: .created)
+        }
+        route.page(.get, "/ui/login/oidc") { request, _ in
+            guard let oidc else { return Dashboard.redirect("/ui/login") }
+            let now = clock.now()
+            guard let started = dashboard.startSignIn(now: now) else {
+                throw APIProblem(status: .serviceUnavailable, title: "Unavailable", detail: "too many sign-ins in progress; try again in a minute")
+            }
+            let discovery = try await oidc.discovery()
+            let redirect = Self.callback(oidc.settings, request: request, scheme: secure ? "https" : "http")
+            let query = OIDCHTTP.formEncoded(["response_type": "code", "client_id": oidc.settings.clientID, "redirect_uri": redirect,
+                                              "scope": "openid email profile", "state": started.state, "nonce": started.nonce,
+                                              "code_challenge": started.challenge, "code_challenge_method": "S256"])
+            let separator = discovery.authorization_endpoint.contains("?") ? "&" : "?"
+            return Dashboard.redirect(discovery.authorization_endpoint + separator + query)
+        }
+        route.page(.get, "/ui/login/oidc/callback") { request, _ in
+            guard let oidc else { return Dashboard.redirect("/ui/login") }
+            let query = request.uri.queryParameters
+            let now = clock.now()
+            func refuse(_ message: String) -> Response {
+                dashboard.page("login", title: "Sign in", principal: nil, section: "login", ["message": message, "sso": true], status: .unauthorized)
+            }
+            if let error = nonEmpty(query["error"]) {
+                return refuse("The identity provider refused the sign-in: \(nonEmpty(query["error_description"]) ?? error)")
+            }
+            guard let code = nonEmpty(query["code"]), code.count <= 2048, let state = nonEmpty(query["state"]), state.count <= 128,
+                  let pending = dashboard.finishSignIn(state: state, now: now) else {
+                return refuse("That sign-in is unknown or took over 10 minutes: start again.")
+            }
+            do {
+                let redirect = Self.callback(oidc.settings, request: request, scheme: secure ? "https" : "http")
+                let idToken = try await oidc.exchange(code: code, verifier: pending.verifier, redirectURI: redirect)
+                let subject = try await oidc.verify(idToken, nowSeconds: now.millisecondsSinceEpoch / 1000, nonce: pending.nonce)
+                let settings = oidc.settings
+                let view = try await cp.signIn(subject: subject, clusterAdmin: settings.admins.contains(subject), expiresAt: now + settings.sessionLifetime,
+                                               via: settings.issuer)
+                return Dashboard.redirect("/ui", cookie: Dashboard.cookie(view.secret ?? "", expires: view.record.expiresAt, now: now, secure: secure))
+            } catch let refusal as IDTokenRefusal {
+                return refuse("Signing in failed: \(refusal.description).")
+            } catch let failure as OIDCFailure {
+                return refuse("Signing in failed: \(failure.description).")
+            } catch let error as ControlPlaneError {
+                return refuse("Signing in failed: \(ProblemMiddleware.classify(error, requestID: "", logger: nil).2).")
+            } catch {
+                return refuse("Signing in failed: the identity provider could not be reached (\(error)).")
+            }
         }
 
         // MARK: Pages
@@ -271,6 +346,12 @@ extension APIServer {
             }
             return dashboard.page("projects", title: "Projects", principal: principal, section: "projects", ["projects": rows, "empty": rows.isEmpty])
         })
+    }
+
+    /// Where the provider sends a browser back: the configured public URL, else this request's host.
+    static func callback(_ settings: OIDCSettings, request: Request, scheme: String) -> String {
+        let base = settings.publicURL ?? "\(scheme)://\(request.head.authority ?? "127.0.0.1")"
+        return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/ui/login/oidc/callback"
     }
 
     /// `application/x-www-form-urlencoded` fields.

@@ -178,6 +178,12 @@ package struct FastGPUClient: Sendable {
 
     package func dashboardLink() async throws -> DashboardLinkWire { try await call(.POST, "/v1/ui/sessions") }
 
+    /// The identity provider the server trusts (no token needed).
+    package func oidcConfiguration() async throws -> OIDCConfigurationWire { try await call(.GET, "/v1/auth/oidc") }
+
+    /// An ID token of that provider, exchanged for a session token (no token needed).
+    package func oidcSignIn(idToken: String) async throws -> OIDCSessionWire { try await call(.POST, "/v1/auth/oidc", body: OIDCSignInBody(idToken: idToken)) }
+
     // MARK: The agent's side
 
     package func registerNode(_ body: RegisterNodeBody) async throws -> RegisteredNodeWire {

@@ -172,6 +172,24 @@ extension ControlPlane {
         return TokenView(record: record, secret: secret)
     }
 
+    /// A session token for a person the identity provider vouched for (single sign-on): a user
+    /// token of `subject`, a cluster admin's if the server lists them so. Refused for a subject no
+    /// project has as a member (and who is no admin): they could see nothing.
+    public func signIn(subject: String, clusterAdmin: Bool, expiresAt: Timestamp, via provider: String) async throws -> TokenView {
+        try checkWritable()
+        if let why = InputText.problem(subject, field: "the signed-in subject", maxBytes: 128) { throw ControlPlaneError.invalid(why) }
+        guard clusterAdmin || members.values.contains(where: { $0[subject] != nil }) else {
+            throw ControlPlaneError.forbidden("\(subject) is a member of no project here: ask a project admin to add them (fastgpu projects add-member)")
+        }
+        let now = clock.now()
+        guard expiresAt > now else { throw ControlPlaneError.invalid("expiry is in the past") }
+        let secret = issueToken(name: "sign-in via \(provider)".utf8.count <= 128 ? "sign-in via \(provider)" : "single sign-on", kind: .user,
+                                subject: subject, clusterAdmin: clusterAdmin, nodeID: nil, expiresAt: expiresAt, now: now)
+        try await awaitDurable()
+        let record = tokenRecords.values.first { $0.secretHash == TokenSecret.hash(secret) }!
+        return TokenView(record: record, secret: secret)
+    }
+
     public func listTokens(by principal: Principal) throws -> [TokenView] {
         try requireUser(principal)
         return tokenRecords.values.sorted { $0.id < $1.id }

@@ -248,3 +248,44 @@ package struct DashboardLinkWire: Codable, Sendable, Equatable {
         self.sessionExpiresAt = sessionExpiresAt
     }
 }
+
+/// `GET /v1/auth/oidc`: the identity provider this server trusts, for `fastgpu login --oidc`.
+package struct OIDCConfigurationWire: Codable, Sendable, Equatable {
+    package var issuer: String
+    package var clientId: String
+    package var claim: String
+
+    package init(issuer: String, clientId: String, claim: String) {
+        self.issuer = issuer
+        self.clientId = clientId
+        self.claim = claim
+    }
+}
+
+/// `POST /v1/auth/oidc`: an ID token from that provider, exchanged for a session token.
+package struct OIDCSignInBody: Codable, Sendable, Equatable {
+    package var idToken: String
+
+    package enum CodingKeys: String, CodingKey, CaseIterable { case idToken }
+
+    package init(idToken: String) { self.idToken = idToken }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.strictContainer(keyedBy: CodingKeys.self)
+        idToken = try c.decode(String.self, forKey: .idToken)
+    }
+}
+
+package struct OIDCSessionWire: Codable, Sendable, Equatable {
+    package var token: String
+    package var subject: String
+    package var clusterAdmin: Bool
+    package var expiresAt: String
+
+    package init(token: String, subject: String, clusterAdmin: Bool, expiresAt: String) {
+        self.token = token
+        self.subject = subject
+        self.clusterAdmin = clusterAdmin
+        self.expiresAt = expiresAt
+    }
+}

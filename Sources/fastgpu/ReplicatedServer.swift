@@ -39,6 +39,7 @@ enum ReplicatedServer {
         var limits: RequestLimits
         var tls: TLSFiles?
         var tlsCertificateFile: String?
+        var oidc: OIDCSettings?
     }
 
     static func run(_ settings: Settings, logger: Logger) async throws {
@@ -79,7 +80,7 @@ enum ReplicatedServer {
             logger: logger)
         let leadership = Leadership(store: store, lease: lease, role: role, advertised: advertised, logger: logger) {
             let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: settings.configuration,
-                                                          limits: settings.limits, logger: logger, localStorage: nil, scheme: scheme)
+                                                          limits: settings.limits, logger: logger, localStorage: nil, scheme: scheme, oidc: settings.oidc)
             if let token = assembly.bootstrapToken, writeAdminToken(token, directory: settings.directory, logger: logger) == nil {
                 logger.critical("cannot write the first admin token to \(settings.directory)/admin-token")
             }

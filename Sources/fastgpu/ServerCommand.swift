@@ -75,6 +75,52 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel = "info"
 
+    @Option(help: ArgumentHelp("Single sign-on: the OpenID Connect issuer people sign in with (https://accounts.example.com).", valueName: "url"))
+    var oidcIssuer: String?
+
+    @Option(help: ArgumentHelp("The client id this server is registered with at the issuer (ID tokens must be for it).", valueName: "id"))
+    var oidcClientId: String?
+
+    @Option(help: ArgumentHelp("The client's secret, for the dashboard's sign-in (first line of the file).", valueName: "file"))
+    var oidcClientSecretFile: String?
+
+    @Option(help: "The ID token claim whose value is the member's subject: email, preferred_username or sub.")
+    var oidcClaim = "email"
+
+    @Option(help: ArgumentHelp("A subject who signs in as a cluster admin (repeatable).", valueName: "subject"))
+    var oidcAdmin: [String] = []
+
+    @Option(help: ArgumentHelp("Where people reach this server (https://gpus.example.com): the dashboard's sign-in returns there (default: the request's host).",
+                               valueName: "url"))
+    var publicUrl: String?
+
+    /// Single sign-on's settings, checked; nil when not asked for.
+    func oidcSettings() throws -> OIDCSettings? {
+        guard let oidcIssuer else {
+            guard oidcClientId == nil, oidcClientSecretFile == nil, oidcAdmin.isEmpty else { throw ValidationError("--oidc-* options need --oidc-issuer") }
+            return nil
+        }
+        // http only on this machine (a provider for tests): ID tokens and client secrets travel over it.
+        guard let url = URL(string: oidcIssuer), let scheme = url.scheme, let host = url.host, url.query == nil,
+              scheme == "https" || (scheme == "http" && ["127.0.0.1", "localhost", "::1"].contains(host)) else {
+            throw ValidationError("--oidc-issuer must be an https URL such as https://accounts.example.com")
+        }
+        guard let oidcClientId, !oidcClientId.isEmpty, oidcClientId.utf8.count <= 256 else { throw ValidationError("--oidc-issuer needs --oidc-client-id") }
+        guard ["email", "preferred_username", "sub", "upn", "name"].contains(oidcClaim) else {
+            throw ValidationError("--oidc-claim must be email, preferred_username, sub, upn or name")
+        }
+        if let publicUrl, URL(string: publicUrl)?.host == nil { throw ValidationError("--public-url must look like https://HOST") }
+        var secret: String?
+        if let oidcClientSecretFile {
+            guard let text = try? String(contentsOfFile: oidcClientSecretFile, encoding: .utf8), text.utf8.count <= 4096,
+                  let line = text.split(whereSeparator: \.isNewline).first, !line.isEmpty else {
+                throw ValidationError("--oidc-client-secret-file: cannot read a secret from \(oidcClientSecretFile)")
+            }
+            secret = String(line)
+        }
+        return OIDCSettings(issuer: oidcIssuer, clientID: oidcClientId, clientSecret: secret, claim: oidcClaim, admins: Set(oidcAdmin), publicURL: publicUrl)
+    }
+
     @Option(help: ArgumentHelp("Where state lives: sqlite (one file in the data directory) or postgres://USER@HOST[:PORT]/DATABASE, which several servers may share (one leads, the others follow and take over).", valueName: "store"))
     var store = "sqlite"
 
@@ -107,6 +153,7 @@ struct ServerCommand: AsyncParsableCommand {
         configuration.retryBackoff = .seconds(retryBackoff)
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
+        let oidc = try oidcSettings()
         if store != "sqlite" {
             let url: PostgresStoreURL
             do { url = try PostgresStoreURL(store) } catch { throw ValidationError("--store: \(error)") }
@@ -127,7 +174,7 @@ struct ServerCommand: AsyncParsableCommand {
                                                  secretKeyFile: secretKeyFile ?? directory + "/secret-key", host: host, port: port,
                                                  advertiseURL: advertiseURL, leaseTTL: .seconds(leaseTTL), configuration: configuration,
                                                  limits: limits, tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") },
-                                                 tlsCertificateFile: tlsCert),
+                                                 tlsCertificateFile: tlsCert, oidc: oidc),
                                            logger: logger)
             return
         }
@@ -138,7 +185,7 @@ struct ServerCommand: AsyncParsableCommand {
         guard (-1...65535).contains(gatewayPort) else { throw ValidationError("--gateway-port must be -1 (none) to 65535") }
         let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, gatewayPort: gatewayPort >= 0 ? gatewayPort : nil,
                                                 configuration: configuration, limits: limits,
-                                                tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }, logger: logger) { url, directory in
+                                                tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }, oidc: oidc, logger: logger) { url, directory in
             // Unbuffered: whoever started the server (a script, a test) reads this line.
             FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (data in \(directory))\n".utf8))
         } onGateway: { url in
@@ -160,7 +207,7 @@ struct LocalServer {
     var lock: DirectoryLock
 
     static func make(dataDir: String?, host: String, port: Int, gatewayPort: Int? = nil, configuration: ControlPlaneConfiguration,
-                     limits: RequestLimits = RequestLimits(), tls: TLSFiles? = nil, logger: Logger,
+                     limits: RequestLimits = RequestLimits(), tls: TLSFiles? = nil, oidc: OIDCSettings? = nil, logger: Logger,
                      onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void,
                      onGateway: @escaping @Sendable (_ url: String) -> Void = { _ in }) async throws -> LocalServer {
         let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
@@ -180,7 +227,8 @@ struct LocalServer {
         do { secretBox = try SecretBox.loadOrCreate(at: directory + "/secret-key") } catch { throw CommandFailure("\(error)") }
         // The `local` storage backend keeps its objects beside the database.
         let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: configuration, limits: limits, logger: logger,
-                                                      localStorage: LocalObjectStore(root: directory + "/objects"), scheme: tls == nil ? "http" : "https")
+                                                      localStorage: LocalObjectStore(root: directory + "/objects"), scheme: tls == nil ? "http" : "https",
+                                                      oidc: oidc)
         if let token = assembly.bootstrapToken, writeAdminToken(token, directory: directory, logger: logger) == nil {
             throw CommandFailure("cannot write the admin token to \(directory)/admin-token; remove \(directory)/fastgpu.db and start again")
         }

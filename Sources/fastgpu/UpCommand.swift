@@ -71,6 +71,7 @@ struct UpCommand: AsyncParsableCommand {
                 \(login)  \(program) run --gpus H100:2 -- sh -c 'echo hello from GPUs $CUDA_VISIBLE_DEVICES'
                   \(program) jobs ls --all
                   \(program) nodes
+                  \(program) ui          # a link that signs you in to the web dashboard, \(url)/ui
                 Results go to its own bucket: --output out=s3://local/results/{job_id}/ (objects in \(directory)/objects).
                 Ctrl-C stops it; jobs stay in \(directory)/fastgpu.db.
 

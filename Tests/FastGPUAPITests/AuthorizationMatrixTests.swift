@@ -24,6 +24,8 @@ struct AuthorizationMatrixTests {
         var path: String
         var body: String?
         var allowed: Set<Caller>
+        /// An endpoint that does not look at the caller (signing in): every caller gets this status.
+        var sameForEveryone: Int? = nil
     }
 
     @Test func noCallerGetsThroughWhereItShouldNot() async throws {
@@ -130,6 +132,9 @@ struct AuthorizationMatrixTests {
                 Row(method: .get, route: "/v1/tokens", path: "/v1/tokens", allowed: users),
                 // A one-time dashboard link: for any person, as themselves.
                 Row(method: .post, route: "/v1/ui/sessions", path: "/v1/ui/sessions", allowed: users),
+                // Single sign-on takes an ID token, not a caller (OIDCTests has it configured; here it is not: 404 for all).
+                Row(method: .get, route: "/v1/auth/oidc", path: "/v1/auth/oidc", allowed: [], sameForEveryone: 404),
+                Row(method: .post, route: "/v1/auth/oidc", path: "/v1/auth/oidc", body: #"{"idToken":"a.b.c"}"#, allowed: [], sameForEveryone: 404),
                 Row(method: .post, route: "/v1/tokens", path: "/v1/tokens", body: #"{"name":"mine"}"#, allowed: users),
                 Row(method: .post, route: "/v1/tokens/{id}/revoke", path: "/v1/tokens/1/revoke", allowed: []),
                 // Money: prices are public to users, changed by cluster admins; a project's money is its viewers' to read.
@@ -162,7 +167,9 @@ struct AuthorizationMatrixTests {
                     let code = Int(reply.status.code)
                     let credentialless: Set<Caller> = [.anonymous, .malformed, .expired, .revoked]
                     let ok: Bool
-                    if row.allowed.contains(caller) {
+                    if let same = row.sameForEveryone {
+                        ok = code == same
+                    } else if row.allowed.contains(caller) {
                         ok = (200..<300).contains(code)
                     } else if credentialless.contains(caller) {
                         ok = code == 401

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FastGPUAPI
 import FastGPUClient
 import FastGPUWire
 import Foundation
@@ -15,8 +16,13 @@ struct LoginCommand: AsyncParsableCommand {
     @Option(help: "A file holding the token, such as DATA-DIR/admin-token.") var tokenFile: String?
     @Option(help: "The project to use when none is named.") var project: String?
     @Option(help: "PEM file of the CA that signed an https server's certificate; saved with the login.") var caFile: String?
+    @Option(help: ArgumentHelp("Sign in with single sign-on instead of a token: approve a code in a browser (device authorization). The issuer defaults to the one the server trusts.",
+                               valueName: "issuer"))
+    var oidc: String?
+    @Flag(help: "Sign in with the single sign-on the server trusts (as --oidc, naming no issuer).") var sso = false
 
     func run() async throws {
+        if oidc != nil || sso { return try await signInWithOIDC() }
         var secret = token ?? ProcessInfo.processInfo.environment["FASTGPU_TOKEN"]
         if let tokenFile {
             guard let data = FileManager.default.contents(atPath: tokenFile) else { throw CommandFailure("cannot read \(tokenFile)") }
@@ -33,6 +39,38 @@ struct LoginCommand: AsyncParsableCommand {
         }
         try CLIConfig(server: client.servers.description, token: secret, project: project, caFile: caPath).save()
         Output.write("logged in to \(client.server); projects: \(projects.items.map(\.name).joined(separator: ", ")); saved to \(CLIConfig.path)\n")
+    }
+}
+
+extension LoginCommand {
+    /// `--oidc`: the server names its provider and client; the provider's device flow gives an
+    /// ID token; the server exchanges it for a session token, which is saved like any login.
+    func signInWithOIDC() async throws {
+        let caPath = caFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        let anonymous = try await ClientOptions.parse(["--server", server, "--token", "none"] + (caPath.map { ["--ca-file", $0] } ?? [])).client()
+        let configuration: OIDCConfigurationWire
+        do { configuration = try await anonymous.oidcConfiguration() } catch {
+            throw CommandFailure("\(server) offers no single sign-on (\(error)); log in with --token")
+        }
+        if let oidc, !oidc.isEmpty, oidc.trimmingCharacters(in: CharacterSet(charactersIn: "/")) != configuration.issuer.trimmingCharacters(in: CharacterSet(charactersIn: "/")) {
+            throw CommandFailure("\(server) trusts \(configuration.issuer), not \(oidc)")
+        }
+        let discovery: OIDCDiscovery
+        do { discovery = try await OIDCHTTP.getJSON(configuration.issuer + "/.well-known/openid-configuration") } catch {
+            throw CommandFailure("cannot read \(configuration.issuer)'s OpenID configuration: \(error)")
+        }
+        let idToken: String
+        do {
+            idToken = try await OIDCDeviceFlow(discovery: discovery, clientID: configuration.clientId).idToken(show: { prompt in
+                Output.error("To sign in, open \(prompt.verificationURIComplete ?? prompt.verificationURI) and enter the code \(prompt.userCode) (valid \(prompt.expiresIn / 60) min).\n")
+            })
+        } catch let failure as OIDCFailure { throw CommandFailure(failure.description) }
+        let session: OIDCSessionWire
+        do { session = try await anonymous.oidcSignIn(idToken: idToken) } catch { throw CommandFailure("the server refused the sign-in: \(error)") }
+        let client = try await ClientOptions.parse(["--server", server, "--token", session.token] + (caPath.map { ["--ca-file", $0] } ?? [])).client()
+        let projects = try await client.projects()
+        try CLIConfig(server: client.servers.description, token: session.token, project: project, caFile: caPath).save()
+        Output.write("signed in to \(client.server) as \(session.subject)\(session.clusterAdmin ? " (cluster admin)" : "") until \(session.expiresAt); projects: \(projects.items.map(\.name).joined(separator: ", ")); saved to \(CLIConfig.path)\n")
     }
 }
 
