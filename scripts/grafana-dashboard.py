@@ -56,7 +56,7 @@ rows = [
         panel("timeseries", "Idle held GPUs by project", [(f"sum by (project) (fastgpu_gpu_idle_allocated{{{P}}})", "{{project}}")], w=8),
         panel("timeseries", "Spend this month", [(f"fastgpu_project_spend_this_month{{{P}}}", "{{project}}")], "currencyUSD", w=8),
         panel("bargauge", "Budget used", [(f"fastgpu_project_budget_used_ratio{{{P}}}", "{{project}}")], "percentunit", w=8),
-        panel("table", "Idle allocated GPUs (job, project, node, GPU)",
+        panel("table", "Idle allocated GPUs (job_id, project, node, GPU)",
               [(f"fastgpu_gpu_idle_seconds{{{P}}} > 0 and on (node, gpu) fastgpu_gpu_idle_allocated == 1", "")], "s", w=8,
               description="Which jobs hold GPUs that compute nothing, and for how long."),
     ]),

@@ -3,10 +3,12 @@ import FastGPUModel
 
 /// The cluster's state on `/metrics`, written from one `ControlPlaneStats` per scrape.
 ///
-/// Per GPU (`node`, `gpu`, `model`, and `job`/`project` of the holder when one job holds it, empty
-/// when free or shared; `simulated="true"` on readings the agent made up): allocation, health,
-/// utilisation, memory, power, energy, temperature, ECC and XID errors, and how long a held GPU has
-/// been idle. `fastgpu_gpu_allocation` names every holder of a shared GPU with its share.
+/// Per GPU (`node`, `gpu`, `model`, `simulated="true"` on readings the agent made up): the gauges
+/// (allocation, health, utilisation, memory, power, temperature, idle time) also carry `job_id`
+/// and `project` of the holder when one job holds it (empty when free or shared; not `job`, which
+/// Prometheus keeps for its scrape job); the counters (energy, ECC, XID) do not, so that a job
+/// ending with an error does not start a new series and hide the increase. `fastgpu_gpu_allocation`
+/// names every job of a shared GPU.
 /// Per project: allocated GPUs, waiting jobs, the oldest wait, queue wait at placement (histogram)
 /// and spend. Per node: up and heartbeat age. Per service: replicas (the gateway adds traffic).
 enum ClusterMetrics {
@@ -35,16 +37,17 @@ enum ClusterMetrics {
         }
 
         for gpu in stats.gpus {
-            let single = gpu.holders.count == 1 ? gpu.holders.first : nil
-            let base: [(String, String)] = [("node", gpu.node), ("gpu", String(gpu.index)), ("model", gpu.model),
-                                            ("job", single.map { String($0.job) } ?? ""), ("project", single?.project ?? "")]
+            let jobs = Array(Set(gpu.holders)).sorted { ($0.job, $0.project) < ($1.job, $1.project) }
+            let single = jobs.count == 1 ? jobs.first : nil
+            let device: [(String, String)] = [("node", gpu.node), ("gpu", String(gpu.index)), ("model", gpu.model)]
                 + (gpu.telemetry?.simulated == true ? [("simulated", "true")] : [])
+            let base = device + [("job_id", single.map { String($0.job) } ?? ""), ("project", single?.project ?? "")]
             out.add("fastgpu_gpu_allocated", help: "Share of the GPU allocated (1: all of it).", base, Double(gpu.allocatedMilli) / 1000)
             out.add("fastgpu_gpu_healthy", help: "1 when the GPU takes work; 0 after an XID, uncorrected ECC errors or a lost GPU.", base,
                     gpu.healthy ? 1 : 0)
-            for holder in gpu.holders {
+            for holder in jobs {
                 out.add("fastgpu_gpu_allocation", help: "Jobs holding the GPU, one series per job (several on a shared GPU).",
-                        [("node", gpu.node), ("gpu", String(gpu.index)), ("job", String(holder.job)), ("project", holder.project)], 1)
+                        [("node", gpu.node), ("gpu", String(gpu.index)), ("job_id", String(holder.job)), ("project", holder.project)], 1)
             }
             if !gpu.holders.isEmpty {
                 out.add("fastgpu_gpu_idle_seconds", help: "Seconds a held GPU has been at 0 % utilisation (0 when busy).", base,
@@ -61,21 +64,21 @@ enum ClusterMetrics {
             }
             if let value = reading.powerWatts { out.add("fastgpu_gpu_power_watts", help: "Power draw now.", base, value) }
             if let value = reading.energyMillijoules {
-                out.add("fastgpu_gpu_energy_joules_total", type: "counter", help: "Energy since the driver loaded: use increase().", base, Double(value) / 1000)
+                out.add("fastgpu_gpu_energy_joules_total", type: "counter", help: "Energy since the driver loaded: use increase().", device, Double(value) / 1000)
             }
             if let value = reading.temperatureCelsius {
                 out.add("fastgpu_gpu_temperature_celsius", help: "GPU core temperature.", base, Double(value))
             }
             if let value = reading.eccCorrected {
-                out.add("fastgpu_gpu_ecc_errors_total", type: "counter", help: "ECC errors since the driver loaded, by kind.", base + [("kind", "corrected")], Double(value))
+                out.add("fastgpu_gpu_ecc_errors_total", type: "counter", help: "ECC errors since the driver loaded, by kind.", device + [("kind", "corrected")], Double(value))
             }
             if let value = reading.eccUncorrected {
-                out.add("fastgpu_gpu_ecc_errors_total", type: "counter", help: "ECC errors since the driver loaded, by kind.", base + [("kind", "uncorrected")], Double(value))
+                out.add("fastgpu_gpu_ecc_errors_total", type: "counter", help: "ECC errors since the driver loaded, by kind.", device + [("kind", "uncorrected")], Double(value))
             }
-            out.add("fastgpu_gpu_xid_errors_total", type: "counter", help: "XID errors the kernel logged for the GPU since its agent started.", base,
+            out.add("fastgpu_gpu_xid_errors_total", type: "counter", help: "XID errors the kernel logged for the GPU since its agent started.", device,
                     Double(reading.xidErrors ?? 0))
             if let value = reading.lastXid {
-                out.add("fastgpu_gpu_last_xid", help: "The code of the last XID error logged for the GPU.", base, Double(value))
+                out.add("fastgpu_gpu_last_xid", help: "The code of the last XID error logged for the GPU.", device, Double(value))
             }
         }
 

@@ -17,8 +17,8 @@ import Synchronization
 /// Signing in: paste an API token (`POST /ui/login`), open a one-time link from `fastgpu ui`
 /// (`POST /v1/ui/sessions`, valid 60 s, once), or single sign-on. Each makes a *session token*:
 /// an ordinary user token of the same person, expiring in 12 h (never later than the token that
-/// made it), stored and revocable like any other, sent back as an HttpOnly, SameSite=Strict
-/// cookie scoped to `/ui`. Signing out revokes it. The API never reads the cookie.
+/// made it), stored and revocable like any other, sent back as an HttpOnly
+/// cookie scoped to `/ui` (SameSite=Lax). Signing out revokes it. The API never reads the cookie.
 final class Dashboard: Sendable {
     static let cookieName = "fastgpu_session"
     static let sessionLifetime: Duration = .seconds(12 * 3600)
@@ -58,11 +58,17 @@ final class Dashboard: Sendable {
 
     // MARK: Sessions
 
-    static func sessionCookie(_ headers: HTTPFields) -> String? {
+    static func sessionCookie(_ headers: HTTPFields) -> String? { cookie(named: cookieName, in: headers) }
+
+    /// The browser sign-in a provider's answer must belong to: its state, in a cookie of the
+    /// browser that started it (someone else's callback link cannot sign this browser in).
+    static let signInCookieName = "fastgpu_signin"
+
+    static func cookie(named name: String, in headers: HTTPFields) -> String? {
         for header in headers[values: .cookie] {
             for pair in header.split(separator: ";") {
                 let trimmed = pair.trimmingCharacters(in: .whitespaces)
-                if trimmed.hasPrefix(cookieName + "=") { return String(trimmed.dropFirst(cookieName.count + 1)) }
+                if trimmed.hasPrefix(name + "=") { return String(trimmed.dropFirst(name.count + 1)) }
             }
         }
         return nil
@@ -81,6 +87,8 @@ final class Dashboard: Sendable {
         let code = TokenSecret.generate().dropFirst(5).prefix(24)
         links.withLock { table in
             table = table.filter { $0.value.expires > now }
+            // Links are made by signed-in people only (rate-limited); past this many the oldest go.
+            if table.count >= Self.maxPendingSignIns, let oldest = table.min(by: { $0.value.expires < $1.value.expires })?.key { table[oldest] = nil }
             table[String(code)] = (secret, now + Self.linkLifetime)
         }
         return String(code)
@@ -99,6 +107,7 @@ final class Dashboard: Sendable {
     func startSignIn(now: Timestamp) -> (state: String, nonce: String, challenge: String)? {
         let state = Self.randomURLSafe(), nonce = Self.randomURLSafe(), verifier = Self.randomURLSafe()
         let stored = signIns.withLock { table -> Bool in
+            // (Bounded twice: the rate limit of `/ui` per address, and this cap.)
             table = table.filter { $0.value.expires > now }
             guard table.count < Self.maxPendingSignIns else { return false }
             table[state] = (verifier, nonce, now + .seconds(600))
@@ -123,7 +132,10 @@ final class Dashboard: Sendable {
 
     static func cookie(_ secret: String, expires: Timestamp?, now: Timestamp, secure: Bool) -> String {
         let maxAge = expires.map { max(0, $0.milliseconds(since: now) / 1000) } ?? 0
-        return "\(cookieName)=\(secret); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Strict" + (secure ? "; Secure" : "")
+        // Lax, not Strict: a sign-in that comes back from the identity provider (or a link opened
+        // from chat) is a navigation another site started, and a Strict cookie would not go with
+        // it. Lax still keeps it off other sites' posts and subrequests.
+        return "\(cookieName)=\(secret); Path=/ui; Max-Age=\(maxAge); HttpOnly; SameSite=Lax" + (secure ? "; Secure" : "")
     }
 
     // MARK: Rendering
@@ -150,14 +162,16 @@ final class Dashboard: Sendable {
         headers[.contentSecurityPolicy] = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
         headers[.xContentTypeOptions] = "nosniff"
         headers[.cacheControl] = "no-store"
-        headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on the
+        // pages' own form posts. Other sites still get no referrer (a one-time link's code stays here).
+        headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
     }
 
-    static func redirect(_ location: String, cookie: String? = nil) -> Response {
+    static func redirect(_ location: String, cookie: String? = nil, alsoCookie: String? = nil) -> Response {
         var headers = HTTPFields()
         headers[.location] = location
-        if let cookie { headers[.setCookie] = cookie }
+        for value in [cookie, alsoCookie].compactMap({ $0 }) { headers.append(HTTPField(name: .setCookie, value: value)) }
         secure(&headers)
         return Response(status: .seeOther, headers: headers)
     }

@@ -152,7 +152,11 @@ struct RateLimitMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: APIRequestContext, next: (Request, APIRequestContext) async throws -> Response) async throws -> Response {
         // Health, readiness, metrics and the document are outside the API: probes must not be refused.
-        guard request.uri.path.hasPrefix("/v1/") else { return try await next(request, context) }
+        // The dashboard's pages count like the API's calls (its static files do not).
+        let path = request.uri.path
+        guard path.hasPrefix("/v1/") || ((path == "/ui" || path.hasPrefix("/ui/")) && !path.hasPrefix("/ui/static/")) else {
+            return try await next(request, context)
+        }
         let key: String
         let perSecond: Int
         if let principal = context.principal {

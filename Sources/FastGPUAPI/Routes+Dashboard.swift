@@ -13,8 +13,12 @@ extension APIServer {
         let clock = self.clock
         let dashboard = Dashboard()
         let oidc = self.oidc
-        // Cookies only over TLS where people reach the server over it (directly, or through a proxy that terminates it).
-        let secure = scheme == "https" || (oidc?.settings.publicURL?.hasPrefix("https://") ?? false)
+        // Cookies only over TLS where people reach the server over it: directly, or through a proxy
+        // that terminates it (it says so with X-Forwarded-Proto; a forged one only makes the cookie stricter).
+        let tlsAlways = scheme == "https" || (oidc?.settings.publicURL?.hasPrefix("https://") ?? false)
+        @Sendable func secure(_ request: Request) -> Bool {
+            tlsAlways || request.headers[HTTPField.Name("X-Forwarded-Proto")!] == "https"
+        }
         typealias Handler = @Sendable (Request, APIRequestContext) async throws -> Response
 
         /// A page for a signed-in person: without a session, the sign-in page; an error, a page that says it.
@@ -37,7 +41,8 @@ extension APIServer {
         /// A form may only be posted from these pages: SameSite cookies already hold a session
         /// back from other sites, and this refuses what a browser says came from elsewhere.
         @Sendable func sameOrigin(_ request: Request) -> Bool {
-            if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!], site == "cross-site" || site == "same-site" { return false }
+            // Browsers say where a request comes from (Sec-Fetch-Site); older ones, only Origin.
+            if let site = request.headers[HTTPField.Name("Sec-Fetch-Site")!] { return site == "same-origin" || site == "none" }
             guard let origin = request.headers[HTTPField.Name("Origin")!] else { return true }
             guard let host = request.head.authority else { return false }
             return origin == "http://\(host)" || origin == "https://\(host)"
@@ -65,7 +70,7 @@ extension APIServer {
                                           status: .unauthorized)
                 }
                 let expires = try? cp.tokens.authenticate(secret, now: now).map(\.expiresAt).get()
-                return Dashboard.redirect("/ui", cookie: Dashboard.cookie(secret, expires: expires, now: now, secure: secure))
+                return Dashboard.redirect("/ui", cookie: Dashboard.cookie(secret, expires: expires, now: now, secure: secure(request)))
             }
             if let principal = context.principal, principal.kind == .user { return Dashboard.redirect("/ui") }
             let message: String? = switch nonEmpty(query["why"]) {
@@ -86,12 +91,12 @@ extension APIServer {
                                       status: .unauthorized)
             }
             let (secret, expires) = try await Dashboard.openSession(for: principal, controlPlane: cp, now: now)
-            return Dashboard.redirect("/ui", cookie: Dashboard.cookie(secret, expires: expires, now: now, secure: secure))
+            return Dashboard.redirect("/ui", cookie: Dashboard.cookie(secret, expires: expires, now: now, secure: secure(request)))
         }
         route.page(.post, "/ui/logout") { request, context in
             guard sameOrigin(request) else { throw APIProblem(status: .forbidden, title: "Forbidden", detail: "sign out from this server's own page") }
             if let principal = context.principal, principal.kind == .user { _ = try? await cp.revokeToken(principal.tokenID, by: principal) }
-            return Dashboard.redirect("/ui/login?why=out", cookie: Dashboard.cookie("", expires: nil, now: clock.now(), secure: secure))
+            return Dashboard.redirect("/ui/login?why=out", cookie: Dashboard.cookie("", expires: nil, now: clock.now(), secure: secure(request)))
         }
         route(.post, "/v1/ui/sessions") { _, context in
             let principal = try context.requirePrincipal()
@@ -136,12 +141,14 @@ extension APIServer {
                 throw APIProblem(status: .serviceUnavailable, title: "Unavailable", detail: "too many sign-ins in progress; try again in a minute")
             }
             let discovery = try await oidc.discovery()
-            let redirect = Self.callback(oidc.settings, request: request, scheme: secure ? "https" : "http")
+            let redirect = Self.callback(oidc.settings, request: request, scheme: secure(request) ? "https" : "http")
             let query = OIDCHTTP.formEncoded(["response_type": "code", "client_id": oidc.settings.clientID, "redirect_uri": redirect,
                                               "scope": "openid email profile", "state": started.state, "nonce": started.nonce,
                                               "code_challenge": started.challenge, "code_challenge_method": "S256"])
             let separator = discovery.authorization_endpoint.contains("?") ? "&" : "?"
-            return Dashboard.redirect(discovery.authorization_endpoint + separator + query)
+            let bind = "\(Dashboard.signInCookieName)=\(started.state); Path=/ui/login/oidc; Max-Age=600; HttpOnly; SameSite=Lax"
+                + (secure(request) ? "; Secure" : "")
+            return Dashboard.redirect(discovery.authorization_endpoint + separator + query, cookie: bind)
         }
         route.page(.get, "/ui/login/oidc/callback") { request, _ in
             guard let oidc else { return Dashboard.redirect("/ui/login") }
@@ -153,18 +160,24 @@ extension APIServer {
             if let error = nonEmpty(query["error"]) {
                 return refuse("The identity provider refused the sign-in: \(nonEmpty(query["error_description"]) ?? error)")
             }
-            guard let code = nonEmpty(query["code"]), code.count <= 2048, let state = nonEmpty(query["state"]), state.count <= 128,
-                  let pending = dashboard.finishSignIn(state: state, now: now) else {
+            guard let code = nonEmpty(query["code"]), code.count <= 2048, let state = nonEmpty(query["state"]), state.count <= 128 else {
+                return refuse("That sign-in is unknown or took over 10 minutes: start again.")
+            }
+            guard Dashboard.cookie(named: Dashboard.signInCookieName, in: request.headers) == state else {
+                return refuse("That sign-in was started in another browser: start again here.")
+            }
+            guard let pending = dashboard.finishSignIn(state: state, now: now) else {
                 return refuse("That sign-in is unknown or took over 10 minutes: start again.")
             }
             do {
-                let redirect = Self.callback(oidc.settings, request: request, scheme: secure ? "https" : "http")
+                let redirect = Self.callback(oidc.settings, request: request, scheme: secure(request) ? "https" : "http")
                 let idToken = try await oidc.exchange(code: code, verifier: pending.verifier, redirectURI: redirect)
                 let subject = try await oidc.verify(idToken, nowSeconds: now.millisecondsSinceEpoch / 1000, nonce: pending.nonce)
                 let settings = oidc.settings
                 let view = try await cp.signIn(subject: subject, clusterAdmin: settings.admins.contains(subject), expiresAt: now + settings.sessionLifetime,
                                                via: settings.issuer)
-                return Dashboard.redirect("/ui", cookie: Dashboard.cookie(view.secret ?? "", expires: view.record.expiresAt, now: now, secure: secure))
+                return Dashboard.redirect("/ui", cookie: Dashboard.cookie(view.secret ?? "", expires: view.record.expiresAt, now: now, secure: secure(request)),
+                                          alsoCookie: "\(Dashboard.signInCookieName)=; Path=/ui/login/oidc; Max-Age=0; HttpOnly; SameSite=Lax")
             } catch let refusal as IDTokenRefusal {
                 return refuse("Signing in failed: \(refusal.description).")
             } catch let failure as OIDCFailure {
@@ -205,7 +218,7 @@ extension APIServer {
             let waiting = queue.prefix(20).map { entry, view -> [String: Any] in
                 let reason = Wire.reason(entry.reason, now: now)
                 return ["id": view.job.id.rawValue, "name": view.job.name, "project": view.projectName,
-                        "position": entry.position, "gpus": Human.gpus(view.job.milliGPUs), "waited": Human.age(now.milliseconds(since: view.job.submitTime)),
+                        "position": entry.position, "gpus": Human.gpus(view.job.milliGPUs), "waited": Human.age(now.milliseconds(since: view.job.waitingSince)),
                         "reason": reason?.message ?? "waiting for the next scheduling pass",
                         "estimatedStart": entry.estimatedStart.map(Wire.time) as Any]
             }

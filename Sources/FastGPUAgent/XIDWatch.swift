@@ -80,7 +80,7 @@ final class XIDWatch: Sendable {
         var bus = rest[..<close.lowerBound]
         if bus.hasPrefix("PCI:") { bus = bus.dropFirst(4) }
         let after = rest[close.upperBound...]
-        let fields = after.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let fields = after.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         guard let first = fields.first, let code = Int(first), (0..<100_000).contains(code), let normalized = normalizedBus(String(bus)) else { return nil }
         let text = fields.dropFirst().filter { !$0.hasPrefix("pid=") && !$0.hasPrefix("name=") }.joined(separator: ", ")
         return (normalized, code, String(text.prefix(200)))

@@ -280,8 +280,11 @@ extension ControlPlane {
     func nodeView(_ id: NodeID) throws(ControlPlaneError) -> NodeView {
         guard let node = state.node(id), var record = nodeRecords[id] else { throw .notFound("\(id) not found") }
         record.state = node.state
+        let idle = node.state == .down ? [:] : (idleGPUs[id] ?? [:]).filter { index, run in
+            node.gpus.indices.contains(index) && node.gpus[index].holders == run.holders
+        }
         return NodeView(record: record, node: node, lastHeartbeatAt: lastHeartbeat[id], telemetry: gpuTelemetry[id] ?? [:],
-                        idleSince: (idleGPUs[id] ?? [:]).mapValues(\.since))
+                        idleSince: idle.mapValues(\.since))
     }
 
     /// Marks down every node whose agent has been silent past TTL + grace; their allocations

@@ -236,7 +236,9 @@ public actor ControlPlane {
                     guard let allocation = state.allocations[id], let job = state.jobs[allocation.task.job] else { return nil }
                     return GPUStat.Holder(job: job.id.rawValue, project: projects[job.project]?.name ?? "\(job.project)")
                 }
-                let idle = idleGPUs[node.id]?[gpu.index]
+                // A run of other holders (the GPU changed hands since the last heartbeat) or of a node
+                // that went down says nothing about now.
+                let idle = idleGPUs[node.id]?[gpu.index].flatMap { $0.holders == gpu.holders && node.state != .down ? $0 : nil }
                 gpus.append(GPUStat(node: node.name, index: gpu.index, model: gpu.model, healthy: gpu.isHealthy, allocatedMilli: 1000 - gpu.freeMilli,
                                     telemetry: gpuTelemetry[node.id]?[gpu.index], holders: holders,
                                     idleSeconds: idle.map { max(0, clock.now().milliseconds(since: $0.since) / 1000) },
@@ -258,8 +260,8 @@ public actor ControlPlane {
         var pendingByProject: [ProjectID: (count: Int, oldest: Timestamp)] = [:]
         for id in state.waiting {
             guard let job = state.jobs[id] else { continue }
-            let entry = pendingByProject[job.project] ?? (0, job.submitTime)
-            pendingByProject[job.project] = (entry.count + 1, min(entry.oldest, job.submitTime))
+            let entry = pendingByProject[job.project] ?? (0, job.waitingSince)
+            pendingByProject[job.project] = (entry.count + 1, min(entry.oldest, job.waitingSince))
         }
         var allocatedByProject: [ProjectID: Int] = [:]
         for allocation in state.allocations.values {

@@ -29,8 +29,8 @@ public enum ClusterEvent: Hashable, Sendable {
     /// A cluster admin revoked the node's credential so that another machine may take its name.
     case nodeReplaced(NodeID)
     case gpuHealthChanged(NodeID, gpu: Int, GPUHealth)
-    /// An allocation has held the GPU at 0 % utilisation for `seconds` (reported once per
-    /// allocation and GPU): paid-for capacity doing nothing.
+    /// An allocation has held the GPU at 0 % utilisation for `seconds` (reported once per idle
+    /// run: busy again, then idle again for as long, is reported again): paid-for capacity doing nothing.
     case gpuIdle(AllocationID, task: TaskRef, node: NodeID, gpu: Int, seconds: Int64)
 
     // Projects.

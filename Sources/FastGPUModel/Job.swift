@@ -209,5 +209,9 @@ public struct Job: Hashable, Sendable, Identifiable, Codable {
     public var milliGPUs: Int { taskGroups.reduce(0) { $0 + $1.count * $1.milliGPUsPerTask } }
 
     /// The run time that backfill plans with: the limit when given (the agent enforces it), else the estimate.
+    /// Since when it waits: its submission, or the end of its last attempt when it waits again
+    /// (requeued after a lost node, preempted).
+    public var waitingSince: Timestamp { history.last.map { max($0.endedAt, submitTime) } ?? submitTime }
+
     public var plannedRuntime: Duration? { runtimeLimit.map { l in runtimeEstimate.map { min($0, l) } ?? l } ?? runtimeEstimate }
 }

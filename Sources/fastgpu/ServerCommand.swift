@@ -84,7 +84,7 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The client's secret, for the dashboard's sign-in (first line of the file).", valueName: "file"))
     var oidcClientSecretFile: String?
 
-    @Option(help: "The ID token claim whose value is the member's subject: email, preferred_username or sub.")
+    @Option(help: "The ID token claim whose value is the member's subject: email (refused when the provider says it is unverified) or sub.")
     var oidcClaim = "email"
 
     @Option(help: ArgumentHelp("A subject who signs in as a cluster admin (repeatable).", valueName: "subject"))
@@ -106,9 +106,9 @@ struct ServerCommand: AsyncParsableCommand {
             throw ValidationError("--oidc-issuer must be an https URL such as https://accounts.example.com")
         }
         guard let oidcClientId, !oidcClientId.isEmpty, oidcClientId.utf8.count <= 256 else { throw ValidationError("--oidc-issuer needs --oidc-client-id") }
-        guard ["email", "preferred_username", "sub", "upn", "name"].contains(oidcClaim) else {
-            throw ValidationError("--oidc-claim must be email, preferred_username, sub, upn or name")
-        }
+        // Not preferred_username, upn or name: people can change those at many providers, and the
+        // subject decides their projects and whether they are an admin.
+        guard ["email", "sub"].contains(oidcClaim) else { throw ValidationError("--oidc-claim must be email (verified) or sub") }
         if let publicUrl, URL(string: publicUrl)?.host == nil { throw ValidationError("--public-url must look like https://HOST") }
         var secret: String?
         if let oidcClientSecretFile {

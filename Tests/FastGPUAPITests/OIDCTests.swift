@@ -228,12 +228,18 @@ final class TestIdentityProvider: Sendable {
             let back = try await Self.redirectLocation(location)
             let callback = try #require(URLComponents(string: back))
             let path = "/ui/login/oidc/callback?" + (callback.percentEncodedQuery ?? "")
-            let done = try await api.get(path, token: nil)
+            // The state is bound to the browser that started: another browser's callback is refused.
+            let bound = try #require(start.headers[.setCookie])
+            #expect(bound.hasPrefix("fastgpu_signin=\(item("state") ?? "-");") && bound.contains("HttpOnly") && bound.contains("Path=/ui/login/oidc"))
+            let elsewhere = try await api.get(path, token: nil)
+            #expect(elsewhere.status == .unauthorized && elsewhere.text.contains("another browser"))
+            let browser = ["Cookie": String(bound.prefix { $0 != ";" })]
+            let done = try await api.call(.get, path, token: nil, headers: browser)
             #expect(done.status == .seeOther && done.headers[.location] == "/ui", "\(done.status) \(done.text.prefix(500))")
-            let cookie = try #require(done.headers[.setCookie])
+            let cookie = try #require(done.headers[values: .setCookie].first { $0.hasPrefix("fastgpu_session=") })
             #expect(cookie.hasPrefix("fastgpu_session=fgpu_") && cookie.contains("HttpOnly") && cookie.contains("Secure"))
             // The same answer again is refused: a state opens one session.
-            let again = try await api.get(path, token: nil)
+            let again = try await api.call(.get, path, token: nil, headers: browser)
             #expect(again.status == .unauthorized && again.text.contains("unknown"))
             _ = (provider, fixture)
         }

@@ -47,13 +47,15 @@ import Yams
             let events = try await api.get("/v1/jobs/\(job)/events", token: fixture.admin).text
             #expect(events.contains("gpu-idle"), "\(events)")
             let text = try await api.get("/metrics", token: nil).text
-            let labels = #"node="gpu-01",gpu="\#(gpu)",model="H100-80GB",job="\#(job)",project="default",simulated="true""#
+            // Gauges name the job (`job_id`: Prometheus keeps `job` for its scrape job); counters only the device.
+            let device = #"node="gpu-01",gpu="\#(gpu)",model="H100-80GB",simulated="true""#
+            let labels = device + #",job_id="\#(job)",project="default""#
             for expected in ["fastgpu_gpu_utilization_ratio{\(labels)} 0", "fastgpu_gpu_memory_used_bytes{\(labels)} 536870912",
-                             "fastgpu_gpu_power_watts{\(labels)} 71.5", "fastgpu_gpu_energy_joules_total{\(labels)} 5000",
-                             "fastgpu_gpu_temperature_celsius{\(labels)} 33", #"fastgpu_gpu_ecc_errors_total{\#(labels),kind="corrected"} 2"#,
-                             "fastgpu_gpu_xid_errors_total{\(labels)} 1", "fastgpu_gpu_last_xid{\(labels)} 13",
+                             "fastgpu_gpu_power_watts{\(labels)} 71.5", "fastgpu_gpu_energy_joules_total{\(device)} 5000",
+                             "fastgpu_gpu_temperature_celsius{\(labels)} 33", #"fastgpu_gpu_ecc_errors_total{\#(device),kind="corrected"} 2"#,
+                             "fastgpu_gpu_xid_errors_total{\(device)} 1", "fastgpu_gpu_last_xid{\(device)} 13",
                              "fastgpu_gpu_idle_allocated{\(labels)} 1", "fastgpu_gpu_idle_seconds{\(labels)} 120",
-                             #"fastgpu_gpu_allocation{node="gpu-01",gpu="\#(gpu)",job="\#(job)",project="default"} 1"#,
+                             #"fastgpu_gpu_allocation{node="gpu-01",gpu="\#(gpu)",job_id="\#(job)",project="default"} 1"#,
                              #"fastgpu_project_gpus_allocated{project="default"} 1"#, #"fastgpu_project_jobs_pending{project="default"} 1"#,
                              #"fastgpu_project_oldest_pending_seconds{project="default"} 120"#,
                              #"fastgpu_queue_wait_seconds_count{project="default"} 1"#, #"fastgpu_project_budget_soft_limit{project="default"} 400"#,

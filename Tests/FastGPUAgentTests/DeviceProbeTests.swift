@@ -75,7 +75,7 @@ import Testing
         let watch = XIDWatch(path: "/nonexistent")
         watch.record(lines: ["[ 812.1] NVRM: Xid (PCI:0000:86:00): 13, pid=4242, name=python, Graphics Exception",
                              "[ 813.0] NVRM: Xid (PCI:0000:86:00): 31, pid=4242, name=python, MMU Fault",
-                             "[ 900.0] NVRM: Xid (PCI:0000:3b:00): 79, pid=0, name=, GPU has fallen off the bus.",
+                             "6,1234,900000000,-;NVRM: Xid (PCI:0000:3b:00): 79, pid=0, name=, GPU has fallen off the bus.\n",
                              "[ 901.0] usb 1-1: new device"])
         let read = watch.apply(to: gpus)
         #expect(read[0].xidErrors == 1 && read[0].lastXid == 79 && !read[0].healthy && read[0].healthReason == "Xid 79: GPU has fallen off the bus.")
