@@ -73,12 +73,15 @@ public struct APIServer: Sendable {
     let gatewayAddress: GatewayAddress?
     /// Single sign-on's identity provider (nil: API tokens only).
     let oidc: OIDCProvider?
+    /// The bearer `/metrics` asks for (nil: none; it names projects and jobs, so an operator may want one).
+    let metricsToken: String?
 
     public init(controlPlane: ControlPlane, metrics: APIMetrics, limits: RequestLimits = RequestLimits(), clock: any WallClock = SystemWallClock(),
                 gatewayMetrics: (@Sendable () -> String)? = nil, localStorage: LocalObjectStore? = nil, scheme: String = "http",
-                gatewayAddress: GatewayAddress? = nil, oidc: OIDCProvider? = nil) {
+                gatewayAddress: GatewayAddress? = nil, oidc: OIDCProvider? = nil, metricsToken: String? = nil) {
         self.gatewayAddress = gatewayAddress
         self.oidc = oidc
+        self.metricsToken = metricsToken
         self.gatewayMetrics = gatewayMetrics
         self.localStorage = localStorage
         self.scheme = scheme
@@ -116,7 +119,16 @@ public struct APIServer: Sendable {
             if stats.storeFailed { throw APIProblem(status: .serviceUnavailable, title: "Not ready", detail: "the store failed; restart the server") }
             return text("ready\n")
         }
-        route(.get, "/metrics") { _, _ in
+        let metricsToken = self.metricsToken
+        route(.get, "/metrics") { request, _ in
+            if let metricsToken {
+                // Compared in constant time: the answer must not tell how much of a guess was right.
+                let given = Array((request.headers[.authorization] ?? "").utf8), expected = Array("Bearer \(metricsToken)".utf8)
+                let difference = given.count == expected.count ? zip(given, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } : 1
+                guard difference == 0 else {
+                    throw APIProblem(status: .unauthorized, title: "Unauthorized", detail: "/metrics needs the server's metrics token: Authorization: Bearer …")
+                }
+            }
             let stats = await cp.stats()
             var response = text(metrics.render(stats) + (gatewayMetrics?() ?? ""))
             response.headers[.contentType] = "text/plain; version=0.0.4"

@@ -27,7 +27,8 @@ public struct ServerAssembly: Sendable {
     public static func build(store: any ClusterStore, secretBox: SecretBox, clock: any WallClock = SystemWallClock(),
                              configuration: ControlPlaneConfiguration = ControlPlaneConfiguration(), limits: RequestLimits = RequestLimits(),
                              logger: Logger = Logger(label: "fastgpu.server"),
-                             localStorage: LocalObjectStore? = nil, scheme: String = "http", oidc: OIDCSettings? = nil) async throws -> ServerAssembly {
+                             localStorage: LocalObjectStore? = nil, scheme: String = "http", oidc: OIDCSettings? = nil,
+                             metricsToken: String? = nil) async throws -> ServerAssembly {
         let controlPlane = try await ControlPlane(store: store, secretBox: secretBox, clock: clock, configuration: configuration, logger: logger)
         let token = try await controlPlane.bootstrapIfEmpty()
         if let localStorage {
@@ -42,7 +43,7 @@ public struct ServerAssembly: Sendable {
         return ServerAssembly(
             controlPlane: controlPlane, metrics: metrics,
             api: APIServer(controlPlane: controlPlane, metrics: metrics, limits: limits, clock: clock, gatewayMetrics: { gateway.prometheusText() },
-                           localStorage: localStorage, scheme: scheme, gatewayAddress: gatewayAddress, oidc: oidc.map { OIDCProvider(settings: $0) }),
+                           localStorage: localStorage, scheme: scheme, gatewayAddress: gatewayAddress, oidc: oidc.map { OIDCProvider(settings: $0) }, metricsToken: metricsToken),
             scheduling: SchedulingService(controlPlane: controlPlane, observer: metrics, logger: logger),
             liveness: LivenessService(controlPlane: controlPlane, logger: logger),
             serviceReconciler: ServiceReconcilerService(controlPlane: controlPlane, logger: logger),

@@ -40,6 +40,7 @@ enum ReplicatedServer {
         var tls: TLSFiles?
         var tlsCertificateFile: String?
         var oidc: OIDCSettings?
+        var metricsToken: String?
     }
 
     static func run(_ settings: Settings, logger: Logger) async throws {
@@ -80,7 +81,8 @@ enum ReplicatedServer {
             logger: logger)
         let leadership = Leadership(store: store, lease: lease, role: role, advertised: advertised, logger: logger) {
             let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: settings.configuration,
-                                                          limits: settings.limits, logger: logger, localStorage: nil, scheme: scheme, oidc: settings.oidc)
+                                                          limits: settings.limits, logger: logger, localStorage: nil, scheme: scheme, oidc: settings.oidc,
+                                                          metricsToken: settings.metricsToken)
             if let token = assembly.bootstrapToken, writeAdminToken(token, directory: settings.directory, logger: logger) == nil {
                 logger.critical("cannot write the first admin token to \(settings.directory)/admin-token")
             }

@@ -94,6 +94,18 @@ struct ServerCommand: AsyncParsableCommand {
                                valueName: "url"))
     var publicUrl: String?
 
+    @Option(help: ArgumentHelp("/metrics asks for this bearer token (first line of the file); without it /metrics is open.", valueName: "file"))
+    var metricsTokenFile: String?
+
+    func metricsToken() throws -> String? {
+        guard let metricsTokenFile else { return nil }
+        guard let text = try? String(contentsOfFile: metricsTokenFile, encoding: .utf8), text.utf8.count <= 4096,
+              let line = text.split(whereSeparator: \.isNewline).first, line.utf8.count >= 16 else {
+            throw ValidationError("--metrics-token-file: \(metricsTokenFile) must hold a token of at least 16 characters on its first line")
+        }
+        return String(line)
+    }
+
     /// Single sign-on's settings, checked; nil when not asked for.
     func oidcSettings() throws -> OIDCSettings? {
         guard let oidcIssuer else {
@@ -154,6 +166,7 @@ struct ServerCommand: AsyncParsableCommand {
         var logger = Logger(label: "fastgpu.server")
         logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
         let oidc = try oidcSettings()
+        let metricsToken = try metricsToken()
         if store != "sqlite" {
             let url: PostgresStoreURL
             do { url = try PostgresStoreURL(store) } catch { throw ValidationError("--store: \(error)") }
@@ -174,7 +187,7 @@ struct ServerCommand: AsyncParsableCommand {
                                                  secretKeyFile: secretKeyFile ?? directory + "/secret-key", host: host, port: port,
                                                  advertiseURL: advertiseURL, leaseTTL: .seconds(leaseTTL), configuration: configuration,
                                                  limits: limits, tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") },
-                                                 tlsCertificateFile: tlsCert, oidc: oidc),
+                                                 tlsCertificateFile: tlsCert, oidc: oidc, metricsToken: metricsToken),
                                            logger: logger)
             return
         }
@@ -185,7 +198,8 @@ struct ServerCommand: AsyncParsableCommand {
         guard (-1...65535).contains(gatewayPort) else { throw ValidationError("--gateway-port must be -1 (none) to 65535") }
         let server = try await LocalServer.make(dataDir: dataDir, host: host, port: port, gatewayPort: gatewayPort >= 0 ? gatewayPort : nil,
                                                 configuration: configuration, limits: limits,
-                                                tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }, oidc: oidc, logger: logger) { url, directory in
+                                                tls: try tlsCert.map { try TLSFiles(certificate: $0, key: tlsKey ?? "") }, oidc: oidc, metricsToken: metricsToken,
+                                                logger: logger) { url, directory in
             // Unbuffered: whoever started the server (a script, a test) reads this line.
             FileHandle.standardOutput.write(Data("fastgpu server listening on \(url) (data in \(directory))\n".utf8))
         } onGateway: { url in
@@ -207,7 +221,7 @@ struct LocalServer {
     var lock: DirectoryLock
 
     static func make(dataDir: String?, host: String, port: Int, gatewayPort: Int? = nil, configuration: ControlPlaneConfiguration,
-                     limits: RequestLimits = RequestLimits(), tls: TLSFiles? = nil, oidc: OIDCSettings? = nil, logger: Logger,
+                     limits: RequestLimits = RequestLimits(), tls: TLSFiles? = nil, oidc: OIDCSettings? = nil, metricsToken: String? = nil, logger: Logger,
                      onRunning: @escaping @Sendable (_ url: String, _ directory: String) -> Void,
                      onGateway: @escaping @Sendable (_ url: String) -> Void = { _ in }) async throws -> LocalServer {
         let directory = dataDir ?? (CLIConfig.home + "/.fastgpu")
@@ -228,7 +242,7 @@ struct LocalServer {
         // The `local` storage backend keeps its objects beside the database.
         let assembly = try await ServerAssembly.build(store: store, secretBox: secretBox, configuration: configuration, limits: limits, logger: logger,
                                                       localStorage: LocalObjectStore(root: directory + "/objects"), scheme: tls == nil ? "http" : "https",
-                                                      oidc: oidc)
+                                                      oidc: oidc, metricsToken: metricsToken)
         if let token = assembly.bootstrapToken, writeAdminToken(token, directory: directory, logger: logger) == nil {
             throw CommandFailure("cannot write the admin token to \(directory)/admin-token; remove \(directory)/fastgpu.db and start again")
         }

@@ -145,10 +145,14 @@ final class TestIdentityProvider: Sendable {
         try await Self.withProvider { provider, fixture, api, port in
             let configuration = try await api.get("/v1/auth/oidc", token: nil).json
             #expect(configuration["issuer"]?.string == "http://127.0.0.1:\(port)" && configuration["clientId"]?.string == "fastgpu")
-            let reply = try await api.post("/v1/auth/oidc", token: nil, body: #"{"idToken":"\#(provider.token(now: Self.now(fixture)))"}"#)
+            let idToken = provider.token(now: Self.now(fixture))
+            let reply = try await api.post("/v1/auth/oidc", token: nil, body: #"{"idToken":"\#(idToken)"}"#)
             #expect(reply.status == .created, "\(reply.text)")
             #expect(reply.json["subject"]?.string == "mia@example.com" && reply.json["clusterAdmin"]?.bool == false)
             let token = try #require(reply.json["token"]?.string)
+            // The same ID token again opens nothing.
+            let replay = try await api.post("/v1/auth/oidc", token: nil, body: #"{"idToken":"\#(idToken)"}"#)
+            #expect(replay.status == .unauthorized && replay.detail.contains("used already"), "\(replay.detail)")
             let projects = try await api.get("/v1/projects", token: token).json["items"]
             #expect(projects?[0]?["name"]?.string == "vision" && projects?[1] == nil, "mia sees her project only")
             // ES256 keys sign too.

@@ -123,6 +123,20 @@ import Yams
 
     /// The parts of Grafana's dashboard model an import needs: ids unique, every panel placed on
     /// the 24-column grid without overlap, every query with a refId and the datasource variable.
+    /// `--metrics-token-file`: `/metrics` names projects and jobs; an operator may close it.
+    @Test func aMetricsTokenClosesMetrics() async throws {
+        let fixture = try await Fixture.make()
+        let server = APIServer(controlPlane: fixture.controlPlane, metrics: APIMetrics(), limits: .unlimited, clock: fixture.clock,
+                               metricsToken: "scrape-0123456789abcdef")
+        try await fixture.test(server: server) { api in
+            #expect(try await api.get("/metrics", token: nil).status == .unauthorized)
+            #expect(try await api.get("/metrics", token: "scrape-0123456789abcdeX").status == .unauthorized)
+            #expect(try await api.get("/metrics", token: fixture.admin).status == .unauthorized, "an API token is not the metrics token")
+            let open = try await api.get("/metrics", token: "scrape-0123456789abcdef")
+            #expect(open.status == .ok && open.text.contains("fastgpu_gpus_total"))
+        }
+    }
+
     @Test func theDashboardHasTheShapeGrafanaImports() throws {
         let dashboard = try Self.dashboard()
         #expect(dashboard["uid"] as? String == "fastgpu-cluster" && dashboard["title"] as? String == "FastGPU")

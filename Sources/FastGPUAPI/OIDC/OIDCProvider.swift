@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Crypto
 import Foundation
 import NIOCore
 import NIOHTTP1
@@ -53,6 +54,9 @@ public actor OIDCProvider {
     private var discovered: OIDCDiscovery?
     private var keys = JSONWebKeySet(keys: [])
     private var keysFetched: ContinuousClock.Instant?
+    /// ID tokens already exchanged (their SHA-256, until they expire): one token opens one session.
+    private var used: [String: Int64] = [:]
+    static let maxRemembered = 100_000
 
     public init(settings: OIDCSettings) { self.settings = settings }
 
@@ -71,18 +75,33 @@ public actor OIDCProvider {
     public func verify(_ token: String, nowSeconds: Int64, nonce: String? = nil) async throws -> String {
         if keysFetched == nil { try await refreshKeys() }
         let issuer = try await issuerAsWritten()
-        let claims: [String: Any]
-        do {
-            claims = try IDTokenVerifier.verify(token, keys: keys, issuer: issuer, audience: settings.clientID, nowSeconds: nowSeconds, nonce: nonce)
-        } catch IDTokenRefusal.unknownKey(_) {
+        var claims = verifyNow(token, issuer: issuer, nowSeconds: nowSeconds, nonce: nonce)
+        if case .failure(.unknownKey) = claims, let fetched = keysFetched, ContinuousClock.now - fetched > .seconds(30) {
             // A rotated key: fetch the set again (not more often than every 30 s) and try once more.
-            if let fetched = keysFetched, ContinuousClock.now - fetched > .seconds(30) { try await refreshKeys() }
-            claims = try IDTokenVerifier.verify(token, keys: keys, issuer: issuer, audience: settings.clientID, nowSeconds: nowSeconds, nonce: nonce)
+            try await refreshKeys()
+            claims = verifyNow(token, issuer: issuer, nowSeconds: nowSeconds, nonce: nonce)
         }
+        return try remember(token, claims: claims.get(), nowSeconds: nowSeconds)
+    }
+
+    private func verifyNow(_ token: String, issuer: String, nowSeconds: Int64, nonce: String?) -> Result<[String: Any], IDTokenRefusal> {
+        do { return .success(try IDTokenVerifier.verify(token, keys: keys, issuer: issuer, audience: settings.clientID, nowSeconds: nowSeconds, nonce: nonce)) } catch {
+            return .failure(error)
+        }
+    }
+
+    /// The subject of verified claims, once per token.
+    private func remember(_ token: String, claims: [String: Any], nowSeconds: Int64) throws -> String {
         guard let subject = claims[settings.claim] as? String, !subject.isEmpty else { throw IDTokenRefusal.missingClaim(settings.claim) }
         if settings.claim == "email", claims["email_verified"] as? Bool == false {
             throw OIDCFailure("the provider has not verified the email address \(subject)")
         }
+        // A stolen or logged ID token cannot mint sessions over and over.
+        let digest = SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+        if used.count >= Self.maxRemembered { used = used.filter { $0.value + IDTokenVerifier.leewaySeconds > nowSeconds } }
+        guard used[digest] == nil else { throw OIDCFailure("this ID token was used already: sign in again for a new one") }
+        guard used.count < Self.maxRemembered else { throw OIDCFailure("too many sign-ins at once; try again in a minute") }
+        used[digest] = IDTokenVerifier.number(claims["exp"]) ?? nowSeconds
         return subject
     }
 
