@@ -74,12 +74,15 @@ def svg(names, ratios, policies):
     plot_w, plot_h = width - left - 180, height - top - bottom
     values = [ratios[p][n] for p in policies for n in names if n in ratios[p]]
     hi = max(2.0, min(64.0, max(values) if values else 2.0))
-    y = lambda v: top + plot_h - (math.log(max(v, 1.0)) / math.log(hi)) * plot_h
+    lo = 1.0
+    while lo > 0.125 and values and min(values) < lo:
+        lo /= 2
+    y = lambda v: top + plot_h - (math.log(min(max(v, lo), hi) / lo) / math.log(hi / lo)) * plot_h
     x = lambda i: left + (i + 0.5) * plot_w / max(1, len(names))
     colours = ["#3451b2", "#d92d20", "#067647", "#b54708", "#6941c6", "#0e9384", "#667085"]
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
              f'<rect width="{width}" height="{height}" fill="white"/>']
-    tick = 1.0
+    tick = lo
     while tick <= hi:
         parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#e4e7ec"/>')
         parts.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick:g}×</text>')
@@ -90,6 +93,9 @@ def svg(names, ratios, policies):
         colour = colours[k % len(colours)]
         line = [f"{x(i):.1f},{y(ratios[policy][n]):.1f}" for i, n in enumerate(names) if n in ratios[policy]]
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{" ".join(line)}"/>')
+        for point in line:
+            px, py = point.split(",")
+            parts.append(f'<circle cx="{px}" cy="{py}" r="2.2" fill="{colour}"/>')
         parts.append(f'<text x="{left + plot_w + 12}" y="{top + 14 + 16 * k}" fill="{colour}">{policy}</text>')
     parts.append(f'<text x="{left}" y="{height - 6}">average JCT ÷ srtf-oracle per point (log scale); scripts/sim_robustness.py</text>')
     parts.append("</svg>")

@@ -126,7 +126,8 @@ extension APIServer {
             } catch let refusal as IDTokenRefusal {
                 throw APIProblem(status: .unauthorized, title: "Unauthorized", detail: refusal.description)
             } catch let failure as OIDCFailure {
-                throw APIProblem(status: .unauthorized, title: "Unauthorized", detail: failure.description)
+                throw failure.unreachable ? APIProblem(status: .serviceUnavailable, title: "Unavailable", detail: "the identity provider: \(failure.description)")
+                    : APIProblem(status: .unauthorized, title: "Unauthorized", detail: failure.description)
             }
             let settings = oidc.settings
             let view = try await cp.signIn(subject: subject, clusterAdmin: settings.admins.contains(subject), expiresAt: now + settings.sessionLifetime,
@@ -333,6 +334,18 @@ extension APIServer {
                 "previous": (pageNumber > 1 ? "/ui/nodes?page=\(pageNumber - 1)" : nil) as Any,
                 "next": (pageNumber < pages ? "/ui/nodes?page=\(pageNumber + 1)" : nil) as Any,
             ])
+        })
+
+        let gatewayAddress = self.gatewayAddress
+        route.page(.get, "/ui/services", page("services") { request, _, principal in
+            let views = try await cp.services(by: principal, project: nil)
+            let gateway = gatewayAddress?.url(reachedAt: request.head.authority)
+            let rows = views.map { view -> [String: Any] in
+                var service = Dashboard.values(Wire.service(view, gateway: gateway)) as? [String: Any] ?? [:]
+                service["command"] = view.record.spec.command.joined(separator: " ")
+                return service
+            }
+            return dashboard.page("services", title: "Services", principal: principal, section: "services", ["services": rows, "empty": rows.isEmpty])
         })
 
         route.page(.get, "/ui/projects", page("projects") { _, _, principal in

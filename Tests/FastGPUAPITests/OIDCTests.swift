@@ -79,7 +79,6 @@ final class TestIdentityProvider: Sendable {
             return Response(status: .found, headers: headers)
         }
         router.post("/token") { request, _ in
-            var request = request
             let form = Self.form(String(buffer: try await request.body.collect(upTo: 65536)))
             let now = self.nowSeconds.withLock { $0 }
             switch form["grant_type"] {
@@ -128,7 +127,9 @@ final class TestIdentityProvider: Sendable {
             provider.issuer.withLock { $0 = "http://127.0.0.1:\(port)" }
             let fixture = try await Fixture.make()
             provider.nowSeconds.withLock { $0 = Self.now(fixture) }
-            let settings = OIDCSettings(issuer: "http://127.0.0.1:\(port)", clientID: "fastgpu", admins: admins, publicURL: "https://gpus.example.com")
+            var settings = OIDCSettings(issuer: "http://127.0.0.1:\(port)", clientID: "fastgpu", admins: admins, publicURL: "https://gpus.example.com")
+            // The suite runs beside tests that block threads on processes: a loaded machine is not a slow provider.
+            settings.requestTimeout = .seconds(300)
             let server = APIServer(controlPlane: fixture.controlPlane, metrics: APIMetrics(), limits: .unlimited, clock: fixture.clock,
                                    oidc: OIDCProvider(settings: settings))
             try await fixture.test(server: server) { api in
@@ -202,9 +203,9 @@ final class TestIdentityProvider: Sendable {
     /// `fastgpu login --oidc`'s part: the device flow against the provider, then the exchange.
     @Test func theDeviceFlowGetsAnIDTokenTheServerExchanges() async throws {
         try await Self.withProvider { provider, fixture, api, port in
-            let discovery: OIDCDiscovery = try await OIDCHTTP.getJSON("http://127.0.0.1:\(port)/.well-known/openid-configuration")
+            let discovery: OIDCDiscovery = try await OIDCHTTP.getJSON("http://127.0.0.1:\(port)/.well-known/openid-configuration", timeout: .seconds(300))
             let prompts = Mutex<[String]>([])
-            let idToken = try await OIDCDeviceFlow(discovery: discovery, clientID: "fastgpu").idToken(
+            let idToken = try await OIDCDeviceFlow(discovery: discovery, clientID: "fastgpu", requestTimeout: .seconds(300)).idToken(
                 show: { prompt in prompts.withLock { $0.append("\(prompt.verificationURI) \(prompt.userCode)") } }, sleep: { _ in })
             #expect(prompts.withLock { $0 } == ["http://127.0.0.1:\(port)/activate WDJB-MJHT"])
             #expect(provider.devicePolls.withLock { $0 } == 2, "polled past authorization_pending")

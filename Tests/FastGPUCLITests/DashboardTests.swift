@@ -98,6 +98,9 @@ struct DashboardTests {
         #expect(pending.contains("Why it waits") && pending.contains(#"id="state">pending"#))
         let nodes = try admin.open(cluster.url + "/ui/nodes", shot: "admin-nodes")
         #expect(nodes.contains(#"data-node="gpu-a""#) && nodes.contains("gpu3") && nodes.contains("simulated"))
+        _ = try cluster.post("/v1/services", #"{"name":"detect","project":"speech","command":["sleep","300"],"replicas":{"min":0,"max":1}}"#)
+        let services = try admin.open(cluster.url + "/ui/services", shot: "admin-services")
+        #expect(services.contains(#"data-service="detect""#) && services.contains("scaled to zero"), "\(services.suffix(2000))")
         let projects = try admin.open(cluster.url + "/ui/projects", shot: "admin-projects")
         for name in ["default", "vision", "speech"] { #expect(projects.contains(#"data-project="\#(name)""#)) }
 
@@ -109,6 +112,8 @@ struct DashboardTests {
         let memberJobs = try member.open(cluster.url + "/ui/jobs", shot: "member-jobs")
         #expect(memberJobs.contains(#"data-job="\#(talking)""#) && memberJobs.contains(#"data-job="\#(waiting)""#))
         #expect(!memberJobs.contains(#"data-job="\#(secret)""#) && !memberJobs.contains("speech"), "a member sees another project's job")
+        let memberServices = try member.open(cluster.url + "/ui/services")
+        #expect(!memberServices.contains(#"data-service="detect""#), "speech's service is not mia's to see")
         let memberProjects = try member.open(cluster.url + "/ui/projects", shot: "member-projects")
         #expect(memberProjects.contains(#"data-project="vision""#) && !memberProjects.contains(#"data-project="speech""#)
                 && !memberProjects.contains(#"data-project="default""#))

@@ -19,6 +19,8 @@ public struct OIDCSettings: Sendable {
     /// Where people reach this server (`https://gpus.example.com`): the dashboard's redirect
     /// URI is this plus `/ui/login/oidc/callback`. Nil: taken from the request's Host.
     public var publicURL: String?
+    /// How long one call to the provider (discovery, keys, code exchange) may take.
+    public var requestTimeout: Duration = .seconds(10)
 
     public init(issuer: String, clientID: String, clientSecret: String? = nil, claim: String = "email", admins: Set<String> = [],
                 sessionLifetime: Duration = .seconds(12 * 3600), publicURL: String? = nil) {
@@ -43,7 +45,12 @@ public struct OIDCDiscovery: Codable, Sendable, Hashable {
 
 public struct OIDCFailure: Error, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The provider did not answer (not: it answered no).
+    public var unreachable = false
+    public init(_ description: String, unreachable: Bool = false) {
+        self.description = description
+        self.unreachable = unreachable
+    }
 }
 
 /// The identity provider as this server uses it: its discovery document and keys, fetched on
@@ -62,7 +69,7 @@ public actor OIDCProvider {
 
     public func discovery() async throws -> OIDCDiscovery {
         if let discovered { return discovered }
-        let document: OIDCDiscovery = try await OIDCHTTP.getJSON(settings.issuer + "/.well-known/openid-configuration")
+        let document: OIDCDiscovery = try await OIDCHTTP.getJSON(settings.issuer + "/.well-known/openid-configuration", timeout: settings.requestTimeout)
         let issuer = document.issuer.hasSuffix("/") ? String(document.issuer.dropLast()) : document.issuer
         guard issuer == settings.issuer else {
             throw OIDCFailure("the provider at \(settings.issuer) says its issuer is \(document.issuer)")
@@ -110,7 +117,7 @@ public actor OIDCProvider {
         var form = ["grant_type": "authorization_code", "code": code, "redirect_uri": redirectURI, "client_id": settings.clientID,
                     "code_verifier": verifier]
         if let secret = settings.clientSecret { form["client_secret"] = secret }
-        let (status, reply) = try await OIDCHTTP.postForm(try await discovery().token_endpoint, form)
+        let (status, reply) = try await OIDCHTTP.postForm(try await discovery().token_endpoint, form, timeout: settings.requestTimeout)
         guard status == 200, let token = reply["id_token"] as? String else {
             throw OIDCFailure("the provider refused the sign-in code: \(reply["error_description"] as? String ?? reply["error"] as? String ?? "status \(status)")")
         }
@@ -121,19 +128,26 @@ public actor OIDCProvider {
     private func issuerAsWritten() async throws -> String { try await discovery().issuer }
 
     private func refreshKeys() async throws {
-        keys = try await OIDCHTTP.getJSON(try await discovery().jwks_uri)
+        keys = try await OIDCHTTP.getJSON(try await discovery().jwks_uri, timeout: settings.requestTimeout)
         keysFetched = .now
     }
 }
 
-/// The few HTTP calls OpenID Connect needs, bounded: 10 s, 1 MiB.
+/// The few HTTP calls OpenID Connect needs, bounded: 10 s (by default), 1 MiB.
 public enum OIDCHTTP {
+    static func timeAmount(_ duration: Duration) -> TimeAmount {
+        .nanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
     static let maxBytes = 1 << 20
 
-    public static func getJSON<T: Decodable>(_ url: String) async throws -> T {
+    public static func getJSON<T: Decodable>(_ url: String, timeout: Duration = .seconds(10)) async throws -> T {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let response: HTTPClientResponse
+        do { response = try await HTTPClient.shared.execute(request, timeout: timeAmount(timeout)) } catch {
+            throw OIDCFailure("\(url) could not be reached: \(error)", unreachable: true)
+        }
         let body = try await response.body.collect(upTo: maxBytes)
         guard response.status == .ok else { throw OIDCFailure("\(url) answered \(response.status.code)") }
         do { return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView)) } catch {
@@ -141,13 +155,16 @@ public enum OIDCHTTP {
         }
     }
 
-    public static func postForm(_ url: String, _ fields: [String: String]) async throws -> (status: Int, body: [String: Any]) {
+    public static func postForm(_ url: String, _ fields: [String: String], timeout: Duration = .seconds(10)) async throws -> (status: Int, body: [String: Any]) {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         request.headers.add(name: "Accept", value: "application/json")
         request.body = .bytes(ByteBuffer(string: formEncoded(fields)))
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let response: HTTPClientResponse
+        do { response = try await HTTPClient.shared.execute(request, timeout: timeAmount(timeout)) } catch {
+            throw OIDCFailure("\(url) could not be reached: \(error)", unreachable: true)
+        }
         let body = try await response.body.collect(upTo: maxBytes)
         let object = (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
         return (Int(response.status.code), object)
@@ -173,10 +190,12 @@ public struct OIDCDeviceFlow: Sendable {
 
     public let discovery: OIDCDiscovery
     public let clientID: String
+    public let requestTimeout: Duration
 
-    public init(discovery: OIDCDiscovery, clientID: String) {
+    public init(discovery: OIDCDiscovery, clientID: String, requestTimeout: Duration = .seconds(10)) {
         self.discovery = discovery
         self.clientID = clientID
+        self.requestTimeout = requestTimeout
     }
 
     /// Asks for a device code, shows the prompt, polls until the person approves (or refuses, or the code expires).
@@ -184,7 +203,7 @@ public struct OIDCDeviceFlow: Sendable {
         guard let endpoint = discovery.device_authorization_endpoint else {
             throw OIDCFailure("the provider \(discovery.issuer) offers no device authorization (RFC 8628); sign in to the dashboard instead")
         }
-        let (status, started) = try await OIDCHTTP.postForm(endpoint, ["client_id": clientID, "scope": "openid email profile"])
+        let (status, started) = try await OIDCHTTP.postForm(endpoint, ["client_id": clientID, "scope": "openid email profile"], timeout: requestTimeout)
         guard status == 200, let deviceCode = started["device_code"] as? String, let userCode = started["user_code"] as? String,
               let uri = (started["verification_uri"] ?? started["verification_url"]) as? String else {
             throw OIDCFailure("the provider refused a device code: \(started["error_description"] as? String ?? started["error"] as? String ?? "status \(status)")")
@@ -196,7 +215,7 @@ public struct OIDCDeviceFlow: Sendable {
         while ContinuousClock.now < deadline {
             try await sleep(.seconds(interval))
             let (_, reply) = try await OIDCHTTP.postForm(discovery.token_endpoint, [
-                "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": deviceCode, "client_id": clientID])
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code", "device_code": deviceCode, "client_id": clientID], timeout: requestTimeout)
             if let token = reply["id_token"] as? String { return token }
             switch reply["error"] as? String {
             case "authorization_pending": continue
