@@ -22,6 +22,8 @@ def philly_span(path):
     with open(path) as f:
         next(f)
         for line in f:
+            if not line.strip():
+                continue
             stamp = datetime.datetime.strptime(line.split(",", 1)[0], "%Y-%m-%d %H:%M:%S")
             first = stamp if first is None or stamp < first else first
             last = stamp if last is None or stamp > last else last
