@@ -60,6 +60,9 @@ final class Dashboard: Sendable {
 
     static func sessionCookie(_ headers: HTTPFields) -> String? { cookie(named: cookieName, in: headers) }
 
+    /// A path of the dashboard (the only paths the session cookie opens, rate-limited like the API).
+    static func isPage(_ path: String) -> Bool { path == "/ui" || path.hasPrefix("/ui/") }
+
     /// The browser sign-in a provider's answer must belong to: its state, in a cookie of the
     /// browser that started it (someone else's callback link cannot sign this browser in).
     static let signInCookieName = "fastgpu_signin"
@@ -84,14 +87,14 @@ final class Dashboard: Sendable {
     }
 
     func link(for secret: String, now: Timestamp) -> String {
-        let code = TokenSecret.generate().dropFirst(5).prefix(24)
+        let code = Self.randomURLSafe()
         links.withLock { table in
             table = table.filter { $0.value.expires > now }
             // Links are made by signed-in people only (rate-limited); past this many the oldest go.
             if table.count >= Self.maxPendingSignIns, let oldest = table.min(by: { $0.value.expires < $1.value.expires })?.key { table[oldest] = nil }
-            table[String(code)] = (secret, now + Self.linkLifetime)
+            table[code] = (secret, now + Self.linkLifetime)
         }
-        return String(code)
+        return code
     }
 
     /// The session a link opens, once.

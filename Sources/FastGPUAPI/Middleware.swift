@@ -175,7 +175,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization] else {
             // The web dashboard's pages (and only they) take the session cookie: the API never
             // does, so no other site can make a browser call it with the user's rights.
-            guard request.uri.path.hasPrefix("/ui/") || request.uri.path == "/ui", let session = Dashboard.sessionCookie(request.headers) else {
+            guard Dashboard.isPage(request.uri.path), let session = Dashboard.sessionCookie(request.headers) else {
                 return try await next(request, context)
             }
             var context = context

@@ -154,7 +154,7 @@ struct RateLimitMiddleware: RouterMiddleware {
         // Health, readiness, metrics and the document are outside the API: probes must not be refused.
         // The dashboard's pages count like the API's calls (its static files do not).
         let path = request.uri.path
-        guard path.hasPrefix("/v1/") || ((path == "/ui" || path.hasPrefix("/ui/")) && !path.hasPrefix("/ui/static/")) else {
+        guard path.hasPrefix("/v1/") || (Dashboard.isPage(path) && !path.hasPrefix("/ui/static/")) else {
             return try await next(request, context)
         }
         let key: String

@@ -82,7 +82,6 @@ extension APIServer {
         }
         route.page(.post, "/ui/login") { request, context in
             guard sameOrigin(request) else { throw APIProblem(status: .forbidden, title: "Forbidden", detail: "sign in from this server's own page") }
-            var request = request
             let form = Self.form(try await request.body.collect(upTo: 8192))
             let now = clock.now()
             guard let token = form["token"], case .success(let principal) = cp.tokens.authenticate(token, now: now), principal.kind == .user else {

@@ -106,15 +106,8 @@ extension ControlPlane {
     public func jobCounts(by principal: Principal) -> [JobState: Int] {
         var counts: [JobState: Int] = [:]
         guard principal.kind == .user else { return counts }
-        var visible: [ProjectID: Bool] = [:]
-        for job in state.jobs.values {
-            let sees = principal.clusterAdmin || (visible[job.project] ?? {
-                let answer = role(of: principal, in: job.project) != nil
-                visible[job.project] = answer
-                return answer
-            }())
-            if sees { counts[job.state, default: 0] += 1 }
-        }
+        let visible = principal.clusterAdmin ? nil : Set(projects.keys.filter { role(of: principal, in: $0) != nil })
+        for job in state.jobs.values where visible?.contains(job.project) ?? true { counts[job.state, default: 0] += 1 }
         return counts
     }
 

@@ -183,7 +183,8 @@ extension ControlPlane {
         }
         let now = clock.now()
         guard expiresAt > now else { throw ControlPlaneError.invalid("expiry is in the past") }
-        let secret = issueToken(name: "sign-in via \(provider)".utf8.count <= 128 ? "sign-in via \(provider)" : "single sign-on", kind: .user,
+        let name = "sign-in via \(provider)"
+        let secret = issueToken(name: name.utf8.count <= 128 ? name : "single sign-on", kind: .user,
                                 subject: subject, clusterAdmin: clusterAdmin, nodeID: nil, expiresAt: expiresAt, now: now)
         try await awaitDurable()
         let record = tokenRecords.values.first { $0.secretHash == TokenSecret.hash(secret) }!

@@ -202,7 +202,7 @@ final class TestIdentityProvider: Sendable {
 
     /// `fastgpu login --oidc`'s part: the device flow against the provider, then the exchange.
     @Test func theDeviceFlowGetsAnIDTokenTheServerExchanges() async throws {
-        try await Self.withProvider { provider, fixture, api, port in
+        try await Self.withProvider { provider, _, api, port in
             let discovery: OIDCDiscovery = try await OIDCHTTP.getJSON("http://127.0.0.1:\(port)/.well-known/openid-configuration", timeout: .seconds(300))
             let prompts = Mutex<[String]>([])
             let idToken = try await OIDCDeviceFlow(discovery: discovery, clientID: "fastgpu", requestTimeout: .seconds(300)).idToken(
@@ -211,14 +211,13 @@ final class TestIdentityProvider: Sendable {
             #expect(provider.devicePolls.withLock { $0 } == 2, "polled past authorization_pending")
             let reply = try await api.post("/v1/auth/oidc", token: nil, body: #"{"idToken":"\#(idToken)"}"#)
             #expect(reply.status == .created, "\(reply.text)")
-            _ = fixture
         }
     }
 
     /// The dashboard's sign-in: to the provider with state, nonce and a PKCE challenge, back with
     /// a code the server exchanges (proving the verifier), then a session cookie.
     @Test func theDashboardSignsInThroughTheProviderWithPKCE() async throws {
-        try await Self.withProvider { provider, fixture, api, port in
+        try await Self.withProvider { _, _, api, port in
             let login = try await api.get("/ui/login", token: nil)
             #expect(login.text.contains(#"href="/ui/login/oidc""#))
             let start = try await api.get("/ui/login/oidc", token: nil)
@@ -246,20 +245,14 @@ final class TestIdentityProvider: Sendable {
             // The same answer again is refused: a state opens one session.
             let again = try await api.call(.get, path, token: nil, headers: browser)
             #expect(again.status == .unauthorized && again.text.contains("unknown"))
-            _ = (provider, fixture)
         }
     }
 
+    /// Where the provider sends the browser (its answer's Location, not followed).
     static func redirectLocation(_ url: String) async throws -> String {
-        var components = try #require(URLComponents(string: url))
-        let port = try #require(components.port)
-        components.scheme = nil
-        components.host = nil
-        components.port = nil
-        // A plain request without following redirects: the provider's Location is the answer.
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{redirect_url}", "http://127.0.0.1:\(port)" + (components.string ?? "")]
+        process.arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{redirect_url}", url]
         let out = Pipe()
         process.standardOutput = out
         try process.run()

@@ -135,9 +135,6 @@ public actor OIDCProvider {
 
 /// The few HTTP calls OpenID Connect needs, bounded: 10 s (by default), 1 MiB.
 public enum OIDCHTTP {
-    static func timeAmount(_ duration: Duration) -> TimeAmount {
-        .nanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
-    }
 
     static let maxBytes = 1 << 20
 
@@ -145,7 +142,7 @@ public enum OIDCHTTP {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Accept", value: "application/json")
         let response: HTTPClientResponse
-        do { response = try await HTTPClient.shared.execute(request, timeout: timeAmount(timeout)) } catch {
+        do { response = try await HTTPClient.shared.execute(request, timeout: TimeAmount(timeout)) } catch {
             throw OIDCFailure("\(url) could not be reached: \(error)", unreachable: true)
         }
         let body = try await response.body.collect(upTo: maxBytes)
@@ -162,7 +159,7 @@ public enum OIDCHTTP {
         request.headers.add(name: "Accept", value: "application/json")
         request.body = .bytes(ByteBuffer(string: formEncoded(fields)))
         let response: HTTPClientResponse
-        do { response = try await HTTPClient.shared.execute(request, timeout: timeAmount(timeout)) } catch {
+        do { response = try await HTTPClient.shared.execute(request, timeout: TimeAmount(timeout)) } catch {
             throw OIDCFailure("\(url) could not be reached: \(error)", unreachable: true)
         }
         let body = try await response.body.collect(upTo: maxBytes)
