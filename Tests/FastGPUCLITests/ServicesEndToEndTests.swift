@@ -69,10 +69,21 @@ struct ServicesEndToEndTests {
 
         func service(_ name: String) throws -> [String: Any] { try cluster.json(cluster.get("/v1/services/\(name)")) }
 
-        /// Blocks until the agent has logged `count` more lines containing `text`.
-        func agentSays(_ text: String, times count: Int = 1) -> Bool {
-            for _ in 0..<count where cluster.waitForAgent("n1", text) == nil { return false }
-            return true
+        /// Waits until the agent has logged `count` more lines containing `text`. The wait reads a
+        /// pipe and blocks, so it runs on a thread of its own: the cooperative pool has one thread
+        /// per core, and on a 2-core CI machine this test blocking one while another test blocked
+        /// the other starved the load tasks that should make the agent say it (no request was sent
+        /// in 60 s, so no replica was ever asked for).
+        func agentSays(_ text: String, times count: Int = 1) async -> Bool {
+            await withCheckedContinuation { continuation in
+                Thread {
+                    for _ in 0..<count where self.cluster.waitForAgent("n1", text) == nil {
+                        continuation.resume(returning: false)
+                        return
+                    }
+                    continuation.resume(returning: true)
+                }.start()
+            }
         }
     }
 
@@ -141,12 +152,12 @@ struct ServicesEndToEndTests {
         let load = Load()
         let task = load.run(rig, workers: 6, path: "/elastic/predict")
         // Three replicas become ready under 6 requests in flight with a target of 1.
-        #expect(rig.agentSays("replica ready", times: 3))
+        #expect(await rig.agentSays("replica ready", times: 3))
         load.stop()
         await task.value
         #expect(load.answered.allSatisfy { $0 == 200 }, "\(Dictionary(grouping: load.answered, by: { $0 }).mapValues(\.count))")
         // With no load, every replica stops: to min (0) after the idle period.
-        #expect(rig.agentSays("stopped", times: 3))
+        #expect(await rig.agentSays("stopped", times: 3))
         await rig.shutdown()
         let events = try rig.events("elastic")
         let wake = try #require(events.first { $0.kind == "scaled" }?.time)
@@ -160,15 +171,15 @@ struct ServicesEndToEndTests {
     @Test(.timeLimit(.minutes(3))) func aRollingUpdateUnderConstantLoadFailsNoRequest() async throws {
         let rig = try Rig()
         try rig.create("roll", env: ["PREDICT_SLEEP_S": "0.05"], replicas: (2, 2))
-        #expect(rig.agentSays("replica ready", times: 2))
+        #expect(await rig.agentSays("replica ready", times: 2))
         let load = Load()
         let task = load.run(rig, workers: 4, path: "/roll/predict")
         let revised = try rig.cluster.curl(["-X", "PUT", rig.cluster.url + "/v1/services/roll", "-d",
             #"{"name":"roll","command":["python3","\#(rig.server)"],"env":{"PREDICT_SLEEP_S":"0.05","MODEL":"v2"},"resources":{"gpus":1,"cpuMillis":100,"memoryMiB":256},"replicas":{"min":2,"max":2},"readiness":{"intervalSeconds":1,"timeoutSeconds":0.5}}"#])
         #expect(revised.contains(#""revision":2"#), "\(revised)")
         // Two new replicas ready, two old ones drained and stopped.
-        #expect(rig.agentSays("replica ready", times: 2))
-        #expect(rig.agentSays("stopped", times: 2))
+        #expect(await rig.agentSays("replica ready", times: 2))
+        #expect(await rig.agentSays("stopped", times: 2))
         load.stop()
         await task.value
         await rig.shutdown()
@@ -186,15 +197,15 @@ struct ServicesEndToEndTests {
         try FileManager.default.createDirectory(atPath: pids, withIntermediateDirectories: true)
         chmod(pids, 0o777)
         try rig.create("sturdy", env: ["PREDICT_SLEEP_S": "0.1", "PID_DIR": pids], replicas: (2, 2))
-        #expect(rig.agentSays("replica ready", times: 2))
+        #expect(await rig.agentSays("replica ready", times: 2))
         let load = Load()
         let task = load.run(rig, workers: 4, path: "/sturdy/predict")
         let victim = try #require(try FileManager.default.contentsOfDirectory(atPath: pids).sorted().first)
         let pid = try #require(Int32(try String(contentsOfFile: pids + "/" + victim, encoding: .utf8)))
         kill(pid, SIGKILL)
         // The agent sees it exit; the service starts another, which becomes ready.
-        #expect(rig.agentSays("exited with"))
-        #expect(rig.agentSays("replica ready"))
+        #expect(await rig.agentSays("exited with"))
+        #expect(await rig.agentSays("replica ready"))
         load.stop()
         await task.value
         let answered = load.answered
