@@ -6,7 +6,7 @@ where it is more than 10 % worse than las. A table (Markdown), the numbers (JSON
 (SVG, one line per policy) go to docs/sim/.
 
     python3 scripts/sim_robustness.py [--fastgpu .build/release/fastgpu] [--parallel 2]
-        [--only philly|helios] [--philly-nodes 32,40,48] [--helios-nodes 20,...,26]
+        [--rerun fastgpu] [--only philly|helios] [--philly-nodes 32,40,48] [--helios-nodes 20,...,26]
 
 Each simulation's report is kept under .build/sim-robustness/ (not in git): a run that stops
 resumes where it was. A point whose simulation fails is reported as failed, never left out silently.
@@ -53,7 +53,8 @@ def run(args, name, arguments):
     if os.path.exists(cache):
         return name, json.load(open(cache)), None
     tmp = cache + ".tmp"
-    command = [args.fastgpu, "sim", "compare", *arguments, "--policies", ",".join(args.policies.split(",")), "--json", tmp]
+    policies = args.rerun.split(",") if args.rerun else args.policies.split(",")
+    command = [args.fastgpu, "sim", "compare", *arguments, "--policies", ",".join(policies), "--json", tmp]
     started = datetime.datetime.now()
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
@@ -61,6 +62,10 @@ def run(args, name, arguments):
     reports = json.load(open(tmp))
     slim = [{"policy": r["policy"], "averageJCT": r["averageJCT"], "averageQueueing": r["averageQueueing"],
              "jobs": len(r.get("completionTimes", []))} for r in reports]
+    if args.rerun:
+        # The other policies' figures from the last full run (their code did not change).
+        previous = json.load(open(args.reuse))["averageJCT"].get(name, {})
+        slim += [{"policy": p, "averageJCT": v} for p, v in previous.items() if p not in policies and p in args.policies.split(",")]
     json.dump(slim, open(cache, "w"))
     os.remove(tmp)
     print(f"{name}: {(datetime.datetime.now() - started).total_seconds():.0f} s", file=sys.stderr, flush=True)
@@ -112,6 +117,8 @@ def main():
     ap.add_argument("--cache", default=".build/sim-robustness")
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--rerun", help="run only these policies (comma-separated) and take the others' figures from --reuse")
+    ap.add_argument("--reuse", default="docs/sim/robustness.json")
     ap.add_argument("--only", choices=["philly", "helios"])
     ap.add_argument("--philly-nodes", default="32,40,48")
     ap.add_argument("--helios-nodes", default="20,21,22,23,24,25,26")

@@ -117,6 +117,7 @@ extension QueueWire: JSONWritable {
         out.field("position", position)
         if let reason { out.key("reason"); reason.write(to: &out) }
         out.field("estimatedStart", estimatedStart)
+        out.field("estimatedStartBasis", estimatedStartBasis)
         out.endObject()
     }
 }
@@ -220,6 +221,7 @@ extension QueueItemWire: JSONWritable {
         out.field("submitter", submitter)
         if let reason { out.key("reason"); reason.write(to: &out) }
         out.field("estimatedStart", estimatedStart)
+        out.field("estimatedStartBasis", estimatedStartBasis)
         out.endObject()
     }
 }

@@ -220,7 +220,7 @@ extension APIServer {
                 return ["id": view.job.id.rawValue, "name": view.job.name, "project": view.projectName,
                         "position": entry.position, "gpus": Human.gpus(view.job.milliGPUs), "waited": Human.age(now.milliseconds(since: view.job.waitingSince)),
                         "reason": reason?.message ?? "waiting for the next scheduling pass",
-                        "estimatedStart": entry.estimatedStart.map(Wire.time) as Any]
+                        "estimatedStart": entry.estimatedStart.map(Wire.time) as Any, "learned": entry.estimatedStartLearned]
             }
             return dashboard.page("overview", title: "Overview", principal: principal, section: "overview", [
                 "capacity": capacity, "states": states, "queue": waiting, "queueLength": queue.count, "more": (queue.count > waiting.count ? queue.count - waiting.count : nil) as Any,
@@ -252,6 +252,7 @@ extension APIServer {
                 if let place = view.queue {
                     row["position"] = place.position
                     if let start = place.estimatedStart { row["estimatedStart"] = Wire.time(start) }
+                    row["learned"] = place.estimatedStartLearned
                 }
                 return row
             }

@@ -179,7 +179,8 @@ extension APIServer {
             let now = clock.now()
             let items = try cp.queue(by: principal, project: nonEmpty(request.uri.queryParameters["project"])).map { entry, view in
                 QueueItemWire(position: entry.position, job: entry.job.rawValue, project: view.projectName, name: view.job.name,
-                              submitter: view.job.submitter, reason: Wire.reason(entry.reason, now: now), estimatedStart: entry.estimatedStart.map(Wire.time))
+                              submitter: view.job.submitter, reason: Wire.reason(entry.reason, now: now), estimatedStart: entry.estimatedStart.map(Wire.time),
+                              estimatedStartBasis: Wire.startBasis(entry))
             }
             return try json(QueueListWire(items: items))
         }

@@ -31,6 +31,11 @@ enum Limits {
 enum Wire {
     static func time(_ t: Timestamp) -> String { RFC3339.format(t) }
 
+    /// What a queue entry's estimated start rests on; nil without one.
+    static func startBasis(_ entry: QueueEntry) -> String? {
+        entry.estimatedStart == nil ? nil : (entry.estimatedStartLearned ? "learned" : "given")
+    }
+
     static func reason(_ reason: PendingReason?, now: Timestamp) -> ReasonWire? {
         guard let reason else { return nil }
         switch reason {
@@ -103,7 +108,8 @@ enum Wire {
             maxRuntimeSeconds: job.runtimeLimit.map { $0.wholeMilliseconds / 1000 }, estimatedRuntimeSeconds: job.runtimeEstimate.map { $0.wholeMilliseconds / 1000 },
             maxAttempts: view.launch.maxAttempts, attempts: (job.attempts + group.count - 1) / max(1, group.count), submittedAt: time(job.submitTime), finishedAt: view.finishedAt.map(time),
             allocations: view.allocations.map(allocation),
-            queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time)) },
+            queue: view.queue.map { QueueWire(position: $0.position, reason: reason($0.reason, now: now), estimatedStart: $0.estimatedStart.map(time),
+                                              estimatedStartBasis: startBasis($0)) },
             secrets: view.launch.sealedSecrets.isEmpty ? nil : view.launch.sealedSecrets.keys.sorted(),
             image: view.launch.image, network: view.launch.network?.rawValue,
             failure: job.outputUploadFailed ? "output_upload_failed" : nil,

@@ -291,13 +291,16 @@ extension ControlPlane {
         var start: Timestamp?
         var reason: PendingReason?
         if (try? shadow.apply(.submit(job, launch: submission.launch))) != nil {
-            let scheduler = Scheduler(configuration: configuration.scheduler)
-            let plan = scheduler.process(shadow, now: now)
+            learned.buildTables()
+            let scheduling = configuration.schedulerConfiguration(learned: learned)
+            let filled = learned.filling(shadow, now: now)
+            let decideOn = configuration.estimates == .history || configuration.estimates == .distribution ? filled.state : shadow
+            let plan = Scheduler(configuration: scheduling).process(decideOn, now: now)
             if plan.placements.contains(where: { $0.task.job == job.id }) {
                 start = now
             } else {
                 reason = plan.pending.first { $0.job == job.id }?.reason
-                start = StartEstimator(configuration: configuration.scheduler).estimatedStarts(state: shadow, plan: plan, now: now)[job.id]
+                start = StartEstimator(configuration: scheduling).estimatedStarts(state: filled.state, plan: plan, now: now)[job.id]
             }
         }
         return JobEstimate(perHourMicros: cost.perHourMicros, runtime: job.runtimeLimit ?? job.runtimeEstimate, forRuntimeMicros: cost.forRuntimeMicros,

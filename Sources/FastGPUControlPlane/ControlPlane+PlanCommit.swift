@@ -8,12 +8,15 @@ extension ControlPlane {
 
     /// A copy of the state for one scheduling pass, and the time of the pass.
     /// What allocations its agents are still stopping hold is held in it too.
-    public func schedulingInput() -> (state: ClusterState, now: Timestamp) { (state.holding(stopping.held), clock.now()) }
+    public func schedulingInput() -> (state: ClusterState, now: Timestamp, learned: LearnedRuntimes) {
+        learned.buildTables()
+        return (state.holding(stopping.held), clock.now(), learned)
+    }
 
     /// Verifies a plan against the current state, commits what still holds, records the queue,
     /// and returns once the commit is durable. Returns how many placements were committed.
     @discardableResult
-    public func commit(_ plan: Plan, estimates: [JobID: Timestamp], now: Timestamp) async throws -> Int {
+    public func commit(_ plan: Plan, estimates: [JobID: Timestamp], learnedStarts: Bool = false, now: Timestamp) async throws -> Int {
         try checkWritable()
         let verified = PlanVerifier().verify(plan, against: state)
         var committed = 0
@@ -34,7 +37,7 @@ extension ControlPlane {
             var start = estimates[pendingJob.job]
             if start == nil, case .notNow(_, _, _, let reasonStart) = pendingJob.reason { start = reasonStart }
             queue.append(QueueEntry(job: pendingJob.job, project: job.project, position: queue.count + 1, reason: pendingJob.reason,
-                                    estimatedStart: start))
+                                    estimatedStart: start, estimatedStartLearned: learnedStarts && start != nil))
         }
         pending.queueChanged = true
         recountWaiting()

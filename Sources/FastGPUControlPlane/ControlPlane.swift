@@ -40,6 +40,11 @@ public actor ControlPlane {
     var gpuTelemetry: [NodeID: [Int: GPUTelemetry]] = [:]
     /// GPUs held by running allocations and read at 0 % since, by node and index (memory only).
     var idleGPUs: [NodeID: [Int: IdleRun]] = [:]
+    /// Run times learned from the jobs that finished (fed from the store at start-up and by every
+    /// finish since): the Gittins tables of the `fastgpu` policy and the run times of start estimates.
+    var learned: LearnedRuntimes
+    /// Jobs already learned from (a job teaches once).
+    var learnedJobs: Set<JobID> = []
     /// How long each job waited from submission to its first placement, per project.
     var queueWaits: [ProjectID: WaitHistogram] = [:]
     /// When a wake-up for the earliest retry backoff is due (nil: none pending).
@@ -97,6 +102,7 @@ public actor ControlPlane {
         self.clock = clock
         self.configuration = configuration
         self.logger = logger
+        learned = configuration.learner
         reads = ReadModel(maxPageSize: configuration.maxPageSize)
         audit = AuditLog(store: store, logger: logger)
         (wakeups, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -150,6 +156,10 @@ public actor ControlPlane {
             throw StoreError("the stored state does not add up: \(error)")
         }
         durableIndex = state.index
+        // What finished before the restart teaches the learner again, in the order it finished.
+        for job in state.jobs.values.filter({ $0.finishedAt != nil }).sorted(by: { ($0.finishedAt!, $0.id) < ($1.finishedAt!, $1.id) }) {
+            learn(from: job.id)
+        }
         billing = BillingTable(stored: stored.billing)
         // What admission reserved is a function of each unfinished job and the prices at its submission.
         // Service replicas are metered but not admitted against budgets (they have no run-time limit).

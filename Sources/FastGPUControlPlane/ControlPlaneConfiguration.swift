@@ -25,10 +25,40 @@ public struct ControlPlaneConfiguration: Sendable {
     /// A GPU an allocation holds at 0 % utilisation for this long is idle: a `gpu-idle` event on
     /// its job and `fastgpu_gpu_idle_allocated` on `/metrics`.
     public var idleGPUAfter: Duration = .seconds(600)
+    /// The policy's name (the registry's, `SchedulingPolicy`), for `/v1/queue` and the log.
+    public var policyName: String
+    /// Where the scheduler's run-time figures come from: with `.distribution` each pass ranks by
+    /// the Gittins tables learned from finished jobs, and with `.history` or `.distribution` a job
+    /// without an estimate is decided with a learned one. Start estimates use learned run times
+    /// wherever users gave none, whatever the policy.
+    public var estimates: EstimateSource = .none
+    /// What learns run times from finished jobs (samples kept per class, the claims' restart price).
+    public var learner = LearnedRuntimes()
+
+    /// The configuration that runs a policy of the registry, its grace and claims priced at
+    /// `restartCost`: what `fastgpu server --policy` runs, and what `fastgpu sim` measures.
+    public static func running(_ policy: SchedulingPolicy, restartCost: Duration = .seconds(30)) -> ControlPlaneConfiguration {
+        var configuration = ControlPlaneConfiguration(scheduler: policy.schedulerConfiguration(restartCost: restartCost))
+        configuration.policyName = policy.name
+        configuration.estimates = policy.estimates
+        configuration.learner = policy.learner(restartCost: restartCost)
+        return configuration
+    }
+
+    /// The scheduler's configuration for a pass: a `.distribution` policy ranks by the tables
+    /// learned so far.
+    public func schedulerConfiguration(learned: LearnedRuntimes) -> SchedulerConfiguration {
+        var configuration = scheduler
+        if estimates == .distribution, let gittins = scheduler.policy as? GittinsPolicy {
+            configuration.policy = learned.gittins(gittins)
+        }
+        return configuration
+    }
 
     public init(scheduler: SchedulerConfiguration = SchedulerConfiguration(), heartbeatTTL: Duration = .seconds(5), heartbeatGrace: Duration = .seconds(5),
                 startupGrace: Duration = .seconds(30), estimateLimit: Int = 2_000, maxPageSize: Int = 500) {
         self.scheduler = scheduler
+        self.policyName = scheduler.policy.name
         self.heartbeatTTL = heartbeatTTL
         self.heartbeatGrace = heartbeatGrace
         self.startupGrace = startupGrace

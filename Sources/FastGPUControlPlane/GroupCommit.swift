@@ -5,6 +5,15 @@ public import FastGPUStore
 extension ControlPlane {
     // MARK: - Applying and writing through
 
+    /// A job that ran to its end (succeeded or failed; not cancelled: someone else decided how
+    /// long it ran) teaches the learner how long it ran, once.
+    func learn(from id: JobID) {
+        guard let job = state.jobs[id], job.finishedAt != nil, job.state == .succeeded || job.state == .failed,
+              job.attainedMilliGPUMilliseconds > 0, !learnedJobs.contains(id) else { return }
+        learnedJobs.insert(id)
+        learned.learn(job)
+    }
+
     func checkWritable() throws(ControlPlaneError) {
         if let storeFailure { throw .unavailable("the store failed (\(storeFailure)); restart the server") }
     }
@@ -40,6 +49,7 @@ extension ControlPlane {
             case .outputsUploaded(let id, let allocation, _, _):
                 pending.jobs.insert(id)
                 releaseReservation(ifFinished: id)
+                learn(from: id)
                 // Its agent's list of uploads changes: a settled one leaves it.
                 if let attempt = state.jobs[id]?.history.last(where: { $0.allocation.id == allocation }) { pending.nodesChanged.insert(attempt.allocation.node) }
             case .uploading(let id):
@@ -58,6 +68,7 @@ extension ControlPlane {
             case .ended(let allocation, let outcome, let cause):
                 meterEnded(allocation, at: now)
                 releaseReservation(ifFinished: allocation.task.job)
+                learn(from: allocation.task.job)
                 if outcome == .lost || outcome == .preempted, !reserveRetry(allocation.task.job), !refusedRetries.contains(allocation.task.job) {
                     refusedRetries.append(allocation.task.job)
                 }

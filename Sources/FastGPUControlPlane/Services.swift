@@ -15,8 +15,6 @@ public protocol SchedulingObserver: Sendable {
 /// hands the plan back for verification and one durable commit.
 public struct SchedulingService: Service {
     let controlPlane: ControlPlane
-    let scheduler: Scheduler
-    let estimator: StartEstimator
     let observer: (any SchedulingObserver)?
     let logger: Logger
     /// Start estimates are a shadow run of up to hundreds of passes: they are recomputed only
@@ -25,8 +23,6 @@ public struct SchedulingService: Service {
 
     public init(controlPlane: ControlPlane, observer: (any SchedulingObserver)? = nil, logger: Logger = Logger(label: "fastgpu.scheduler")) {
         self.controlPlane = controlPlane
-        self.scheduler = Scheduler(configuration: controlPlane.configuration.scheduler)
-        self.estimator = StartEstimator(configuration: controlPlane.configuration.scheduler)
         self.observer = observer
         self.logger = logger
     }
@@ -49,24 +45,35 @@ public struct SchedulingService: Service {
     /// One pass: snapshot, decide, estimate, commit. Public so that tests drive it step by step.
     @discardableResult
     public func pass() async throws -> Int {
-        let (state, now) = await controlPlane.schedulingInput()
+        let (state, now, learned) = await controlPlane.schedulingInput()
+        let configuration = controlPlane.configuration
         let clock = ContinuousClock()
         let started = clock.now
-        let plan = scheduler.process(state, now: now)
+        // The policy's configuration with what was learned, and the state with learned run times
+        // for the jobs that have none of their own (for decisions only under a policy that uses
+        // them, as the simulator does; for start estimates always).
+        let scheduling = configuration.schedulerConfiguration(learned: learned)
+        let needsFilled = configuration.estimates == .history || configuration.estimates == .distribution
+        var filled: (state: ClusterState, learned: Set<JobID>)?
+        if needsFilled { filled = learned.filling(state, now: now) }
+        let plan = Scheduler(configuration: scheduling).process(filled?.state ?? state, now: now)
         let planned = clock.now
         var starts: [JobID: Timestamp] = [:]
-        if plan.pending.count <= controlPlane.configuration.estimateLimit {
+        var learnedStarts = false
+        if plan.pending.count <= configuration.estimateLimit {
             let due = estimates.state.withLock { $0.next.map { planned >= $0 } ?? true }
             if due {
-                starts = estimator.estimatedStarts(state: state, plan: plan, now: now)
+                let shadow = filled ?? learned.filling(state, now: now)
+                starts = StartEstimator(configuration: scheduling).estimatedStarts(state: shadow.state, plan: plan, now: now)
+                learnedStarts = !shadow.learned.isEmpty
                 let cost = clock.now - planned
-                estimates.state.withLock { $0 = (clock.now + cost * 4, starts) }
+                estimates.state.withLock { $0 = (clock.now + cost * 4, starts, learnedStarts) }
             } else {
-                starts = estimates.state.withLock { $0.starts }
+                (starts, learnedStarts) = estimates.state.withLock { ($0.starts, $0.learned) }
             }
         }
         let decided = clock.now
-        let placed = try await controlPlane.commit(plan, estimates: starts, now: now)
+        let placed = try await controlPlane.commit(plan, estimates: starts, learnedStarts: learnedStarts, now: now)
         let committed = clock.now
         observer?.passFinished(placements: placed, pending: plan.pending.count,
                                decisionNanoseconds: (decided - started).nanoseconds, commitNanoseconds: (committed - decided).nanoseconds)
@@ -118,7 +125,7 @@ extension Duration {
 }
 
 final class EstimateCache: Sendable {
-    let state = Mutex<(next: ContinuousClock.Instant?, starts: [JobID: Timestamp])>((nil, [:]))
+    let state = Mutex<(next: ContinuousClock.Instant?, starts: [JobID: Timestamp], learned: Bool)>((nil, [:], false))
 }
 
 /// The services' reconciler: every tick it samples each service's load, lets its autoscaler

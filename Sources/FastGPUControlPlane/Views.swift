@@ -70,6 +70,9 @@ public struct QueueEntry: Hashable, Sendable {
     /// Nil for a job submitted after the last pass.
     public var reason: PendingReason?
     public var estimatedStart: Timestamp?
+    /// The estimate used run times learned from finished jobs (for this job or work it waits
+    /// for), not only the estimates and limits users gave.
+    public var estimatedStartLearned: Bool = false
 }
 
 public struct AllocationView: Hashable, Sendable {

@@ -475,3 +475,17 @@ public struct ClusterState: Sendable {
         return events
     }
 }
+
+extension ClusterState {
+    /// For a copy the scheduler decides or estimates on, never for the control plane's state: gives
+    /// a job a run time (as if it had been estimated) and its live allocations the expected end
+    /// `ending`. Not a change: nothing records it and `index` stays.
+    public mutating func assumeRuntime(_ runtime: Duration, of id: JobID, ending: Timestamp) {
+        guard var job = jobs[id] else { return }
+        job.runtimeEstimate = runtime
+        jobs[id] = job
+        for allocation in job.liveAllocations.values where allocations[allocation] != nil {
+            allocations[allocation]?.expectedEnd = ending
+        }
+    }
+}

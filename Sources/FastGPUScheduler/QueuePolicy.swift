@@ -286,21 +286,3 @@ public struct ShortestRemainingTimePolicy: QueuePolicy {
         return PreemptionRank(nonSpot: !job.spot, priority: job.priority.value, level: -Int(level))
     }
 }
-
-/// The queue policies by the names the CLI, the server and the simulator use: one registry.
-public enum QueuePolicies {
-    /// Names a person can pass to `--policy`, in the order they are listed in help texts.
-    public static let names = ["fifo", "fair-share", "sjf", "srtf", "las"]
-
-    /// A fresh policy of that name with its defaults, or nil for an unknown name.
-    public static func named(_ name: String) -> (any QueuePolicy)? {
-        switch name {
-        case "fifo": FIFOPolicy()
-        case "fair-share": FairSharePolicy()
-        case "sjf": ShortestJobFirstPolicy()
-        case "srtf": ShortestRemainingTimePolicy()
-        case "las": LeastAttainedServicePolicy()
-        default: nil
-        }
-    }
-}

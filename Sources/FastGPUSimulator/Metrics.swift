@@ -22,6 +22,22 @@ public struct SimulationMetrics: Codable, Sendable {
     public var projectSlowdown: [String: Double]
     /// Sorted completion times, for CDF charts (not in the table).
     public var completionTimes: [Double]
+    /// How good the server's start estimates were (with `estimateEveryMilliseconds`).
+    public var startEstimates: EstimateAccuracy?
+
+    /// Each job's first estimated start against when it started, in seconds.
+    public struct EstimateAccuracy: Codable, Sendable {
+        /// Jobs a sampled pass saw waiting and could estimate.
+        public var jobs: Int
+        /// Jobs a sampled pass saw waiting but could not estimate.
+        public var withoutEstimate: Int
+        public var medianAbsoluteError: Double
+        public var p90AbsoluteError: Double
+        /// How long those jobs still waited after their estimate was made (the scale of the errors).
+        public var medianWaitAfterEstimate: Double
+        /// Estimates within a quarter of the wait left, or within 5 minutes.
+        public var withinAQuarter: Double
+    }
 
     public init(_ result: SimulationResult) {
         policy = result.policy
@@ -50,6 +66,25 @@ public struct SimulationMetrics: Codable, Sendable {
         }
         projectSlowdown = slowdowns.mapValues(Self.mean)
         completionTimes = jct
+        if !result.firstEstimates.isEmpty {
+            var errors: [Double] = []
+            var waits: [Double] = []
+            var close = 0
+            let starts = Dictionary(result.outcomes.map { ($0.id, $0.firstStartMilliseconds) }, uniquingKeysWith: { first, _ in first })
+            for (index, estimate) in result.firstEstimates.enumerated() {
+                guard let estimate, let started = starts[index + 1] ?? nil else { continue }
+                let error = Double(abs(estimate.start - started)) / 1000
+                let wait = Double(max(0, started - estimate.madeAt)) / 1000
+                errors.append(error)
+                waits.append(wait)
+                if error <= max(300, wait / 4) { close += 1 }
+            }
+            errors.sort()
+            waits.sort()
+            startEstimates = EstimateAccuracy(jobs: errors.count, withoutEstimate: result.waitedUnestimated, medianAbsoluteError: Self.percentile(errors, 0.5),
+                                              p90AbsoluteError: Self.percentile(errors, 0.9), medianWaitAfterEstimate: Self.percentile(waits, 0.5),
+                                              withinAQuarter: errors.isEmpty ? 0 : Double(close) / Double(errors.count))
+        }
     }
 
     static func mean(_ values: [Double]) -> Double { values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count) }

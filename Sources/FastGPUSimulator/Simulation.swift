@@ -2,123 +2,6 @@ public import FastGPUModel
 public import FastGPUScheduler
 import HeapModule
 
-/// Where a simulated job's runtime estimate comes from.
-public enum EstimateSource: String, Sendable {
-    /// No estimate (FIFO, LAS).
-    case none
-    /// The true duration: only for labelled oracle reference lines.
-    case oracle
-    /// `HistoryPredictor`, learned online from jobs that finished.
-    case history
-    /// The distribution of GPU time of finished jobs per class, for `GittinsPolicy` (plus history
-    /// estimates for backfill), learned online.
-    case distribution
-}
-
-/// A named policy of the simulator: a scheduler configuration plus where its estimates come from.
-public struct SimulationPolicy: Sendable {
-    public var name: String
-    public var configuration: SchedulerConfiguration
-    public var estimates: EstimateSource
-    /// The policy's preemption grace in restart penalties (the cluster's restart cost is known to
-    /// the simulation, not to the policy's name).
-    public var graceInRestartPenalties: Int
-    /// For a `.distribution` policy: the restart penalties a waiting job's claim must pay for
-    /// (`GittinsPolicy.Table.claimIndices`); 0 claims the plain index.
-    public var claimInRestartPenalties: Int
-    /// For a `.distribution` policy: finished jobs kept per class (the most recent).
-    public var window: Int = 64
-    /// For a `.distribution` policy: what a job past every sample of its class has left.
-    public var tail: GittinsPolicy.Table.Tail = .asLongAgain
-
-    public init(name: String, configuration: SchedulerConfiguration, estimates: EstimateSource, graceInRestartPenalties: Int = 0,
-                claimInRestartPenalties: Int = 0) {
-        self.name = name
-        self.configuration = configuration
-        self.estimates = estimates
-        self.graceInRestartPenalties = graceInRestartPenalties
-        self.claimInRestartPenalties = claimInRestartPenalties
-    }
-
-    public var isOracle: Bool { estimates == .oracle }
-
-    public static let names = ["fifo", "sjf-oracle", "srtf-oracle", "las", "fastgpu", "srtf-predicted", "fair-share"]
-
-    /// The policies `fastgpu sim` knows. All place greedily (a job that fits starts, as the
-    /// published trace simulators do), except `fair-share`, which uses EASY backfill. (EASY under
-    /// `fastgpu` was tried: Philly 13,787 → 13,701 s, but Helios 7,556 → 8,980 s.)
-    ///
-    /// `fastgpu` takes parameters for experiments, `fastgpu:grace=4:measure=gpu`: the preemption
-    /// grace in restart penalties (`grace`, default 8), the restart penalties a claim pays
-    /// (`claim`, default 1; 0 claims the plain index), what a job past every sample has left
-    /// (`tail=flat`, default, or `asLongAgain`), the samples kept per class (`window`, default 64),
-    /// whether a claim must out-rate all its victims together (`weigh=true`; default false), and
-    /// the service measure (`measure=time`, default, or `gpu` for GPU time). The name in reports is
-    /// the whole string.
-    public static func named(_ name: String, seed: UInt64 = 0) -> SimulationPolicy? {
-        let parts = name.split(separator: ":").map(String.init)
-        if parts.count > 1 {
-            guard parts[0] == "fastgpu", var policy = named("fastgpu", seed: seed) else { return nil }
-            var measure = GittinsPolicy.Measure.time
-            var weighs = false
-            for parameter in parts.dropFirst() {
-                let pair = parameter.split(separator: "=", maxSplits: 1).map(String.init)
-                guard pair.count == 2 else { return nil }
-                switch pair[0] {
-                case "grace":
-                    guard let value = Int(pair[1]), (0...1000).contains(value) else { return nil }
-                    policy.graceInRestartPenalties = value
-                case "claim":
-                    guard let value = Int(pair[1]), (0...1000).contains(value) else { return nil }
-                    policy.claimInRestartPenalties = value
-                case "tail":
-                    guard let value = GittinsPolicy.Table.Tail(rawValue: pair[1]) else { return nil }
-                    policy.tail = value
-                case "window":
-                    guard let value = Int(pair[1]), (1...100_000).contains(value) else { return nil }
-                    policy.window = value
-                case "weigh":
-                    guard let value = Bool(pair[1]) else { return nil }
-                    weighs = value
-                case "measure":
-                    switch pair[1] {
-                    case "time": measure = .time
-                    case "gpu": measure = .gpuTime
-                    default: return nil
-                    }
-                default:
-                    return nil
-                }
-            }
-            policy.name = name
-            policy.configuration.policy = GittinsPolicy(tables: [:], measure: measure, weighsVictims: weighs)
-            return policy
-        }
-        func config(_ policy: any QueuePolicy, backfill: BackfillMode = .greedy, preemption: Bool) -> SchedulerConfiguration {
-            SchedulerConfiguration(policy: policy, backfill: backfill, preemption: preemption, seed: seed, preemptionSearchesPerPass: 64)
-        }
-        switch name {
-        case "fifo": return SimulationPolicy(name: name, configuration: config(QueuePolicies.named("fifo")!, preemption: false), estimates: .none)
-        case "sjf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestJobFirstPolicy(), preemption: false), estimates: .oracle)
-        case "srtf-oracle": return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(), preemption: true), estimates: .oracle)
-        case "las": return SimulationPolicy(name: name, configuration: config(QueuePolicies.named("las")!, preemption: true), estimates: .none)
-        case "fastgpu":
-            // Grace of 8 restart penalties (4 min at the default 30 s): on Helios and mixed-120 it
-            // cut preemptions by 3× and 29→0 and improved mean JCT; on Philly it cost ~3 %.
-            // A claim that pays one restart and a flat tail: chosen on the geometric mean of
-            // fastgpu ÷ srtf-oracle over 11 clusters and windows of Helios and Philly (README).
-            var policy = SimulationPolicy(name: name, configuration: config(GittinsPolicy(tables: [:]), preemption: true), estimates: .distribution,
-                                          graceInRestartPenalties: 8, claimInRestartPenalties: 1)
-            policy.tail = .flat
-            return policy
-        case "srtf-predicted":
-            return SimulationPolicy(name: name, configuration: config(ShortestRemainingTimePolicy(overdue: .asLongAgain, bandedPreemption: true), preemption: true), estimates: .history)
-        case "fair-share": return SimulationPolicy(name: name, configuration: config(QueuePolicies.named("fair-share")!, backfill: .easy, preemption: true), estimates: .history)
-        default: return nil
-        }
-    }
-}
-
 /// How the simulated cluster behaves.
 public struct SimulationOptions: Sendable {
     public var nodes: [Node]
@@ -139,6 +22,11 @@ public struct SimulationOptions: Sendable {
     public var spotProjects: Set<String> = []
     /// What allocations cost: every ended allocation is metered as the control plane meters it.
     public var prices = PriceBook(versions: [])
+    /// Measure the server's start estimates: at most once per this many milliseconds of simulated
+    /// time, a pass also estimates every waiting job's start as `fastgpu server` does (learned run
+    /// times for every job, not the ones the policy was given; a shadow run of the same scheduler),
+    /// and each job's first estimate is kept to compare with when it started. Nil: not measured.
+    public var estimateEveryMilliseconds: Int64?
 
     public init(nodes: [Node], gpusPerNode: Int, restartPenaltyMilliseconds: Int64 = 30_000, intervalMilliseconds: Int64? = nil, history: [TraceJob] = []) {
         self.nodes = nodes
@@ -216,6 +104,11 @@ public struct SimulationResult: Sendable {
     public var schedulingPasses: Int
     /// Jobs that no node could ever host (never scheduled; left out of the JCT figures).
     public var neverPlaceable: Int
+    /// With `estimateEveryMilliseconds`: each job's first estimated start (by job id − 1; nil
+    /// where no sampled pass saw it waiting, or the estimate could not say) and when it was made.
+    public var firstEstimates: [(madeAt: Int64, start: Int64)?] = []
+    /// Jobs a sampled pass saw waiting whose start it could not estimate.
+    public var waitedUnestimated = 0
 }
 
 /// The discrete-event engine: a virtual clock, arrivals from the trace, completions after each
@@ -227,10 +120,10 @@ public struct SimulationResult: Sendable {
 /// `.oracle` policies alone, copies into the estimate).
 public struct Simulation {
     public let trace: Trace
-    public let policy: SimulationPolicy
+    public let policy: SchedulingPolicy
     public let options: SimulationOptions
 
-    public init(trace: Trace, policy: SimulationPolicy, options: SimulationOptions) {
+    public init(trace: Trace, policy: SchedulingPolicy, options: SimulationOptions) {
         self.trace = trace
         self.policy = policy
         self.options = options
@@ -248,7 +141,7 @@ public struct Simulation {
 
 struct Engine {
     let trace: Trace
-    let policy: SimulationPolicy
+    let policy: SchedulingPolicy
     let options: SimulationOptions
     let scheduler: Scheduler
     /// A `.distribution` policy's Gittins settings (measure, weighing); each pass gets them with
@@ -256,8 +149,7 @@ struct Engine {
     let gittins: GittinsPolicy
 
     var state = ClusterState()
-    var predictor = HistoryPredictor()
-    var distributions = ServiceDistributions()
+    var learned: LearnedRuntimes
     var finishes = Heap<Finish>()
     var now: Int64 = 0
     var nextArrival = 0
@@ -278,6 +170,10 @@ struct Engine {
     var placementLog: [PlacementRecord] = []
     var ledger = LedgerTotals()
     var gpuTime: [ProjectID: Int64] = [:]
+    var firstEstimates: [(madeAt: Int64, start: Int64)?]
+    var nextEstimate: Int64 = .min
+    /// Jobs seen waiting without an estimate (some get one at a later sample).
+    var unestimated: Set<Int> = []
 
     struct Finish: Comparable {
         var time: Int64
@@ -286,18 +182,16 @@ struct Engine {
         static func < (a: Finish, b: Finish) -> Bool { (a.time, a.job, a.token) < (b.time, b.job, b.token) }
     }
 
-    init(trace: Trace, policy: SimulationPolicy, options: SimulationOptions) {
+    init(trace: Trace, policy: SchedulingPolicy, options: SimulationOptions) {
         self.trace = trace
         self.policy = policy
         self.options = options
-        var configuration = policy.configuration
-        configuration.preemptionGrace = .milliseconds(options.restartPenaltyMilliseconds * Int64(policy.graceInRestartPenalties))
-        self.scheduler = Scheduler(configuration: configuration)
+        let restartCost = Duration.milliseconds(options.restartPenaltyMilliseconds)
+        self.scheduler = Scheduler(configuration: policy.schedulerConfiguration(restartCost: restartCost))
         self.gittins = (policy.configuration.policy as? GittinsPolicy) ?? GittinsPolicy(tables: [:])
-        distributions.window = policy.window
-        distributions.tail = policy.tail
-        distributions.restartSeconds = Double(options.restartPenaltyMilliseconds * Int64(policy.claimInRestartPenalties)) / 1000
+        self.learned = policy.learner(restartCost: restartCost)
         truth = trace.jobs.map(\.durationMilliseconds)
+        firstEstimates = Array(repeating: nil, count: options.estimateEveryMilliseconds == nil ? 0 : trace.jobs.count)
         runStart = Array(repeating: nil, count: trace.jobs.count)
         token = Array(repeating: 0, count: trace.jobs.count)
         outcomes = trace.jobs.map { JobOutcome(id: $0.id, project: $0.project, gpus: $0.gpus, submitMilliseconds: $0.submitMilliseconds,
@@ -318,12 +212,8 @@ struct Engine {
 
     /// Teaches the predictors one finished job (its true duration: it has ended).
     mutating func learn(_ traceJob: TraceJob) {
-        predictor.learn(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus, milliseconds: traceJob.durationMilliseconds)
-        if policy.estimates == .distribution {
-            // Samples in the measure the policy ranks by (wall time scaled like a 1-GPU job's GPU time).
-            let service = gittins.measure == .time ? 1000 * traceJob.durationMilliseconds : Int64(traceJob.milliGPUs) * traceJob.durationMilliseconds
-            distributions.learn(project: project(traceJob.project), submitter: traceJob.user, milliGPUs: traceJob.milliGPUs, milliGPUMilliseconds: service)
-        }
+        let projectID = project(traceJob.project)
+        learned.learn(project: projectID, submitter: traceJob.user, gpus: traceJob.gpus, milliGPUs: traceJob.milliGPUs, milliseconds: traceJob.durationMilliseconds)
     }
 
     mutating func run(observe: Simulation.SubmissionObserver?) {
@@ -370,10 +260,11 @@ struct Engine {
     }
 
     mutating func submit(_ traceJob: TraceJob, observe: Simulation.SubmissionObserver?) {
+        let projectID = project(traceJob.project)
         let estimate: Duration? = switch policy.estimates {
         case .none: nil
         case .oracle: .milliseconds(traceJob.durationMilliseconds)
-        case .history, .distribution: .milliseconds(predictor.estimateMilliseconds(project: traceJob.project, user: traceJob.user, gpus: traceJob.gpus))
+        case .history, .distribution: .milliseconds(learned.estimateMilliseconds(project: projectID, submitter: traceJob.user, gpus: traceJob.gpus))
         }
         var group = traceJob.taskGroup(gpusPerNode: options.gpusPerNode)
         if options.poolPerProject { group.resources.nodeSelector["pool"] = traceJob.project }
@@ -415,11 +306,14 @@ struct Engine {
         let at = Timestamp(millisecondsSinceEpoch: now)
         var scheduler = self.scheduler
         if policy.estimates == .distribution {
-            var policy = gittins
-            policy.tables = distributions.tables()
-            scheduler.configuration.policy = policy
+            learned.buildTables()
+            scheduler.configuration.policy = learned.gittins(gittins)
         }
         let plan = scheduler.process(state, now: at)
+        if let every = options.estimateEveryMilliseconds, now >= nextEstimate {
+            nextEstimate = now + every
+            estimateStarts(plan, configuration: scheduler.configuration, at: at)
+        }
         for pending in plan.pending where pending.reason.isNever {
             // Never placeable: drop it from the queue so that it does not cost every pass.
             never.insert(Int(pending.job.rawValue))
@@ -464,6 +358,23 @@ struct Engine {
         }
     }
 
+    /// The server's estimates for the jobs this plan leaves waiting, kept for those that had none:
+    /// run times learned from finished jobs for every job (overriding what the policy was given,
+    /// which for an oracle is the truth), then the same shadow run as `fastgpu server`.
+    mutating func estimateStarts(_ plan: Plan, configuration: SchedulerConfiguration, at: Timestamp) {
+        let fresh = plan.pending.filter { !$0.reason.isNever && firstEstimates[Int($0.job.rawValue) - 1] == nil }
+        guard !fresh.isEmpty else { return }
+        let shadow = learned.filling(state, now: at, overridingEstimates: true).state
+        let starts = StartEstimator(configuration: configuration).estimatedStarts(state: shadow, plan: plan, now: at)
+        for pending in fresh {
+            if let start = starts[pending.job] {
+                firstEstimates[Int(pending.job.rawValue) - 1] = (now, start.millisecondsSinceEpoch)
+            } else {
+                unestimated.insert(Int(pending.job.rawValue))
+            }
+        }
+    }
+
     /// Charges an allocation that ends now, from its start (the simulated workload starts as it
     /// is placed), with the control plane's metering.
     mutating func meter(_ allocation: Allocation) {
@@ -490,6 +401,8 @@ struct Engine {
             firstSubmitMilliseconds: trace.jobs.first?.submitMilliseconds ?? 0, lastFinishMilliseconds: finished.max() ?? 0,
             preemptions: preemptions, schedulingPasses: passes, neverPlaceable: never.count)
         result.costMicrosByProject = cost
+        result.firstEstimates = firstEstimates
+        result.waitedUnestimated = unestimated.filter { firstEstimates[$0 - 1] == nil }.count
         result.gpuMillisecondsByProject = gpu
         return result
     }

@@ -154,11 +154,15 @@ package struct QueueWire: Codable, Sendable, Equatable {
     package var position: Int
     package var reason: ReasonWire?
     package var estimatedStart: String?
+    /// What the estimate rests on: `learned` (run times learned from finished jobs, where users
+    /// gave none) or `given` (users' estimates and limits only). Absent without an estimate.
+    package var estimatedStartBasis: String?
 
-    package init(position: Int, reason: ReasonWire? = nil, estimatedStart: String? = nil) {
+    package init(position: Int, reason: ReasonWire? = nil, estimatedStart: String? = nil, estimatedStartBasis: String? = nil) {
         self.position = position
         self.reason = reason
         self.estimatedStart = estimatedStart
+        self.estimatedStartBasis = estimatedStartBasis
     }
 }
 
@@ -317,8 +321,11 @@ package struct QueueItemWire: Codable, Sendable, Equatable {
     package var submitter: String
     package var reason: ReasonWire?
     package var estimatedStart: String?
+    /// `learned` or `given`, as in `QueueWire`.
+    package var estimatedStartBasis: String?
 
-    package init(position: Int, job: UInt64, project: String, name: String, submitter: String, reason: ReasonWire? = nil, estimatedStart: String? = nil) {
+    package init(position: Int, job: UInt64, project: String, name: String, submitter: String, reason: ReasonWire? = nil, estimatedStart: String? = nil,
+                 estimatedStartBasis: String? = nil) {
         self.position = position
         self.job = job
         self.project = project
@@ -326,6 +333,7 @@ package struct QueueItemWire: Codable, Sendable, Equatable {
         self.submitter = submitter
         self.reason = reason
         self.estimatedStart = estimatedStart
+        self.estimatedStartBasis = estimatedStartBasis
     }
 }
 

@@ -15,8 +15,8 @@ struct PlanCommand: ParsableCommand {
     @Option(name: .customLong("gpus-per-node"), help: "GPUs per node.") var gpusPerNode = 8
     @Option(name: .customLong("gpu-model"), help: "GPU model of every node.") var gpuModel = "H100-80GB"
     @Option(help: "Pending jobs, with GPU counts drawn from the Philly trace's distribution.") var jobs = 200
-    @Option(help: "Queue policy: fifo, fair-share, sjf, srtf, las.") var policy = "fair-share"
-    @Option(help: "Backfill: strict, easy, greedy.") var backfill = "easy"
+    @Option(help: "Policy: \(SchedulingPolicy.liveNames.joined(separator: ", ")) (the server's --policy names).") var policy = SchedulingPolicy.defaultName
+    @Option(help: "Backfill: strict, easy, greedy (default: the policy's).") var backfill: String?
     @Option(help: "Seed for the synthetic queue and the tie-breaks.") var seed: UInt64 = 1
     @Option(help: "How many pending jobs to list with their reasons.") var show = 8
 
@@ -24,8 +24,8 @@ struct PlanCommand: ParsableCommand {
         guard nodes >= 1, nodes <= 100_000 else { throw ValidationError("--nodes must be between 1 and 100000") }
         guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
         guard jobs >= 0, jobs <= 1_000_000 else { throw ValidationError("--jobs must be between 0 and 1000000") }
-        guard QueuePolicies.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(QueuePolicies.names.joined(separator: ", "))") }
-        guard BackfillMode(rawValue: backfill) != nil else { throw ValidationError("unknown --backfill '\(backfill)'; use strict, easy or greedy") }
+        guard SchedulingPolicy.liveNames.contains(policy) else { throw ValidationError("unknown --policy '\(policy)'; use \(SchedulingPolicy.liveNames.joined(separator: ", "))") }
+        if let backfill, BackfillMode(rawValue: backfill) == nil { throw ValidationError("unknown --backfill '\(backfill)'; use strict, easy or greedy") }
     }
 
     func run() throws {
@@ -35,7 +35,9 @@ struct PlanCommand: ParsableCommand {
         var state = ClusterState()
         for node in cluster { try state.apply(.registerNode(node)) }
         for job in queue { try state.apply(.submit(job)) }
-        let configuration = SchedulerConfiguration(policy: QueuePolicies.named(policy)!, backfill: BackfillMode(rawValue: backfill)!, seed: seed)
+        // The synthetic queue has no finished jobs to learn from: the policy as it starts on a new cluster.
+        var configuration = SchedulingPolicy.named(policy, seed: seed)!.schedulerConfiguration(restartCost: .seconds(30))
+        if let backfill { configuration.backfill = BackfillMode(rawValue: backfill)! }
         // The synthetic jobs arrive one per second; the pass runs when the last has arrived.
         let now = Timestamp.seconds(Int64(jobs))
         let plan = Scheduler(configuration: configuration).process(state, now: now)
@@ -44,7 +46,7 @@ struct PlanCommand: ParsableCommand {
         let gpusPlaced = verified.placements.reduce(0) { $0 + $1.devices.count }
         let jobsPlaced = Set(verified.placements.map(\.task.job)).count
         print("cluster   \(nodes) nodes × \(gpusPerNode) \(gpuModel) = \(nodes * gpusPerNode) GPUs")
-        print("queue     \(jobs) jobs (Philly GPU-count mix), policy \(policy), backfill \(backfill)")
+        print("queue     \(jobs) jobs (Philly GPU-count mix), policy \(policy), backfill \(configuration.backfill.rawValue)")
         print("placed    \(jobsPlaced) jobs, \(verified.placements.count) tasks, \(gpusPlaced) GPUs (\(percent(gpusPlaced, nodes * gpusPerNode)) of the cluster)")
         print("verified  \(verified.placements.count) placements accepted, \(verified.rejected.count) rejected")
         let never = plan.pending.filter(\.reason.isNever).count

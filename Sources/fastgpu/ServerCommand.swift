@@ -1,6 +1,7 @@
 import ArgumentParser
 import FastGPUAPI
 import FastGPUControlPlane
+import FastGPUScheduler
 import FastGPUStorage
 import FastGPUStore
 import FastGPUStorePostgres
@@ -97,6 +98,12 @@ struct ServerCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("/metrics asks for this bearer token (first line of the file); without it /metrics is open.", valueName: "file"))
     var metricsTokenFile: String?
 
+    @Option(help: ArgumentHelp("Scheduling policy: \(SchedulingPolicy.liveNames.joined(separator: ", ")) (the names `fastgpu sim` measures; fastgpu:grace=N:… varies the default as there).", valueName: "name"))
+    var policy = SchedulingPolicy.defaultName
+
+    @Option(help: ArgumentHelp("What a preemption costs its victim on this cluster (checkpoint reload, warm-up), in seconds: the policy's grace and claims are priced in it.", valueName: "seconds"))
+    var restartCost = 30
+
     func metricsToken() throws -> String? {
         guard let metricsTokenFile else { return nil }
         guard let text = try? String(contentsOfFile: metricsTokenFile, encoding: .utf8), text.utf8.count <= 4096,
@@ -156,7 +163,11 @@ struct ServerCommand: AsyncParsableCommand {
         limits.requestsPerSecond = rateLimit
         limits.burst = rateLimit * 2
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
-        var configuration = ControlPlaneConfiguration()
+        guard (0...86_400).contains(restartCost) else { throw ValidationError("--restart-cost must be 0 to 86400 seconds") }
+        guard let named = SchedulingPolicy.named(policy), !named.isOracle else {
+            throw ValidationError("unknown --policy '\(policy)'; use \(SchedulingPolicy.liveNames.joined(separator: ", "))")
+        }
+        var configuration = ControlPlaneConfiguration.running(named, restartCost: .seconds(restartCost))
         configuration.maxPendingJobsPerProject = maxPendingJobs
         configuration.idleGPUAfter = .seconds(idleGPUAfter)
         configuration.heartbeatTTL = .seconds(heartbeatTTL)

@@ -32,6 +32,8 @@ struct TraceOptions: ParsableArguments {
     @Option(name: .customLong("from-s"), help: "Keep jobs submitted at or after this many seconds into the trace.") var fromSeconds: Int64?
     @Option(name: .customLong("to-s"), help: "Keep jobs submitted before this many seconds into the trace.") var toSeconds: Int64?
     @Option(help: "Schedule every this many seconds instead of on every event.") var interval: Int64?
+    @Option(name: .customLong("estimate-every"), help: ArgumentHelp("Measure the server's start estimates: at most every this many simulated seconds, estimate every waiting job's start as `fastgpu server` does (learned run times), and compare each job's first estimate with when it started.", valueName: "seconds"))
+    var estimateEvery: Int64?
     @Option(name: .customLong("restart-penalty"), help: "Seconds added to a preempted job's run time.") var restartPenalty: Int64 = 30
     @Option(help: "Seed for the scheduler's tie-breaks.") var seed: UInt64 = 0
     @Option(help: "Write every figure as JSON to this file.") var json: String?
@@ -128,6 +130,10 @@ struct TraceOptions: ParsableArguments {
         options.quotas = quotas.flatMap(parsedQuotas) ?? [:]
         options.spotProjects = Set((spot ?? "").split(separator: ",").map(String.init))
         options.intervalMilliseconds = interval.map { $0 * 1000 }
+        if let estimateEvery {
+            guard (1...86_400).contains(estimateEvery) else { throw ValidationError("--estimate-every must be 1 to 86400 seconds") }
+            options.estimateEveryMilliseconds = estimateEvery * 1000
+        }
         if let fromSeconds { options.history = whole.finished(beforeSeconds: fromSeconds) }
         return (loaded, options)
     }
@@ -137,10 +143,10 @@ struct SimRunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Replay a trace with one policy.")
 
     @OptionGroup var options: TraceOptions
-    @Option(help: "Policy: \(SimulationPolicy.names.joined(separator: ", ")); fastgpu:grace=N:claim=N:tail=flat|asLongAgain:window=N:weigh=true:measure=time|gpu to vary the default.") var policy = "fastgpu"
+    @Option(help: "Policy: \(SchedulingPolicy.names.joined(separator: ", ")); fastgpu:grace=N:claim=N:tail=flat|asLongAgain:window=N:weigh=true:measure=time|gpu to vary the default.") var policy = "fastgpu"
 
     func validate() throws {
-        guard SimulationPolicy.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(SimulationPolicy.names.joined(separator: ", "))") }
+        guard SchedulingPolicy.named(policy) != nil else { throw ValidationError("unknown --policy '\(policy)'; use \(SchedulingPolicy.names.joined(separator: ", "))") }
     }
 
     func run() throws {
@@ -155,8 +161,8 @@ struct SimCompareCommand: ParsableCommand {
     @Option(help: "Comma-separated policies; the first is the baseline (fastgpu:grace=N:claim=N:tail=flat|asLongAgain:window=N:weigh=true:measure=gpu varies the default).") var policies = "fifo,sjf-oracle,srtf-oracle,las,fastgpu"
 
     func validate() throws {
-        for name in policies.split(separator: ",") where SimulationPolicy.named(String(name)) == nil {
-            throw ValidationError("unknown policy '\(name)'; use \(SimulationPolicy.names.joined(separator: ", "))")
+        for name in policies.split(separator: ",") where SchedulingPolicy.named(String(name)) == nil {
+            throw ValidationError("unknown policy '\(name)'; use \(SchedulingPolicy.names.joined(separator: ", "))")
         }
     }
 
@@ -194,7 +200,7 @@ struct SimCompareCommand: ParsableCommand {
         var byProject: [(String, SimulationResult)] = []
         var outcomeRows = ["policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions"]
         for name in policies {
-            let policy = SimulationPolicy.named(name, seed: options.seed)!
+            let policy = SchedulingPolicy.named(name, seed: options.seed)!
             let clock = ContinuousClock()
             let start = clock.now
             let result = Simulation(trace: trace, policy: policy, options: simulation).run()
@@ -210,6 +216,13 @@ struct SimCompareCommand: ParsableCommand {
             }
         }
         print(SimulationReport.table(results.map(\.0), seconds: results.map(\.1)))
+        for metrics in results.map(\.0) {
+            guard let accuracy = metrics.startEstimates else { continue }
+            func whole(_ value: Double) -> Int { Int(value.rounded()) }
+            print("start estimates, \(metrics.policy): \(accuracy.jobs) waiting jobs estimated (\(accuracy.withoutEstimate) seen without one); "
+                  + "|estimated − actual start| median \(whole(accuracy.medianAbsoluteError)) s, p90 \(whole(accuracy.p90AbsoluteError)) s; "
+                  + "they still waited a median \(whole(accuracy.medianWaitAfterEstimate)) s; \(whole(accuracy.withinAQuarter * 100)) % within a quarter of their wait (or 5 min)")
+        }
         let projects = Set(byProject.flatMap { $0.1.outcomes.map(\.project) })
         if projects.count <= 12 {
             print("\nper project (cost at the price book's list prices\(simulation.spotProjects.isEmpty ? "" : "; spot: " + simulation.spotProjects.sorted().joined(separator: ","))):")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FastGPUAgent
 import FastGPUControlPlane
+import FastGPUScheduler
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -59,7 +60,7 @@ struct UpCommand: AsyncParsableCommand {
         if specs.isEmpty && (try? real.probe()) == nil { specs = ["8xH100-80GB"] }
         let gpusText = specs.isEmpty ? "the GPUs nvidia-smi reports" : specs.joined(separator: " + ") + " (simulated)"
         let server = try await LocalServer.make(dataDir: dataDir, host: "127.0.0.1", port: port, gatewayPort: gatewayPort ?? (self.port == 0 ? 0 : 8471),
-                                                configuration: ControlPlaneConfiguration(),
+                                                configuration: .running(SchedulingPolicy.named(SchedulingPolicy.defaultName)!),
                                                 logger: logger, onRunning: { url, directory in
             let program = CommandLine.arguments[0].contains("/") ? CommandLine.arguments[0] : "fastgpu"
             let local = url == CLIConfig.localServer && directory == CLIConfig.home + "/.fastgpu"

@@ -103,6 +103,29 @@ final class UserCLITests {
         #expect(follow.status == 1 && follow.errors.contains("was cancelled"))
     }
 
+    @Test func onceJobsFinishedAWaitingJobGetsALearnedStartInTheQueueAndWhy() throws {
+        // Three jobs like it finish: the server learns how long such jobs run.
+        for _ in 0..<3 {
+            let done = try fastgpu(["run", "--gpus", "2", "--", "sleep", "0.2"])
+            #expect(done.status == 0, "\(done.errors)")
+        }
+        let ready = cluster.mkfifo("ready"), hold = cluster.mkfifo("hold")
+        let holder = try fastgpu(["run", "-d", "--gpus", "2", "--", "sh", "-c", "echo up > \(ready); cat \(hold) > /dev/null"])
+        #expect(readFIFO(ready) == "up\n")
+        let waiting = try fastgpu(["run", "-d", "--gpus", "2", "--name", "patient", "--", "true"])
+        let id = waiting.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        // Neither job gave a run time; the estimate comes with the first pass after the submission.
+        var queue = try fastgpu(["queue"])
+        for _ in 0..<100 where !queue.output.contains("(learned)") { queue = try fastgpu(["queue"]) }
+        #expect(queue.output.contains("patient") && queue.output.contains("(learned)"), "\(queue.output)")
+        #expect(queue.output.contains("estimated from the run times of finished jobs like them"))
+        let why = try fastgpu(["jobs", "why", id])
+        #expect(why.output.contains("estimated start") && why.output.contains("learned from the run times of finished jobs"), "\(why.output)")
+        let json = try fastgpu(["queue", "-o", "json"])
+        #expect(json.output.contains(#""estimatedStartBasis" : "learned""#) || json.output.contains(#""estimatedStartBasis":"learned""#), "\(json.output)")
+        _ = try fastgpu(["jobs", "cancel", id, holder.output.trimmingCharacters(in: .whitespacesAndNewlines)])
+    }
+
     /// Where the machine lets the agent write cgroups (v1 or v2), a job is held to the CPU and
     /// memory it asked for; where it does not, the agent said so when it started.
     @Test func cpuAndMemoryRequestsAreLimits() throws {

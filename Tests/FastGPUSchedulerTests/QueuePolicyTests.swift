@@ -106,8 +106,8 @@ import Testing
         let tables = [GittinsPolicy.ClassKey(project: nil, milliGPUs: nil): GittinsPolicy.Table(samples: [1_000_000, 1_000_000, 100_000_000])]
         let policy = GittinsPolicy(tables: tables)
         #expect(order(policy, [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [2, 1])
-        // Without history every job ranks alike: submit order.
-        #expect(order(GittinsPolicy(tables: [:]), [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [1, 2])
+        // Without history the prior ranks by what each has run (least attained service): the fresh job first.
+        #expect(order(GittinsPolicy(tables: [:]), [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [2, 1])
     }
 
     @Test func theClaimIndexPaysForTheRestart() {
@@ -174,9 +174,56 @@ import Testing
 
 @Suite struct QueuePolicyRegistryTests {
     @Test func everyListedNameIsAPolicyAndNothingElseIs() {
-        for name in QueuePolicies.names { #expect(QueuePolicies.named(name) != nil, "\(name)") }
-        #expect(QueuePolicies.named("FIFO") == nil)
-        #expect(QueuePolicies.named("") == nil)
-        #expect(Set(QueuePolicies.names).count == QueuePolicies.names.count)
+        for name in SchedulingPolicy.names { #expect(SchedulingPolicy.named(name)?.name == name, "\(name)") }
+        #expect(SchedulingPolicy.named("FIFO") == nil)
+        #expect(SchedulingPolicy.named("") == nil)
+        #expect(SchedulingPolicy.named("fastgpu:") == nil)
+        #expect(Set(SchedulingPolicy.names).count == SchedulingPolicy.names.count)
+        // A live cluster cannot run an oracle: it has no true run times.
+        #expect(SchedulingPolicy.liveNames == ["fifo", "las", "fastgpu", "srtf-predicted", "fair-share"])
+        #expect(SchedulingPolicy.liveNames.contains(SchedulingPolicy.defaultName))
+    }
+
+    @Test func theGraceAndTheClaimArePricedInRestarts() throws {
+        let policy = try #require(SchedulingPolicy.named("fastgpu"))
+        #expect(policy.schedulerConfiguration(restartCost: .seconds(30)).preemptionGrace == .seconds(240))
+        #expect(policy.schedulerConfiguration(restartCost: .seconds(5)).preemptionGrace == .seconds(40))
+        #expect(policy.learner(restartCost: .seconds(30)).distributions.restartSeconds == 30)
+        #expect(SchedulingPolicy.named("fastgpu:claim=0")!.learner(restartCost: .seconds(30)).distributions.restartSeconds == 0)
+    }
+}
+
+@Suite struct LearnedRuntimesTests {
+    static let project = ProjectID(1)
+
+    @Test func aJobThatOutlivedTheMedianIsGivenTheMedianOfLongerRunsOrAsLongAgain() {
+        var learned = LearnedRuntimes()
+        for seconds: Int64 in [10, 20, 30, 400, 500] {
+            learned.learn(project: Self.project, submitter: "ada", gpus: 1, milliGPUs: 1000, milliseconds: seconds * 1000)
+        }
+        // The class's median, then the median of the runs longer than 25 s, then as long again.
+        #expect(learned.estimateMilliseconds(project: Self.project, submitter: "ada", gpus: 1) == 30_000)
+        #expect(learned.estimateMilliseconds(project: Self.project, submitter: "ada", gpus: 1, ranFor: 25_000) == 400_000)
+        #expect(learned.estimateMilliseconds(project: Self.project, submitter: "ada", gpus: 1, ranFor: 600_000) == 1_200_000)
+        #expect(learned.finishedJobs == 5)
+    }
+
+    @Test func fillingGivesRunTimesOnlyToJobsWithoutThemAndLeavesTheStateItsIndex() throws {
+        var learned = LearnedRuntimes()
+        for _ in 0..<3 { learned.learn(project: ProjectID(1), submitter: "", gpus: 1, milliGPUs: 1000, milliseconds: 100_000) }
+        let node = Node.make(1).gpus(2).cpu(millis: 64_000).memory(mib: 512 * 1024).build()
+        var state = ClusterState.make(nodes: [node], jobs: [Job.make(1).gpus(1).build(), Job.make(2).gpus(1).estimate(seconds: 50).build(), Job.make(3).gpus(2).build()])
+        let plan = Scheduler(configuration: SchedulerConfiguration(policy: FIFOPolicy())).process(state, now: .zero)
+        try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: .zero))
+        let (filled, which) = learned.filling(state, now: .seconds(40))
+        // Job 1 runs without an estimate: 100 s learned, so it ends at 100 s; job 2 has its own;
+        // job 3 waits and gets the class's median (the all-jobs class: no 2-GPU history).
+        #expect(which == [JobID(1), JobID(3)])
+        #expect(filled.jobs[JobID(1)]?.runtimeEstimate == .seconds(100))
+        #expect(filled.jobs[JobID(3)]?.runtimeEstimate == .seconds(100))
+        let running = try #require(filled.jobs[JobID(1)]?.liveAllocations.values.first)
+        #expect(filled.allocations[running]?.expectedEnd == .seconds(100))
+        #expect(filled.index == state.index)
+        #expect(state.jobs[JobID(1)]?.runtimeEstimate == nil)
     }
 }

@@ -9,27 +9,27 @@ import Testing
     static let trace = try! TraceReader.parse("submit_s,gpus,duration_s\n0,4,100\n10,2,50\n20,1,10\n", format: .csv, file: "golden.csv")  // swiftlint:disable:this force_try
 
     static func run(_ policy: String, trace: Trace = trace, nodes: Int = 1, gpus: Int = 4) -> SimulationResult {
-        Simulation(trace: trace, policy: SimulationPolicy.named(policy)!, options: .uniform(nodes: nodes, gpusPerNode: gpus, gpuModel: "H100-80GB")).run()
+        Simulation(trace: trace, policy: SchedulingPolicy.named(policy)!, options: .uniform(nodes: nodes, gpusPerNode: gpus, gpuModel: "H100-80GB")).run()
     }
 
     static func starts(_ result: SimulationResult) -> [Int64?] { result.outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } } }
     static func finishes(_ result: SimulationResult) -> [Int64?] { result.outcomes.map { $0.finishMilliseconds.map { $0 / 1000 } } }
 
     @Test func theDefaultPolicyTakesParametersForExperiments() throws {
-        let policy = try #require(SimulationPolicy.named("fastgpu:grace=4:measure=gpu"))
+        let policy = try #require(SchedulingPolicy.named("fastgpu:grace=4:measure=gpu"))
         #expect(policy.name == "fastgpu:grace=4:measure=gpu")
         #expect(policy.graceInRestartPenalties == 4)
         #expect((policy.configuration.policy as? GittinsPolicy)?.measure == .gpuTime)
-        #expect(SimulationPolicy.named("fastgpu")?.graceInRestartPenalties == 8)
+        #expect(SchedulingPolicy.named("fastgpu")?.graceInRestartPenalties == 8)
         // The default claims with one restart and ranks jobs past every sample flat.
-        #expect(SimulationPolicy.named("fastgpu")?.claimInRestartPenalties == 1)
-        #expect(SimulationPolicy.named("fastgpu")?.tail == .flat)
-        let varied = try #require(SimulationPolicy.named("fastgpu:claim=0:tail=asLongAgain:window=16:weigh=true"))
+        #expect(SchedulingPolicy.named("fastgpu")?.claimInRestartPenalties == 1)
+        #expect(SchedulingPolicy.named("fastgpu")?.tail == .flat)
+        let varied = try #require(SchedulingPolicy.named("fastgpu:claim=0:tail=asLongAgain:window=16:weigh=true"))
         #expect(varied.claimInRestartPenalties == 0 && varied.tail == .asLongAgain && varied.window == 16)
         #expect((varied.configuration.policy as? GittinsPolicy)?.weighsVictims == true)
         for bad in ["fastgpu:grace", "fastgpu:grace=-1", "fastgpu:measure=wall", "fastgpu:speed=2", "fifo:grace=2",
                     "fastgpu:claim=x", "fastgpu:tail=long", "fastgpu:window=0", "fastgpu:weigh=yes"] {
-            #expect(SimulationPolicy.named(bad) == nil, "\(bad)")
+            #expect(SchedulingPolicy.named(bad) == nil, "\(bad)")
         }
     }
 
@@ -84,7 +84,7 @@ import Testing
     @Test func fixedRoundsScheduleOnlyOnTheirTicks() {
         var options = SimulationOptions.uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB")
         options.intervalMilliseconds = 60_000
-        let result = Simulation(trace: Self.trace, policy: SimulationPolicy.named("fifo")!, options: options).run()
+        let result = Simulation(trace: Self.trace, policy: SchedulingPolicy.named("fifo")!, options: options).run()
         // Rounds at 60, 120, 180 s after the first arrival: A starts at 60 and ends at 160; B and C at 180.
         #expect(Self.starts(result) == [60, 180, 180])
     }
@@ -110,9 +110,9 @@ import Testing
     }
 
     @Test func onlyOraclePoliciesAreGivenTrueEstimates() {
-        for name in SimulationPolicy.names {
+        for name in SchedulingPolicy.names {
             var estimates: [Int64?] = []
-            _ = Simulation(trace: Self.trace, policy: SimulationPolicy.named(name)!, options: .uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB"))
+            _ = Simulation(trace: Self.trace, policy: SchedulingPolicy.named(name)!, options: .uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB"))
                 .run { estimates.append($0.runtimeEstimate?.wholeMilliseconds) }
             let truth = Self.trace.jobs.map(\.durationMilliseconds)
             if name.hasSuffix("-oracle") {
@@ -128,7 +128,7 @@ import Testing
         // the first although b's node is idle.
         let trace = try TraceReader.parse("submit_s,gpus,duration_s,gpu_milli,project\n0,1,10,1000,a\n0,1,10,1000,a\n", format: .csv, file: "t.csv")
         let options = SimulationOptions.pools([("a", 1), ("b", 1)], gpusPerNode: 1, gpuModel: "H100-80GB")
-        let result = Simulation(trace: trace, policy: SimulationPolicy.named("fifo")!, options: options).run()
+        let result = Simulation(trace: trace, policy: SchedulingPolicy.named("fifo")!, options: options).run()
         #expect(Self.starts(result) == [0, 10])
         let pooled = Self.run("fifo", trace: trace, nodes: 2, gpus: 1)
         #expect(Self.starts(pooled) == [0, 0])
@@ -207,7 +207,7 @@ import Testing
         var options = SimulationOptions.uniform(nodes: 1, gpusPerNode: 4, gpuModel: "H100-80GB")
         options.quotas = quotas
         options.spotProjects = spot
-        return Simulation(trace: trace, policy: SimulationPolicy.named("fastgpu")!, options: options).run()
+        return Simulation(trace: trace, policy: SchedulingPolicy.named("fastgpu")!, options: options).run()
     }
 
     @Test func withoutQuotasTheLaterJobWaits() {
@@ -234,7 +234,7 @@ import Testing
         func starts(_ quota: Quota) -> [Int64?] {
             var options = SimulationOptions.uniform(nodes: 2, gpusPerNode: 4, gpuModel: "H100-80GB")
             options.quotas = ["lab": quota]
-            return Simulation(trace: trace, policy: SimulationPolicy.named("fastgpu")!, options: options).run()
+            return Simulation(trace: trace, policy: SchedulingPolicy.named("fastgpu")!, options: options).run()
                 .outcomes.map { $0.firstStartMilliseconds.map { $0 / 1000 } }
         }
         // Lending to the whole cluster: team borrows lab's idle 4 GPUs at once.

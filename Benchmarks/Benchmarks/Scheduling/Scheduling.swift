@@ -19,17 +19,19 @@ let benchmarks: @Sendable () -> Void = {
         maxIterations: 3
     )
 
-    for nodes in [1_000, 10_000] {
-        Benchmark(
-            "Scheduling pass, \(nodes) nodes × 8 GPUs, 100000 Philly jobs",
-            configuration: .init(metrics: [.wallClock, .peakMemoryResident] + SchedulingFigures.metrics),
-            closure: { benchmark, state in
-                let figures = SchedulingFigures.measure(state)
-                figures.report(to: benchmark)
-                print(figures.summary(nodes: nodes))
-            },
-            setup: { SchedulingFigures.makeState(nodes: nodes, jobs: 100_000) }
-        )
+    for policy in [SchedulingPolicy.defaultName, "fair-share"] {
+        for nodes in [1_000, 10_000] {
+            Benchmark(
+                "Scheduling pass, \(policy), \(nodes) nodes × 8 GPUs, 100000 Philly jobs",
+                configuration: .init(metrics: [.wallClock, .peakMemoryResident] + SchedulingFigures.metrics),
+                closure: { benchmark, state in
+                    let figures = SchedulingFigures.measure(state, configuration: SchedulingFigures.configuration(policy))
+                    figures.report(to: benchmark)
+                    print(figures.summary(nodes: nodes, policy: policy))
+                },
+                setup: { SchedulingFigures.makeState(nodes: nodes, jobs: 100_000) }
+            )
+        }
     }
 }
 
@@ -46,7 +48,7 @@ struct SchedulingFigures {
     var placements = 0
     var decisions = 0
     var passNanoseconds: Int64 = 0
-    /// Building the pass: the queue in fair-share order, the capacity index, node shapes, workload mix.
+    /// Building the pass: the queue in the policy's order, the capacity index, node shapes, workload mix.
     var setupNanoseconds: Int64 = 0
     var decisionNanoseconds: [Int64] = []
     var placingNanoseconds: [Int64] = []
@@ -65,11 +67,27 @@ struct SchedulingFigures {
         return state
     }
 
-    static func measure(_ state: ClusterState) -> SchedulingFigures {
+    /// The policy as the server runs it (`SchedulingPolicy`, restarts of 30 s), with what it would
+    /// have learned from 5,000 finished Philly-shaped jobs (the Gittins tables of `fastgpu`).
+    static func configuration(_ name: String) -> SchedulerConfiguration {
+        let policy = SchedulingPolicy.named(name)!
+        var configuration = policy.schedulerConfiguration(restartCost: .seconds(30))
+        var learned = policy.learner(restartCost: .seconds(30))
+        var rng = SeededGenerator(seed: 7)
+        for job in Workloads.philly(count: 5_000, using: &rng) {
+            learned.learn(project: job.project, submitter: job.submitter, gpus: LearnedRuntimes.wholeGPUs(job), milliGPUs: job.milliGPUs,
+                          milliseconds: job.runtimeEstimate?.wholeMilliseconds ?? 3_600_000)
+        }
+        learned.buildTables()
+        if let gittins = configuration.policy as? GittinsPolicy { configuration.policy = learned.gittins(gittins) }
+        return configuration
+    }
+
+    static func measure(_ state: ClusterState, configuration: SchedulerConfiguration) -> SchedulingFigures {
         var figures = SchedulingFigures()
         let clock = ContinuousClock()
         let passStart = clock.now
-        var pass = SchedulingPass(state: state, configuration: SchedulerConfiguration(), now: .seconds(100_000))
+        var pass = SchedulingPass(state: state, configuration: configuration, now: .seconds(100_000))
         figures.setupNanoseconds = (clock.now - passStart).nanoseconds
         figures.decisionNanoseconds.reserveCapacity(pass.queue.count)
         while true {
@@ -113,9 +131,9 @@ struct SchedulingFigures {
         benchmark.measurement(Self.setupTime, Int(setupNanoseconds / 1000))
     }
 
-    func summary(nodes: Int) -> String {
+    func summary(nodes: Int, policy: String) -> String {
         """
-        [\(nodes) nodes × 8 GPUs] pass \(passNanoseconds / 1_000_000) ms (setup \(setupNanoseconds / 1_000_000) ms): \(placements) placements (\(gpusPlaced) of \(nodes * 8) GPUs), \
+        [\(policy), \(nodes) nodes × 8 GPUs] pass \(passNanoseconds / 1_000_000) ms (setup \(setupNanoseconds / 1_000_000) ms): \(placements) placements (\(gpusPlaced) of \(nodes * 8) GPUs), \
         \(decisions) decisions; \(perSecond(placements)) placements/s, \(perSecond(decisions)) decisions/s; \
         decision p50 \(Self.percentile(decisionNanoseconds, 0.5) / 1000) µs, p99 \(Self.percentile(decisionNanoseconds, 0.99) / 1000) µs; \
         placing decision p99 \(Self.percentile(placingNanoseconds, 0.99) / 1000) µs, \(placingRate) placements/s in placing decisions

@@ -65,7 +65,7 @@ struct JobsCommand: AsyncParsableCommand {
             switch job.state {
             case "pending":
                 guard let queue = job.queue else { return "" }
-                return "#\(queue.position)" + (WireTime.until(queue.estimatedStart).map { ", starts ~\($0)" } ?? "") + (queue.reason.map { ": \($0.code)" } ?? "")
+                return "#\(queue.position)" + (WireTime.until(queue.estimatedStart).map { ", starts ~\($0)" + (queue.estimatedStartBasis == "learned" ? " (learned)" : "") } ?? "") + (queue.reason.map { ": \($0.code)" } ?? "")
             case "running":
                 let nodes = Set(job.allocations.filter(\.live).map(\.node)).sorted()
                 return "on node " + nodes.map(String.init).joined(separator: ",")
@@ -116,7 +116,7 @@ struct JobsCommand: AsyncParsableCommand {
             if !job.env.isEmpty { text += "  env          " + job.env.keys.sorted().map { "\($0)=\(job.env[$0]!)" }.joined(separator: " ") + "\n" }
             if let secrets = job.secrets, !secrets.isEmpty { text += "  secrets      " + secrets.joined(separator: " ") + " (values hidden)\n" }
             if let queue = job.queue {
-                text += "  queue        #\(queue.position)" + (WireTime.until(queue.estimatedStart).map { ", estimated start \($0)" } ?? "") + "\n"
+                text += "  queue        #\(queue.position)" + (WireTime.until(queue.estimatedStart).map { ", estimated start \($0)" + (queue.estimatedStartBasis == "learned" ? " (learned)" : "") } ?? "") + "\n"
                 if let reason = queue.reason { text += "  waiting for  \(ReasonText.plain(reason.message))\n" }
             }
             Output.write(text)
@@ -187,7 +187,10 @@ struct JobsCommand: AsyncParsableCommand {
                 return
             }
             var text = "job \(job.id) is #\(queue.position) in the queue"
-            if let start = WireTime.until(queue.estimatedStart) { text += "; estimated start \(start) (\(queue.estimatedStart!))" }
+            if let start = WireTime.until(queue.estimatedStart) {
+                text += "; estimated start \(start) (\(queue.estimatedStart!))"
+                if queue.estimatedStartBasis == "learned" { text += ",\n  learned from the run times of finished jobs like it and like those it waits for (a --max-runtime makes it firmer)" }
+            }
             text += "\n"
             if let reason = queue.reason {
                 text += "  \(reason.kind == "never" ? "can never start" : "waiting for"): \(ReasonText.plain(reason.message)) [\(reason.code)]\n"
@@ -212,7 +215,12 @@ struct QueueCommand: AsyncParsableCommand {
         if format.json { return try Output.json(queue) }
         if queue.items.isEmpty { return Output.write("the queue is empty\n") }
         Output.write(Output.table(["#", "JOB", "NAME", "PROJECT", "SUBMITTER", "START", "WAITING FOR"], queue.items.map { item in
-            [String(item.position), String(item.job), item.name, item.project, item.submitter, WireTime.until(item.estimatedStart) ?? "-", item.reason.map { ReasonText.plain($0.message) } ?? ""]
+            [String(item.position), String(item.job), item.name, item.project, item.submitter,
+             WireTime.until(item.estimatedStart).map { $0 + (item.estimatedStartBasis == "learned" ? " (learned)" : "") } ?? "-",
+             item.reason.map { ReasonText.plain($0.message) } ?? ""]
         }))
+        if queue.items.contains(where: { $0.estimatedStartBasis == "learned" }) {
+            Output.write("(learned): estimated from the run times of finished jobs like them, where no run time or --max-runtime was given\n")
+        }
     }
 }

@@ -1,5 +1,4 @@
 public import FastGPUModel
-public import FastGPUScheduler
 
 /// GPU time of finished jobs per class — (project, submitter, GPUs), (project, GPUs), (GPUs), all — as Gittins tables,
 /// rebuilt only for the classes that learned something since they were last asked for.
@@ -28,6 +27,9 @@ public struct ServiceDistributions: Sendable {
             dirty.insert(key)
         }
     }
+
+    /// The tables as the last `tables()` left them.
+    public var builtTables: [GittinsPolicy.ClassKey: GittinsPolicy.Table] { cached }
 
     /// Tables for every class with enough samples (the all-jobs class needs one).
     public mutating func tables() -> [GittinsPolicy.ClassKey: GittinsPolicy.Table] {

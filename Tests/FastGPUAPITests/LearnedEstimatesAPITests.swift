@@ -1,0 +1,84 @@
+import FastGPUControlPlane
+import FastGPUModel
+import FastGPUScheduler
+import Foundation
+import HTTPTypes
+import Testing
+
+/// Start estimates from learned run times, with the server's default policy: jobs without an
+/// estimate or limit get a start once similar jobs have finished, labelled as learned.
+@Suite("API: learned start estimates")
+struct LearnedEstimatesAPITests {
+    static func date(_ text: String?) -> Date? {
+        let format = ISO8601DateFormatter()
+        format.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return text.flatMap { format.date(from: $0) ?? ISO8601DateFormatter().date(from: $0) }
+    }
+
+    @Test func afterSomeFinishedJobsAPendingJobOnAFullClusterGetsALearnedStart() async throws {
+        let fixture = try await Fixture.make(configuration: .running(SchedulingPolicy.named(SchedulingPolicy.defaultName)!))
+        try await fixture.test { api in
+            let (node, credential) = try await api.register("n1", gpus: 8)
+            func report(_ job: UInt64, _ body: String, expected: HTTPResponse.Status = .noContent) async throws {
+                let allocation = try #require(try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0])
+                let id = allocation["id"]?.int ?? 0
+                let epoch = allocation["epoch"]?.int ?? 0
+                let reply = try await api.post("/v1/nodes/\(node)/allocations/\(id)/status", token: credential, body: #"{"epoch":\#(epoch),\#(body)}"#)
+                #expect(reply.status == expected, "\(reply.text)")
+            }
+
+            // Nothing has finished: a job behind one without an estimate gets no start at all
+            // (a made-up run time would be a guess, not something learned).
+            var job = try await api.submit(fixture.admin, gpus: 8)
+            #expect(try await fixture.schedule() == 1)
+            try await report(job, #""state":"running""#)
+            let behind = try await api.submit(fixture.admin, gpus: 8)
+            #expect(try await fixture.schedule() == 0)
+            #expect(try await api.get("/v1/jobs/\(behind)", token: fixture.admin).json["queue"]?["estimatedStart"] == nil)
+            _ = try await api.post("/v1/jobs/\(behind)/cancel", token: fixture.admin)
+
+            // Three 8-GPU jobs of the same person run 600 s each, one after another.
+            for round in 0..<3 {
+                if round > 0 {
+                    job = try await api.submit(fixture.admin, gpus: 8)
+                    #expect(try await fixture.schedule() == 1)
+                    try await report(job, #""state":"running""#)
+                }
+                fixture.clock.advance(by: .seconds(600))
+                try await report(job, #""state":"exited","exitCode":0"#)
+            }
+
+            // One like them runs for 100 s; the next waits on the full node.
+            let running = try await api.submit(fixture.admin, gpus: 8)
+            #expect(try await fixture.schedule() == 1)
+            try await report(running, #""state":"running""#)
+            fixture.clock.advance(by: .seconds(100))
+            let waiting = try await api.submit(fixture.admin, gpus: 8)
+            #expect(try await fixture.schedule() == 0)
+
+            let started = try #require(Self.date(try await api.get("/v1/jobs/\(running)", token: fixture.admin).json["allocations"]?[0]?["startedAt"]?.string))
+            let queue = try await api.get("/v1/queue", token: fixture.admin).json["items"]?.array ?? []
+            let item = try #require(queue.first { $0["job"]?.int == Int64(waiting) })
+            // Learned: jobs like the running one ran 600 s, so it ends 600 s after it started.
+            let start = try #require(Self.date(item["estimatedStart"]?.string))
+            #expect(abs(start.timeIntervalSince(started) - 600) < 1, "estimated start \(start), running since \(started)")
+            #expect(item["estimatedStartBasis"]?.string == "learned")
+            let place = try await api.get("/v1/jobs/\(waiting)", token: fixture.admin).json["queue"]
+            #expect(place?["estimatedStartBasis"]?.string == "learned")
+            #expect(place?["estimatedStart"]?.string == item["estimatedStart"]?.string)
+
+            // A user's own limit is not learned: the basis says so.
+            _ = try await api.post("/v1/jobs/\(waiting)/cancel", token: fixture.admin)
+            _ = try await api.post("/v1/jobs/\(running)/cancel", token: fixture.admin)
+            // Cancelled: its allocation ended, so the agent's late report is refused as stale.
+            try await report(running, #""state":"exited","exitCode":143"#, expected: .conflict)
+            let limited = try await api.submit(fixture.admin, gpus: 8, extra: #","maxRuntimeSeconds":900"#)
+            #expect(try await fixture.schedule() == 1)
+            let next = try await api.submit(fixture.admin, gpus: 8, extra: #","maxRuntimeSeconds":900"#)
+            #expect(try await fixture.schedule() == 0)
+            let given = try await api.get("/v1/jobs/\(next)", token: fixture.admin).json["queue"]
+            #expect(given?["estimatedStart"]?.string != nil)
+            #expect(given?["estimatedStartBasis"]?.string == "given", "\(String(describing: given)) after \(limited)")
+        }
+    }
+}
