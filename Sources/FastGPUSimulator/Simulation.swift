@@ -362,7 +362,10 @@ struct Engine {
     /// run times learned from finished jobs for every job (overriding what the policy was given,
     /// which for an oracle is the truth), then the same shadow run as `fastgpu server`.
     mutating func estimateStarts(_ plan: Plan, configuration: SchedulerConfiguration, at: Timestamp) {
-        let fresh = plan.pending.filter { !$0.reason.isNever && firstEstimates[Int($0.job.rawValue) - 1] == nil }
+        // Jobs waiting for their first start (a preempted job waits again, but its first start was earlier).
+        let fresh = plan.pending.filter {
+            !$0.reason.isNever && firstEstimates[Int($0.job.rawValue) - 1] == nil && outcomes[Int($0.job.rawValue) - 1].firstStartMilliseconds == nil
+        }
         guard !fresh.isEmpty else { return }
         let shadow = learned.filling(state, now: at, overridingEstimates: true).state
         let starts = StartEstimator(configuration: configuration).estimatedStarts(state: shadow, plan: plan, now: at)

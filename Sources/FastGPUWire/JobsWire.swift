@@ -155,7 +155,7 @@ package struct QueueWire: Codable, Sendable, Equatable {
     package var reason: ReasonWire?
     package var estimatedStart: String?
     /// What the estimate rests on: `learned` (run times learned from finished jobs, where users
-    /// gave none) or `given` (users' estimates and limits only). Absent without an estimate.
+    /// gave none) or `given` (users' estimates and limits and the policy's rules only). Absent without an estimate.
     package var estimatedStartBasis: String?
 
     package init(position: Int, reason: ReasonWire? = nil, estimatedStart: String? = nil, estimatedStartBasis: String? = nil) {

@@ -38,7 +38,7 @@ struct TraceOptions: ParsableArguments {
     @Option(help: "Seed for the scheduler's tie-breaks.") var seed: UInt64 = 0
     @Option(help: "Write every figure as JSON to this file.") var json: String?
     @Option(help: "Write a chart of the JCT distribution (SVG) to this file.") var svg: String?
-    @Option(help: "Write every job's outcome under every policy as CSV to this file (policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions).")
+    @Option(help: "Write every job's outcome under every policy as CSV to this file (policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions; with --estimate-every also estimated_at_s,estimated_start_s).")
     var outcomes: String?
 
     func validate() throws {
@@ -198,7 +198,8 @@ struct SimCompareCommand: ParsableCommand {
             + (simulation.intervalMilliseconds.map { "rounds every \($0 / 1000) s" } ?? "event-driven"))
         var results: [(SimulationMetrics, Double)] = []
         var byProject: [(String, SimulationResult)] = []
-        var outcomeRows = ["policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions"]
+        var outcomeRows = ["policy,job,project,gpus,submit_s,start_s,finish_s,duration_s,preemptions"
+            + (simulation.estimateEveryMilliseconds == nil ? "" : ",estimated_at_s,estimated_start_s")]
         for name in policies {
             let policy = SchedulingPolicy.named(name, seed: options.seed)!
             let clock = ContinuousClock()
@@ -210,8 +211,10 @@ struct SimCompareCommand: ParsableCommand {
             if options.outcomes != nil {
                 func seconds(_ ms: Int64?) -> String { ms.map { String(Double($0) / 1000) } ?? "" }
                 for o in result.outcomes {
+                    let estimate = result.firstEstimates.isEmpty ? nil : result.firstEstimates[o.id - 1]
                     outcomeRows.append("\(name),\(o.id),\(o.project),\(o.gpus),\(seconds(o.submitMilliseconds)),\(seconds(o.firstStartMilliseconds)),"
-                        + "\(seconds(o.finishMilliseconds)),\(seconds(o.durationMilliseconds)),\(o.preemptions)")
+                        + "\(seconds(o.finishMilliseconds)),\(seconds(o.durationMilliseconds)),\(o.preemptions)"
+                        + (simulation.estimateEveryMilliseconds == nil ? "" : ",\(seconds(estimate?.madeAt)),\(seconds(estimate?.start))"))
                 }
             }
         }
