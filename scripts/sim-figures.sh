@@ -22,7 +22,16 @@ echo "== Helios with its two VCs apart: 20 + 2 nodes x 8 GPUs, jobs confined to 
 $bin sim compare --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --pools vcvGl=20,vcvlY=2 \
   --policies fifo,sjf-oracle,srtf-oracle,las,fastgpu --json "$out/helios-pools.json"
 
-echo "== Robustness: fastgpu / srtf-oracle over 11 clusters and windows (the default, and the default before claim and tail)"
+echo "== Start estimates as the server makes them, against actual starts (Philly week; Helios 22 nodes)"
+$bin sim run --trace "$traces/philly-pollux/philly.csv" --nodes 40 --from-s 2500000 --to-s 3100000 --policy fastgpu --estimate-every 600 \
+  | grep '^start estimates' | tee "$out/estimates.txt"
+$bin sim run --trace "$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv" --nodes 22 --policy fastgpu --estimate-every 600 \
+  | grep '^start estimates' | tee -a "$out/estimates.txt"
+
+echo "== The robustness figure, how policies are judged: every Philly window at 32, 40, 48 nodes; Helios 20-26 nodes and pooled"
+python3 scripts/sim_robustness.py --fastgpu "$bin" --traces "$traces" --out "$out"
+
+echo "== Robustness (history): fastgpu / srtf-oracle over 11 clusters and windows (the default, and the default before claim and tail)"
 # The default was chosen on the geometric mean of this ratio over all 11 points, not on one point.
 policies=srtf-oracle,fastgpu,fastgpu:claim=0:tail=asLongAgain,fastgpu:claim=0,fastgpu:tail=asLongAgain,fastgpu:weigh=true
 helios="$traces/helios-venus-sept-2vc/helios_venus_2vc_sept.csv"

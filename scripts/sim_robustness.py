@@ -8,10 +8,10 @@ where it is more than 10 % worse than las. A table (Markdown), the numbers (JSON
     python3 scripts/sim_robustness.py [--fastgpu .build/release/fastgpu] [--parallel 2]
         [--rerun fastgpu] [--only philly|helios] [--philly-nodes 32,40,48] [--helios-nodes 20,...,26]
 
-Each simulation's report is kept under .build/sim-robustness/ (not in git): a run that stops
-resumes where it was. A point whose simulation fails is reported as failed, never left out silently.
+Each simulation's report is kept under .build/sim-robustness/ (not in git), per binary and set of
+policies: a run that stops resumes where it was, and a rebuilt binary starts afresh. A point whose simulation fails is reported as failed, never left out silently.
 """
-import argparse, concurrent.futures, datetime, json, math, os, statistics, subprocess, sys
+import argparse, concurrent.futures, datetime, hashlib, json, math, os, statistics, subprocess, sys
 
 POLICIES = ["srtf-oracle", "las", "fastgpu", "fifo", "sjf-oracle", "srtf-predicted", "fair-share"]
 WINDOW = 600_000
@@ -123,6 +123,9 @@ def main():
     ap.add_argument("--philly-nodes", default="32,40,48")
     ap.add_argument("--helios-nodes", default="20,21,22,23,24,25,26")
     args = ap.parse_args()
+    # A rebuilt binary or another set of policies gets a cache of its own: stale reports never mix in.
+    stamp = f"{os.path.getmtime(args.fastgpu):.0f}|{args.policies}|{args.rerun}"
+    args.cache = os.path.join(args.cache, hashlib.sha256(stamp.encode()).hexdigest()[:12])
     os.makedirs(args.cache, exist_ok=True)
     os.makedirs(args.out, exist_ok=True)
     policies = args.policies.split(",")

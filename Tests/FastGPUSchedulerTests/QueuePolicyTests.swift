@@ -188,7 +188,7 @@ import Testing
         let policy = try #require(SchedulingPolicy.named("fastgpu"))
         #expect(policy.schedulerConfiguration(restartCost: .seconds(30)).preemptionGrace == .seconds(240))
         #expect(policy.schedulerConfiguration(restartCost: .seconds(5)).preemptionGrace == .seconds(40))
-        #expect(policy.learner(restartCost: .seconds(30)).distributions.restartSeconds == 30)
+        #expect(policy.learner(restartCost: .seconds(30)).distributions.restartSeconds == 60, "two restarts of 30 s")
         #expect(SchedulingPolicy.named("fastgpu:claim=0")!.learner(restartCost: .seconds(30)).distributions.restartSeconds == 0)
     }
 }

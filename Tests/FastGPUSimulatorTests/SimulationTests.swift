@@ -21,8 +21,8 @@ import Testing
         #expect(policy.graceInRestartPenalties == 4)
         #expect((policy.configuration.policy as? GittinsPolicy)?.measure == .gpuTime)
         #expect(SchedulingPolicy.named("fastgpu")?.graceInRestartPenalties == 8)
-        // The default claims with one restart and ranks jobs past every sample flat.
-        #expect(SchedulingPolicy.named("fastgpu")?.claimInRestartPenalties == 1)
+        // The default claims with two restarts and ranks jobs past every sample flat.
+        #expect(SchedulingPolicy.named("fastgpu")?.claimInRestartPenalties == 2)
         #expect(SchedulingPolicy.named("fastgpu")?.tail == .flat)
         let varied = try #require(SchedulingPolicy.named("fastgpu:claim=0:tail=asLongAgain:window=16:weigh=true"))
         #expect(varied.claimInRestartPenalties == 0 && varied.tail == .asLongAgain && varied.window == 16)
