@@ -10,7 +10,8 @@ from typing import Any, Dict, Optional
 class PendingReason:
     """Why a job waits, as the scheduler says it: `kind` is `notNow` (waiting helps) or `never`
     (no node could ever host it: change the request); `code` for programs; `estimated_start`
-    (ISO 8601) where running work has estimates."""
+    (ISO 8601) when the server can tell, and `estimated_start_basis`: `learned` when it used run
+    times learned from finished jobs (nobody gave one), `given` when it rests on users' run times."""
 
     kind: str
     code: str
@@ -18,9 +19,11 @@ class PendingReason:
     position: Optional[int] = None
     jobs_ahead: Optional[int] = None
     estimated_start: Optional[str] = None
+    estimated_start_basis: Optional[str] = None
 
     def __str__(self) -> str:
-        eta = f" (estimated start {self.estimated_start})" if self.estimated_start else ""
+        learned = ", learned" if self.estimated_start_basis == "learned" else ""
+        eta = f" (estimated start {self.estimated_start}{learned})" if self.estimated_start else ""
         return f"{self.kind}/{self.code}: {self.message}{eta}"
 
 
@@ -64,7 +67,8 @@ def pending_reason(job: Dict[str, Any]) -> Optional[PendingReason]:
     if job.get("state") != "pending" or not reason:
         return None
     return PendingReason(kind=reason.get("kind", ""), code=reason.get("code", ""), message=reason.get("message", ""),
-                         position=queue.get("position"), jobs_ahead=reason.get("jobsAhead"), estimated_start=queue.get("estimatedStart"))
+                         position=queue.get("position"), jobs_ahead=reason.get("jobsAhead"), estimated_start=queue.get("estimatedStart"),
+                         estimated_start_basis=queue.get("estimatedStartBasis"))
 
 
 def step_result(data: Dict[str, Any]) -> StepResult:

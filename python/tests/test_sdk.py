@@ -257,3 +257,14 @@ def test_settings_come_from_arguments_then_environment_then_the_saved_login(tmp_
         resolve("http://remote:8470", env={"FASTGPU_CONFIG": str(tmp_path / "none.json"), "HOME": str(tmp_path)})
     with pytest.raises(fastgpu.InvalidInput):
         resolve("ftp://x", "t", env={})
+
+
+def test_a_learned_estimated_start_says_it_was_learned():
+    from fastgpu._types import pending_reason
+    job = {"state": "pending", "queue": {"position": 2, "estimatedStart": "2026-12-04T10:00:00Z", "estimatedStartBasis": "learned",
+                                         "reason": {"kind": "notNow", "code": "gpus", "message": "8 GPUs", "jobsAhead": 1}}}
+    reason = pending_reason(job)
+    assert reason.estimated_start_basis == "learned" and reason.jobs_ahead == 1
+    assert str(reason) == "notNow/gpus: 8 GPUs (estimated start 2026-12-04T10:00:00Z, learned)"
+    given = pending_reason({**job, "queue": {**job["queue"], "estimatedStartBasis": "given"}})
+    assert str(given) == "notNow/gpus: 8 GPUs (estimated start 2026-12-04T10:00:00Z)"
