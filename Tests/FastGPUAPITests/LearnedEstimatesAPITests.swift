@@ -86,4 +86,34 @@ struct LearnedEstimatesAPITests {
             #expect(given?["estimatedStartBasis"]?.string == "given", "\(String(describing: given)) after \(limited)")
         }
     }
+
+    @Test func whatWasLearnedComesBackFromTheStoreAfterARestart() async throws {
+        let fixture = try await Fixture.make(configuration: .running(SchedulingPolicy.named(SchedulingPolicy.defaultName)!))
+        let node = try await fixture.test { api in
+            let (node, credential) = try await api.register("n1", gpus: 8)
+            for _ in 0..<3 {
+                let job = try await api.submit(fixture.admin, gpus: 8)
+                #expect(try await fixture.schedule() == 1)
+                let allocation = try #require(try await api.get("/v1/jobs/\(job)", token: fixture.admin).json["allocations"]?[0])
+                let path = "/v1/nodes/\(node)/allocations/\(allocation["id"]?.int ?? 0)/status"
+                let epoch = allocation["epoch"]?.int ?? 0
+                #expect(try await api.post(path, token: credential, body: #"{"epoch":\#(epoch),"state":"running"}"#).status == .noContent)
+                fixture.clock.advance(by: .seconds(300))
+                #expect(try await api.post(path, token: credential, body: #"{"epoch":\#(epoch),"state":"exited","exitCode":0}"#).status == .noContent)
+            }
+            return node
+        }
+        let restarted = try await fixture.restarted()
+        try await restarted.test { api in
+            let running = try await api.submit(restarted.admin, gpus: 8)
+            #expect(try await restarted.schedule() == 1)
+            let waiting = try await api.submit(restarted.admin, gpus: 8)
+            #expect(try await restarted.schedule() == 0)
+            let started = try #require(Self.date(try await api.get("/v1/jobs/\(running)", token: restarted.admin).json["allocations"]?[0]?["startedAt"]?.string))
+            let place = try await api.get("/v1/jobs/\(waiting)", token: restarted.admin).json["queue"]
+            // The three finished jobs ran 300 s each: the restarted server knows it from the store.
+            #expect(place?["estimatedStartBasis"]?.string == "learned", "\(String(describing: place)) on node \(node)")
+            #expect(abs((Self.date(place?["estimatedStart"]?.string) ?? .distantPast).timeIntervalSince(started) - 300) < 1)
+        }
+    }
 }
