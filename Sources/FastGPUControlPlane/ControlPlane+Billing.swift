@@ -294,7 +294,7 @@ extension ControlPlane {
             learned.buildTables()
             let scheduling = configuration.schedulerConfiguration(learned: learned)
             let filled = learned.filling(shadow, now: now)
-            let decideOn = configuration.estimates == .history || configuration.estimates == .distribution ? filled.state : shadow
+            let decideOn = configuration.estimates == .history ? filled.state : shadow
             let plan = Scheduler(configuration: scheduling).process(decideOn, now: now)
             if plan.placements.contains(where: { $0.task.job == job.id }) {
                 start = now

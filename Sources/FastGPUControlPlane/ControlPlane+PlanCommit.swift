@@ -16,7 +16,7 @@ extension ControlPlane {
     /// Verifies a plan against the current state, commits what still holds, records the queue,
     /// and returns once the commit is durable. Returns how many placements were committed.
     @discardableResult
-    public func commit(_ plan: Plan, estimates: [JobID: Timestamp], learnedStarts: Bool = false, now: Timestamp) async throws -> Int {
+    public func commit(_ plan: Plan, estimates: [JobID: Timestamp], learnedStarts: Set<JobID> = [], now: Timestamp) async throws -> Int {
         try checkWritable()
         let verified = PlanVerifier().verify(plan, against: state)
         var committed = 0
@@ -37,7 +37,7 @@ extension ControlPlane {
             var start = estimates[pendingJob.job]
             if start == nil, case .notNow(_, _, _, let reasonStart) = pendingJob.reason { start = reasonStart }
             queue.append(QueueEntry(job: pendingJob.job, project: job.project, position: queue.count + 1, reason: pendingJob.reason,
-                                    estimatedStart: start, estimatedStartLearned: learnedStarts && start != nil))
+                                    estimatedStart: start, estimatedStartLearned: start != nil && learnedStarts.contains(pendingJob.job)))
         }
         pending.queueChanged = true
         recountWaiting()

@@ -109,6 +109,7 @@ public actor ControlPlane {
         livenessNotBefore = clock.now() + configuration.startupGrace
         let stored = try await store.load()
         try restore(stored)
+        logger.info("scheduling policy \(configuration.policyName); run times learned from \(learned.finishedJobs) finished jobs")
     }
 
     func restore(_ stored: StoredState) throws {

@@ -5,11 +5,17 @@ public import FastGPUStore
 extension ControlPlane {
     // MARK: - Applying and writing through
 
-    /// A job that ran to its end (succeeded or failed; not cancelled: someone else decided how
-    /// long it ran) teaches the learner how long it ran, once.
+    /// A job that ran to its own end — succeeded, or failed with its process's exit code; not
+    /// cancelled, nor failed because its node was lost: then someone or something else decided
+    /// how long it ran — teaches the learner how long it ran (all its attempts), once. A service's
+    /// replicas run until the service scales down: they teach nothing.
     func learn(from id: JobID) {
-        guard let job = state.jobs[id], job.finishedAt != nil, job.state == .succeeded || job.state == .failed,
-              job.attainedMilliGPUMilliseconds > 0, !learnedJobs.contains(id) else { return }
+        guard let job = state.jobs[id], job.finishedAt != nil, job.attainedMilliGPUMilliseconds > 0, !learnedJobs.contains(id),
+              state.launches[id]?.replica == nil else { return }
+        switch (job.state, job.history.last?.outcome) {
+        case (.succeeded, _), (.failed, .failed?): break
+        default: return
+        }
         learnedJobs.insert(id)
         learned.learn(job)
     }

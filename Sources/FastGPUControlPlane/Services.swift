@@ -49,27 +49,34 @@ public struct SchedulingService: Service {
         let configuration = controlPlane.configuration
         let clock = ContinuousClock()
         let started = clock.now
-        // The policy's configuration with what was learned, and the state with learned run times
-        // for the jobs that have none of their own (for decisions only under a policy that uses
-        // them, as the simulator does; for start estimates always).
+        // The policy's configuration with what was learned. A policy that decides on run times
+        // (`.history`: SRTF, EASY backfill) decides on learned ones where users gave none, as the
+        // simulator's does; `fastgpu` ranks by its tables and places greedily, so it decides on the
+        // state as it is (filling copies every job). Start estimates always use learned run times.
         let scheduling = configuration.schedulerConfiguration(learned: learned)
-        let needsFilled = configuration.estimates == .history || configuration.estimates == .distribution
         var filled: (state: ClusterState, learned: Set<JobID>)?
-        if needsFilled { filled = learned.filling(state, now: now) }
+        if configuration.estimates == .history { filled = learned.filling(state, now: now) }
         let plan = Scheduler(configuration: scheduling).process(filled?.state ?? state, now: now)
         let planned = clock.now
         var starts: [JobID: Timestamp] = [:]
-        var learnedStarts = false
+        var learnedStarts: Set<JobID> = []
         if plan.pending.count <= configuration.estimateLimit {
             let due = estimates.state.withLock { $0.next.map { planned >= $0 } ?? true }
             if due {
                 let shadow = filled ?? learned.filling(state, now: now)
-                starts = StartEstimator(configuration: scheduling).estimatedStarts(state: shadow.state, plan: plan, now: now)
-                learnedStarts = !shadow.learned.isEmpty
+                let estimated = StartEstimator(configuration: scheduling).estimates(state: shadow.state, plan: plan, now: now, learned: shadow.learned)
+                starts = estimated.mapValues(\.start)
+                learnedStarts = Set(estimated.filter(\.value.learned).keys)
                 let cost = clock.now - planned
                 estimates.state.withLock { $0 = (clock.now + cost * 4, starts, learnedStarts) }
             } else {
                 (starts, learnedStarts) = estimates.state.withLock { ($0.starts, $0.learned) }
+            }
+        }
+        // A reservation's start (EASY) was computed on the state the pass decided on.
+        if let filled, !filled.learned.isEmpty {
+            for pending in plan.pending where starts[pending.job] == nil {
+                if case .notNow(_, _, _, .some) = pending.reason { learnedStarts.insert(pending.job) }
             }
         }
         let decided = clock.now
@@ -125,7 +132,7 @@ extension Duration {
 }
 
 final class EstimateCache: Sendable {
-    let state = Mutex<(next: ContinuousClock.Instant?, starts: [JobID: Timestamp], learned: Bool)>((nil, [:], false))
+    let state = Mutex<(next: ContinuousClock.Instant?, starts: [JobID: Timestamp], learned: Set<JobID>)>((nil, [:], []))
 }
 
 /// The services' reconciler: every tick it samples each service's load, lets its autoscaler

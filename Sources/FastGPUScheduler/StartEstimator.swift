@@ -22,13 +22,28 @@ public struct StartEstimator: Sendable {
         self.steps = steps
     }
 
+    /// An estimated start, and whether it rests on a run time that was learned rather than given.
+    public struct Estimate: Hashable, Sendable {
+        public var start: Timestamp
+        public var learned: Bool
+    }
+
     /// Estimated starts of the jobs the plan leaves pending (those it never reaches are absent).
     public func estimatedStarts(state: ClusterState, plan: Plan, now: Timestamp) -> [JobID: Timestamp] {
+        estimates(state: state, plan: plan, now: now, learned: []).mapValues(\.start)
+    }
+
+    /// The same, with what each estimate rests on: `learned` names the jobs whose run times in
+    /// `state` were learned (`LearnedRuntimes.filling`). An estimate is learned when, by the step
+    /// that placed the job, the shadow had ended work on a learned run time; otherwise only given
+    /// run times and the policy's own rules (a grace that ends) decided it.
+    public func estimates(state: ClusterState, plan: Plan, now: Timestamp, learned: Set<JobID>) -> [JobID: Estimate] {
         var shadow = state
         let waiting = Set(plan.pending.filter { !$0.reason.isNever }.map(\.job))
         guard !waiting.isEmpty, (try? shadow.apply(.commit(PlanVerifier().verify(plan, against: shadow), at: now))) != nil else { return [:] }
         let scheduler = Scheduler(configuration: configuration)
-        var starts: [JobID: Timestamp] = [:]
+        var starts: [JobID: Estimate] = [:]
+        var learnedUsed = false
         let grace = configuration.preemption ? configuration.preemptionGrace : .zero
         var last = now
         for _ in 0..<steps where starts.count < waiting.count {
@@ -42,12 +57,13 @@ public struct StartEstimator: Sendable {
             let at = max(now, next)
             last = at
             for allocation in shadow.allocations.values.filter({ $0.expectedEnd <= at }).sorted(by: { $0.id < $1.id }) where shadow.allocations[allocation.id] != nil {
+                if learned.contains(allocation.task.job) { learnedUsed = true }
                 _ = try? shadow.apply(.endAllocation(allocation.id, .succeeded, at: at))
             }
             let step = scheduler.process(shadow, now: at)
             guard (try? shadow.apply(.commit(PlanVerifier().verify(step, against: shadow), at: at))) != nil else { break }
             for placement in step.placements where waiting.contains(placement.task.job) && starts[placement.task.job] == nil {
-                starts[placement.task.job] = at
+                starts[placement.task.job] = Estimate(start: at, learned: learnedUsed)
             }
         }
         return starts

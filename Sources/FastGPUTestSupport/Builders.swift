@@ -79,8 +79,10 @@ public struct JobBuilder: Sendable {
     var estimate: Duration?
     var limit: Duration?
     var submit = Timestamp.zero
+    var submitter = ""
 
     public func project(_ id: UInt64) -> JobBuilder { var c = self; c.project = ProjectID(id); return c }
+    public func submitter(_ subject: String) -> JobBuilder { var c = self; c.submitter = subject; return c }
     public func priority(_ p: PriorityClass) -> JobBuilder { var c = self; c.priority = p; return c }
     public func spot(_ flag: Bool = true) -> JobBuilder { var c = self; c.spot = flag; return c }
     public func gpus(_ count: Int, model: String? = nil, minMemoryMiB: Int? = nil) -> JobBuilder {
@@ -115,7 +117,7 @@ public struct JobBuilder: Sendable {
 
     public func build() -> Job {
         let groups = self.groups + [TaskGroup(name: "group\(self.groups.count)", count: count, resources: resources, gang: gang, placement: placement)]
-        return Job(id: id, project: project, priority: priority, spot: spot, taskGroups: groups,
+        return Job(id: id, project: project, submitter: submitter, priority: priority, spot: spot, taskGroups: groups,
                    runtimeEstimate: estimate, runtimeLimit: limit, submitTime: submit)
     }
 }

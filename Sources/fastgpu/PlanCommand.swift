@@ -24,7 +24,9 @@ struct PlanCommand: ParsableCommand {
         guard nodes >= 1, nodes <= 100_000 else { throw ValidationError("--nodes must be between 1 and 100000") }
         guard gpusPerNode >= 1, gpusPerNode <= 64 else { throw ValidationError("--gpus-per-node must be between 1 and 64") }
         guard jobs >= 0, jobs <= 1_000_000 else { throw ValidationError("--jobs must be between 0 and 1000000") }
-        guard SchedulingPolicy.liveNames.contains(policy) else { throw ValidationError("unknown --policy '\(policy)'; use \(SchedulingPolicy.liveNames.joined(separator: ", "))") }
+        guard let named = SchedulingPolicy.named(policy), !named.isOracle else {
+            throw ValidationError("unknown --policy '\(policy)'; use \(SchedulingPolicy.liveNames.joined(separator: ", ")) (or fastgpu:claim=N:…)")
+        }
         if let backfill, BackfillMode(rawValue: backfill) == nil { throw ValidationError("unknown --backfill '\(backfill)'; use strict, easy or greedy") }
     }
 

@@ -110,6 +110,24 @@ import Testing
         #expect(order(GittinsPolicy(tables: [:]), [state.jobs[JobID(1)]!, state.jobs[JobID(2)]!], state: state, now: .seconds(2)) == [2, 1])
     }
 
+    @Test func aJobThatOutlivedEverySampleOfItsClassIsRankedByACoarserOne() throws {
+        // Ada's class has three 1-second jobs; all jobs include ones of 100,000 s. Her job that has
+        // run 10,000 s (over ten times her class's longest) is not "nearly done" (the flat tail of
+        // her class: 1 ÷ 1 s) but ranked by the class that has seen runs that long.
+        var state = ClusterState.make(nodes: [Self.node], jobs: [Job.make(1).gpus(1).submitter("ada").build()])
+        let plan = Scheduler(configuration: SchedulerConfiguration(policy: FIFOPolicy())).process(state, now: .zero)
+        try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: .zero))
+        var learned = LearnedRuntimes(tail: .flat)
+        for _ in 0..<3 { learned.learn(project: ProjectID(1), submitter: "ada", gpus: 1, milliGPUs: 1000, milliseconds: 1000) }
+        for seconds: Int64 in [10, 1000, 100_000] { learned.learn(project: ProjectID(2), submitter: "bo", gpus: 1, milliGPUs: 1000, milliseconds: seconds * 1000) }
+        learned.buildTables()
+        let policy = learned.gittins(GittinsPolicy(tables: [:]))
+        let index = policy.index(of: state.jobs[JobID(1)]!, in: state, now: .seconds(10_000))
+        #expect(index <= 1.0 / 90_000, "\(index)")
+        // While it is within its class's runs, its own class ranks it.
+        #expect(policy.index(of: state.jobs[JobID(1)]!, in: state, now: Timestamp(millisecondsSinceEpoch: 500)) >= 0.5)
+    }
+
     @Test func theClaimIndexPaysForTheRestart() {
         // Samples 1 s, 1 s, 100 s; a restart costs r = 1 s. Fresh: k = 1 → 1 ÷ (1 + 2 + 3 × 1) = 1/6;
         // k = 2 → 2 ÷ (2 + 1 + 3) = 1/3; k = 3 → 3 ÷ (102 + 3) = 1/35. Claim 1/3 against a plain 2/3.
