@@ -31,6 +31,9 @@ extension ControlPlane {
         }
         if !verified.rejected.isEmpty { wake() }
         scheduleWakeForBackoffs(plan, now: now)
+        // An estimated start that passes while its job still waits is stale (the work ahead ran
+        // longer than expected): a pass then estimates again, from how long that work has run.
+        if let next = estimates.values.filter({ $0 > now }).min(), next < (backoffWake ?? .distantFuture) { backoffWake = next }
         queue = []
         for pendingJob in plan.pending.sorted(by: { $0.position < $1.position }) {
             guard let job = state.jobs[pendingJob.job], job.isWaiting else { continue }
