@@ -292,9 +292,9 @@ extension ControlPlane {
         var reason: PendingReason?
         if (try? shadow.apply(.submit(job, launch: submission.launch))) != nil {
             learned.buildTables()
-            let scheduling = configuration.schedulerConfiguration(learned: learned)
+            let scheduling = learned.configuring(configuration.scheduler)
             let filled = learned.filling(shadow, now: now)
-            let decideOn = configuration.estimates == .history ? filled.state : shadow
+            let decideOn = configuration.decidesOnLearnedRuntimes ? filled.state : shadow
             let plan = Scheduler(configuration: scheduling).process(decideOn, now: now)
             if plan.placements.contains(where: { $0.task.job == job.id }) {
                 start = now

@@ -25,12 +25,12 @@ public struct ControlPlaneConfiguration: Sendable {
     /// A GPU an allocation holds at 0 % utilisation for this long is idle: a `gpu-idle` event on
     /// its job and `fastgpu_gpu_idle_allocated` on `/metrics`.
     public var idleGPUAfter: Duration = .seconds(600)
-    /// The policy's name (the registry's, `SchedulingPolicy`), for `/v1/queue` and the log.
+    /// The policy's name (the registry's, `SchedulingPolicy`), for the log.
     public var policyName: String
-    /// Where the scheduler's run-time figures come from: with `.distribution` each pass ranks by
-    /// the Gittins tables learned from finished jobs, and with `.history` or `.distribution` a job
-    /// without an estimate is decided with a learned one. Start estimates use learned run times
-    /// wherever users gave none, whatever the policy.
+    /// Where the scheduler's run-time figures come from: a Gittins policy (`.distribution`) ranks
+    /// by the tables learned from finished jobs; under `.history` a job without an estimate is
+    /// decided with a learned one. Start estimates use learned run times wherever users gave
+    /// none, whatever the policy.
     public var estimates: EstimateSource = .none
     /// What learns run times from finished jobs (samples kept per class, the claims' restart price).
     public var learner = LearnedRuntimes()
@@ -45,15 +45,10 @@ public struct ControlPlaneConfiguration: Sendable {
         return configuration
     }
 
-    /// The scheduler's configuration for a pass: a `.distribution` policy ranks by the tables
-    /// learned so far.
-    public func schedulerConfiguration(learned: LearnedRuntimes) -> SchedulerConfiguration {
-        var configuration = scheduler
-        if estimates == .distribution, let gittins = scheduler.policy as? GittinsPolicy {
-            configuration.policy = learned.gittins(gittins)
-        }
-        return configuration
-    }
+    /// Whether the policy decides on run times (SRTF, EASY backfill), so that a job without one
+    /// is decided with a learned one, as the simulator's do. `fastgpu` ranks by its tables and
+    /// places greedily: it decides on the state as it is (filling in run times copies every job).
+    public var decidesOnLearnedRuntimes: Bool { estimates == .history }
 
     public init(scheduler: SchedulerConfiguration = SchedulerConfiguration(), heartbeatTTL: Duration = .seconds(5), heartbeatGrace: Duration = .seconds(5),
                 startupGrace: Duration = .seconds(30), estimateLimit: Int = 2_000, maxPageSize: Int = 500) {

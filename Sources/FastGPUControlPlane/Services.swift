@@ -49,13 +49,10 @@ public struct SchedulingService: Service {
         let configuration = controlPlane.configuration
         let clock = ContinuousClock()
         let started = clock.now
-        // The policy's configuration with what was learned. A policy that decides on run times
-        // (`.history`: SRTF, EASY backfill) decides on learned ones where users gave none, as the
-        // simulator's does; `fastgpu` ranks by its tables and places greedily, so it decides on the
-        // state as it is (filling copies every job). Start estimates always use learned run times.
-        let scheduling = configuration.schedulerConfiguration(learned: learned)
+        // The policy with what was learned; start estimates always use learned run times.
+        let scheduling = learned.configuring(configuration.scheduler)
         var filled: (state: ClusterState, learned: Set<JobID>)?
-        if configuration.estimates == .history { filled = learned.filling(state, now: now) }
+        if configuration.decidesOnLearnedRuntimes { filled = learned.filling(state, now: now) }
         let plan = Scheduler(configuration: scheduling).process(filled?.state ?? state, now: now)
         let planned = clock.now
         var starts: [JobID: Timestamp] = [:]

@@ -155,11 +155,10 @@ public struct GittinsPolicy: QueuePolicy {
         // times longer than every sample of its class is evidence that the class does not
         // describe it, so a coarser one ranks it: else three quick jobs of one person would make
         // that person's next week-long job rank as if nearly done, under the flat tail, for its
-        // whole run. (At once past the longest sample, the robustness figure's worst point went
-        // from 1.48 to 1.56 × srtf-oracle: jobs that outlive their class by a little are common.)
+        // whole run. (Falling back as soon as a job passes the longest sample cost the robustness
+        // figure more: jobs that outlive their class by a little are common.)
         var found: Table?
-        for key in [ClassKey(project: job.project, submitter: job.submitter, milliGPUs: job.milliGPUs), ClassKey(project: job.project, milliGPUs: job.milliGPUs),
-                    ClassKey(project: nil, milliGPUs: job.milliGPUs), ClassKey(project: nil, milliGPUs: nil)] {
+        for key in ClassKey.chain(project: job.project, submitter: job.submitter, milliGPUs: job.milliGPUs) {
             guard let table = tables[key] else { continue }
             found = table
             if attained / 10 < table.longest { break }

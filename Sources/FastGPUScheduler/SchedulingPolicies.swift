@@ -196,12 +196,15 @@ public struct LearnedRuntimes: Sendable {
         _ = distributions.tables()
     }
 
-    /// The Gittins policy with the tables as last built, and a prior that prices its claims alike.
-    public func gittins(_ base: GittinsPolicy) -> GittinsPolicy {
-        var policy = base
+    /// The configuration with its Gittins policy (if it has one) ranking by the tables as last
+    /// built, and a prior that prices its claims alike; other policies learn nothing from them.
+    public func configuring(_ configuration: SchedulerConfiguration) -> SchedulerConfiguration {
+        guard var policy = configuration.policy as? GittinsPolicy else { return configuration }
         policy.tables = distributions.builtTables
         policy.prior = GittinsPolicy.Table(samples: [], restartSeconds: distributions.restartSeconds)
-        return policy
+        var configured = configuration
+        configured.policy = policy
+        return configured
     }
 
     /// The state with a learned run time for every unfinished job that has neither an estimate nor

@@ -9,10 +9,9 @@ public import FastGPUModel
 /// without an estimate or limit never ends in the shadow, so jobs that wait behind it get no
 /// estimate rather than a wrong one (the control plane gives such work a learned run time first).
 /// The shadow preempts as the policy does, and also steps when young work's preemption grace
-/// ends: under a preemptive policy that is how most waiting jobs start. Measured on the Philly
-/// week (`fastgpu sim --estimate-every 600`, jobs waiting a median 905 s): with preemption in the
-/// shadow the median error is 215 s and the p90 1,657 s; without it 333 s and 2,990 s.
-/// Bounded by `steps` steps, each one scheduling pass.
+/// ends: under a preemptive policy that is how most waiting jobs start (how good the estimates
+/// are: `fastgpu sim run … --estimate-every 600`, README). Bounded by `steps` steps, each one
+/// scheduling pass.
 public struct StartEstimator: Sendable {
     public var configuration: SchedulerConfiguration
     public var steps: Int

@@ -143,10 +143,9 @@ struct Engine {
     let trace: Trace
     let policy: SchedulingPolicy
     let options: SimulationOptions
+    /// The policy's scheduler; a `.distribution` policy's Gittins settings (measure, weighing)
+    /// get the tables learned so far each pass.
     let scheduler: Scheduler
-    /// A `.distribution` policy's Gittins settings (measure, weighing); each pass gets them with
-    /// the tables learned so far.
-    let gittins: GittinsPolicy
 
     var state = ClusterState()
     var learned: LearnedRuntimes
@@ -188,7 +187,6 @@ struct Engine {
         self.options = options
         let restartCost = Duration.milliseconds(options.restartPenaltyMilliseconds)
         self.scheduler = Scheduler(configuration: policy.schedulerConfiguration(restartCost: restartCost))
-        self.gittins = (policy.configuration.policy as? GittinsPolicy) ?? GittinsPolicy(tables: [:])
         self.learned = policy.learner(restartCost: restartCost)
         truth = trace.jobs.map(\.durationMilliseconds)
         firstEstimates = Array(repeating: nil, count: options.estimateEveryMilliseconds == nil ? 0 : trace.jobs.count)
@@ -307,7 +305,7 @@ struct Engine {
         var scheduler = self.scheduler
         if policy.estimates == .distribution {
             learned.buildTables()
-            scheduler.configuration.policy = learned.gittins(gittins)
+            scheduler.configuration = learned.configuring(scheduler.configuration)
         }
         let plan = scheduler.process(state, now: at)
         if let every = options.estimateEveryMilliseconds, now >= nextEstimate {

@@ -49,9 +49,8 @@ import Testing
             }
             // What the server does each pass: the learned tables, learned run times where none were given.
             learned.buildTables()
-            var configuration = policy.schedulerConfiguration(restartCost: .seconds(30))
-            if let gittins = configuration.policy as? GittinsPolicy { configuration.policy = learned.gittins(gittins) }
-            let decideOn = policy.estimates == .none ? state : learned.filling(state, now: now).state
+            let configuration = learned.configuring(policy.schedulerConfiguration(restartCost: .seconds(30)))
+            let decideOn = policy.estimates == .history ? learned.filling(state, now: now).state : state
             let plan = Scheduler(configuration: configuration).process(decideOn, now: now)
             try state.apply(.commit(PlanVerifier().verify(plan, against: state), at: now))
             for pending in plan.pending {

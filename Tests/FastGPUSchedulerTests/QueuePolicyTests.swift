@@ -121,7 +121,7 @@ import Testing
         for _ in 0..<3 { learned.learn(project: ProjectID(1), submitter: "ada", gpus: 1, milliGPUs: 1000, milliseconds: 1000) }
         for seconds: Int64 in [10, 1000, 100_000] { learned.learn(project: ProjectID(2), submitter: "bo", gpus: 1, milliGPUs: 1000, milliseconds: seconds * 1000) }
         learned.buildTables()
-        let policy = learned.gittins(GittinsPolicy(tables: [:]))
+        let policy = try #require(learned.configuring(SchedulerConfiguration(policy: GittinsPolicy(tables: [:]))).policy as? GittinsPolicy)
         let index = policy.index(of: state.jobs[JobID(1)]!, in: state, now: .seconds(10_000))
         #expect(index <= 1.0 / 90_000, "\(index)")
         // While it is within its class's runs, its own class ranks it.

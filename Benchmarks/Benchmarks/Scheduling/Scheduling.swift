@@ -71,7 +71,7 @@ struct SchedulingFigures {
     /// have learned from 5,000 finished Philly-shaped jobs (the Gittins tables of `fastgpu`).
     static func configuration(_ name: String) -> SchedulerConfiguration {
         let policy = SchedulingPolicy.named(name)!
-        var configuration = policy.schedulerConfiguration(restartCost: .seconds(30))
+        let configuration = policy.schedulerConfiguration(restartCost: .seconds(30))
         var learned = policy.learner(restartCost: .seconds(30))
         var rng = SeededGenerator(seed: 7)
         for job in Workloads.philly(count: 5_000, using: &rng) {
@@ -79,8 +79,7 @@ struct SchedulingFigures {
                           milliseconds: job.runtimeEstimate?.wholeMilliseconds ?? 3_600_000)
         }
         learned.buildTables()
-        if let gittins = configuration.policy as? GittinsPolicy { configuration.policy = learned.gittins(gittins) }
-        return configuration
+        return learned.configuring(configuration)
     }
 
     static func measure(_ state: ClusterState, configuration: SchedulerConfiguration) -> SchedulingFigures {
